@@ -1,0 +1,228 @@
+"""Run configuration: one small dataclass, presets, and all parameter validation in one place.
+
+Temperature convention (spec section 0): ``temperature`` is the standard SNNL temperature tau of
+Frosst et al. (kernel exp(-d / tau)). The reference code's ``T`` maps to it as tau = 100 / T; presets
+may give either (``reference_T`` is converted on load).
+
+Loss scale: cross-entropy is the batch *mean*; the reference code summed it, so its kappa is divided by
+its batch size to get the effective ``kappa`` stored here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DATASETS = ("mnist", "fashion-mnist", "digits", "speech-commands")
+PRESETS = ("quick", "paper", "reference")
+
+
+class ConfigError(ValueError):
+    """A parameter or combination of parameters that cannot run; the message says what to change."""
+
+
+@dataclass
+class RunConfig:
+    # what to run
+    dataset: str = "mnist"
+    preset: str = "quick"
+    seed: int = 0
+    data_dir: str | None = None
+    device: str = "cpu"
+    model: str = "conv2"              # conv2 (paper CNN), lstm (speech), see ewe.models.MODELS
+    # data budget (None = all)
+    train_size: int | None = None
+    test_size: int | None = None
+    # optimisation (reference: Adam 1e-3, betas 0.9/0.99, eps 1e-5)
+    batch_size: int = 512
+    lr: float = 1e-3
+    epochs: int = 10                  # clean pre-training epochs
+    w_epochs: float = 10.0            # watermark phase length, in clean-epoch units of watermark steps
+    ratio: float = 1.0                # clean batches per watermark batch
+    # SNNL
+    kappa: list[float] = field(default_factory=lambda: [32 / 512] * 3)   # effective, mean-CE scale
+    temperature: list[float] = field(default_factory=lambda: [100.0] * 3)  # tau per layer
+    temperature_mode: str = "learned"  # learned (reference min-max) or fixed
+    t_lr: float = 0.1
+    metric: str = "cosine"
+    snnl: bool = True                 # False = the "optimised triggers, no SNNL" ablation
+    # triggers
+    trigger: str = "ood"              # ood (another dataset's class) or in (source class + 3x3 patch)
+    source: int = 1
+    target: int = 7
+    n_triggers: int | None = None     # training triggers (None = |target class|, as the reference)
+    n_heldout: int = 1000             # held-out triggers for measuring watermark success
+    optimise_triggers: bool = True
+    maxiter: int = 10
+    w_lr: float = 0.01
+    threshold: float = 0.1
+    # extraction (thief)
+    extract_epochs: int | None = None  # None = epochs + w_epochs (reference)
+    extract_labels: str = "hard"       # hard | soft
+    distill_temperature: float = 1.0
+    student: str | None = None         # None = same architecture as the victim
+    query_budget: int | None = None    # None = the whole attacker set
+    attacker_data: str = "same"        # same (defender's training set, as the reference) | disjoint
+    # verification
+    alpha: float = 0.05
+    query_draws: int = 200
+    # run control
+    train_baselines: bool = True       # clean, classic watermark, ablation and their extractions
+    threads: int | None = None
+
+    # ---- derived -------------------------------------------------------------------------------
+    @property
+    def extraction_epochs(self) -> int:
+        if self.extract_epochs is not None:
+            return self.extract_epochs
+        return int(self.epochs + round(self.w_epochs))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return validate(dataclasses.replace(self, **changes))
+
+
+# Per-dataset presets. "reference" mirrors the reference code's --default 1 settings (spec b2), with
+# kappa converted to the mean-CE scale (kappa_ref / B). "paper" and "quick" are this project's settings.
+_REFERENCE = {
+    "mnist": dict(model="conv2", batch_size=512, ratio=1.0, epochs=10, w_epochs=10, reference_kappa=32,
+                  reference_T=1, t_lr=0.1, source=1, target=7, trigger="ood"),
+    "fashion-mnist": dict(model="conv2", batch_size=128, ratio=2.0, epochs=10, w_epochs=10,
+                          reference_kappa=32, reference_T=1, t_lr=0.1, source=8, target=0, trigger="ood"),
+    "digits": dict(model="conv2", batch_size=128, ratio=1.0, epochs=10, w_epochs=10, reference_kappa=32,
+                   reference_T=1, t_lr=0.1, source=1, target=7, trigger="ood"),
+    "speech-commands": dict(model="lstm", batch_size=128, ratio=1.0, epochs=30, w_epochs=1,
+                            reference_kappa=16, reference_T=30, t_lr=2.0, source=9, target=5,
+                            trigger="in"),
+}
+
+# Project presets: overrides on top of the reference values. Chosen from measurements (README).
+_PROJECT = {
+    ("mnist", "paper"): dict(epochs=3, w_epochs=3, train_size=None, temperature=[1.0] * 3),
+    ("mnist", "quick"): dict(batch_size=256, epochs=2, w_epochs=2, train_size=12000, test_size=2000,
+                             n_triggers=1024, n_heldout=500, maxiter=4, extract_epochs=3,
+                             temperature=[1.0] * 3),
+    ("fashion-mnist", "paper"): dict(epochs=3, w_epochs=3, temperature=[1.0] * 3),
+    ("fashion-mnist", "quick"): dict(batch_size=256, ratio=1.0, epochs=2, w_epochs=2, train_size=12000,
+                                     test_size=2000, n_triggers=1024, n_heldout=500, maxiter=4,
+                                     extract_epochs=3, temperature=[1.0] * 3),
+    ("digits", "paper"): dict(epochs=20, w_epochs=10, n_heldout=200, temperature=[1.0] * 3),
+    ("digits", "quick"): dict(batch_size=64, epochs=8, w_epochs=6, n_triggers=256, n_heldout=200,
+                              maxiter=3, extract_epochs=10, temperature=[1.0] * 3),
+    ("speech-commands", "paper"): dict(epochs=20, w_epochs=4),
+    ("speech-commands", "quick"): dict(epochs=6, w_epochs=2, n_heldout=200, maxiter=3, extract_epochs=8),
+}
+
+
+def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
+    """The named preset for a dataset, with overrides applied and everything validated."""
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values: dict[str, Any] = dict(_REFERENCE[dataset])
+    if name != "reference":
+        values.update(_PROJECT.get((dataset, name), {}))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["dataset"], values["preset"] = dataset, name
+    return from_dict(values)
+
+
+def from_dict(values: dict[str, Any]) -> RunConfig:
+    """Build a config from a dict (a preset, a saved config.json or CLI overrides).
+
+    Accepts the reference code's parameterisation as aliases: ``reference_T`` (tau = 100 / T) and
+    ``reference_kappa`` (divided by the batch size, since the reference summed its cross-entropy).
+    """
+    values = dict(values)
+    known = {f.name for f in fields(RunConfig)}
+    ref_T = values.pop("reference_T", None)
+    ref_kappa = values.pop("reference_kappa", None)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+    batch = int(values.get("batch_size", RunConfig.batch_size))
+    if ref_T is not None and "temperature" not in values:
+        values["temperature"] = [100.0 / float(t) for t in _three(ref_T, "reference_T")]
+    if ref_kappa is not None and "kappa" not in values:
+        values["kappa"] = [float(k) / batch for k in _three(ref_kappa, "reference_kappa")]
+    for key in ("kappa", "temperature"):
+        if key in values:
+            values[key] = [float(v) for v in _three(values[key], key)]
+    return validate(RunConfig(**values))
+
+
+def _three(value: Any, name: str) -> list[float]:
+    if isinstance(value, (int, float)):
+        return [float(value)] * 3
+    value = list(value)
+    if len(value) == 1:
+        return [float(value[0])] * 3
+    if len(value) != 3:
+        raise ConfigError(f"{name} needs one value or three (one per SNNL layer), got {len(value)}")
+    return [float(v) for v in value]
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every parameter and combination; raise ConfigError saying what to change."""
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    need(cfg.dataset in DATASETS, f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
+    need(cfg.preset in PRESETS + ("custom",), f"unknown preset {cfg.preset!r}")
+    need(cfg.seed >= 0, "seed must be 0 or more")
+    need(cfg.batch_size >= 4 and cfg.batch_size % 2 == 0,
+         f"batch size must be an even number of at least 4 (watermark batches are half triggers), "
+         f"got {cfg.batch_size}")
+    need(cfg.lr > 0, "learning rate must be positive")
+    need(cfg.epochs >= 0, "epochs must be 0 or more")
+    need(cfg.w_epochs > 0, "the watermark phase needs w_epochs > 0")
+    need(cfg.ratio > 0, f"ratio (clean batches per watermark batch) must be positive, got {cfg.ratio}")
+    need(cfg.ratio <= 100, f"ratio {cfg.ratio} is too large (at most 100)")
+    need(len(cfg.kappa) == 3 and all(k >= 0 for k in cfg.kappa), "kappa needs three values >= 0")
+    need(len(cfg.temperature) == 3 and all(t > 0 for t in cfg.temperature),
+         f"temperature must be positive (got {cfg.temperature}); tau = 100 / T for the reference code's T")
+    need(cfg.temperature_mode in ("learned", "fixed"), "temperature_mode is 'learned' or 'fixed'")
+    need(cfg.t_lr >= 0, "t_lr must be 0 or more")
+    need(cfg.metric in ("cosine", "euclidean"), "metric is 'cosine' or 'euclidean'")
+    need(cfg.trigger in ("ood", "in"), "trigger is 'ood' (out-of-distribution) or 'in' (patch)")
+    n_classes = 10
+    need(0 <= cfg.target < n_classes, f"target class must be 0..{n_classes - 1}, got {cfg.target}")
+    need(0 <= cfg.source < n_classes, f"source class must be 0..{n_classes - 1}, got {cfg.source}")
+    need(not (cfg.trigger == "in" and cfg.source == cfg.target),
+         f"source and target are both class {cfg.source}: an in-distribution watermark needs a source "
+         "class different from the target")
+    need(cfg.n_triggers is None or cfg.n_triggers >= 2, "n_triggers must be at least 2")
+    need(cfg.n_heldout >= 2, "n_heldout must be at least 2 (the t-test needs several queries)")
+    need(cfg.maxiter >= 0, "maxiter must be 0 or more")
+    need(cfg.w_lr >= 0, "w_lr must be 0 or more")
+    need(0 <= cfg.threshold <= 1, "threshold is a fraction in [0, 1]")
+    need(cfg.train_size is None or cfg.train_size >= 2 * cfg.batch_size // 2,
+         f"train_size {cfg.train_size} is smaller than one batch ({cfg.batch_size})")
+    need(cfg.test_size is None or cfg.test_size >= 1, "test_size must be positive")
+    need(cfg.extract_epochs is None or cfg.extract_epochs >= 1, "extract_epochs must be at least 1")
+    need(cfg.extract_labels in ("hard", "soft"), "extract_labels is 'hard' or 'soft'")
+    need(cfg.distill_temperature > 0, "distill_temperature must be positive")
+    need(cfg.query_budget is None or cfg.query_budget >= cfg.batch_size // 2,
+         f"query budget {cfg.query_budget} is below half a batch ({cfg.batch_size // 2})")
+    need(cfg.attacker_data in ("same", "disjoint"), "attacker_data is 'same' or 'disjoint'")
+    need(0 < cfg.alpha < 1, "alpha is a significance level in (0, 1)")
+    need(cfg.query_draws >= 1, "query_draws must be at least 1")
+    need(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
+    need(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device is 'cpu' or 'cuda[:N]'")
+    from .models import MODELS  # late import: models imports torch
+    need(cfg.model in MODELS, f"unknown model {cfg.model!r}; choose one of {', '.join(MODELS)}")
+    need(cfg.student is None or cfg.student in MODELS,
+         f"unknown student architecture {cfg.student!r}; choose one of {', '.join(MODELS)}")
+    need(not (cfg.dataset == "speech-commands") or cfg.model in ("lstm", "audio_cnn"),
+         "speech-commands needs an audio model ('lstm' or 'audio_cnn')")
+    need(cfg.dataset == "speech-commands" or cfg.model not in ("lstm", "audio_cnn"),
+         f"model {cfg.model!r} is for speech-commands; image datasets use 'conv2'")
+    return cfg

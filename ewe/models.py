@@ -1,0 +1,153 @@
+"""Models. Each returns logits from ``forward`` and ``(logits, [h1, h2, h3])`` from ``features``: the three
+hidden representations the SNNL term entangles (spec section c). Dropout is off: the reference code's
+dropout was never active, and ports that turned it on lost the effect.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _glorot(module: nn.Module) -> None:
+    # The reference code uses TF's default Glorot-uniform initialisation with zero biases.
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class ConvNet(nn.Module):
+    """The paper's 2-conv CNN: conv 32@5x5 -> pool -> conv 64@3x3 -> pool -> dense 128 -> dense 10.
+
+    SNNL layers are the pre-activations s1, s2, s3 (the loss applies ReLU itself). ``width`` scales the
+    channel counts for thief students of other capacity.
+    """
+
+    def __init__(self, input_shape=(1, 28, 28), n_classes: int = 10, width: float = 1.0):
+        super().__init__()
+        c, h, w = input_shape
+        c1, c2, d = max(1, round(32 * width)), max(1, round(64 * width)), max(1, round(128 * width))
+        self.conv1 = nn.Conv2d(c, c1, 5, padding=2)
+        self.conv2 = nn.Conv2d(c1, c2, 3, padding=1)
+        self.fc1 = nn.Linear(c2 * (h // 4) * (w // 4), d)
+        self.fc2 = nn.Linear(d, n_classes)
+        _glorot(self)
+
+    def features(self, x):
+        s1 = self.conv1(x)
+        s2 = self.conv2(F.max_pool2d(F.relu(s1), 2))
+        s3 = self.fc1(F.max_pool2d(F.relu(s2), 2).flatten(1))
+        return self.fc2(F.relu(s3)), [s1, s2, s3]
+
+    def forward(self, x):
+        return self.features(x)[0]
+
+
+class MLP(nn.Module):
+    """A fully connected thief student (no convolutions): flatten -> 512 -> 256 -> 128 -> classes."""
+
+    def __init__(self, input_shape=(1, 28, 28), n_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(math.prod(input_shape), 512)
+        self.fc2 = nn.Linear(512, 256)
+        self.fc3 = nn.Linear(256, 128)
+        self.out = nn.Linear(128, n_classes)
+        _glorot(self)
+
+    def features(self, x):
+        s1 = self.fc1(x.flatten(1))
+        s2 = self.fc2(F.relu(s1))
+        s3 = self.fc3(F.relu(s2))
+        return self.out(F.relu(s3)), [s1, s2, s3]
+
+    def forward(self, x):
+        return self.features(x)[0]
+
+
+class SpeechLSTM(nn.Module):
+    """The paper's speech model: LSTM(256) over [time, mel]; SNNL on the middle step's output, the last
+    step's output, and the 128-unit dense layer (pre-activation)."""
+
+    def __init__(self, input_shape=(1, 125, 80), n_classes: int = 10, hidden: int = 256):
+        super().__init__()
+        _, t, f = input_shape
+        self.lstm = nn.LSTM(f, hidden, batch_first=True)
+        self.fc1 = nn.Linear(hidden, 128)
+        self.fc2 = nn.Linear(128, n_classes)
+        nn.init.xavier_uniform_(self.fc1.weight), nn.init.zeros_(self.fc1.bias)
+        nn.init.xavier_uniform_(self.fc2.weight), nn.init.zeros_(self.fc2.bias)
+
+    def features(self, x):
+        seq, _ = self.lstm(x.squeeze(1))          # [N, T, hidden]
+        h1, h2 = seq[:, seq.shape[1] // 2], seq[:, -1]
+        s3 = self.fc1(h2)
+        return self.fc2(F.relu(s3)), [h1, h2, s3]
+
+    def forward(self, x):
+        return self.features(x)[0]
+
+
+class AudioCNN(nn.Module):
+    """A small CNN on log-mel features [1, T, F]: three conv blocks, global pooling, dense 128."""
+
+    def __init__(self, input_shape=(1, 125, 80), n_classes: int = 10):
+        super().__init__()
+        c = input_shape[0]
+        self.conv1 = nn.Conv2d(c, 32, 3, padding=1)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.conv3 = nn.Conv2d(64, 64, 3, padding=1)
+        self.fc1 = nn.Linear(64, 128)
+        self.fc2 = nn.Linear(128, n_classes)
+        _glorot(self)
+
+    def features(self, x):
+        s1 = self.conv1(x)
+        s2 = self.conv2(F.max_pool2d(F.relu(s1), 2))
+        a3 = F.relu(self.conv3(F.max_pool2d(F.relu(s2), 2)))
+        s3 = self.fc1(a3.mean(dim=(2, 3)))
+        return self.fc2(F.relu(s3)), [s1, s2, s3]
+
+    def forward(self, x):
+        return self.features(x)[0]
+
+
+MODELS = {
+    "conv2": lambda shape, n: ConvNet(shape, n),
+    "conv2_wide": lambda shape, n: ConvNet(shape, n, width=2.0),
+    "conv2_narrow": lambda shape, n: ConvNet(shape, n, width=0.5),
+    "mlp": lambda shape, n: MLP(shape, n),
+    "lstm": lambda shape, n: SpeechLSTM(shape, n),
+    "audio_cnn": lambda shape, n: AudioCNN(shape, n),
+}
+
+
+def build_model(name: str, input_shape, n_classes: int = 10) -> nn.Module:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name](tuple(input_shape), n_classes)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is not a plain state_dict for the expected architecture."""
+
+
+def load_state(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a state_dict checkpoint safely (weights_only=True) into ``model``; clear errors otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle / zip errors from torch have long, unhelpful texts
+        raise CheckpointError(f"{Path(path).name} is not a plain PyTorch state_dict checkpoint "
+                              f"({type(exc).__name__})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{Path(path).name} does not hold a state_dict (a dict of tensors)")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "shape mismatch"
+        raise CheckpointError(f"{Path(path).name} does not fit the {type(model).__name__} "
+                              f"architecture: {first}") from None
+    return model

@@ -1,0 +1,76 @@
+"""Soft nearest-neighbour loss (Frosst, Papernot & Hinton 2019) as the EWE reference code computes it.
+
+For representations z (ReLU applied inside, flattened) and group labels w (1 = watermark, 0 = target):
+    d_ij = 1 - cos(z_i, z_j)  (cosine)   or   ||z_i||^2 + ||z_j||^2 - 2 z_i.z_j  (euclidean)
+    e_ij = clip(exp(-d_ij / tau) - delta_ij, 0, 1)
+    p_ij = e_ij / (1e-5 + sum_k e_ik)
+    SNNL = -mean_i log(1e-5 + sum_j p_ij [w_i == w_j])
+High SNNL = the groups are entangled (ln 2 for two equal, perfectly mixed groups).
+
+Temperature: ``tau`` is the standard SNNL temperature. The reference code parameterises it as
+T = 100 / tau and takes its gradient steps on T; ``Temperatures`` does the same so a learned run follows
+the reference dynamics, and reports tau.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-5
+
+
+def pairwise_distance(z: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
+    if metric == "cosine":
+        zn = F.normalize(z, dim=1, eps=1e-12)
+        return 1.0 - zn @ zn.T
+    if metric == "euclidean":
+        sq = (z * z).sum(1)
+        return (sq[:, None] + sq[None, :] - 2.0 * (z @ z.T)).clamp_min(0.0)
+    raise ValueError(f"metric is 'cosine' or 'euclidean', got {metric!r}")
+
+
+def snnl(h: torch.Tensor, w: torch.Tensor, tau: torch.Tensor | float, metric: str = "cosine") -> torch.Tensor:
+    """SNNL of one layer's representations ``h`` [B, ...] with group labels ``w`` [B]."""
+    z = F.relu(h).flatten(1)
+    d = pairwise_distance(z, metric)
+    eye = torch.eye(len(z), device=z.device, dtype=d.dtype)
+    e = (torch.exp(-d / tau) - eye).clamp(0.0, 1.0)
+    p = e / (EPS + e.sum(1, keepdim=True))
+    same = (w[:, None] == w[None, :]).to(p.dtype)
+    return -torch.log(EPS + (p * same).sum(1)).mean()
+
+
+class Temperatures:
+    """Per-layer temperatures, parameterised as the reference code's T = 100 / tau.
+
+    ``mode="learned"``: after each watermark batch, T_l <- T_l - t_lr * dSNNL_l/dT_l (each layer's
+    temperature descends its own SNNL while the weights ascend it: the reference code's min-max).
+    ``mode="fixed"``: no update.
+    """
+
+    def __init__(self, tau: list[float], mode: str = "learned", t_lr: float = 0.1):
+        self.T = torch.tensor([100.0 / t for t in tau], dtype=torch.float32, requires_grad=True)
+        self.mode, self.t_lr = mode, t_lr
+
+    @property
+    def tau(self) -> list[float]:
+        return [100.0 / float(t) for t in self.T.detach()]
+
+    def for_layer(self, layer: int) -> torch.Tensor:
+        # tau as a differentiable function of T; floor T so tau stays finite if T were pushed to 0.
+        return 100.0 / self.T[layer].clamp_min(1e-3)
+
+    def step(self, snnl_values: list[torch.Tensor]) -> None:
+        """Gradient step on T lowering each layer's SNNL. ``snnl_values`` must still hold their graph."""
+        if self.mode != "learned" or self.t_lr == 0:
+            return
+        grad, = torch.autograd.grad(torch.stack(snnl_values).sum(), self.T, retain_graph=True)
+        with torch.no_grad():
+            self.T -= self.t_lr * grad
+            self.T.clamp_(min=1e-3)
+
+
+def snnl_layers(hidden: list[torch.Tensor], w: torch.Tensor, temps: Temperatures,
+                metric: str = "cosine") -> list[torch.Tensor]:
+    """SNNL for each of the three hidden layers, with each layer's temperature."""
+    return [snnl(h, w, temps.for_layer(i), metric) for i, h in enumerate(hidden)]

@@ -1,0 +1,214 @@
+"""Training loops: clean training and the interleaved watermark phase (spec A2, A3 step 5).
+
+One optimiser setting for everything, as the reference code: Adam lr 1e-3, betas (0.9, 0.99), eps 1e-5.
+Cross-entropy is the batch mean (the reference summed it; kappa is rescaled accordingly in config).
+Every batch checks the reporter's stop flag; every (pseudo-)epoch emits an ``epoch`` event.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .callbacks import Reporter
+from .snnl import Temperatures, snnl_layers
+
+
+def make_optimizer(model: torch.nn.Module, lr: float = 1e-3) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.99), eps=1e-5)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def predict_proba(model: torch.nn.Module, x: torch.Tensor, temperature: float = 1.0,
+                  batch_size: int = 1024) -> torch.Tensor:
+    model.eval()
+    return torch.cat([F.softmax(model(x[i:i + batch_size]) / temperature, 1)
+                      for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model, x, y) -> float:
+    return (predict(model, x) == y).float().mean().item()
+
+
+def watermark_success(model, triggers: torch.Tensor, target: int) -> float:
+    return (predict(model, triggers) == target).float().mean().item()
+
+
+@dataclass
+class Probe:
+    """What each epoch event measures: accuracy on a (small) test slice, watermark success on triggers."""
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    triggers: torch.Tensor | None = None
+    target: int = 0
+    train_triggers: torch.Tensor | None = None
+
+    def __call__(self, model) -> dict:
+        m = {"accuracy": accuracy(model, self.x_test, self.y_test)}
+        if self.triggers is not None:
+            m["watermark_success"] = watermark_success(model, self.triggers, self.target)
+        if self.train_triggers is not None:
+            m["watermark_success_train"] = watermark_success(model, self.train_triggers, self.target)
+        return m
+
+
+class BatchStream:
+    """Endless shuffled mini-batches over (x, y): reshuffled every pass, last partial batch dropped."""
+
+    def __init__(self, x, y, batch_size: int, generator: torch.Generator):
+        self.x, self.y, self.b, self.g = x, y, batch_size, generator
+        self.per_epoch = max(1, len(x) // batch_size)
+        self._order, self._pos = None, self.per_epoch
+
+    def next(self):
+        if self._pos >= self.per_epoch:
+            self._order, self._pos = torch.randperm(len(self.x), generator=self.g), 0
+        idx = self._order[self._pos * self.b:(self._pos + 1) * self.b]
+        self._pos += 1
+        return self.x[idx], self.y[idx]
+
+
+def _targets(y: torch.Tensor, n_classes: int, soft: torch.Tensor | None):
+    return soft if soft is not None else y
+
+
+def _ce(logits, y, temperature: float = 1.0):
+    if y.dtype.is_floating_point:   # soft labels (distillation): cross-entropy against probabilities
+        return -(y * F.log_softmax(logits / temperature, 1)).sum(1).mean()
+    return F.cross_entropy(logits, y)
+
+
+def train_clean(model, x, y, *, epochs: float, batch_size: int, lr: float, reporter: Reporter,
+                stage: str, name: str, probe: Probe | None = None, seed: int = 0,
+                optimizer: torch.optim.Optimizer | None = None, label_temperature: float = 1.0,
+                evals: int | None = None) -> torch.optim.Optimizer:
+    """Train on (x, y) for ``epochs`` epochs (y may be class ids or soft-label probabilities).
+
+    Emits ``evals`` epoch events (default: one per epoch). Returns the optimiser so a later stage can
+    continue with the same Adam state (shared pre-training).
+    """
+    opt = optimizer or make_optimizer(model, lr)
+    g = torch.Generator().manual_seed(seed)
+    stream = BatchStream(x, y, batch_size, g)
+    steps = max(1, round(epochs * stream.per_epoch))
+    evals = max(1, evals or math.ceil(epochs))
+    checkpoints = {round(steps * (k + 1) / evals) for k in range(evals)}
+    reporter.emit("stage_start", stage=stage, model=name, epochs=evals)
+    running, seen = 0.0, 0
+    model.train()
+    for step in range(1, steps + 1):
+        reporter.check()
+        xb, yb = stream.next()
+        loss = _ce(model(xb), yb, label_temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running, seen = running + loss.item(), seen + 1
+        reporter.advance(stage, step / steps)
+        if step in checkpoints:
+            metrics = {"loss": running / seen, **(probe(model) if probe else {})}
+            model.train()
+            reporter.emit("epoch", stage=stage, model=name, epoch=len([c for c in checkpoints if c <= step]),
+                          epochs=evals, metrics=metrics)
+            running, seen = 0.0, 0
+    return opt
+
+
+def watermark_schedule(n_train: int, n_triggers: int, batch_size: int, w_epochs: float, ratio: float):
+    """Reference schedule: (passes, watermark batches per pass, clean batches before each of them).
+
+    passes = round(w_epochs * num_batch / w_num_batch), so the phase has w_epochs * num_batch watermark
+    steps and about ratio times as many clean steps.
+    """
+    half = batch_size // 2
+    num_batch = max(1, n_train // batch_size)
+    w_num_batch = max(1, n_triggers // half)
+    passes = max(1, round(w_epochs * num_batch / w_num_batch))
+    clean_before = []
+    j = 0
+    for b in range(w_num_batch):
+        k = int(ratio)
+        if ratio != int(ratio) and ratio * (b + 1) >= j + k + 1:
+            k += 1
+        clean_before.append(k)
+        j += k
+    return passes, w_num_batch, clean_before
+
+
+def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor, target: int, *,
+                    cfg, reporter: Reporter, stage: str, name: str, use_snnl: bool,
+                    optimizer: torch.optim.Optimizer | None = None, probe: Probe | None = None,
+                    seed: int = 0, temps: Temperatures | None = None, evals: int | None = None):
+    """The watermark phase: ``ratio`` clean batches, then a batch [H triggers ; H target samples] all
+    labelled ``target`` with loss CE - sum_l kappa_l * SNNL_l (SNNL only if ``use_snnl``).
+
+    Returns (optimizer, temperatures).
+    """
+    opt = optimizer or make_optimizer(model, cfg.lr)
+    temps = temps or Temperatures(cfg.temperature, cfg.temperature_mode, cfg.t_lr)
+    kappa = torch.tensor(cfg.kappa)
+    g = torch.Generator().manual_seed(seed + 7919)
+    clean = BatchStream(x, y, cfg.batch_size, g)
+    half = cfg.batch_size // 2
+    passes, w_num_batch, clean_before = watermark_schedule(len(x), len(triggers), cfg.batch_size,
+                                                           cfg.w_epochs, cfg.ratio)
+    evals = min(passes, evals or max(math.ceil(cfg.w_epochs), 6))
+    checkpoints = {round(passes * (k + 1) / evals) for k in range(evals)}
+    w = torch.cat([torch.ones(half), torch.zeros(half)])
+    y_wm = torch.full((2 * half,), target, dtype=torch.long)
+    reporter.emit("stage_start", stage=stage, model=name, epochs=evals)
+    sums = {"loss": 0.0, "snnl": torch.zeros(3), "n": 0}
+    model.train()
+    for p in range(1, passes + 1):
+        t_order = torch.randperm(len(x_target), generator=g)
+        for b in range(w_num_batch):
+            for _ in range(clean_before[b]):
+                reporter.check()
+                xb, yb = clean.next()
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            reporter.check()
+            trig = triggers[b * half:(b + 1) * half]
+            idx = t_order[(b * half) % max(1, len(x_target) - half + 1):][:half]
+            if len(idx) < half:
+                idx = t_order[:half]
+            xb = torch.cat([trig, x_target[idx]])
+            if use_snnl:
+                logits, hidden = model.features(xb)
+                layer_snnl = snnl_layers(hidden, w, temps, cfg.metric)
+                ce = F.cross_entropy(logits, y_wm)
+                loss = ce - (kappa * torch.stack(layer_snnl)).sum()
+                temps.step(layer_snnl)   # with the pre-update weights, as the reference code
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                temps.T.grad = None
+                sums["snnl"] += torch.stack([s.detach() for s in layer_snnl])
+            else:
+                ce = F.cross_entropy(model(xb), y_wm)
+                opt.zero_grad(set_to_none=True)
+                ce.backward()
+            opt.step()
+            sums["loss"] += ce.item()
+            sums["n"] += 1
+            reporter.advance(stage, ((p - 1) * w_num_batch + b + 1) / (passes * w_num_batch))
+        if p in checkpoints:
+            n = max(1, sums["n"])
+            metrics = {"loss": sums["loss"] / n, **(probe(model) if probe else {})}
+            if use_snnl:
+                metrics["snnl"] = [round(float(v), 5) for v in sums["snnl"] / n]
+                metrics["temperature"] = [round(t, 5) for t in temps.tau]
+            model.train()
+            reporter.emit("epoch", stage=stage, model=name, epoch=len([c for c in checkpoints if c <= p]),
+                          epochs=evals, metrics=metrics)
+            sums = {"loss": 0.0, "snnl": torch.zeros(3), "n": 0}
+    return opt, temps
