@@ -60,14 +60,22 @@ class Temperatures:
         # tau as a differentiable function of T; floor T so tau stays finite if T were pushed to 0.
         return 100.0 / self.T[layer].clamp_min(1e-3)
 
-    def step(self, snnl_values: list[torch.Tensor]) -> None:
-        """Gradient step on T lowering each layer's SNNL. ``snnl_values`` must still hold their graph."""
+    def gradient(self, snnl_values: list[torch.Tensor]) -> torch.Tensor | None:
+        """dSNNL_l/dT_l for each layer (None when fixed). Call before the weights' backward pass, which
+        frees the graph; apply it after, so the step uses the pre-update weights as the reference."""
         if self.mode != "learned" or self.t_lr == 0:
-            return
+            return None
         grad, = torch.autograd.grad(torch.stack(snnl_values).sum(), self.T, retain_graph=True)
+        return grad
+
+    def apply(self, grad: torch.Tensor | None) -> None:
+        """T <- T - t_lr * grad: each layer's temperature descends its own SNNL."""
+        if grad is None:
+            return
         with torch.no_grad():
             self.T -= self.t_lr * grad
             self.T.clamp_(min=1e-3)
+        self.T.grad = None
 
 
 def snnl_layers(hidden: list[torch.Tensor], w: torch.Tensor, temps: Temperatures,

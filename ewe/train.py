@@ -76,10 +76,6 @@ class BatchStream:
         return self.x[idx], self.y[idx]
 
 
-def _targets(y: torch.Tensor, n_classes: int, soft: torch.Tensor | None):
-    return soft if soft is not None else y
-
-
 def _ce(logits, y, temperature: float = 1.0):
     if y.dtype.is_floating_point:   # soft labels (distillation): cross-entropy against probabilities
         return -(y * F.log_softmax(logits / temperature, 1)).sum(1).mean()
@@ -162,8 +158,10 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
                                                            cfg.w_epochs, cfg.ratio)
     evals = min(passes, evals or max(math.ceil(cfg.w_epochs), 6))
     checkpoints = {round(passes * (k + 1) / evals) for k in range(evals)}
-    w = torch.cat([torch.ones(half), torch.zeros(half)])
-    y_wm = torch.full((2 * half,), target, dtype=torch.long)
+    dev = x.device
+    kappa = kappa.to(dev)
+    w = torch.cat([torch.ones(half), torch.zeros(half)]).to(dev)
+    y_wm = torch.full((2 * half,), target, dtype=torch.long, device=dev)
     reporter.emit("stage_start", stage=stage, model=name, epochs=evals)
     sums = {"loss": 0.0, "snnl": torch.zeros(3), "n": 0}
     model.train()
@@ -188,10 +186,10 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
                 layer_snnl = snnl_layers(hidden, w, temps, cfg.metric)
                 ce = F.cross_entropy(logits, y_wm)
                 loss = ce - (kappa * torch.stack(layer_snnl)).sum()
-                temps.step(layer_snnl)   # with the pre-update weights, as the reference code
+                t_grad = temps.gradient(layer_snnl)   # pre-update weights, as the reference code
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                temps.T.grad = None
+                temps.apply(t_grad)
                 sums["snnl"] += torch.stack([s.detach() for s in layer_snnl])
             else:
                 ce = F.cross_entropy(model(xb), y_wm)

@@ -60,7 +60,7 @@ def apply_patch(x: torch.Tensor, loc: tuple[int, int], value: float, size: int =
 def snnl_input_grad(model, x_pool, x_target, temps: Temperatures, metric: str) -> torch.Tensor:
     """Gradient of sum_l SNNL_l w.r.t. the pool half of [pool ; target] batches, per pool sample."""
     x = torch.cat([x_pool, x_target]).requires_grad_(True)
-    w = torch.cat([torch.ones(len(x_pool)), torch.zeros(len(x_target))])
+    w = torch.cat([torch.ones(len(x_pool)), torch.zeros(len(x_target))]).to(x.device)
     _, hidden = model.features(x)
     total = torch.stack(snnl_layers(hidden, w, temps, metric)).sum()
     grad, = torch.autograd.grad(total, x)
@@ -87,7 +87,7 @@ def optimise(model, pool: torch.Tensor, target: torch.Tensor, c_target: int, *, 
         x = out[i:i + half].clone()
         j = (i % max(1, len(target) - len(x) + 1))
         xt = target[j:j + len(x)]
-        w = torch.cat([torch.ones(len(x)), torch.zeros(len(xt))])
+        w = torch.cat([torch.ones(len(x)), torch.zeros(len(xt))]).to(x.device)
         fp_steps = 0
 
         def push_away(x):

@@ -1,0 +1,473 @@
+"""The whole experiment: train the victims, steal them, verify ownership; write the run folder.
+
+    train_victims(cfg, out_dir)  clean pre-training (shared), triggers, then from the same pre-trained
+                                 weights: defended (EWE), plain_watermark (classic: raw triggers, no
+                                 SNNL), ablation_no_snnl (optimised triggers, no SNNL), clean; and an
+                                 independently trained clean model (the innocent suspect).
+    steal(run_dir, thief)        extraction attack against defended, plain_watermark and the ablation.
+    verify_run(run_dir)          t-tests from predictions.json (cheap, recomputable by anyone).
+    run(cfg, out_dir)            all three.
+
+Everything finished is written as soon as it finishes; a stop request ends the run at the next batch with
+status "stopped" and keeps what is done.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from . import triggers as trig
+from .attacks.extraction import ThiefConfig, extract
+from .callbacks import Reporter, Stopped
+from .config import RunConfig, from_dict
+from .models import build_model, load_state
+from .snnl import Temperatures
+from .train import (Probe, accuracy, predict, train_clean, train_watermark, watermark_schedule,
+                    watermark_success)
+from .verify import verify
+
+VICTIMS = {"defended": "extracted", "plain_watermark": "plain_extracted",
+           "ablation_no_snnl": "ablation_extracted"}
+# which held-out trigger set each model is judged on
+TRIGGER_SET = {"defended": "optimised", "extracted": "optimised", "ablation_no_snnl": "optimised",
+               "ablation_extracted": "optimised", "plain_watermark": "classic",
+               "plain_extracted": "classic", "clean": "optimised", "independent_clean": "optimised"}
+LIVE_TEST = 2000   # test samples used for the live per-epoch curves (the final figures use all)
+
+
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class Data:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_attack: torch.Tensor      # the thief's query set
+    source: str
+    classes: list[str]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _subset(x, y, n, seed):
+    if n is None or n >= len(x):
+        return x, y
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx], y[idx]
+
+
+def load_data(cfg: RunConfig) -> Data:
+    if cfg.dataset == "speech-commands":
+        from .speech import load_speech_commands
+        ds = load_speech_commands(cfg.data_dir)
+    else:
+        from .data import load_dataset
+        ds = load_dataset(cfg.dataset, cfg.data_dir)
+    x_train, y_train = _subset(ds.train.x, ds.train.y, cfg.train_size, cfg.seed)
+    x_test, y_test = _subset(ds.test.x, ds.test.y, cfg.test_size, cfg.seed + 1)
+    x_attack = x_train
+    if cfg.attacker_data == "disjoint":
+        # a fixed seeded split: the defender trains on one half, the thief queries with the other
+        perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed + 2))
+        half = len(x_train) // 2
+        x_attack = x_train[perm[half:]]
+        x_train, y_train = x_train[perm[:half]], y_train[perm[:half]]
+    dev = torch.device(cfg.device)
+    return Data(x_train.to(dev), y_train.to(dev), x_test.to(dev), y_test.to(dev), x_attack.to(dev),
+                ds.source, list(ds.classes))
+
+
+def build_triggers_raw(cfg: RunConfig, data: Data) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """The un-optimised trigger pools (train, held-out) and a description of where they come from."""
+    n_train = cfg.n_triggers or int((data.y_train == cfg.target).sum())
+    if cfg.trigger == "ood":
+        from .data import load_ood_source
+        ood_train, ood_test = load_ood_source(cfg.dataset, cfg.data_dir)
+        cls = cfg.source if int(ood_train.y.max()) >= cfg.source else 0
+        pool, held = ood_train.x[ood_train.y == cls], ood_test.x[ood_test.y == cls]
+        what = f"out-of-distribution: class {cls} of the dataset paired with {cfg.dataset}"
+    else:
+        pool, held = data.x_train[data.y_train == cfg.source], data.x_test[data.y_test == cfg.source]
+        what = f"in-distribution: class {cfg.source} ({data.classes[cfg.source]}) with a 3x3 patch"
+    if len(pool) == 0 or len(held) < 2:
+        raise ValueError(f"no trigger source samples for class {cfg.source} ({what}); pick another source")
+    dev = data.x_train.device
+    return trig.tile(pool, n_train).to(dev), held[: cfg.n_heldout].clone().to(dev), what
+
+
+def _value_range(cfg: RunConfig, data: Data) -> tuple[float, float]:
+    if cfg.dataset == "speech-commands":   # z-normalised log-mels: clip to the data's range, not [0, 1]
+        return float(data.x_train.min()), float(data.x_train.max())
+    return 0.0, 1.0
+
+
+def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
+    """Relative cost of each stage in clean-batch units, for the ETA."""
+    nb = max(1, n_train // cfg.batch_size)
+    passes, wnb, clean_before = watermark_schedule(n_train, n_triggers, cfg.batch_size, cfg.w_epochs,
+                                                   cfg.ratio)
+    wm_clean = passes * sum(clean_before)
+    wm_steps = passes * wnb
+    chunks = -(-n_triggers // (cfg.batch_size // 2)) + -(-cfg.n_heldout // (cfg.batch_size // 2))
+    return {"pretrain": cfg.epochs * nb,
+            "triggers": chunks * (cfg.maxiter * 2.5 + 6) * 0.5 if cfg.optimise_triggers else 1,
+            "defended": wm_clean + wm_steps * (3.5 if cfg.snnl else 1),
+            "plain_watermark": wm_clean + wm_steps, "ablation_no_snnl": wm_clean + wm_steps,
+            "clean": round(cfg.w_epochs) * nb, "independent_clean": cfg.extraction_epochs * nb,
+            **({f"steal_{v}": cfg.extraction_epochs * nb for v in VICTIMS} if with_steal else {})}
+
+
+# ---------------------------------------------------------------------------------------------------
+class RunFolder:
+    """Writes the run folder incrementally so nothing finished is lost."""
+
+    def __init__(self, path: str | Path | None):
+        self.path = Path(path) if path else None
+        if self.path:
+            (self.path / "models").mkdir(parents=True, exist_ok=True)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        if self.path:
+            tmp = self.path / (name + ".tmp")
+            tmp.write_text(json.dumps(obj, indent=2))
+            tmp.replace(self.path / name)
+
+    def read_json(self, name: str, default=None):
+        if self.path and (self.path / name).exists():
+            return json.loads((self.path / name).read_text())
+        return default
+
+    def save_model(self, name: str, model: torch.nn.Module) -> None:
+        if self.path:
+            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       self.path / "models" / f"{name}.pt")
+
+    def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
+        if self.path:
+            torch.save({k: v.detach().cpu() for k, v in tensors.items()}, self.path / name)
+
+
+def _start(cfg: RunConfig, listeners, stop) -> Reporter:
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return Reporter(list(listeners or []), stop)
+
+
+def _evaluate(model, data: Data, sets: dict[str, torch.Tensor], train_sets: dict[str, torch.Tensor],
+              name: str, target: int) -> tuple[dict, dict]:
+    """Final figures for one model (full test set, its held-out trigger set) and its trigger predictions."""
+    figures = {"accuracy": accuracy(model, data.x_test, data.y_test),
+               "watermark_success": watermark_success(model, sets[TRIGGER_SET[name]], target)}
+    if name in train_sets:
+        figures["watermark_success_train"] = watermark_success(model, train_sets[name], target)
+    preds = {k: predict(model, v).tolist() for k, v in sets.items()}
+    return figures, preds
+
+
+def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
+                  listeners: Iterable[Callable] | None = None, stop=None,
+                  reporter: Reporter | None = None, with_steal: bool = False) -> dict:
+    """Train every victim and baseline; return (and write) result.json with status and timings."""
+    rep = reporter or _start(cfg, listeners, stop)
+    folder = RunFolder(out_dir)
+    folder.write_json("config.json", {**cfg.to_dict(), "effective": _effective(cfg)})
+    result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
+              "models": {}, "verification": {}, "seconds": {}}
+    predictions = {"target": cfg.target, "sets": {"optimised": {}, "classic": {}}}
+    t_run = time.perf_counter()
+    try:
+        t = time.perf_counter()
+        data = load_data(cfg)
+        rep.message(f"Data: {data.source}")
+        raw_train, raw_held, what = build_triggers_raw(cfg, data)
+        rep.message(f"Triggers: {what}; {len(raw_train)} for training, {len(raw_held)} held out")
+        result["seconds"]["data"] = round(time.perf_counter() - t, 2)
+        result.update(input_shape=list(data.x_train.shape[1:]), n_train=len(data.x_train),
+                      n_test=len(data.x_test), data_source=data.source, trigger_source=what)
+        rep.set_plan(_stage_plan(cfg, len(data.x_train), len(raw_train), with_steal))
+        rep.emit("run_start", stages=list(rep.plan), config=cfg.to_dict())
+        shape = tuple(data.x_train.shape[1:])
+        x_target = data.x_train[data.y_train == cfg.target]
+        live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
+        half = cfg.batch_size // 2
+
+        def timed(stage: str, fn):
+            t0 = time.perf_counter()
+            out = fn()
+            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
+            rep.advance(stage, 1.0)
+            rep.emit("stage_end", stage=stage, model=stage, seconds=result["seconds"][stage])
+            return out
+
+        # 1. shared clean pre-training
+        torch.manual_seed(cfg.seed)
+        base = build_model(cfg.model, shape).to(cfg.device)
+        base_opt = timed("pretrain", lambda: train_clean(
+            base, data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+            reporter=rep, stage="pretrain", name="pretrain", probe=live, seed=cfg.seed)
+            if cfg.epochs > 0 else torch.optim.Adam(base.parameters()))
+
+        # 2. triggers: patch location (in-distribution), then optimisation against the pre-trained model
+        def make_triggers():
+            temps = Temperatures(cfg.temperature, "fixed")
+            loc = None
+            pool, held = raw_train, raw_held
+            vr = _value_range(cfg, data)
+            if cfg.trigger == "in":
+                loc = trig.locate_patch(base, pool, x_target, half, temps, cfg.metric)
+                pool, held = trig.apply_patch(pool, loc, vr[1]), trig.apply_patch(held, loc, vr[1])
+            classic = (pool.clone(), held.clone())
+            if cfg.optimise_triggers:
+                kw = dict(half=half, maxiter=cfg.maxiter, w_lr=cfg.w_lr, threshold=cfg.threshold,
+                          temps=temps, metric=cfg.metric, value_range=vr, reporter=rep)
+                pool = trig.optimise(base, pool, x_target, cfg.target, stage="triggers", **kw)
+                held = trig.optimise(base, held, x_target, cfg.target, stage="triggers", **kw)
+            return trig.TriggerSet(pool, held, classic[0], classic[1], loc, vr)
+        ts = timed("triggers", make_triggers)
+        folder.save_tensors("triggers.pt", {"train": ts.train, "heldout": ts.heldout,
+                                            "raw_train": ts.raw_train, "raw_heldout": ts.raw_heldout})
+        if ts.patch:
+            result["patch"] = list(ts.patch)
+        _save_trigger_png(folder, ts)
+        sets = {"optimised": ts.heldout, "classic": ts.raw_heldout}
+        train_sets = {"defended": ts.train, "ablation_no_snnl": ts.train, "plain_watermark": ts.raw_train}
+        pre_opt_state = base_opt.state_dict()
+
+        def finish(name: str, model):
+            folder.save_model(name, model)
+            figures, preds = _evaluate(model, data, sets, train_sets, name, cfg.target)
+            result["models"][name] = figures
+            for k, v in preds.items():
+                predictions["sets"][k][name] = v
+            folder.write_json("result.json", result)
+            folder.write_json("predictions.json", predictions)
+            folder.write_json("history.json", rep.history)
+
+        # 3. the watermarked victims, each from the same pre-trained weights and optimiser state
+        variants = [("defended", ts.train, cfg.snnl), ("plain_watermark", ts.raw_train, False),
+                    ("ablation_no_snnl", ts.train, False)]
+        if not cfg.train_baselines:
+            variants = variants[:1]
+        for name, pool, use_snnl in variants:
+            model = copy.deepcopy(base)
+            opt = _resume_optimizer(model, cfg.lr, pre_opt_state)
+            probe = Probe(live.x_test, live.y_test, sets[TRIGGER_SET[name]], cfg.target,
+                          train_triggers=pool[: cfg.n_heldout])
+            timed(name, lambda: train_watermark(
+                model, data.x_train, data.y_train, pool, x_target, cfg.target, cfg=cfg, reporter=rep,
+                stage=name, name=name, use_snnl=use_snnl, optimizer=opt, probe=probe, seed=cfg.seed))
+            finish(name, model)
+
+        # 4. the clean reference: the same pre-training, continued on clean data only
+        clean = copy.deepcopy(base)
+        opt = _resume_optimizer(clean, cfg.lr, pre_opt_state)
+        probe = Probe(live.x_test, live.y_test, sets["optimised"], cfg.target)
+        timed("clean", lambda: train_clean(
+            clean, data.x_train, data.y_train, epochs=max(1, round(cfg.w_epochs)),
+            batch_size=cfg.batch_size, lr=cfg.lr, reporter=rep, stage="clean", name="clean", probe=probe,
+            seed=cfg.seed + 1, optimizer=opt))
+        finish("clean", clean)
+
+        # 5. an independently trained clean model (other initialisation and data order): the innocent
+        #    suspect that verification must not claim
+        torch.manual_seed(cfg.seed + 10_000)
+        indep = build_model(cfg.model, shape).to(cfg.device)
+        timed("independent_clean", lambda: train_clean(
+            indep, data.x_train, data.y_train, epochs=cfg.extraction_epochs, batch_size=cfg.batch_size,
+            lr=cfg.lr, reporter=rep, stage="independent_clean", name="independent_clean", probe=probe,
+            seed=cfg.seed + 10_000))
+        finish("independent_clean", indep)
+        result["status"] = "trained"
+    except Stopped:
+        result["status"] = "stopped"
+    except Exception as exc:
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        result["seconds"]["train_total"] = round(time.perf_counter() - t_run, 2)
+        folder.write_json("result.json", result)
+        folder.write_json("predictions.json", predictions)
+        folder.write_json("history.json", rep.history)
+    return result
+
+
+def _resume_optimizer(model, lr, state) -> torch.optim.Optimizer:
+    from .train import make_optimizer
+    opt = make_optimizer(model, lr)
+    if state.get("state"):
+        opt.load_state_dict(copy.deepcopy(state))
+    return opt
+
+
+def _effective(cfg: RunConfig) -> dict:
+    return {"tau": cfg.temperature, "reference_T": [100.0 / t for t in cfg.temperature],
+            "kappa_mean_ce": cfg.kappa, "kappa_reference_sum_ce": [k * cfg.batch_size for k in cfg.kappa],
+            "extraction_epochs": cfg.extraction_epochs}
+
+
+def _save_trigger_png(folder: RunFolder, ts: trig.TriggerSet, n: int = 8) -> None:
+    if not folder.path:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [("classic (raw)", ts.raw_train), ("optimised (training)", ts.train),
+            ("optimised (held out)", ts.heldout)]
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1, len(rows) * 1.3))
+    for r, (label, x) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(x[c % len(x), 0].cpu().numpy().T if x.shape[-2] > x.shape[-1] * 1.2
+                      else x[c % len(x), 0].cpu().numpy(), cmap="gray", aspect="auto")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder.path / "triggers.png", dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------
+def load_run_models(run_dir: str | Path, names: Iterable[str]) -> dict[str, torch.nn.Module]:
+    run_dir = Path(run_dir)
+    cfg = from_dict({k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
+                     if k != "effective"})
+    shape = tuple(json.loads((run_dir / "result.json").read_text())["input_shape"])
+    out = {}
+    for name in names:
+        path = run_dir / "models" / f"{name}.pt"
+        if path.exists():
+            out[name] = load_state(build_model(cfg.model, shape), path).to(cfg.device)
+    return out
+
+
+def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Callable] | None = None,
+          stop=None, reporter: Reporter | None = None, data: Data | None = None) -> dict:
+    """Extraction attack on the run's victims with the run's thief settings, overridden by ``thief``
+    (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs)."""
+    run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
+    saved = folder.read_json("config.json")
+    cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})
+    rep = reporter or _start(cfg, listeners, stop)
+    result = folder.read_json("result.json")
+    predictions = folder.read_json("predictions.json")
+    t_run = time.perf_counter()
+    try:
+        data = data or load_data(cfg)
+        tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
+        sets = {"optimised": tensors["heldout"].to(cfg.device), "classic": tensors["raw_heldout"].to(cfg.device)}
+        victims = load_run_models(run_dir, VICTIMS)
+        if not victims:
+            raise ValueError("this run has no trained victim models to attack; train first")
+        thief_cfg = ThiefConfig.from_run_config(cfg)
+        nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
+        plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
+        if not all(k in rep.plan for k in plan):
+            rep.set_plan(plan)
+        result["thief"] = {"labels": thief_cfg.labels, "student": thief_cfg.student,
+                           "epochs": thief_cfg.epochs, "query_budget": thief_cfg.query_budget,
+                           "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature}
+        live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
+        for i, (victim_name, victim) in enumerate(victims.items()):
+            name = VICTIMS[victim_name]
+            stage = f"steal_{victim_name}"
+            probe = Probe(live.x_test, live.y_test, sets[TRIGGER_SET[name]], cfg.target)
+            t0 = time.perf_counter()
+            # the same seed for every victim: the students differ only by the labels they were given
+            student, info = extract(victim, data.x_attack, thief_cfg, reporter=rep, stage=stage, name=name,
+                                    probe=probe, seed=cfg.seed + 20_000)
+            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
+            rep.advance(stage, 1.0)
+            rep.emit("stage_end", stage=stage, model=name, seconds=result["seconds"][stage])
+            folder.save_model(name, student)
+            figures = {"accuracy": accuracy(student, data.x_test, data.y_test),
+                       "watermark_success": watermark_success(student, sets[TRIGGER_SET[name]], cfg.target),
+                       "queries": info["queries"]}
+            result["models"][name] = figures
+            for k, v in sets.items():
+                predictions["sets"][k][name] = predict(student, v).tolist()
+            folder.write_json("result.json", result)
+            folder.write_json("predictions.json", predictions)
+        result["status"] = "finished"
+    except Stopped:
+        result["status"] = "stopped"
+    except Exception as exc:
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        result["seconds"]["steal_total"] = round(time.perf_counter() - t_run, 2)
+        folder.write_json("result.json", result)
+        folder.write_json("predictions.json", predictions)
+        history = folder.read_json("history.json", []) if reporter is None else []
+        folder.write_json("history.json", history + rep.history)
+    return verify_run(run_dir) if result["status"] == "finished" else result
+
+
+# suspect -> (trigger set, reference model)
+SUSPECTS = {"defended": "optimised", "extracted": "optimised", "plain_extracted": "classic",
+            "ablation_extracted": "optimised", "independent_clean": "optimised"}
+
+
+def verify_run(run_dir: str | Path) -> dict:
+    """Recompute every verification entry from predictions.json and store it in result.json."""
+    folder = RunFolder(run_dir)
+    cfg = folder.read_json("config.json")
+    result = folder.read_json("result.json")
+    preds = folder.read_json("predictions.json")
+    out = verify_predictions(preds, alpha=cfg.get("alpha", 0.05), draws=cfg.get("query_draws", 200),
+                             seed=cfg.get("seed", 0))
+    result["verification"] = out
+    folder.write_json("result.json", result)
+    return result
+
+
+def verify_predictions(preds: dict, *, alpha: float = 0.05, draws: int = 200, seed: int = 0) -> dict:
+    out = {}
+    target = preds["target"]
+    for suspect, set_name in SUSPECTS.items():
+        s = preds["sets"][set_name]
+        if suspect in s and "clean" in s:
+            key = "clean" if suspect == "independent_clean" else suspect
+            out[key] = {**verify(s[suspect], s["clean"], target, alpha=alpha, draws=draws, seed=seed),
+                        "trigger_set": set_name, "reference": "clean"}
+    return out
+
+
+def run(cfg: RunConfig, out_dir: str | Path | None = None, listeners: Iterable[Callable] | None = None,
+        stop=None) -> dict:
+    """Train, steal and verify; returns result.json's content."""
+    import tempfile
+    t0 = time.perf_counter()
+    tmp = None
+    if out_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ewe-run-")
+        out_dir = tmp.name
+    rep = _start(cfg, listeners, stop)
+    status = "failed"
+    result: dict = {}
+    try:
+        result = train_victims(cfg, out_dir, reporter=rep, with_steal=True)
+        if result["status"] == "trained":
+            result = steal(out_dir, reporter=rep)
+        status = result["status"]
+        result["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+        RunFolder(out_dir).write_json("result.json", result)
+        RunFolder(out_dir).write_json("history.json", rep.history)
+        return result
+    finally:
+        rep.emit("run_end", status=status, result=result or None)
+        if tmp:
+            tmp.cleanup()
