@@ -1,0 +1,197 @@
+"""Command line: ``python -m ewe run | steal | verify | presets``.
+
+Every RunConfig field is an option (``--field-name``), generated from the dataclass so the CLI and the
+config cannot drift apart. Ctrl-C stops at the next batch and keeps what finished; a second Ctrl-C quits.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import threading
+import time
+import typing
+from pathlib import Path
+
+from .config import DATASETS, PRESETS, ConfigError, RunConfig
+
+HELP = {
+    "temperature": "SNNL temperature tau, one value or one per layer (tau = 100 / reference T)",
+    "reference_T": "the reference code's temperature T instead of tau (tau = 100 / T)",
+    "kappa": "SNNL weight per layer on the mean-CE scale (reference kappa / batch size)",
+    "reference_kappa": "the reference code's kappa (summed CE); divided by the batch size",
+    "ratio": "clean batches per watermark batch",
+    "trigger": "ood (another dataset's class) or in (source class + 3x3 patch)",
+    "epochs": "clean pre-training epochs",
+    "w_epochs": "watermark phase length, in epochs",
+    "train_size": "use a seeded random subset of the training set",
+    "snnl": "SNNL term on (EWE) or off (the optimised-triggers ablation)",
+    "device": "cpu, cuda, or auto (cuda when present)",
+}
+SKIP = {"dataset", "preset", "seed", "data_dir", "device"}
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    hints = typing.get_type_hints(RunConfig)
+    for f in dataclasses.fields(RunConfig):
+        if f.name in SKIP:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        if typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))   # Optional[X] -> X
+        kind = hint
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
+        elif typing.get_origin(kind) is list:
+            p.add_argument(flag, type=float, nargs="+", default=None, help=HELP.get(f.name))
+        else:
+            p.add_argument(flag, type=kind if kind in (int, float) else str, default=None,
+                           help=HELP.get(f.name))
+    p.add_argument("--reference-T", dest="reference_T", type=float, nargs="+", help=HELP["reference_T"])
+    p.add_argument("--reference-kappa", dest="reference_kappa", type=float, nargs="+",
+                   help=HELP["reference_kappa"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ewe", description="EWE Lab: entangled watermarks "
+                                     "against model extraction (Jia et al. 2021).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train the victims, steal them, verify ownership; write a run folder")
+    run.add_argument("--dataset", choices=DATASETS, default="mnist")
+    run.add_argument("--preset", choices=PRESETS, default="quick")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--data-dir", help="folder with mnist/, fashion-mnist/, speech_commands/ "
+                     "(default: $EWE_DATA_DIR, then the cache, then a download)")
+    run.add_argument("--out", help="run folder to write (default: runs/<dataset>-<preset>-s<seed>-<time>)")
+    run.add_argument("--device", default="auto", help=HELP["device"])
+    run.add_argument("--train-only", action="store_true", help="stop after training the victims")
+    _add_config_options(run)
+
+    steal = sub.add_parser("steal", help="run the extraction attack on a trained run folder")
+    steal.add_argument("run_dir")
+    for name in ("extract_labels", "student", "attacker_data"):
+        steal.add_argument("--" + name.replace("_", "-"))
+    for name, kind in (("distill_temperature", float), ("query_budget", int), ("extract_epochs", int)):
+        steal.add_argument("--" + name.replace("_", "-"), type=kind)
+
+    verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
+    verify.add_argument("run_dir")
+
+    sub.add_parser("presets", help="print every preset as JSON")
+    return parser
+
+
+def _config_from_args(args) -> RunConfig:
+    from .config import preset
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
+                 if f.name not in SKIP and getattr(args, f.name, None) is not None}
+    for alias in ("reference_T", "reference_kappa"):
+        if getattr(args, alias, None) is not None:
+            overrides[alias] = args.reference_T if alias == "reference_T" else args.reference_kappa
+    return preset(args.dataset, args.preset, seed=args.seed, data_dir=args.data_dir,
+                  device=_device(args.device), **overrides)
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+class _Progress:
+    """tqdm bar over the whole run, with the stage and the latest metrics as postfix."""
+
+    def __init__(self):
+        from tqdm import tqdm
+        self.bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {n:.0f}% [{elapsed}<{remaining}]{postfix}")
+
+    def __call__(self, e: dict) -> None:
+        if e["kind"] == "progress":
+            self.bar.n = 100 * e["fraction"]
+            self.bar.set_postfix_str(e["stage"], refresh=True)
+        elif e["kind"] == "message":
+            self.bar.write(e["text"])
+        elif e["kind"] == "epoch":
+            m = e["metrics"]
+            parts = [f"{k}={v:.3f}" for k, v in m.items() if isinstance(v, float)]
+            if "snnl" in m:
+                parts.append("snnl=" + "/".join(f"{v:.3f}" for v in m["snnl"]))
+            self.bar.write(f"  {e['stage']:<18} {e['epoch']}/{e['epochs']}  " + "  ".join(parts))
+
+    def close(self):
+        self.bar.close()
+
+
+def _install_stop_handler() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("\nstopping at the next batch (Ctrl-C again to quit now); finished models are kept",
+              file=sys.stderr)
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def _summary(result: dict) -> str:
+    lines = [f"status: {result.get('status')}", "model                 accuracy  watermark"]
+    for name, m in result.get("models", {}).items():
+        lines.append(f"  {name:<20} {m['accuracy']:.4f}    {m['watermark_success']:.3f}")
+    for name, v in result.get("verification", {}).items():
+        q = v["queries_for_95"]
+        lines.append(f"  verify {name:<13} p={v['p_value']:.3g}  queries for 95%: {q if q else 'not reached'}")
+    if "total" in result.get("seconds", {}):
+        lines.append(f"total {result['seconds']['total']:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .models import CheckpointError
+    from .runs import RunFolderError
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "presets":
+            from .config import preset
+            print(json.dumps({d: {p: preset(d, p).to_dict() for p in PRESETS} for d in DATASETS}, indent=1))
+            return 0
+        from . import pipeline
+        if args.command == "verify":
+            result = pipeline.verify_run(args.run_dir)
+            print(_summary(result))
+            return 0
+        cfg = _config_from_args(args) if args.command == "run" else None
+        stop = _install_stop_handler()
+        progress = _Progress()
+        try:
+            if args.command == "steal":
+                thief = {k: getattr(args, k) for k in ("extract_labels", "student", "attacker_data",
+                                                       "distill_temperature", "query_budget", "extract_epochs")
+                         if getattr(args, k) is not None}
+                result = pipeline.steal(args.run_dir, thief, [progress], stop)
+                out = args.run_dir
+            else:
+                out = args.out or f"runs/{cfg.dataset}-{cfg.preset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+                Path(out).mkdir(parents=True, exist_ok=True)
+                if args.train_only:
+                    result = pipeline.train_victims(cfg, out, [progress], stop)
+                else:
+                    result = pipeline.run(cfg, out, [progress], stop)
+        finally:
+            progress.close()
+        print(_summary(result))
+        print(f"run folder: {out}")
+        return 0 if result.get("status") in ("finished", "trained") else 1
+    except (ConfigError, DataError, CheckpointError, RunFolderError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

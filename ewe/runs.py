@@ -1,0 +1,88 @@
+"""Run folders: read, validate, zip for download, unzip an upload (see docs/ARCHITECTURE.md)."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+REQUIRED = ("config.json", "result.json")
+OPTIONAL = ("history.json", "predictions.json", "triggers.pt", "triggers.png")
+MAX_UNZIPPED = 512 * 1024 * 1024
+
+
+class RunFolderError(ValueError):
+    """Something that is not a (readable) run folder; the message says what is wrong."""
+
+
+def load_run(run_dir: str | Path) -> dict:
+    """config, result, history and predictions of a run folder (missing optional parts are None)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunFolderError(f"{run_dir} is not a folder")
+    out = {"path": str(run_dir)}
+    for name in REQUIRED + ("history.json", "predictions.json"):
+        path = run_dir / name
+        if not path.exists():
+            if name in REQUIRED:
+                raise RunFolderError(f"{run_dir.name} is not a run folder: {name} is missing")
+            out[name.removesuffix(".json")] = None
+            continue
+        try:
+            out[name.removesuffix(".json")] = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunFolderError(f"{name} in {run_dir.name} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
+    if not isinstance(out["result"], dict) or "models" not in out["result"]:
+        raise RunFolderError(f"result.json in {run_dir.name} has no 'models' entry: not an EWE Lab run")
+    if not isinstance(out["config"], dict) or "dataset" not in out["config"]:
+        raise RunFolderError(f"config.json in {run_dir.name} has no 'dataset': not an EWE Lab run")
+    out["models_available"] = sorted(p.stem for p in (run_dir / "models").glob("*.pt"))
+    return out
+
+
+def zip_run(run_dir: str | Path) -> bytes:
+    """The run folder as zip bytes (config, history, result, predictions, triggers, checkpoints)."""
+    run_dir = Path(run_dir)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(run_dir.rglob("*")):
+            if path.is_file() and not path.name.endswith(".tmp"):
+                zf.write(path, path.relative_to(run_dir).as_posix())
+    return buf.getvalue()
+
+
+def unzip_run(data: bytes, dest_dir: str | Path) -> Path:
+    """Unpack an uploaded run zip into ``dest_dir`` after checking it is one; returns the folder."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise RunFolderError("the file is not a zip archive; upload a run folder downloaded from EWE Lab")
+    names = zf.namelist()
+    # accept both a flat zip and one with a single top-level folder
+    prefix = ""
+    if "result.json" not in names:
+        tops = {n.split("/", 1)[0] for n in names if "/" in n}
+        if len(tops) == 1 and f"{next(iter(tops))}/result.json" in names:
+            prefix = next(iter(tops)) + "/"
+    missing = [n for n in REQUIRED if prefix + n not in names]
+    if missing:
+        raise RunFolderError(f"not a run folder: {', '.join(missing)} missing from the zip")
+    if sum(i.file_size for i in zf.infolist()) > MAX_UNZIPPED:
+        raise RunFolderError("the zip unpacks to more than 512 MB; that is not a run folder")
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    for info in zf.infolist():
+        rel = info.filename[len(prefix):]
+        if not rel or info.is_dir():
+            continue
+        target = (dest / rel).resolve()
+        if not str(target).startswith(str(dest.resolve())):   # zip-slip
+            raise RunFolderError(f"unsafe path in zip: {info.filename}")
+        allowed = rel in REQUIRED + OPTIONAL or (rel.startswith("models/") and rel.endswith(".pt")) \
+            or rel.endswith(".png") or rel.endswith(".json")
+        if not allowed:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(zf.read(info))
+    load_run(dest)   # validates the JSON
+    return dest
