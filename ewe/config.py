@@ -85,7 +85,8 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     def replace(self, **changes: Any) -> "RunConfig":
-        return validate(dataclasses.replace(self, **changes))
+        """A validated copy with ``changes`` (scalars are accepted for the per-layer kappa/temperature)."""
+        return from_dict({**self.to_dict(), **changes})
 
 
 # Per-dataset presets. "reference" mirrors the reference code's --default 1 settings (spec b2), with

@@ -29,6 +29,7 @@ from .attacks.extraction import ThiefConfig, extract
 from .callbacks import Reporter, Stopped
 from .config import RunConfig, from_dict
 from .models import build_model, load_state
+from .runs import RunFolderError, load_run
 from .snnl import Temperatures
 from .train import (Probe, accuracy, predict, train_clean, train_watermark, watermark_schedule,
                     watermark_success)
@@ -135,11 +136,10 @@ class RunFolder:
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
-        if self.path:
-            (self.path / "models").mkdir(parents=True, exist_ok=True)
 
     def write_json(self, name: str, obj: Any) -> None:
         if self.path:
+            self.path.mkdir(parents=True, exist_ok=True)
             tmp = self.path / (name + ".tmp")
             tmp.write_text(json.dumps(obj, indent=2))
             tmp.replace(self.path / name)
@@ -151,11 +151,13 @@ class RunFolder:
 
     def save_model(self, name: str, model: torch.nn.Module) -> None:
         if self.path:
+            (self.path / "models").mkdir(parents=True, exist_ok=True)
             torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
                        self.path / "models" / f"{name}.pt")
 
     def save_tensors(self, name: str, tensors: dict[str, torch.Tensor]) -> None:
         if self.path:
+            self.path.mkdir(parents=True, exist_ok=True)
             torch.save({k: v.detach().cpu() for k, v in tensors.items()}, self.path / name)
 
 
@@ -358,6 +360,7 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     """Extraction attack on the run's victims with the run's thief settings, overridden by ``thief``
     (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs)."""
     run_dir = Path(run_dir)
+    load_run(run_dir)   # a clear RunFolderError for anything that is not a run folder
     folder = RunFolder(run_dir)
     saved = folder.read_json("config.json")
     cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})
@@ -423,10 +426,11 @@ SUSPECTS = {"defended": "optimised", "extracted": "optimised", "plain_extracted"
 
 def verify_run(run_dir: str | Path) -> dict:
     """Recompute every verification entry from predictions.json and store it in result.json."""
+    run = load_run(run_dir)
+    if not run["predictions"]:
+        raise RunFolderError(f"{Path(run_dir).name} has no predictions.json: nothing to verify yet")
     folder = RunFolder(run_dir)
-    cfg = folder.read_json("config.json")
-    result = folder.read_json("result.json")
-    preds = folder.read_json("predictions.json")
+    cfg, result, preds = run["config"], run["result"], run["predictions"]
     out = verify_predictions(preds, alpha=cfg.get("alpha", 0.05), draws=cfg.get("query_draws", 200),
                              seed=cfg.get("seed", 0))
     result["verification"] = out

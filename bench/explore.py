@@ -1,0 +1,114 @@
+"""Fast exploration of the watermark-phase settings: one shared pre-training and one trigger set per seed,
+then for each variant (kappa, tau, ratio, snnl on/off, ...) the watermark phase and an extraction.
+
+    EWE_DATA_DIR=../shared/data python bench/explore.py --dataset mnist --seeds 0 \
+        --variant "kappa=0.125" --variant "kappa=1" --variant "snnl=False"
+
+Prints one line per variant and seed: victim accuracy, extracted accuracy, extracted watermark success,
+p-value and queries for 95 % (against a clean model continued from the same pre-training).
+Not the product's pipeline (that is ewe.pipeline.run); a research tool for choosing presets.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from ewe import pipeline, triggers as trig  # noqa: E402
+from ewe.attacks.extraction import ThiefConfig, extract  # noqa: E402
+from ewe.callbacks import Reporter  # noqa: E402
+from ewe.config import preset  # noqa: E402
+from ewe.models import build_model  # noqa: E402
+from ewe.snnl import Temperatures  # noqa: E402
+from ewe.train import accuracy, predict, train_clean, train_watermark, watermark_success  # noqa: E402
+from ewe.verify import verify  # noqa: E402
+
+
+def parse_variant(text: str) -> dict:
+    out = {}
+    for part in filter(None, text.split(";")):
+        k, v = part.split("=", 1)
+        try:
+            out[k.strip()] = ast.literal_eval(v.strip())
+        except (ValueError, SyntaxError):
+            out[k.strip()] = v.strip()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dataset", default="mnist")
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--base", default="", help="overrides applied to every variant (k=v;k=v)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="append results as JSON lines to this file")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    base = parse_variant(args.base)
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        cfg0 = preset(args.dataset, args.preset, seed=seed, **base)
+        rep = Reporter()
+        t = time.perf_counter()
+        data = pipeline.load_data(cfg0)
+        raw_train, raw_held, _ = pipeline.build_triggers_raw(cfg0, data)
+        shape = tuple(data.x_train.shape[1:])
+        torch.manual_seed(seed)
+        pre = build_model(cfg0.model, shape)
+        pre_opt = train_clean(pre, data.x_train, data.y_train, epochs=cfg0.epochs, batch_size=cfg0.batch_size,
+                              lr=cfg0.lr, reporter=rep, stage="pretrain", name="pretrain", seed=seed)
+        x_target = data.x_train[data.y_train == cfg0.target]
+        half = cfg0.batch_size // 2
+        temps = Temperatures(cfg0.temperature, "fixed")
+        kw = dict(half=half, maxiter=cfg0.maxiter, w_lr=cfg0.w_lr, threshold=cfg0.threshold, temps=temps,
+                  metric=cfg0.metric)
+        opt_train = trig.optimise(pre, raw_train, x_target, cfg0.target, **kw) if cfg0.optimise_triggers else raw_train
+        opt_held = trig.optimise(pre, raw_held, x_target, cfg0.target, **kw) if cfg0.optimise_triggers else raw_held
+        clean = copy.deepcopy(pre)
+        train_clean(clean, data.x_train, data.y_train, epochs=round(cfg0.w_epochs), batch_size=cfg0.batch_size,
+                    lr=cfg0.lr, reporter=rep, stage="clean", name="clean", seed=seed + 1,
+                    optimizer=pipeline._resume_optimizer(clean, cfg0.lr, pre_opt.state_dict()))
+        print(f"# seed {seed}: shared pretrain+triggers+clean {time.perf_counter() - t:.0f} s; clean acc "
+              f"{accuracy(clean, data.x_test, data.y_test):.4f}, clean wm {watermark_success(clean, opt_held, cfg0.target):.3f}",
+              flush=True)
+        clean_pred = {"opt": predict(clean, opt_held), "raw": predict(clean, raw_held)}
+        for text in args.variant or [""]:
+            v = parse_variant(text)
+            raw = v.pop("raw_triggers", False)
+            cfg = cfg0.replace(**v)
+            t = time.perf_counter()
+            model = copy.deepcopy(pre)
+            pool, held = (raw_train, raw_held) if raw else (opt_train, opt_held)
+            opt = pipeline._resume_optimizer(model, cfg.lr, pre_opt.state_dict())
+            _, temps_out = train_watermark(model, data.x_train, data.y_train, pool, x_target, cfg.target, cfg=cfg,
+                                           reporter=rep, stage="wm", name="wm", use_snnl=cfg.snnl, optimizer=opt,
+                                           seed=seed)
+            t_wm = time.perf_counter() - t
+            student, _ = extract(model, data.x_attack, ThiefConfig.from_run_config(cfg), reporter=rep,
+                                 stage="steal", name="steal", seed=seed + 20_000)
+            ver = verify(predict(student, held), clean_pred["raw" if raw else "opt"], cfg.target, draws=100)
+            row = {"dataset": args.dataset, "seed": seed, "variant": text or "preset",
+                   "victim_acc": accuracy(model, data.x_test, data.y_test),
+                   "victim_wm": watermark_success(model, held, cfg.target),
+                   "stolen_acc": accuracy(student, data.x_test, data.y_test),
+                   "stolen_wm": watermark_success(student, held, cfg.target),
+                   "p": ver["p_value"], "q95": ver["queries_for_95"], "tau_end": temps_out.tau,
+                   "sec_wm": round(t_wm, 1), "sec": round(time.perf_counter() - t, 1)}
+            print(f"s{seed} {row['variant']:<40} victim {row['victim_acc']:.4f}/{row['victim_wm']:.3f}  "
+                  f"stolen {row['stolen_acc']:.4f}/{row['stolen_wm']:.3f}  p={row['p']:.2g} q95={row['q95']}  "
+                  f"({row['sec_wm']:.0f}+{row['sec'] - row['sec_wm']:.0f} s)", flush=True)
+            if args.json:
+                with open(args.json, "a") as f:
+                    f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""Presets load and validate; bad parameters get specific messages."""
+import pytest
+
+from ewe.config import DATASETS, PRESETS, ConfigError, from_dict, preset
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_validates(dataset, name):
+    cfg = preset(dataset, name)
+    assert cfg.dataset == dataset and cfg.preset == name
+    assert len(cfg.kappa) == 3 and len(cfg.temperature) == 3
+
+
+def test_reference_preset_converts_reference_parameters():
+    cfg = preset("mnist", "reference")
+    assert cfg.temperature == [100.0] * 3               # reference T = 1 -> tau = 100
+    assert cfg.kappa == pytest.approx([32 / 512] * 3)   # summed CE -> mean CE
+    assert cfg.batch_size == 512 and cfg.epochs == 10 and cfg.source == 1 and cfg.target == 7
+    speech = preset("speech-commands", "reference")
+    assert speech.temperature == pytest.approx([100 / 30] * 3) and speech.trigger == "in"
+
+
+def test_aliases_and_scalars():
+    cfg = from_dict({"reference_T": 100, "reference_kappa": 64, "batch_size": 128})
+    assert cfg.temperature == [1.0] * 3 and cfg.kappa == [0.5] * 3
+    assert preset("mnist", "quick").replace(kappa=2.0).kappa == [2.0] * 3
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(ratio=0), "ratio"), (dict(temperature=[0.0]), "temperature must be positive"),
+    (dict(trigger="in", source=7, target=7), "source and target"), (dict(batch_size=3), "even"),
+    (dict(target=12), "target class"), (dict(metric="manhattan"), "metric"),
+    (dict(kappa=[1, 2]), "three"), (dict(model="resnet99"), "unknown model"),
+    (dict(bogus=1), "unknown setting"),
+])
+def test_bad_values_say_what_to_change(change, words):
+    with pytest.raises(ConfigError, match=words):
+        preset("mnist", "quick", **change)
+
+
+def test_unknown_dataset_and_preset():
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        preset("cifar", "quick")
+    with pytest.raises(ConfigError, match="unknown preset"):
+        preset("mnist", "huge")
