@@ -1,0 +1,149 @@
+"""Thief variants (spec d): query counting, query budget, soft labels, student architectures, disjoint
+attacker data. Tiny data; seconds each."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ewe.attacks.extraction import (QueryCounter, ThiefConfig, attacker_queries, extract,
+                                    label_queries)
+from ewe.callbacks import Reporter
+from ewe.models import build_model
+
+
+def test_query_counter_counts_every_input(trained_convnet, blobs):
+    x = blobs[0]
+    box = QueryCounter(trained_convnet)
+    assert box.queries == 0
+    hard = box.hard_labels(x[:10])
+    assert box.queries == 10 and hard.shape == (10,) and hard.dtype == torch.int64
+    box.soft_labels(x[:5])
+    box.soft_labels(x[:7], temperature=3.0)
+    assert box.queries == 22
+
+
+def test_query_budget_is_respected(trained_convnet, blobs):
+    x = blobs[0]
+    sent = attacker_queries(x, 64, seed=3)
+    assert len(sent) == 64
+    assert torch.equal(sent, attacker_queries(x, 64, seed=3))          # seeded
+    assert not torch.equal(sent, attacker_queries(x, 64, seed=4))
+    rows = {tuple(r.flatten().tolist()) for r in x}
+    assert all(tuple(r.flatten().tolist()) in rows for r in sent)     # a subset of the attacker's data
+    assert attacker_queries(x, None, 0) is x and attacker_queries(x, 10_000, 0) is x
+    thief = ThiefConfig(student="conv2_narrow", epochs=1, query_budget=64, batch_size=32)
+    student, info = extract(trained_convnet, x, thief, reporter=Reporter(), stage="s", name="s", seed=0)
+    assert info["queries"] == 64
+    # without a budget every attacker sample is one query
+    _, info = extract(trained_convnet, x[:96], ThiefConfig(student="conv2_narrow", epochs=1, batch_size=32),
+                      reporter=Reporter(), stage="s", name="s")
+    assert info["queries"] == 96
+
+
+def test_soft_labels_are_probabilities(trained_convnet, blobs):
+    x = blobs[0][:40]
+    box = QueryCounter(trained_convnet)
+    p1 = label_queries(box, x, ThiefConfig(labels="soft", temperature=1.0))
+    p5 = label_queries(box, x, ThiefConfig(labels="soft", temperature=5.0))
+    for p in (p1, p5):
+        assert p.shape == (40, 10) and p.dtype.is_floating_point
+        assert (p >= 0).all() and torch.allclose(p.sum(1), torch.ones(40), atol=1e-5)
+    entropy = lambda p: -(p * p.clamp_min(1e-12).log()).sum(1).mean()
+    assert entropy(p5) > entropy(p1)                                    # a higher temperature is flatter
+    assert torch.equal(p1.argmax(1), label_queries(box, x, ThiefConfig(labels="hard")))
+    student, info = extract(trained_convnet, x, ThiefConfig(labels="soft", temperature=2.0, epochs=1,
+                                                            batch_size=8, student="mlp"),
+                            reporter=Reporter(), stage="s", name="s")
+    assert info["labels"] == "soft" and info["queries"] == 40
+    assert all(torch.isfinite(p).all() for p in student.parameters())
+
+
+@pytest.mark.parametrize("name,first_width", [("conv2", 32), ("conv2_wide", 64), ("conv2_narrow", 16),
+                                              ("mlp", 512)])
+def test_student_architectures_build_with_three_hidden_layers(name, first_width, blobs):
+    x = blobs[0][:6]
+    model = build_model(name, (1, 28, 28))
+    logits, hidden = model.features(x)
+    assert logits.shape == (6, 10)
+    assert len(hidden) == 3 and all(h.shape[0] == 6 for h in hidden)
+    assert hidden[0].shape[1] == first_width
+    assert torch.equal(model(x), logits)
+
+
+def test_extract_trains_the_requested_student(trained_convnet, blobs):
+    from ewe.models import MLP, ConvNet
+    x = blobs[0][:64]
+    for name, kind in (("mlp", MLP), ("conv2_wide", ConvNet)):
+        student, info = extract(trained_convnet, x, ThiefConfig(student=name, epochs=1, batch_size=32),
+                                reporter=Reporter(), stage="s", name="s")
+        assert isinstance(student, kind) and info["student"] == name
+
+
+def test_thief_config_from_run_config():
+    from ewe.config import preset
+    cfg = preset("digits", "quick", extract_labels="soft", distill_temperature=3.0, student="mlp",
+                 query_budget=200, extract_epochs=2)
+    t = ThiefConfig.from_run_config(cfg)
+    assert (t.labels, t.temperature, t.student, t.query_budget, t.epochs) == ("soft", 3.0, "mlp", 200, 2)
+    assert ThiefConfig.from_run_config(preset("digits", "quick")).student == "conv2"   # victim's own
+
+
+def _unique_dataset(monkeypatch, n_train=200, n_test=40):
+    """Replace the dataset loader with one whose every image is distinct (row identity = sample)."""
+    import ewe.data as data_mod
+    g = torch.Generator().manual_seed(0)
+    xtr, xte = torch.rand(n_train, 1, 28, 28, generator=g), torch.rand(n_test, 1, 28, 28, generator=g)
+    ytr, yte = torch.arange(n_train) % 10, torch.arange(n_test) % 10
+    ds = data_mod.Dataset("digits", data_mod.Split(xtr, ytr), data_mod.Split(xte, yte),
+                          [str(i) for i in range(10)], "test data")
+    monkeypatch.setattr(data_mod, "load_dataset", lambda *a, **k: ds)
+    return xtr, ytr
+
+
+def test_disjoint_attacker_data_is_really_disjoint(monkeypatch):
+    from ewe.config import preset
+    from ewe.pipeline import load_data
+    xtr, ytr = _unique_dataset(monkeypatch)
+    key = lambda r: r.flatten().numpy().tobytes()
+    labels = {key(r): int(c) for r, c in zip(xtr, ytr)}
+    cfg = preset("digits", "quick", attacker_data="disjoint", train_size=None, batch_size=32, seed=5)
+    d = load_data(cfg)
+    train, attack = {key(r) for r in d.x_train}, {key(r) for r in d.x_attack}
+    assert len(train) == len(d.x_train) == 100 and len(attack) == len(d.x_attack) == 100
+    assert not train & attack                                  # no sample on both sides
+    assert train | attack == set(labels)                       # together: the whole training set
+    assert all(labels[key(r)] == int(c) for r, c in zip(d.x_train, d.y_train))   # labels follow images
+    d2 = load_data(cfg)
+    assert torch.equal(d.x_attack, d2.x_attack)                 # the split is fixed by the seed
+    same = load_data(cfg.replace(attacker_data="same"))
+    assert torch.equal(same.x_attack, same.x_train) and len(same.x_train) == 200
+
+
+def test_true_labels_of_disjoint_attacker_set(monkeypatch):
+    """The removal suite's 'true labels' option recovers the labels of the thief's half."""
+    from ewe.attacks.removal import _true_attack_labels
+    from ewe.config import preset
+    from ewe.pipeline import load_data
+    xtr, ytr = _unique_dataset(monkeypatch)
+    labels = {r.flatten().numpy().tobytes(): int(c) for r, c in zip(xtr, ytr)}
+    cfg = preset("digits", "quick", attacker_data="disjoint", train_size=None, batch_size=32, seed=1)
+    d = load_data(cfg)
+    y = _true_attack_labels(cfg, d)
+    assert [labels[r.flatten().numpy().tobytes()] for r in d.x_attack] == y.tolist()
+
+
+def test_steal_with_thief_variants(tiny_run):
+    """pipeline.steal with a query budget, soft labels and another student: queries and settings recorded."""
+    from ewe import pipeline
+    result = pipeline.steal(tiny_run, thief={"query_budget": 64, "extract_labels": "soft",
+                                             "distill_temperature": 2.0, "student": "conv2_narrow"})
+    assert result["status"] == "finished"
+    assert result["thief"] == {"labels": "soft", "student": "conv2_narrow", "epochs": 1, "query_budget": 64,
+                               "attacker_data": "same", "distill_temperature": 2.0}
+    for name in ("extracted", "plain_extracted", "ablation_extracted"):
+        assert result["models"][name]["queries"] == 64
+    state = torch.load(tiny_run / "models" / "extracted.pt", weights_only=True)
+    assert state["conv1.weight"].shape[0] == 16                 # the narrow student was saved
+    assert "extracted" in json.loads((tiny_run / "result.json").read_text())["verification"]
