@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="run folder to write (default: runs/<dataset>-<preset>-s<seed>-<time>)")
     run.add_argument("--device", default="auto", help=HELP["device"])
     run.add_argument("--train-only", action="store_true", help="stop after training the victims")
+    run.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
     _add_config_options(run)
 
     steal = sub.add_parser("steal", help="run the extraction attack on a trained run folder")
@@ -195,3 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:   # unexpected: one readable line unless --debug; the run folder keeps what finished
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (run again with --debug for the traceback; "
+              "finished models are kept in the run folder)", file=sys.stderr)
+        return 1

@@ -224,6 +224,9 @@ def validate(cfg: RunConfig) -> RunConfig:
          f"unknown student architecture {cfg.student!r}; choose one of {', '.join(MODELS)}")
     need(not (cfg.dataset == "speech-commands") or cfg.model in ("lstm", "audio_cnn"),
          "speech-commands needs an audio model ('lstm' or 'audio_cnn')")
+    need(not (cfg.dataset == "speech-commands" and cfg.trigger == "ood"),
+         "speech-commands uses in-distribution triggers (trigger 'in'): the out-of-distribution words the "
+         "reference recorded are not part of the 10-keyword data")
     need(cfg.dataset == "speech-commands" or cfg.model not in ("lstm", "audio_cnn"),
          f"model {cfg.model!r} is for speech-commands; image datasets use 'conv2'")
     return cfg

@@ -27,7 +27,7 @@ import torch
 from . import triggers as trig
 from .attacks.extraction import ThiefConfig, extract
 from .callbacks import Reporter, Stopped
-from .config import RunConfig, from_dict
+from .config import ConfigError, RunConfig, from_dict
 from .models import build_model, load_state
 from .runs import RunFolderError, load_run
 from .snnl import Temperatures
@@ -92,7 +92,13 @@ def load_data(cfg: RunConfig) -> Data:
 
 def build_triggers_raw(cfg: RunConfig, data: Data) -> tuple[torch.Tensor, torch.Tensor, str]:
     """The un-optimised trigger pools (train, held-out) and a description of where they come from."""
-    n_train = cfg.n_triggers or int((data.y_train == cfg.target).sum())
+    half = cfg.batch_size // 2
+    n_target = int((data.y_train == cfg.target).sum())
+    if n_target < half:
+        raise ConfigError(f"the target class {cfg.target} has only {n_target} training samples, fewer than half "
+                         f"a batch ({half}); use a smaller batch size or more training data")
+    # whole watermark batches of triggers (half a batch each)
+    n_train = max(half, (cfg.n_triggers or n_target) // half * half)
     if cfg.trigger == "ood":
         from .data import load_ood_source
         ood_train, ood_test = load_ood_source(cfg.dataset, cfg.data_dir)
@@ -103,7 +109,7 @@ def build_triggers_raw(cfg: RunConfig, data: Data) -> tuple[torch.Tensor, torch.
         pool, held = data.x_train[data.y_train == cfg.source], data.x_test[data.y_test == cfg.source]
         what = f"in-distribution: class {cfg.source} ({data.classes[cfg.source]}) with a 3x3 patch"
     if len(pool) == 0 or len(held) < 2:
-        raise ValueError(f"no trigger source samples for class {cfg.source} ({what}); pick another source")
+        raise ConfigError(f"no trigger source samples for class {cfg.source} ({what}); pick another source")
     dev = data.x_train.device
     return trig.tile(pool, n_train).to(dev), held[: cfg.n_heldout].clone().to(dev), what
 

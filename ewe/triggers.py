@@ -69,9 +69,10 @@ def snnl_input_grad(model, x_pool, x_target, temps: Temperatures, metric: str) -
 
 def locate_patch(model, pool, target, half, temps, metric) -> tuple[int, int]:
     grads = []
-    for i in range(0, len(pool) - half + 1, half):
-        j = i % max(1, len(target) - half + 1)
-        grads.append(snnl_input_grad(model, pool[i:i + half], target[j:j + half], temps, metric).mean(0))
+    for i in range(0, len(pool), half):
+        x = pool[i:i + half]
+        j = i % max(1, len(target) - len(x) + 1)
+        grads.append(snnl_input_grad(model, x, target[j:j + len(x)], temps, metric).mean(0))
     return best_patch_location(torch.stack(grads).mean(0))
 
 

@@ -4,8 +4,18 @@ same inputs. H0: the suspect outputs the target no more often than a model train
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import stats
+
+
+def _ttest(x, y, **kw):
+    # scipy warns about "catastrophic cancellation" when a sample is (nearly) constant, which 0/1 hit
+    # vectors often are; the degenerate cases are handled explicitly below.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return stats.ttest_ind(x, y, equal_var=False, alternative="greater", **kw).pvalue
 
 
 def p_value(suspect_hits, reference_hits) -> float:
@@ -16,7 +26,7 @@ def p_value(suspect_hits, reference_hits) -> float:
     """
     x = np.asarray(suspect_hits, dtype=float)
     y = np.asarray(reference_hits, dtype=float)
-    p = stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue
+    p = _ttest(x, y)
     if np.isnan(p):
         return 0.0 if x.mean() > y.mean() else 1.0
     return float(p)
@@ -24,7 +34,7 @@ def p_value(suspect_hits, reference_hits) -> float:
 
 def _p_values_batched(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """p-values for each row of x [draws, n] against the same rows of y (same query subsets)."""
-    p = stats.ttest_ind(x, y, axis=1, equal_var=False, alternative="greater").pvalue
+    p = _ttest(x, y, axis=1)
     bad = np.isnan(p)
     p[bad] = np.where(x[bad].mean(1) > y[bad].mean(1), 0.0, 1.0)
     return p
