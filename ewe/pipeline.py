@@ -28,6 +28,7 @@ from . import triggers as trig
 from .attacks.extraction import ThiefConfig, extract
 from .callbacks import Reporter, Stopped
 from .config import ConfigError, RunConfig, from_dict
+from .diagnostics import layer_geometry, projection, save_projection_png
 from .models import build_model, load_state
 from .runs import RunFolderError, load_run
 from .snnl import Temperatures
@@ -251,6 +252,17 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             result["patch"] = list(ts.patch)
         _save_trigger_png(folder, ts)
         sets = {"optimised": ts.heldout, "classic": ts.raw_heldout}
+        diag_target = data.x_test[data.y_test == cfg.target]
+        diagnostics = {"target_samples": "target-class test samples", "triggers": "held-out triggers"}
+
+        def diagnose(key: str, model, trigger_set: str) -> None:
+            geometry = layer_geometry(model, sets[trigger_set], diag_target)
+            proj = projection(model, sets[trigger_set], diag_target, method="pca", seed=cfg.seed)
+            diagnostics[key] = {"trigger_set": trigger_set, "geometry": geometry, "projection": proj}
+            result.setdefault("diagnostics", {})[key] = {"trigger_set": trigger_set, "geometry": geometry}
+            folder.write_json("diagnostics.json", diagnostics)
+        diagnose("before", base, "optimised")
+        diagnose("before_classic", base, "classic")
         train_sets = {"defended": ts.train, "ablation_no_snnl": ts.train, "plain_watermark": ts.raw_train}
         pre_opt_state = base_opt.state_dict()
 
@@ -277,6 +289,12 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             timed(name, lambda: train_watermark(
                 model, data.x_train, data.y_train, pool, x_target, cfg.target, cfg=cfg, reporter=rep,
                 stage=name, name=name, use_snnl=use_snnl, optimizer=opt, probe=probe, seed=cfg.seed))
+            diagnose(name, model, TRIGGER_SET[name])
+            if folder.path:
+                before = diagnostics["before_classic" if TRIGGER_SET[name] == "classic" else "before"]
+                save_projection_png(before["projection"], diagnostics[name]["projection"],
+                                    folder.path / f"projection_{name}.png",
+                                    f"{name}: triggers vs target class (PCA of cosine-normalised features)")
             finish(name, model)
 
         # 4. the clean reference: the same pre-training, continued on clean data only

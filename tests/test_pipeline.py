@@ -97,3 +97,13 @@ def test_same_seed_same_numbers(tiny_data_dir, tmp_path):
     pa = json.loads((tmp_path / "a" / "predictions.json").read_text())
     pb = json.loads((tmp_path / "b" / "predictions.json").read_text())
     assert pa == pb
+
+
+def test_diagnostics_written(finished_run):
+    out, result, _ = finished_run
+    geo = result["diagnostics"]["defended"]["geometry"]
+    assert len(geo) == 3 and {"within_triggers", "within_target", "between", "gap"} <= set(geo[0])
+    diag = json.loads((out / "diagnostics.json").read_text())
+    proj = diag["defended"]["projection"]
+    assert len(proj["layers"]) == 3 and len(proj["layers"][0]) == len(proj["group"])
+    assert (out / "projection_defended.png").exists()
