@@ -465,6 +465,12 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
                         record(attack, stage, measure(model), t0, ratio=r,
                                achieved_ratio=round(info["achieved_ratio"], 6))
                 else:
+                    if attack == "fine_prune" and not any(isinstance(m, nn.Conv2d) for m in victim.modules()):
+                        rep.message(f"Robustness: fine-pruning skipped for {vname}: "
+                                    f"{type(victim).__name__} has no convolutional layer")
+                        for r in settings.finetune_ratios:
+                            rep.advance(f"{attack}/{vname}/{r:g}", 1.0)
+                        continue
                     for r in settings.finetune_ratios:
                         rep.check()
                         stage = f"{attack}/{vname}/{r:g}"

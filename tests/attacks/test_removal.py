@@ -178,3 +178,18 @@ def test_suite_with_true_labels_and_one_victim(tiny_run):
     assert {r["victim"] for r in out["records"]} == {"defended"}
     ft = [r for r in out["records"] if r["attack"] == "fine_tune_last"]
     assert len(ft) == 1 and ft[0]["victim_queries"] == 0          # true labels: no queries to the victim
+
+
+def test_suite_skips_fine_pruning_without_conv_layers(tiny_run, monkeypatch):
+    """A victim without convolutions (e.g. the speech LSTM) gets every attack but fine-pruning."""
+    from ewe import pipeline
+    from ewe.models import build_model
+    real = pipeline.load_run_models
+    monkeypatch.setattr(pipeline, "load_run_models",
+                        lambda run_dir, names: {n: build_model("mlp", (1, 28, 28)) for n in real(run_dir, names)})
+    events = []
+    out = removal.run_suite(tiny_run, dict(SMALL, victims=["defended"], attacks=["prune", "fine_prune"]),
+                            listeners=[events.append])
+    assert out["status"] == "finished"
+    assert {r["attack"] for r in out["records"]} == {"none", "prune"}
+    assert any("fine-pruning skipped" in e.get("text", "") for e in events)
