@@ -42,6 +42,27 @@ def parse_variant(text: str) -> dict:
     return out
 
 
+def summary(rows: list[dict]) -> str:
+    """Markdown table: one line per (dataset, base, variant), mean ± std (min..max) over seeds."""
+    import statistics
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r.get("base", ""), r["variant"]), []).append(r)
+
+    def ms(vals, d=3):
+        if len(vals) == 1:
+            return f"{vals[0]:.{d}f}"
+        return f"{statistics.mean(vals):.{d}f} ± {statistics.stdev(vals):.{d}f} ({min(vals):.{d}f}..{max(vals):.{d}f})"
+    out = ["| dataset | variant | seeds | victim acc | stolen acc | stolen wm (held-out) | queries for 95 % | wm-phase s |",
+           "|---|---|---|---|---|---|---|---|"]
+    for (ds, base, var), rs in sorted(groups.items()):
+        q = ", ".join(str(r["q95"]) if r["q95"] is not None else "—" for r in sorted(rs, key=lambda r: r["seed"]))
+        out.append(f"| {ds} | {var} | {','.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
+                   f"{ms([r['victim_acc'] for r in rs], 4)} | {ms([r['stolen_acc'] for r in rs], 4)} | "
+                   f"{ms([r['stolen_wm'] for r in rs])} | {q} | {ms([r['sec_wm'] for r in rs], 0)} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dataset", default="mnist")
@@ -51,7 +72,11 @@ def main() -> None:
     ap.add_argument("--base", default="", help="overrides applied to every variant (k=v;k=v)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="append results as JSON lines to this file")
+    ap.add_argument("--summary", nargs="+", help="only print a mean ± std table of these JSON-lines files")
     args = ap.parse_args()
+    if args.summary:
+        print(summary([json.loads(line) for f in args.summary for line in open(f) if line.strip()]))
+        return
     torch.set_num_threads(args.threads)
     base = parse_variant(args.base)
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -95,7 +120,7 @@ def main() -> None:
             student, _ = extract(model, data.x_attack, ThiefConfig.from_run_config(cfg), reporter=rep,
                                  stage="steal", name="steal", seed=seed + 20_000)
             ver = verify(predict(student, held), clean_pred["raw" if raw else "opt"], cfg.target, draws=100)
-            row = {"dataset": args.dataset, "seed": seed, "variant": text or "preset",
+            row = {"dataset": args.dataset, "seed": seed, "variant": text or "preset", "base": args.base,
                    "victim_acc": accuracy(model, data.x_test, data.y_test),
                    "victim_wm": watermark_success(model, held, cfg.target),
                    "stolen_acc": accuracy(student, data.x_test, data.y_test),
