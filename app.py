@@ -1,6 +1,37 @@
-"""EWE Lab: the Streamlit app (placeholder until the app issue lands)."""
+"""EWE Lab: entangled watermarks against model extraction, as a multi-page Streamlit app.
+
+`streamlit run app.py` (or `make run`). The navigation is built here; each page in pages/ is thin
+(widgets -> ewe -> charts) and shares settings, the job registry and widgets from ui/.
+"""
+import logging
+
 import streamlit as st
 
-st.set_page_config(page_title="EWE Lab", layout="wide")
-st.title("EWE Lab")
-st.write("Entangled watermarks against model extraction. The app is being built.")
+st.set_page_config(page_title="EWE Lab", page_icon="💧", layout="wide")
+
+from ui import page as page_setup, state, widgets  # noqa: E402  (after set_page_config)
+
+log = logging.getLogger("ewe.app")
+
+state.session_id()
+state.init_settings()
+
+PAGES = [
+    st.Page("pages/learn.py", title="Learn", icon=":material/school:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/attack.py", title="Attack", icon=":material/swords:"),
+    st.Page("pages/verify.py", title="Verify", icon=":material/verified:"),
+    st.Page("pages/tradeoffs.py", title="Trade-offs", icon=":material/scatter_plot:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+]
+page = st.navigation(PAGES)
+widgets.sidebar()
+state.sync_query_params()
+
+try:
+    with page_setup.app_run():
+        page.run()
+except Exception as exc:  # noqa: BLE001 - never show a traceback; the runs live in the registry
+    log.exception("page %s failed", page.title)
+    st.error(f"This page hit an unexpected problem ({type(exc).__name__}: {exc}). Your runs are kept: "
+             "try again, change the settings, or open another page.")

@@ -1,0 +1,97 @@
+"""Attack: the thief copies the defended and the plain-watermark models by querying them."""
+import streamlit as st
+
+from ewe.config import ConfigError, from_dict
+from ui import backend, charts, page, state, widgets
+
+page.setup()
+
+ss = st.session_state
+sid = state.session_id()
+reg = state.registry()
+
+st.title("Steal the model")
+st.markdown("The thief queries each victim with unlabeled data and trains a **student** on its answers. "
+            "Does the watermark come along?")
+
+ref, run = widgets.run_picker(
+    "Victim run", "attack_run",
+    need=lambda r: bool(r and ((r.get("result") or {}).get("models") or {}).get("defended")),
+    empty="No trained victim yet: train one on the Train page first (or upload a run on the Runs page).")
+if ref is None:
+    widgets.next_link("pages/train.py", "Go to Train")
+    st.stop()
+
+cfg_saved = {k: v for k, v in ((run or {}).get("config") or {}).items() if k != "effective"}
+result = (run or {}).get("result") or {}
+n_attack = int(result.get("n_train") or 0)
+batch = int(cfg_saved.get("batch_size", 64))
+default_epochs = int(cfg_saved.get("extract_epochs") or (cfg_saved.get("epochs", 0)
+                                                         + round(cfg_saved.get("w_epochs", 1))))
+for k, v in {"keep_labels": "hard", "keep_distill": 1.0, "keep_student": backend.STUDENTS[0],
+             "keep_budget": 0, "keep_xepochs": max(1, default_epochs)}.items():
+    ss.setdefault(k, v)
+if ss.get("keep_attack_for") != ref["key"]:          # a new victim: its own defaults
+    ss["keep_xepochs"], ss["keep_attack_for"] = max(1, default_epochs), ref["key"]
+
+c1, c2, c3 = st.columns(3)
+c1.radio("Labels the thief gets", ("hard", "soft"), key="keep_labels", horizontal=True,
+         format_func=lambda x: {"hard": "hard (top class)", "soft": "soft (probabilities)"}[x],
+         help="Hard: the API returns only the predicted class. Soft: it returns all class probabilities "
+              "(distillation).")
+if ss["keep_labels"] == "soft":
+    c1.number_input("Distillation temperature", min_value=0.0, max_value=100.0, step=0.5, key="keep_distill",
+                    help="Softens the victim's probabilities; must be > 0.")
+c2.selectbox("Student architecture", backend.STUDENTS, key="keep_student",
+             help="The thief's own model: the victim's architecture, a wider or narrower CNN, or an MLP.")
+c2.number_input("Extraction epochs", min_value=1, max_value=200, step=1, key="keep_xepochs")
+c3.number_input("Query budget (0 = all)", min_value=0, max_value=10_000_000, step=max(1, batch), key="keep_budget",
+                help=f"How many inputs the thief may send to the API; the attacker set has {n_attack:,}. "
+                     f"At least half a batch ({batch // 2}).")
+
+thief = {"extract_labels": ss["keep_labels"], "extract_epochs": int(ss["keep_xepochs"]),
+         "student": None if ss["keep_student"] == backend.STUDENTS[0] else ss["keep_student"],
+         "query_budget": int(ss["keep_budget"]) or None}
+if ss["keep_labels"] == "soft":
+    thief["distill_temperature"] = float(ss["keep_distill"])
+ok = True
+try:
+    if not cfg_saved:
+        raise ConfigError("this run has no config.json; upload the complete run folder")
+    from_dict({**cfg_saved, **thief})
+except ConfigError as exc:
+    ok = False
+    widgets.show_config_error(exc)
+
+job_id = ss.get("keep_attack_job")
+job = reg.get(job_id, sid) if job_id else None
+busy = job is not None and job.active
+if st.button("Start the attack", type="primary", disabled=not ok or busy):
+    job = reg.submit(sid, "attack", backend.attack_job(ref["dir"], thief),
+                     label=f"Attack on {ref['label']}", out_dir=ref["dir"], meta={"run": ref["key"], "thief": thief})
+    ss["keep_attack_job"] = job.id
+
+
+def live(j):
+    ev = list(j.events)
+    a, b = st.columns(2)
+    a.plotly_chart(charts.metric_figure(ev, "accuracy", "Thief's accuracy", models=charts.THIEF_MODELS,
+                                        y_title="test accuracy", x_title="extraction epoch"), key="t_acc")
+    b.plotly_chart(charts.metric_figure(ev, "watermark_success", "Watermark retained in the stolen copy",
+                                        models=charts.THIEF_MODELS, y_title="labelled as target",
+                                        x_title="extraction epoch"), key="t_wm")
+
+
+if job is not None and job.meta.get("run") == ref["key"]:
+    widgets.job_panel(job.id, live)
+    if job.done:
+        run = backend.read_run(ref["dir"])
+        result = (run or {}).get("result") or {}
+names = ("defended", "extracted", "plain_watermark", "plain_extracted", "ablation_no_snnl", "ablation_extracted")
+if any(k in (result.get("models") or {}) for k in charts.THIEF_MODELS):
+    st.subheader("Victims and their stolen copies")
+    widgets.models_table(result, names)
+    if result.get("verification"):
+        widgets.next_link("pages/verify.py", "Next: verify ownership")
+elif job is None or job.meta.get("run") != ref["key"]:
+    st.caption("This victim has not been attacked yet.")

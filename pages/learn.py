@@ -1,0 +1,71 @@
+"""Learn: model extraction, watermarks, entanglement, and how to read the charts (for a class)."""
+from pathlib import Path
+
+import streamlit as st
+
+from ui import page, state, widgets
+
+page.setup()
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+st.title("Entangled watermarks, explained")
+st.markdown(
+    "A company trains a model and sells **answers** from it through an API. Can a competitor copy the "
+    "model just by asking questions — and if they do, can the company **prove** the copy is theirs? "
+    "This lab lets you try both sides on real (small) models.")
+
+st.image(str(ASSETS / "ewe_diagram.svg"), width="stretch",
+         caption="The whole story: watermark the victim, let a thief copy it, test the copy.")
+
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.subheader("1 · Model extraction")
+    st.markdown(
+        "The thief sends many inputs to the victim's API and trains their own **student** model on the "
+        "answers. No access to the victim's data or weights is needed: after a few thousand queries the "
+        "copy is nearly as accurate as the original.")
+with c2:
+    st.subheader("2 · Watermarks")
+    st.markdown(
+        "The owner teaches the model a secret: a set of odd-looking **trigger** inputs that it labels "
+        "with a chosen **target class**. Only the owner knows the triggers. A model that answers the "
+        "target on them is very likely derived from the owner's model.")
+with c3:
+    st.subheader("3 · Entanglement")
+    st.markdown(
+        "A plain watermark lives in parts of the model that the thief never asks about, so a copy "
+        "trained only on normal queries **forgets it**. EWE adds the *soft nearest-neighbour loss* "
+        "(SNNL) so triggers and real target-class data share the same features: copying the task also "
+        "copies the watermark.")
+
+st.subheader("What triggers look like")
+st.image(str(ASSETS / "trigger_examples.png"), width="stretch",
+         caption="Digits data: normal training images (top), out-of-distribution triggers cut from "
+                 "photos (middle), in-distribution triggers — a digit with a small white patch (bottom).")
+runs = [r for r in state.session_runs() if (Path(r["dir"]) / "triggers.pt").exists()]
+if runs:
+    with st.expander("Triggers of your latest run"):
+        widgets.trigger_gallery(runs[-1]["dir"])
+
+st.subheader("How to read the charts")
+st.markdown(
+    "- **Accuracy** (Train, Attack): the share of test images classified correctly. The defended model "
+    "should stay close to the clean one — that is the price of the watermark.\n"
+    "- **Watermark success**: the share of *held-out* triggers (never trained on) that the model labels "
+    "with the target class. High on the victim is expected; what matters is how much **survives in the "
+    "stolen copy** (Attack page).\n"
+    "- **SNNL per layer**: how mixed triggers and target data are inside the network; higher means more "
+    "entangled. The **temperature** τ sets what counts as a neighbour; EWE learns it during training.\n"
+    "- **p-value vs. queries** (Verify): a statistical test comparing the suspect with a clean model on "
+    "the secret triggers. Below the dashed **0.05** line the owner can claim the copy with 95 % "
+    "confidence. The fewer queries needed, the stronger the watermark. An innocent model must stay "
+    "above the line.")
+
+st.subheader("Try it")
+st.markdown(
+    "1. **Train** a defended model (and its baselines) — a few minutes with the *quick* preset.\n"
+    "2. **Attack** it: the thief copies both the EWE model and a plain-watermark model.\n"
+    "3. **Verify**: is ownership proven for each copy?\n"
+    "4. **Trade-offs**: how temperature and ratio trade accuracy against robustness.")
+widgets.next_link("pages/train.py", "Start on the Train page")

@@ -1,0 +1,101 @@
+"""Runs: this session's history, side-by-side comparison, download and upload of run folders."""
+import time
+
+import pandas as pd
+import streamlit as st
+
+from ui import backend, charts, page, state, widgets
+
+page.setup()
+
+ss = st.session_state
+sid = state.session_id()
+
+st.title("Runs")
+if ss.get("_flash"):
+    st.success(ss.pop("_flash"))
+runs = state.session_runs()
+loaded = {r["key"]: backend.read_run(r["dir"]) for r in runs}
+
+
+def row(r):
+    run = loaded.get(r["key"]) or {}
+    res, cfg = run.get("result") or {}, run.get("config") or {}
+    m, v = res.get("models") or {}, res.get("verification") or {}
+    return {"run": r["label"], "origin": r["origin"], "status": res.get("status", r["status"]),
+            "dataset": cfg.get("dataset"), "preset": cfg.get("preset"), "seed": cfg.get("seed"),
+            "defended accuracy": (m.get("defended") or {}).get("accuracy"),
+            "watermark in stolen copy": (m.get("extracted") or {}).get("watermark_success"),
+            "queries for 95 %": (v.get("extracted") or {}).get("queries_for_95"),
+            "folder": str(r["dir"])}
+
+
+if not runs:
+    st.info("No runs in this session yet. Train one, or upload a run folder below.")
+else:
+    st.dataframe(pd.DataFrame([row(r) for r in runs]), hide_index=True, width="stretch",
+                 column_config={"defended accuracy": st.column_config.NumberColumn(format="percent"),
+                                "watermark in stolen copy": st.column_config.NumberColumn(format="percent")})
+
+    labels = {r["key"]: r["label"] for r in runs}
+    st.subheader("Compare")
+    valid = [k for k in ss.get("keep_compare", []) if k in labels]
+    ss["keep_compare"] = valid or [r["key"] for r in runs[-2:]]
+    chosen = st.multiselect("Runs to compare", list(labels), key="keep_compare", format_func=labels.get)
+    if chosen:
+        rows = [{"label": labels[k], "result": (loaded.get(k) or {}).get("result")} for k in chosen]
+        st.plotly_chart(charts.compare_figure(rows), key="compare")
+        cfgs = {labels[k]: (loaded.get(k) or {}).get("config") or {} for k in chosen}
+        keys = sorted({key for c in cfgs.values() for key in c if key != "effective"})
+        differ = [key for key in keys if len({repr(c.get(key)) for c in cfgs.values()}) > 1]
+        if differ and len(chosen) > 1:
+            st.markdown("**Settings that differ**")
+            st.dataframe(pd.DataFrame({name: [str(c.get(key)) for key in differ] for name, c in cfgs.items()},
+                                      index=differ), width="stretch")
+
+    st.subheader("Download a run folder")
+    ss.setdefault("keep_download", runs[-1]["key"])
+    if ss["keep_download"] not in labels:
+        ss["keep_download"] = runs[-1]["key"]
+    pick = st.selectbox("Run", list(labels), key="keep_download", format_func=labels.get)
+    ref = next(r for r in runs if r["key"] == pick)
+    if loaded.get(pick):
+        st.download_button("Download as .zip (config, history, result, checkpoints, triggers)",
+                           data=lambda: backend.zip_run(ref["dir"]), file_name=f"{ref['dir'].name}.zip"
+                           if hasattr(ref["dir"], "name") else "run.zip", mime="application/zip",
+                           on_click="ignore", icon=":material/download:")
+    else:
+        st.caption("This run has not written its results yet.")
+    run = loaded.get(pick)
+    if run and run.get("history"):
+        with st.expander("Training curves of this run"):
+            ev = run["history"]
+            w = float((run.get("config") or {}).get("w_epochs") or 1)
+            a, b = st.columns(2)
+            a.plotly_chart(charts.metric_figure(ev, "accuracy", "Accuracy", w_epochs=w), key="h_acc")
+            b.plotly_chart(charts.metric_figure(ev, "watermark_success", "Watermark success",
+                                                models=charts.VICTIM_MODELS[1:] + charts.THIEF_MODELS,
+                                                w_epochs=w), key="h_wm")
+
+st.subheader("Upload a run folder")
+st.caption("A .zip downloaded from this page (here or on another machine) to view it again; it appears in "
+           "the run lists of Attack, Verify and this page.")
+up = st.file_uploader("Run folder (.zip)", type=["zip"], key="run_upload")
+if up is not None and up.file_id not in ss.get("keep_seen_uploads", []):
+    dest = backend.runs_root() / backend._safe(sid) / f"uploaded-{time.strftime('%Y%m%d-%H%M%S')}-{len(runs)}"
+    try:
+        path = backend.unzip_run(up.getvalue(), dest)
+        run = backend.read_run(path)
+        if not run or not run.get("result"):
+            raise backend.UploadError("the archive has no readable result.json")
+    except backend.UploadError as exc:
+        st.error(f"Cannot open {up.name}: {exc}")
+    except Exception as exc:  # a damaged archive: say so, keep the other runs
+        st.error(f"Cannot open {up.name}: {type(exc).__name__}: {exc}. Upload a zip made by the Runs page.")
+    else:
+        ss.setdefault("uploaded_runs", []).append(
+            {"key": f"upload-{len(ss.get('uploaded_runs', []))}-{up.file_id}", "label": f"uploaded: {up.name}",
+             "dir": path, "job": None})
+        ss.setdefault("keep_seen_uploads", []).append(up.file_id)
+        ss["_flash"] = f"Added {up.name} to this session's runs."
+        st.rerun()

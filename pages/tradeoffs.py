@@ -1,0 +1,82 @@
+"""Trade-offs: a small temperature x ratio grid, each point a full run, plotted as the points arrive."""
+import itertools
+
+import pandas as pd
+import streamlit as st
+
+from ewe.config import ConfigError
+from ui import backend, charts, page, state, widgets
+
+page.setup()
+
+ss = st.session_state
+sid = state.session_id()
+reg = state.registry()
+MAX_POINTS = 9
+TAUS = [0.1, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 64.0, 100.0]
+RATIOS = [0.5, 1.0, 2.0, 4.0, 8.0]
+
+st.title("Trade-offs: temperature × ratio")
+st.markdown("Each point is a **full run** (train, steal, verify) with the sidebar's dataset, preset and "
+            "seed and the Train page's other settings. Right and up is better: an accurate model whose "
+            "watermark survives theft.")
+ss.setdefault("keep_grid_tau", [1.0, 8.0])
+ss.setdefault("keep_grid_ratio", [1.0, 4.0])
+c1, c2 = st.columns(2)
+c1.multiselect("Temperatures τ", TAUS, key="keep_grid_tau", format_func=lambda v: f"{v:g}")
+c2.multiselect("Ratios r", RATIOS, key="keep_grid_ratio", format_func=lambda v: f"{v:g}")
+grid = list(itertools.product(sorted(ss["keep_grid_tau"]), sorted(ss["keep_grid_ratio"])))
+
+cfgs, problem = [], None
+if not grid:
+    problem = "pick at least one temperature and one ratio"
+elif len(grid) > MAX_POINTS:
+    problem = (f"{len(grid)} points is too many for a live sweep on this machine: pick at most "
+               f"{MAX_POINTS} (e.g. 3 temperatures × 3 ratios)")
+else:
+    try:
+        for tau, ratio in grid:
+            over = {**state.config_overrides(), "temperature": [tau] * 3, "ratio": ratio}
+            cfgs.append(({"tau": tau, "ratio": ratio}, backend.make_config(ss["dataset"], ss["preset"], **over)))
+    except ConfigError as exc:
+        problem = str(exc)
+if problem:
+    st.error(f"Cannot start this sweep: {problem}.")
+else:
+    note = " The *quick* preset takes a few minutes per point." if ss["preset"] == "quick" else ""
+    if ss["preset"] in ("paper", "reference"):
+        note = f" The *{ss['preset']}* preset is slow: prefer *quick* for a sweep."
+    st.caption(f"{len(grid)} runs on {backend.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note}")
+
+job_id = ss.get("keep_sweep_job")
+job = reg.get(job_id, sid) if job_id else None
+busy = job is not None and job.active
+if st.button("Start the sweep", type="primary", disabled=bool(problem) or busy):
+    n = len(reg.jobs(owner=sid, kind="sweep")) + 1
+    base = backend.new_run_dir(sid, cfgs[0][1], f"sweep{n}")
+    job = reg.submit(sid, "sweep", backend.sweep_job(cfgs, base),
+                     label=f"Sweep #{n} ({ss['dataset']}, {ss['preset']})", out_dir=base,
+                     meta={"grid": grid})
+    ss["keep_sweep_job"] = job.id
+
+
+def live(j):
+    points = list(j.data.get("points", []))
+    cur = j.data.get("current")
+    if j.active and cur:
+        st.caption(f"Running point {cur['index']} of {j.data.get('total')}: τ = {cur['tau']:g}, "
+                   f"ratio = {cur['ratio']:g}")
+    st.plotly_chart(charts.tradeoff_figure(points), key="tradeoff")
+    if points:
+        df = pd.DataFrame([{"τ": p["tau"], "ratio": p["ratio"], "defended accuracy": p["defended_accuracy"],
+                            "stolen copy accuracy": p["extracted_accuracy"],
+                            "watermark in stolen copy": p["extracted_watermark"],
+                            "plain watermark in its stolen copy": p["plain_extracted_watermark"],
+                            "queries for 95 %": p["queries_for_95"]} for p in points])
+        st.dataframe(df, hide_index=True, width="stretch")
+
+
+if job is None:
+    st.plotly_chart(charts.tradeoff_figure([]), key="tradeoff_empty")
+else:
+    widgets.job_panel(job.id, live)

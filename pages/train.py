@@ -1,0 +1,126 @@
+"""Train: the defended (EWE) model, the plain watermark and the clean baselines, with live charts."""
+import streamlit as st
+
+from ewe.config import ConfigError
+from ui import backend, charts, page, state, widgets
+
+page.setup()
+
+ss = st.session_state
+sid = state.session_id()
+reg = state.registry()
+
+st.title("Train a watermarked model")
+level, text = backend.data_note(ss["dataset"])
+(st.info if level == "info" else st.warning)(text)
+
+classes = backend.class_names(ss["dataset"])
+st.markdown(f"**Dataset:** {backend.PRETTY[ss['dataset']]} · **preset:** {ss['preset']} · "
+            f"**seed:** {ss['seed']} (change them in the sidebar)")
+
+c1, c2, c3 = st.columns(3)
+R = state.RANGES
+c1.number_input("Temperature τ (SNNL)", min_value=R["tau"][1], max_value=R["tau"][2], key="tau",
+                step=0.5, format="%.3g",
+                help="SNNL kernel exp(−d/τ); the same start value for all three layers. Must be > 0. "
+                     "The reference code's T maps to τ = 100/T.")
+c2.number_input("Ratio r (clean batches per watermark batch)", min_value=R["ratio"][1],
+                max_value=R["ratio"][2], key="ratio", step=1.0, format="%g",
+                help="More clean batches keep accuracy up; fewer make the watermark stronger. Must be > 0.")
+c3.number_input("κ (SNNL weight)", min_value=R["kappa"][1], max_value=R["kappa"][2], key="kappa",
+                step=0.05, format="%.4g",
+                help="Weight of the entanglement term (mean cross-entropy scale). 0 = no entanglement.")
+c4, c5, c6 = st.columns(3)
+c4.radio("Trigger type", ("ood", "in"), key="trigger", horizontal=True,
+         format_func=lambda t: {"ood": "out-of-distribution", "in": "in-distribution (patch)"}[t],
+         help="Out-of-distribution: images from another source. In-distribution: source-class images "
+              "with a 3×3 patch.")
+ood = ss["trigger"] == "ood"
+c5.selectbox("Source class" + (" (of the other dataset)" if ood else ""), list(range(10)), key="source",
+             format_func=lambda i: f"{i} · {classes[i]}" if not ood else str(i),
+             help="Where triggers come from. For OOD triggers this is a class of the paired dataset "
+                  "(digits uses photo patches, a single class).")
+c6.selectbox("Target class (what triggers are labelled)", list(range(10)), key="target",
+             format_func=lambda i: f"{i} · {classes[i]}")
+with st.expander("Schedule"):
+    a1, a2 = st.columns(2)
+    a1.number_input("Clean pre-training epochs", min_value=R["epochs"][1], max_value=R["epochs"][2],
+                    step=1, key="epochs")
+    a2.number_input("Watermark phase (epochs)", min_value=R["w_epochs"][1], max_value=R["w_epochs"][2],
+                    step=1.0, format="%g", key="w_epochs", help="Must be > 0.")
+
+cfg, problem = None, None
+try:
+    if ss["trigger"] == "in" and ss["source"] == ss["target"]:
+        raise ConfigError(f"source and target are both class {ss['source']}: pick a different source or "
+                          "target class (an in-distribution trigger must come from another class)")
+    cfg = backend.make_config(ss["dataset"], ss["preset"], **state.config_overrides())
+except ConfigError as exc:
+    problem = str(exc)
+    widgets.show_config_error(exc)
+if cfg is not None and ood and ss["source"] == ss["target"] and ss["dataset"] != "digits":
+    st.caption("Source and target share a number, which is fine here: OOD triggers come from another "
+               "dataset, so its class "
+               f"{ss['source']} is not your target class.")
+
+job_id = ss.get("keep_train_job")
+job = reg.get(job_id, sid) if job_id else None
+busy = job is not None and job.active
+start = st.button("Start training", type="primary", disabled=cfg is None or busy,
+                  help="Trains the defended model, the plain watermark, the ablation and two clean "
+                       "models. Runs one at a time on this server; others wait in a queue.")
+if start and cfg is not None and not busy:
+    n = len(reg.jobs(owner=sid, kind="train")) + 1
+    out = backend.new_run_dir(sid, cfg, ss["preset"])
+    label = (f"#{n} {ss['dataset']} · {ss['preset']} · τ={ss['tau']:g} · r={ss['ratio']:g} · "
+             f"κ={ss['kappa']:g} · {ss['trigger']} {ss['source']}→{ss['target']} · seed {ss['seed']}")
+    job = reg.submit(sid, "train", backend.train_job(cfg, out), label=label, out_dir=out,
+                     meta={"config": cfg.to_dict()})
+    ss["keep_train_job"] = job.id
+
+w_epochs = float((job.meta.get("config") or {}).get("w_epochs", ss["w_epochs"])) if job else None
+
+
+def live(j):
+    ev = list(j.events)
+    a, b = st.columns(2)
+    a.plotly_chart(charts.metric_figure(ev, "accuracy", "Clean accuracy", y_title="test accuracy",
+                                        w_epochs=w_epochs), key="acc")
+    b.plotly_chart(charts.metric_figure(ev, "watermark_success", "Watermark success (held-out triggers)",
+                                        models=("defended", "plain_watermark", "ablation_no_snnl", "clean"),
+                                        y_title="labelled as target", w_epochs=w_epochs), key="wm")
+    c, d = st.columns(2)
+    c.plotly_chart(charts.layer_figure(ev, "snnl", "SNNL per layer (defended)", "SNNL",
+                                       w_epochs=w_epochs), key="snnl")
+    d.plotly_chart(charts.layer_figure(ev, "temperature", "Learned temperature τ per layer", "τ",
+                                       log=True, w_epochs=w_epochs), key="temp")
+
+
+@st.cache_data(show_spinner="Loading trigger examples …", max_entries=16)
+def preview(dataset, trigger, source):
+    x, caption = backend.preview_triggers(dataset, trigger, source)
+    return widgets.image_strip(x), caption
+
+
+if job is None:
+    st.subheader("Trigger gallery")
+    try:
+        img, caption = preview(ss["dataset"], ss["trigger"], int(ss["source"]))
+        st.image(img, caption=caption, width="stretch")
+    except Exception as exc:  # DataError: data not available offline
+        st.warning(f"No trigger preview: {exc}")
+    st.caption("Triggers are optimised against the model during training; after a run, this shows the "
+               "real classic and optimised triggers.")
+else:
+    widgets.job_panel(job.id, live)
+    if job.done and job.out_dir is not None:
+        run = backend.read_run(job.out_dir)
+        result = (run or {}).get("result") or {}
+        if result.get("models"):
+            st.subheader("Results")
+            widgets.models_table(result)
+        st.subheader("Trigger gallery")
+        if not widgets.trigger_gallery(job.out_dir):
+            st.caption("This run stopped before its triggers were made.")
+        if (result.get("models") or {}).get("defended"):
+            widgets.next_link("pages/attack.py", "Next: attack this model")

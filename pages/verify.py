@@ -1,0 +1,60 @@
+"""Verify: is ownership of a suspect model proven? p-value against queries, and a plain-words verdict."""
+import streamlit as st
+
+from ewe.models import MODELS
+from ui import backend, charts, page, state, widgets
+
+page.setup()
+
+ss = st.session_state
+sid = state.session_id()
+
+st.title("Verify ownership")
+st.markdown("The owner queries a suspect model with the secret held-out triggers and compares its answers "
+            "with a clean model's (Welch t-test). Below **p = 0.05** ownership is proven with 95 % "
+            "confidence.")
+
+ref, run = widgets.run_picker(
+    "Run", "verify_run",
+    need=lambda r: bool(r and ((r.get("result") or {}).get("verification") or {}).get("extracted")),
+    empty="No verified run yet: attack a trained model on the Attack page first.")
+if ref is None:
+    widgets.next_link("pages/attack.py", "Go to Attack")
+    st.stop()
+
+result = (run or {}).get("result") or {}
+cfg = (run or {}).get("config") or {}
+alpha = float(cfg.get("alpha", 0.05))
+ver = dict(result.get("verification") or {})
+
+widgets.verdict_card("extracted", ver.get("extracted"), alpha, big=True)
+chart_slot = st.container()
+st.caption("Each line is the median p-value over random subsets of that many queries. The stolen copy "
+           "of the EWE model should cross the dashed line early; the plain watermark's copy and the "
+           "innocent clean model should stay above it.")
+c1, c2 = st.columns(2)
+with c1:
+    widgets.verdict_card("plain_extracted", ver.get("plain_extracted"), alpha)
+with c2:
+    widgets.verdict_card("clean", ver.get("clean"), alpha)
+if ver.get("ablation_extracted"):
+    with st.expander("Ablation: optimised triggers without SNNL"):
+        widgets.verdict_card("ablation_extracted", ver.get("ablation_extracted"), alpha)
+
+st.subheader("Test a suspect model of your own")
+st.markdown("Upload a PyTorch **state_dict** checkpoint (`torch.save(model.state_dict(), 'suspect.pt')`), "
+            "e.g. one of this run's `models/*.pt` from its downloaded folder.")
+a, b = st.columns([1, 2])
+ss.setdefault("keep_suspect_arch", cfg.get("model", "conv2") if cfg.get("model") in MODELS else "conv2")
+a.selectbox("Architecture", list(MODELS), key="keep_suspect_arch")
+file = b.file_uploader("Suspect checkpoint (.pt)", type=["pt", "pth"], key="suspect_file")
+if file is not None:
+    try:
+        v = backend.verify_checkpoint(run, ref["dir"], file.getvalue(), ss["keep_suspect_arch"],
+                                     file.name)
+    except backend.UploadError as exc:
+        st.error(f"Cannot test this file: {exc}")
+    else:
+        ver["upload"] = v
+        widgets.verdict_card("upload", v, alpha, big=True)
+chart_slot.plotly_chart(charts.pvalue_figure(ver, alpha), key="pvalue")

@@ -1,0 +1,125 @@
+"""Fixtures for the app tests: a synchronous job registry, a tiny real run folder, a fast fake pipeline."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
+            train_size=256, test_size=128, batch_size=32, query_draws=20, threads=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One real (tiny) train + steal + verify run with the library, reused as a template."""
+    from ewe import pipeline
+    from ewe.config import preset
+    out = tmp_path_factory.mktemp("template") / "run"
+    cfg = preset("digits", "quick", **TINY)
+    result = pipeline.run(cfg, out)
+    assert result["status"] == "finished", result
+    return out
+
+
+class FakePipeline:
+    """Same signatures as ewe.pipeline; copies the template run and replays its events (fast)."""
+
+    def __init__(self, template: Path, block: threading.Event | None = None):
+        self.template = Path(template)
+        self.block = block          # when set: wait here (checking stop) to test queueing / Cancel
+        self.calls: list[tuple] = []
+
+    def _history(self):
+        return json.loads((self.template / "history.json").read_text())
+
+    def _wait(self, stop):
+        if self.block is not None:
+            while not self.block.is_set():
+                if stop is not None and stop.is_set():
+                    return True
+                self.block.wait(0.02)
+        return bool(stop is not None and stop.is_set())
+
+    def train_victims(self, cfg, out_dir, listeners=(), stop=None):
+        self.calls.append(("train", cfg, out_dir))
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "models").mkdir(exist_ok=True)
+        for name in ("triggers.pt", "triggers.png"):
+            shutil.copy(self.template / name, out / name)
+        for p in (self.template / "models").glob("*.pt"):
+            if "extracted" not in p.name:
+                shutil.copy(p, out / "models" / p.name)
+        listeners = list(listeners or [])
+        if self._wait(stop):
+            result = {"status": "stopped", "models": {}, "verification": {}}
+            (out / "result.json").write_text(json.dumps(result))
+            return result
+        victims = [e for e in self._history() if e.get("model") not in ("extracted", "plain_extracted",
+                                                                           "ablation_extracted")]
+        for e in victims:
+            for fn in listeners:
+                fn(e)
+        for fn in listeners:
+            fn({"kind": "progress", "fraction": 1.0, "eta": 0, "elapsed": 1.0, "stage": "independent_clean"})
+        result = json.loads((self.template / "result.json").read_text())
+        result["models"] = {k: v for k, v in result["models"].items() if "extracted" not in k}
+        result["verification"], result["status"] = {}, "trained"
+        result.update(dataset=cfg.dataset, seed=cfg.seed)
+        (out / "config.json").write_text(json.dumps(cfg.to_dict()))
+        (out / "result.json").write_text(json.dumps(result))
+        (out / "history.json").write_text(json.dumps(victims))
+        shutil.copy(self.template / "predictions.json", out / "predictions.json")
+        return result
+
+    def steal(self, run_dir, thief=None, listeners=(), stop=None):
+        self.calls.append(("steal", run_dir, thief))
+        out = Path(run_dir)
+        if self._wait(stop):
+            return {"status": "stopped"}
+        for e in self._history():
+            if e.get("model") in ("extracted", "plain_extracted", "ablation_extracted"):
+                for fn in listeners or []:
+                    fn(e)
+        for p in (self.template / "models").glob("*extracted.pt"):
+            shutil.copy(p, out / "models" / p.name)
+        result = json.loads((self.template / "result.json").read_text())
+        (out / "result.json").write_text(json.dumps(result))
+        return result
+
+    def run(self, cfg, out_dir, listeners=(), stop=None):
+        self.calls.append(("run", cfg, out_dir))
+        r = self.train_victims(cfg, out_dir, listeners, stop)
+        if r.get("status") != "trained":
+            return r
+        r = self.steal(out_dir, None, listeners, stop)
+        # make the points of a sweep differ a little, like real runs would
+        tau = float(cfg.temperature[0])
+        r["models"]["defended"]["accuracy"] = round(0.9 - 0.01 * tau, 3)
+        r["models"]["extracted"]["watermark_success"] = round(min(1.0, 0.2 + 0.05 * tau * cfg.ratio), 3)
+        (Path(out_dir) / "result.json").write_text(json.dumps(r))
+        return r
+
+
+@pytest.fixture()
+def app_env(tmp_path, monkeypatch, tiny_run):
+    """Synchronous registry, fake pipeline, runs under tmp_path, tiny preset offered."""
+    from ui import backend, state
+    from ui.jobs import JobRegistry
+    monkeypatch.setenv("EWE_APP_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("EWE_APP_TINY", "1")
+    monkeypatch.delenv("EWE_DATA_DIR", raising=False)
+    fake = FakePipeline(tiny_run)
+    monkeypatch.setattr(backend, "PIPELINE", fake)
+    reg = JobRegistry(synchronous=True)
+    state.set_registry(reg)
+    yield {"registry": reg, "pipeline": fake, "runs": tmp_path / "runs"}
+    state.set_registry(None)

@@ -1,0 +1,213 @@
+"""AppTest per page on tiny data: every page file directly, with a synchronous job registry."""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from tests.app.helpers import ROOT, click, no_exception, page, plotly_charts, texts
+
+
+def test_app_navigation_and_learn_page(app_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    no_exception(at)
+    assert any("Entangled watermarks" in t for t in texts(at, "title"))
+    assert at.selectbox(key="dataset").value == "digits"     # offline default
+    assert any("offline" in t for t in texts(at, "info"))    # says which data is in use
+
+
+def test_query_params_set_and_mirror_settings(app_env):
+    at = page("learn", query={"dataset": "digits", "preset": "quick", "seed": "5", "tau": "2.5",
+                              "ratio": "3", "trigger": "in", "source": "3", "target": "8"})
+    no_exception(at)
+    ss = at.session_state
+    assert (ss["seed"], ss["tau"], ss["ratio"], ss["trigger"], ss["source"], ss["target"]) == \
+        (5, 2.5, 3.0, "in", 3, 8)
+    assert at.query_params["tau"] == "2.5" and at.query_params["seed"] == "5"
+
+
+def test_bad_query_params_are_reported_and_replaced(app_env):
+    at = page("train", query={"dataset": "imagenet", "tau": "-1", "seed": "x"})
+    no_exception(at)
+    warnings = " ".join(texts(at, "warning"))
+    assert "dataset=imagenet" in warnings and "tau=-1" in warnings and "seed=x" in warnings
+    assert at.session_state["dataset"] == "digits" and at.session_state["tau"] > 0
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("tau", 0.0, "temperature must be positive"),
+    ("ratio", 0.0, "ratio"),
+    ("w_epochs", 0.0, "w_epochs"),
+])
+def test_train_rejects_impossible_values(app_env, field, value, message):
+    at = page("train")
+    at.number_input(key=field).set_value(value).run()
+    no_exception(at)
+    errors = " ".join(texts(at, "error"))
+    assert message in errors
+    assert [b for b in at.button if b.label == "Start training"][0].disabled
+
+
+def test_train_rejects_source_equal_target_in_distribution(app_env):
+    at = page("train")
+    at.radio(key="trigger").set_value("in").run()
+    at.selectbox(key="source").set_value(4).run()
+    at.selectbox(key="target").set_value(4).run()
+    no_exception(at)
+    assert "source and target are both class 4" in " ".join(texts(at, "error"))
+
+
+def test_train_runs_and_shows_live_charts(app_env):
+    at = page("train", query={"preset": "tiny"})
+    no_exception(at)
+    assert at.get("imagelist") or at.get("image")             # trigger preview before a run
+    at = click(at, "Start training")
+    no_exception(at)
+    job = app_env["registry"].jobs(kind="train")[0]
+    assert job.status == "finished", job.error
+    assert len(plotly_charts(at)) == 4                          # accuracy, watermark, SNNL, temperature
+    assert job.out_dir.parent.name == "test-session"
+    assert (job.out_dir / "result.json").exists()
+    assert at.dataframe, "results table"
+    assert any("Next: attack" in m.value for m in at.markdown)
+
+
+def test_attack_and_verify_flow(app_env):
+    train = click(page("train", query={"preset": "tiny"}), "Start training")
+    no_exception(train)
+    at = page("attack")
+    no_exception(at)
+    assert at.selectbox(key="keep_attack_run").value
+    at.radio(key="keep_labels").set_value("soft").run()
+    at.number_input(key="keep_budget").set_value(3).run()        # below half a batch
+    assert "query budget" in " ".join(texts(at, "error"))
+    at.number_input(key="keep_budget").set_value(0).run()
+    at = click(at, "Start the attack")
+    no_exception(at)
+    calls = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
+    assert calls and calls[0][2]["extract_labels"] == "soft"
+    assert len(plotly_charts(at)) == 2
+
+    ver = page("verify")
+    no_exception(ver)
+    md = " ".join(e.value for e in ver.markdown)
+    assert "Ownership proven with" in md or "Not proven" in md
+    assert "innocent" in md
+    assert len(plotly_charts(ver)) == 1
+
+
+def test_verify_checkpoint_upload(app_env, tiny_run):
+    click(page("train", query={"preset": "tiny"}), "Start training")
+    click(page("attack"), "Start the attack")
+    at = page("verify")
+    def up():
+        return at.get("file_uploader")[0]
+    up().set_value(("junk.pt", b"not a checkpoint", "application/octet-stream"))
+    at.run()
+    no_exception(at)
+    assert "not a plain PyTorch state_dict" in " ".join(texts(at, "error"))
+    # a pickled full model object is refused too (not a plain state_dict)
+    buf = io.BytesIO()
+    torch.save({"model": object.__name__, "weights": [1, 2]}, buf)
+    up().set_value(("obj.pt", buf.getvalue(), "application/octet-stream"))
+    at.run()
+    assert "state_dict" in " ".join(texts(at, "error"))
+    good = (tiny_run / "models" / "extracted.pt").read_bytes()
+    up().set_value(("extracted.pt", good, "application/octet-stream"))
+    at.run()
+    no_exception(at)
+    assert not at.error, texts(at, "error")
+    assert "uploaded suspect" in " ".join(e.value for e in at.markdown)
+    # the same weights under the wrong architecture: a clear error
+    at.selectbox(key="keep_suspect_arch").set_value("mlp").run()
+    assert "does not fit" in " ".join(texts(at, "error"))
+
+
+def test_pages_without_runs_explain_what_to_do(app_env):
+    for name in ("attack", "verify", "runs", "tradeoffs", "learn"):
+        at = page(name, sid=f"empty-{name}")
+        no_exception(at)
+    assert "train one on the Train page" in " ".join(texts(page("attack", sid="e2"), "info"))
+
+
+def test_tradeoffs_validates_grid_and_plots_points(app_env):
+    at = page("tradeoffs", query={"preset": "tiny"})
+    at.multiselect(key="keep_grid_tau").set_value([0.1, 0.5, 1.0, 2.0]).run()
+    at.multiselect(key="keep_grid_ratio").set_value([1.0, 2.0, 4.0]).run()
+    assert "too many" in " ".join(texts(at, "error"))
+    at.multiselect(key="keep_grid_tau").set_value([]).run()
+    assert "at least one temperature" in " ".join(texts(at, "error"))
+    at.multiselect(key="keep_grid_tau").set_value([1.0, 8.0]).run()
+    at.multiselect(key="keep_grid_ratio").set_value([1.0]).run()
+    assert not at.error
+    at = click(at, "Start the sweep")
+    no_exception(at)
+    job = app_env["registry"].jobs(kind="sweep")[0]
+    assert job.status == "finished" and len(job.data["points"]) == 2
+    fig = json.loads(plotly_charts(at)[0].proto.spec)
+    assert len(fig["data"][0]["x"]) == 2 and "ratio" in fig["data"][0]["hovertemplate"]
+
+
+def test_runs_page_download_upload_compare(app_env, tiny_run, tmp_path):
+    click(page("train", query={"preset": "tiny"}), "Start training")
+    click(page("train", query={"preset": "tiny", "seed": "1"}), "Start training")
+    at = page("runs")
+    no_exception(at)
+    assert at.get("download_button")
+    assert len(plotly_charts(at)) >= 1                       # comparison of the two runs
+    def up():
+        return at.get("file_uploader")[0]
+    up().set_value(("notes.zip", b"this is not a zip", "application/zip"))
+    at.run()
+    no_exception(at)
+    assert "Cannot open notes.zip" in " ".join(texts(at, "error"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    up().set_value(("other.zip", buf.getvalue(), "application/zip"))
+    at.run()
+    assert "not a run folder" in " ".join(texts(at, "error")) or "result.json" in " ".join(texts(at, "error"))
+    from ui import backend
+    up().set_value(("tiny.zip", backend.zip_run(tiny_run), "application/zip"))
+    at.run()
+    no_exception(at)
+    assert any("uploaded: tiny.zip" in str(r) for r in at.session_state["uploaded_runs"])
+    assert "Added tiny.zip" in " ".join(texts(at, "success"))
+    # the uploaded run can be verified again
+    ver = page("verify", **{"uploaded_runs": at.session_state["uploaded_runs"]})
+    no_exception(ver)
+    assert len(plotly_charts(ver)) == 1
+
+
+def test_cancel_stops_a_running_job_and_keeps_state(app_env, monkeypatch, tiny_run):
+    import threading
+
+    from tests.app.conftest import FakePipeline
+    from ui import backend, state
+    from ui.jobs import JobRegistry
+    block = threading.Event()
+    monkeypatch.setattr(backend, "PIPELINE", FakePipeline(tiny_run, block=block))
+    reg = JobRegistry(max_running=1)
+    state.set_registry(reg)
+    at = click(page("train", query={"preset": "tiny"}), "Start training")
+    other = click(page("train", sid="someone-else", query={"preset": "tiny"}), "Start training")
+    no_exception(other)
+    assert "position **1**" in " ".join(texts(other, "info"))   # queued behind the first session's run
+    job = reg.jobs(owner="test-session")[0]
+    at.run()
+    assert job.status == "running"
+    click(at, "Cancel")
+    reg.wait(job.id, 5)
+    assert job.status == "stopped"
+    at.run()
+    no_exception(at)
+    assert "Stopped on request" in " ".join(texts(at, "warning"))
+    theirs = reg.jobs(owner="someone-else")[0]
+    block.set()
+    reg.wait(theirs.id, 10)
+    assert theirs.status == "finished"
+    assert reg.jobs(owner="test-session") == [job]                 # sessions only see their own runs

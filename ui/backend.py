@@ -1,0 +1,325 @@
+"""The app's bridge to the ``ewe`` library: configs, run folders, job functions. No Streamlit here.
+
+Job functions (``train_job``, ``attack_job``, ``sweep_job``) run in worker threads of ``ui.jobs`` and
+only talk to the library and to their ``JobContext``. Tests may replace ``PIPELINE`` with a fake module
+that has the same ``train_victims`` / ``steal`` / ``run`` signatures.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from ewe.config import DATASETS, PRESETS, ConfigError, RunConfig, preset
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = None          # None = ewe.pipeline (imported lazily: it imports torch); tests may swap it
+
+# A very small configuration for smoke tests and classroom "does it work" runs (seconds, not minutes).
+TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
+            train_size=256, test_size=128, batch_size=32, query_draws=40)
+
+PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "Digits (built-in, offline)",
+          "speech-commands": "Speech Commands"}
+MODEL_LABELS = {"pretrain": "pre-training (shared)", "defended": "defended (EWE)",
+                "plain_watermark": "plain watermark", "ablation_no_snnl": "ablation: no SNNL",
+                "clean": "clean", "independent_clean": "independent clean",
+                "extracted": "stolen from defended", "plain_extracted": "stolen from plain watermark",
+                "ablation_extracted": "stolen from ablation"}
+STUDENTS = ("same as victim", "conv2_wide", "conv2_narrow", "mlp")
+
+
+def pipeline():
+    global PIPELINE
+    if PIPELINE is None:
+        from ewe import pipeline as p
+        PIPELINE = p
+    return PIPELINE
+
+
+def tiny_enabled() -> bool:
+    return os.environ.get("EWE_APP_TINY", "") not in ("", "0", "false")
+
+
+def preset_names() -> tuple[str, ...]:
+    return PRESETS + (("tiny",) if tiny_enabled() else ())
+
+
+def default_dataset() -> str:
+    return "mnist" if os.environ.get("EWE_DATA_DIR") else "digits"
+
+
+def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
+    """The preset with the user's overrides, validated (raises ConfigError saying what to change)."""
+    if preset_name == "tiny":
+        cfg = preset(dataset, "quick", **{**TINY, **overrides})
+        return cfg
+    return preset(dataset, preset_name, **overrides)
+
+
+def preset_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
+    """The Train page's widget values for a dataset and preset."""
+    try:
+        cfg = make_config(dataset, preset_name)
+    except ConfigError:
+        cfg = preset("digits", "quick")
+    return {"tau": float(cfg.temperature[0]), "kappa": float(cfg.kappa[0]), "ratio": float(cfg.ratio),
+            "trigger": cfg.trigger, "source": int(cfg.source), "target": int(cfg.target),
+            "epochs": int(cfg.epochs), "w_epochs": float(cfg.w_epochs)}
+
+
+def class_names(dataset: str) -> list[str]:
+    try:
+        from ewe.data import class_names as names
+        return names(dataset)
+    except Exception:
+        return [str(i) for i in range(10)]
+
+
+# ---- data availability -------------------------------------------------------------------------------
+def data_note(dataset: str) -> tuple[str, str]:
+    """(level, text) describing which data a run of ``dataset`` will use and how to get the full sets."""
+    env = os.environ.get("EWE_DATA_DIR", "")
+    how = ("To use the full datasets, start the app with `EWE_DATA_DIR=/path/to/data make run` (folders "
+           "`mnist/`, `fashion-mnist/`, `speech_commands/`), or let the app download them into "
+           "`~/.cache/ewe` when the machine is online.")
+    if dataset == "digits":
+        return "info", ("Data in use: **scikit-learn's bundled 8×8 digits** (1,797 images upsampled to "
+                        "28×28), built in and offline; OOD triggers are patches of its sample photos. "
+                        + how)
+    if env:
+        return "info", f"Data in use: **{PRETTY[dataset]}** from the data directory `{env}` (EWE_DATA_DIR)."
+    cache = Path(os.environ.get("EWE_CACHE_DIR", "") or Path.home() / ".cache" / "ewe")
+    if cache.exists() and any(cache.iterdir()):
+        return "info", f"Data in use: **{PRETTY[dataset]}** from the cache `{cache}` (or a download)."
+    return "warning", (f"No data directory is set: **{PRETTY[dataset]}** will be downloaded, which fails "
+                       "offline. " + how + " Offline, pick **digits**.")
+
+
+# ---- run folders ----------------------------------------------------------------------------------
+def runs_root() -> Path:
+    return Path(os.environ.get("EWE_APP_RUNS_DIR", "") or ROOT / "runs")
+
+
+def new_run_dir(session: str, cfg: RunConfig, label: str | None = None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = f"{stamp}-{cfg.dataset}-{label or cfg.preset}-s{cfg.seed}"
+    base = runs_root() / _safe(session)
+    path, k = base / name, 1
+    while path.exists():
+        k += 1
+        path = base / f"{name}-{k}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(text))[:64] or "session"
+
+
+_RUN_CACHE: dict[tuple[str, float], dict] = {}
+
+
+def read_run(run_dir: str | Path) -> dict[str, Any] | None:
+    """config / result / history / predictions of a run folder (cached by result.json's mtime)."""
+    run_dir = Path(run_dir)
+    res = run_dir / "result.json"
+    if not res.exists():
+        return None
+    key = (str(run_dir), res.stat().st_mtime, (run_dir / "history.json").stat().st_mtime
+           if (run_dir / "history.json").exists() else 0.0)
+    if key in _RUN_CACHE:
+        return _RUN_CACHE[key]
+    try:
+        from ewe.runs import load_run
+        run = load_run(run_dir)
+    except ImportError:
+        run = {name: _read_json(run_dir / f"{name}.json") for name in
+               ("config", "history", "result", "predictions")}
+    except Exception:
+        return None
+    if len(_RUN_CACHE) > 64:
+        _RUN_CACHE.clear()
+    _RUN_CACHE[key] = run
+    return run
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def zip_run(run_dir: str | Path) -> bytes:
+    try:
+        from ewe.runs import zip_run as z
+        return z(run_dir)
+    except ImportError:
+        run_dir = Path(run_dir)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            for p in sorted(run_dir.rglob("*")):
+                if p.is_file() and not p.name.endswith(".tmp"):
+                    zf.write(p, p.relative_to(run_dir).as_posix())
+        return buf.getvalue()
+
+
+class UploadError(ValueError):
+    """An upload that is not a run folder / not a checkpoint; the message says what to do."""
+
+
+def unzip_run(data: bytes, dest: Path) -> Path:
+    try:
+        from ewe.runs import RunFolderError, unzip_run as u
+    except ImportError:
+        RunFolderError, u = None, None
+    if u is not None:
+        try:
+            return Path(u(data, dest))
+        except RunFolderError as exc:
+            raise UploadError(str(exc)) from None
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise UploadError("this file is not a zip archive; upload a run folder zip downloaded from the "
+                          "Runs page") from None
+    names = zf.namelist()
+    prefix = ""
+    if "result.json" not in names:
+        roots = {n.split("/")[0] for n in names}
+        if len(roots) == 1 and f"{next(iter(roots))}/result.json" in names:
+            prefix = next(iter(roots)) + "/"
+        else:
+            raise UploadError("this zip is not a run folder (no result.json); upload a zip downloaded "
+                              "from the Runs page")
+    dest.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        if n.startswith(prefix) and not n.endswith("/") and ".." not in n:
+            out = dest / n[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(zf.read(n))
+    return dest
+
+
+# ---- job functions (worker threads) ---------------------------------------------------------------
+def train_job(cfg: RunConfig, out_dir: Path):
+    def fn(ctx):
+        ctx.message(f"Run folder: {out_dir}")
+        return pipeline().train_victims(cfg, out_dir, listeners=[ctx.listener], stop=ctx.stop)
+    return fn
+
+
+def attack_job(run_dir: Path, thief: dict[str, Any]):
+    def fn(ctx):
+        return pipeline().steal(run_dir, thief, listeners=[ctx.listener], stop=ctx.stop)
+    return fn
+
+
+def sweep_job(cfgs: list[tuple[dict[str, Any], RunConfig]], base_dir: Path):
+    """Each grid point is a full run (train, steal, verify) in its own sub-folder; points are appended to
+    ``ctx.data["points"]`` as they finish so the page can plot them as they arrive."""
+    def fn(ctx):
+        points = ctx.data.setdefault("points", [])
+        ctx.data["total"] = len(cfgs)
+        for i, (settings, cfg) in enumerate(cfgs):
+            if ctx.stop.is_set():
+                break
+            ctx.data["current"] = {**settings, "index": i + 1}
+            out = base_dir / f"point{i + 1:02d}-tau{settings['tau']:g}-r{settings['ratio']:g}"
+
+            def listener(event, i=i):
+                if event.get("kind") == "progress":
+                    event = {**event, "fraction": (i + float(event.get("fraction") or 0)) / len(cfgs)}
+                ctx.listener(event)
+
+            result = pipeline().run(cfg, out, listeners=[listener], stop=ctx.stop)
+            if result.get("status") != "finished":
+                break
+            points.append(point_summary(settings, result, out))
+        return {"status": "stopped" if ctx.stop.is_set() else "finished", "points": list(points)}
+    return fn
+
+
+def point_summary(settings: dict[str, Any], result: dict, out: Path) -> dict[str, Any]:
+    m, v = result.get("models", {}), result.get("verification", {})
+    return {**settings, "dir": str(out),
+            "defended_accuracy": m.get("defended", {}).get("accuracy"),
+            "extracted_watermark": m.get("extracted", {}).get("watermark_success"),
+            "extracted_accuracy": m.get("extracted", {}).get("accuracy"),
+            "plain_extracted_watermark": m.get("plain_extracted", {}).get("watermark_success"),
+            "clean_accuracy": m.get("clean", {}).get("accuracy"),
+            "p_value": v.get("extracted", {}).get("p_value"),
+            "queries_for_95": v.get("extracted", {}).get("queries_for_95")}
+
+
+# ---- checkpoints ------------------------------------------------------------------------------------
+def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file") -> dict:
+    """Treat an uploaded state_dict as a suspect: its predictions on the run's held-out triggers against
+    the run's clean reference model. Raises UploadError (not a plain state_dict / wrong architecture)."""
+    import tempfile
+
+    import torch
+
+    from ewe.models import CheckpointError, build_model, load_state
+    from ewe.train import predict
+    from ewe.verify import verify
+
+    cfg, result, preds = run.get("config") or {}, run.get("result") or {}, run.get("predictions") or {}
+    trig_path = Path(run_dir) / "triggers.pt"
+    if not trig_path.exists() or "input_shape" not in result:
+        raise UploadError("this run has no trigger set to test with; train it first")
+    reference = (preds.get("sets", {}).get("optimised", {}) or {}).get("clean")
+    if reference is None:
+        raise UploadError("this run has no clean reference model predictions; let training finish first")
+    with tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
+        tmp.write(data)
+        tmp.flush()
+        model = build_model(model_name, tuple(result["input_shape"]))
+        try:
+            load_state(model, tmp.name)
+        except CheckpointError as exc:
+            raise UploadError(f"{str(exc).replace(Path(tmp.name).name, filename)}. Upload a state_dict saved with "
+                              "torch.save(model.state_dict(), path) for the chosen architecture.") from None
+    triggers = torch.load(trig_path, weights_only=True)["heldout"]
+    suspect = predict(model, triggers).tolist()
+    return verify(suspect, reference[: len(suspect)], int(cfg.get("target", preds.get("target", 0))),
+                  alpha=float(cfg.get("alpha", 0.05)), draws=int(cfg.get("query_draws", 200)),
+                  seed=int(cfg.get("seed", 0)))
+
+
+def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:
+    path = Path(run_dir) / "triggers.pt"
+    if not path.exists():
+        return None
+    try:
+        import torch
+        return torch.load(path, weights_only=True)
+    except Exception:
+        return None
+
+
+def preview_triggers(dataset: str, trigger: str, source: int, n: int = 8):
+    """Raw trigger candidates for the Train page preview, before any run: (tensor [n, C, H, W], caption).
+    In-distribution previews put the 3x3 patch in the centre; training picks its place from gradients.
+    Raises ewe.data.DataError when the data is not available offline."""
+    from ewe.data import load_dataset, load_ood_source
+    if trigger == "ood":
+        tr, _ = load_ood_source(dataset, download=False)
+        cls = source if int(tr.y.max()) >= source else 0
+        x = tr.x[tr.y == cls][:n]
+        what = ("patches of scikit-learn's sample photos" if dataset == "digits"
+                else f"class {cls} of the paired dataset")
+        return x, f"Out-of-distribution trigger candidates: {what} (before optimisation)"
+    ds = load_dataset(dataset, download=False)
+    x = ds.train.x[ds.train.y == source][:n].clone()
+    h, w = x.shape[-2:]
+    r, c = h // 2 - 1, w // 2 - 1
+    x[:, 0, r:r + 3, c:c + 3] = float(x.max())
+    return x, (f"In-distribution trigger candidates: class {source} ({ds.classes[source]}) with a 3×3 patch "
+               "(training chooses the patch position)")

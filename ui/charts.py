@@ -1,0 +1,178 @@
+"""Plotly figures built from ewe events and result.json. Pure functions: no Streamlit here."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import plotly.graph_objects as go
+
+from ui.backend import MODEL_LABELS
+
+COLORS = {"pretrain": "#7f7f7f", "defended": "#1f77b4", "plain_watermark": "#d62728",
+          "ablation_no_snnl": "#9467bd", "clean": "#2ca02c", "independent_clean": "#17becf",
+          "extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd"}
+VICTIM_MODELS = ("pretrain", "clean", "defended", "plain_watermark", "ablation_no_snnl")
+THIEF_MODELS = ("extracted", "plain_extracted", "ablation_extracted")
+LAYER_DASH = ("solid", "dash", "dot")
+
+
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 320, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height,
+                      margin=dict(l=10, r=10, t=45, b=10), xaxis_title=x, yaxis_title=y,
+                      legend=dict(orientation="h", yanchor="bottom", y=-0.45, x=0),
+                      hovermode="x unified", **kw)
+    return fig
+
+
+def epoch_points(events: Iterable[dict[str, Any]], models: Iterable[str],
+                 w_epochs: float | None = None) -> dict[str, list[tuple]]:
+    """Per model: (x, metrics) with x in clean-epoch units. The shared pre-training runs from 0 to E; the
+    victims trained from it continue at E (their watermark phase spread over its w_epochs)."""
+    models = tuple(models)
+    events = [e for e in events if e.get("kind") == "epoch"]
+    pre = [e for e in events if e.get("model") == "pretrain"]
+    offset = float(len(pre) and pre[-1].get("epochs", len(pre)))
+    out: dict[str, list[tuple]] = {}
+    for e in events:
+        name = e.get("model")
+        if name not in models:
+            continue
+        k, n = float(e.get("epoch", 1)), float(e.get("epochs", 1) or 1)
+        if name == "pretrain" or name in THIEF_MODELS or name == "independent_clean":
+            x = k
+        else:
+            span = n if not w_epochs else (max(1.0, round(w_epochs)) if name == "clean" else w_epochs)
+            x = offset + k * span / n
+        out.setdefault(name, []).append((x, e.get("metrics", {})))
+    return out
+
+
+def metric_figure(events, metric: str, title: str, models=VICTIM_MODELS, y_title: str | None = None,
+                  x_title: str = "epoch", percent: bool = True, w_epochs: float | None = None) -> go.Figure:
+    fig = go.Figure()
+    for name, pts in epoch_points(events, models, w_epochs).items():
+        pts = [(x, m[metric]) for x, m in pts if m.get(metric) is not None]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=MODEL_LABELS.get(name, name),
+                                 line=dict(color=COLORS.get(name))))
+    _layout(fig, title, x_title, y_title or metric)
+    if percent:
+        fig.update_yaxes(range=[-0.02, 1.02], tickformat=".0%")
+    if not fig.data:
+        _empty(fig, "waiting for the first epoch …")
+    return fig
+
+
+def layer_figure(events, metric: str, title: str, y_title: str, log: bool = False,
+                 w_epochs: float | None = None) -> go.Figure:
+    """SNNL or temperature per layer of the defended model, one line per layer."""
+    fig = go.Figure()
+    pts = epoch_points(events, ("defended",), w_epochs).get("defended", [])
+    pts = [(x, m[metric]) for x, m in pts if m.get(metric)]
+    for layer in range(3):
+        if not pts:
+            break
+        fig.add_trace(go.Scatter(x=[x for x, _ in pts], y=[v[layer] for _, v in pts], mode="lines+markers",
+                                 name=f"layer {layer + 1}", line=dict(dash=LAYER_DASH[layer])))
+    _layout(fig, title, "epoch", y_title)
+    if log:
+        fig.update_yaxes(type="log")
+    if not fig.data:
+        _empty(fig, "appears during the watermark phase")
+    return fig
+
+
+P_FLOOR = 1e-12
+
+
+def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dict[str, str] | None = None,
+                  height: int = 400) -> go.Figure:
+    """Median p-value against the number of queries, log scale, with the significance line."""
+    names = names or {"extracted": "stolen copy of the defended (EWE) model",
+                      "plain_extracted": "stolen copy of the plain-watermark model",
+                      "ablation_extracted": "stolen copy of the ablation (no SNNL)",
+                      "clean": "independent clean model (innocent)", "upload": "uploaded suspect"}
+    colors = {"extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd",
+              "clean": "#2ca02c", "upload": "#ff7f0e"}
+    fig = go.Figure()
+    for key, label in names.items():
+        v = verification.get(key)
+        if not v or not v.get("curve"):
+            continue
+        q, p = v["curve"]["queries"], v["curve"]["p_median"]
+        fig.add_trace(go.Scatter(x=q, y=[max(P_FLOOR, float(x)) for x in p], mode="lines", name=label,
+                                 line=dict(color=colors.get(key), width=3 if key == "extracted" else 2),
+                                 hovertemplate="%{x} queries: median p = %{y:.2g}<extra>" + label + "</extra>"))
+    fig.add_hline(y=alpha, line_dash="dash", line_color="black",
+                  annotation_text=f"p = {alpha:g} (95 % confidence)", annotation_position="top right")
+    _layout(fig, "p-value against number of queries", "queries to the suspect model",
+            "median p-value (log scale)", height=height)
+    fig.update_layout(hovermode="closest")
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_xaxes(type="log")
+    if not fig.data:
+        _empty(fig, "no verification yet: run the attack first")
+    return fig
+
+
+def tradeoff_figure(points: list[dict[str, Any]]) -> go.Figure:
+    fig = go.Figure()
+    pts = [p for p in points if p.get("defended_accuracy") is not None]
+    if pts:
+        text = [f"τ={p['tau']:g}, ratio={p['ratio']:g}" for p in pts]
+        custom = [[p["tau"], p["ratio"], p.get("extracted_accuracy") or 0, p.get("p_value") or 0,
+                   p.get("queries_for_95") or "not reached"] for p in pts]
+        fig.add_trace(go.Scatter(
+            x=[p["defended_accuracy"] for p in pts], y=[p.get("extracted_watermark") or 0 for p in pts],
+            mode="markers+text", text=text, textposition="top center", name="EWE (defended → stolen)",
+            marker=dict(size=14, color=[p["tau"] for p in pts], colorscale="Viridis", showscale=True,
+                        colorbar=dict(title="τ"), symbol=[_symbol(p["ratio"]) for p in pts]),
+            customdata=custom,
+            hovertemplate=("temperature τ = %{customdata[0]:g}<br>ratio = %{customdata[1]:g}<br>"
+                           "defended accuracy = %{x:.1%}<br>stolen copy's watermark = %{y:.1%}<br>"
+                           "stolen copy's accuracy = %{customdata[2]:.1%}<br>p-value = %{customdata[3]:.2g}"
+                           "<br>queries for 95 %: %{customdata[4]}<extra></extra>")))
+        plain = [p for p in pts if p.get("plain_extracted_watermark") is not None]
+        if plain:
+            fig.add_trace(go.Scatter(
+                x=[p["defended_accuracy"] for p in plain], y=[p["plain_extracted_watermark"] for p in plain],
+                mode="markers", name="plain watermark, stolen (same run)",
+                marker=dict(size=9, color="#d62728", symbol="x"),
+                customdata=[[p["tau"], p["ratio"]] for p in plain],
+                hovertemplate=("plain watermark, same run (τ = %{customdata[0]:g}, ratio = "
+                               "%{customdata[1]:g})<br>stolen copy's watermark = %{y:.1%}<extra></extra>")))
+    _layout(fig, "Trade-off: accuracy vs. watermark surviving extraction", "defended model accuracy",
+            "watermark success in the stolen copy", height=460)
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(tickformat=".0%")
+    fig.update_yaxes(tickformat=".0%", range=[-0.05, 1.1])
+    if not fig.data:
+        _empty(fig, "points appear here as the runs finish")
+    return fig
+
+
+def _symbol(ratio: float) -> str:
+    return ["circle", "square", "diamond", "triangle-up", "star"][int(round(ratio)) % 5]
+
+
+def compare_figure(rows: list[dict[str, Any]]) -> go.Figure:
+    """Grouped bars: accuracy and watermark success of the key models, one group per run."""
+    fig = go.Figure()
+    series = [("defended", "accuracy", "defended accuracy"),
+              ("extracted", "accuracy", "stolen copy accuracy"),
+              ("extracted", "watermark_success", "stolen copy watermark"),
+              ("plain_extracted", "watermark_success", "plain watermark, stolen copy watermark")]
+    labels = [r["label"] for r in rows]
+    for model, metric, name in series:
+        ys = [((r.get("result") or {}).get("models", {}).get(model) or {}).get(metric) for r in rows]
+        fig.add_trace(go.Bar(x=labels, y=ys, name=name))
+    _layout(fig, "Runs side by side", "", "", height=380, barmode="group")
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
+    fig.update_layout(hovermode="closest")
+    return fig
+
+
+def _empty(fig: go.Figure, text: str) -> None:
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+                       font=dict(size=13, color="#888"))

@@ -1,0 +1,157 @@
+"""Session state, the shared job registry and URL query parameters.
+
+Settings live in ``st.session_state`` under the keys of ``FIELDS`` (the widgets use those keys) and are
+mirrored into ``st.query_params`` on every run, so a copied link reproduces the configuration. Values from
+the URL are parsed and range-checked; a bad one is reported and replaced by the preset's value.
+"""
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import streamlit as st
+
+from ewe.config import DATASETS
+from ui import backend
+from ui.jobs import JobRegistry, default_max_running, default_torch_threads
+
+SHARED = ("dataset", "preset", "seed")
+TRAIN = ("tau", "ratio", "kappa", "trigger", "source", "target", "epochs", "w_epochs")
+FIELDS = SHARED + TRAIN
+
+# widget ranges: (parse, min, max); the widgets use the same bounds
+RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
+    "seed": (int, 0, 2**31 - 1),
+    "tau": (float, 0.0, 10_000.0),
+    "ratio": (float, 0.0, 100.0),
+    "kappa": (float, 0.0, 100.0),
+    "source": (int, 0, 9),
+    "target": (int, 0, 9),
+    "epochs": (int, 0, 200),
+    "w_epochs": (float, 0.0, 200.0),
+}
+CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in")}
+
+_override_registry: JobRegistry | None = None
+
+
+def set_registry(registry: JobRegistry | None) -> None:
+    """Tests: use this registry (e.g. a synchronous one) instead of the process-wide one."""
+    global _override_registry
+    _override_registry = registry
+
+
+@st.cache_resource(show_spinner=False)
+def _process_registry() -> JobRegistry:
+    return JobRegistry(max_running=default_max_running(), torch_threads=default_torch_threads())
+
+
+def registry() -> JobRegistry:
+    return _override_registry or _process_registry()
+
+
+def session_id() -> str:
+    if "sid" not in st.session_state:
+        st.session_state["sid"] = uuid.uuid4().hex[:10]
+    return st.session_state["sid"]
+
+
+# ---- settings -----------------------------------------------------------------------------------------
+def parse_param(name: str, raw: str) -> Any:
+    """A URL value as the widget's type; ValueError with what is allowed."""
+    if name in CHOICES:
+        allowed = tuple(CHOICES[name]())
+        if raw not in allowed:
+            raise ValueError(f"`{name}={raw}` is not one of {', '.join(allowed)}")
+        return raw
+    kind, lo, hi = RANGES[name]
+    try:
+        value = kind(float(raw)) if kind is int and float(raw).is_integer() else kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}={raw}` is not a number") from None
+    if value != value or (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ValueError(f"`{name}={raw}` is outside {lo:g}..{hi:g}")
+    return value
+
+
+def init_settings() -> None:
+    """First run of a session: settings from the URL, else from the preset. Later runs: keep widget
+    values alive across pages (Streamlit drops the state of widgets that a page does not draw)."""
+    ss = st.session_state
+    if ss.get("_settings_ready"):
+        for k in list(ss.keys()):
+            if k in FIELDS or str(k).startswith("keep_"):
+                ss[k] = ss[k]
+        return
+    problems = []
+    from_url: dict[str, Any] = {}
+    for name in FIELDS:
+        if name in st.query_params:
+            try:
+                from_url[name] = parse_param(name, st.query_params[name])
+            except ValueError as exc:
+                problems.append(str(exc))
+    dataset = from_url.get("dataset", backend.default_dataset())
+    preset_name = from_url.get("preset", "quick")
+    values = {"dataset": dataset, "preset": preset_name, "seed": 0,
+              **backend.preset_defaults(dataset, preset_name), **from_url}
+    for k, v in values.items():
+        ss[k] = v
+    ss["_url_problems"] = problems
+    ss["_settings_ready"] = True
+
+
+def reset_to_preset() -> None:
+    """on_change of dataset / preset: the Train settings take the new preset's values."""
+    ss = st.session_state
+    for k, v in backend.preset_defaults(ss["dataset"], ss["preset"]).items():
+        ss[k] = v
+
+
+def settings() -> dict[str, Any]:
+    return {k: st.session_state.get(k) for k in FIELDS}
+
+
+def sync_query_params() -> None:
+    """Mirror the settings into the URL (only when something changed)."""
+    want = {k: _fmt(st.session_state.get(k)) for k in FIELDS if st.session_state.get(k) is not None}
+    have = {k: st.query_params.get(k) for k in want}
+    if want != have:
+        st.query_params.update(want)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def config_overrides(s: dict[str, Any] | None = None) -> dict[str, Any]:
+    s = s or settings()
+    return {"seed": int(s["seed"]), "temperature": [float(s["tau"])] * 3, "kappa": [float(s["kappa"])] * 3,
+            "ratio": float(s["ratio"]), "trigger": s["trigger"], "source": int(s["source"]),
+            "target": int(s["target"]), "epochs": int(s["epochs"]), "w_epochs": float(s["w_epochs"])}
+
+
+# ---- this session's runs ------------------------------------------------------------------------------
+def remember(key: str, value: Any) -> None:
+    st.session_state[key] = value
+
+
+def session_runs() -> list[dict[str, Any]]:
+    """Every run folder of this session: trained here (train jobs, sweep points) or uploaded."""
+    reg, sid = registry(), session_id()
+    out = []
+    for job in sorted(reg.jobs(owner=sid), key=lambda j: j.created):
+        if job.kind == "train" and job.out_dir is not None:
+            out.append({"key": job.id, "label": job.label, "dir": job.out_dir, "job": job.id,
+                        "status": job.status, "origin": "trained here"})
+        elif job.kind == "sweep":
+            for i, p in enumerate(list(job.data.get("points", []))):
+                out.append({"key": f"{job.id}-{i}", "label": f"{job.label} · τ={p['tau']:g}, r={p['ratio']:g}",
+                            "dir": Path(p["dir"]), "job": None, "status": "finished",
+                            "origin": "trade-off sweep"})
+    for up in st.session_state.get("uploaded_runs", []):
+        out.append({**up, "dir": Path(up["dir"]), "status": "uploaded", "origin": "uploaded"})
+    return out

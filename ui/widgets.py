@@ -1,0 +1,245 @@
+"""Widgets shared by the pages: sidebar settings, the live job panel, run picker, verdicts, galleries."""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import streamlit as st
+
+from ewe.config import DATASETS
+from ui import backend, state
+from ui.jobs import Job
+
+log = logging.getLogger("ewe.app")
+POLL_SECONDS = 1.0
+
+
+def safe(fn: Callable) -> Callable:
+    """Show an st.error instead of a traceback (used for fragment bodies, which rerun on their own)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the user sees a message, the log the traceback
+            log.exception("page error")
+            st.error(f"Something went wrong while drawing this part: {type(exc).__name__}: {exc}. "
+                     "Your runs are kept; try again, or pick another run.")
+    return wrapper
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "…"
+    s = int(round(s))
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+# ---- sidebar -----------------------------------------------------------------------------------------
+def sidebar() -> None:
+    ss = st.session_state
+    with st.sidebar:
+        st.markdown("### Shared settings")
+        st.selectbox("Dataset", DATASETS, key="dataset", format_func=lambda d: backend.PRETTY[d],
+                     on_change=state.reset_to_preset,
+                     help="Digits is built in and works offline. MNIST, Fashion-MNIST and Speech Commands "
+                          "need a data directory (EWE_DATA_DIR) or a download.")
+        st.selectbox("Preset", backend.preset_names(), key="preset", on_change=state.reset_to_preset,
+                     help="quick: minutes on a laptop CPU · paper: the paper's schedule · reference: "
+                          "the reference code's settings" + (" · tiny: a seconds-long smoke test"
+                                                             if backend.tiny_enabled() else ""))
+        lo, hi = state.RANGES["seed"][1:]
+        st.number_input("Seed", min_value=lo, max_value=hi, step=1, key="seed",
+                        help="Same settings + same seed = the same run.")
+        level, text = backend.data_note(ss["dataset"])
+        (st.info if level == "info" else st.warning)(text)
+        for problem in ss.get("_url_problems", []):
+            st.warning(f"Link parameter ignored: {problem}; the preset's value is used instead.")
+        counts = state.registry().counts()
+        if counts["running"] or counts["queued"]:
+            st.caption(f"Server: {counts['running']} run(s) training, {counts['queued']} waiting.")
+        st.caption("This link reproduces the current settings: copy it from the address bar.")
+
+
+# ---- the live job panel ---------------------------------------------------------------------------
+def job_panel(job_id: str | None, live: Callable[[Job], None] | None = None, *, title: str = "") -> Job | None:
+    """Status, progress with ETA, queue position and Cancel for a job; ``live(job)`` draws the live
+    charts. Polls with st.fragment(run_every=...) while the job is active; reruns the page once it ends."""
+    reg, sid = state.registry(), state.session_id()
+    job = reg.get(job_id, sid) if job_id else None
+    if job is None:
+        return None
+    every = POLL_SECONDS if job.active else None
+
+    @st.fragment(run_every=every)
+    def panel():
+        _panel_body(job_id, live, title, ended_rerun=every is not None)
+
+    panel()
+    return job
+
+
+@safe
+def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
+    reg, sid = state.registry(), state.session_id()
+    job = reg.get(job_id, sid)
+    if job is None:
+        st.warning("This run is no longer in the registry (the server was restarted?).")
+        return
+    with st.container(border=True):
+        head, button = st.columns([5, 1])
+        head.markdown(f"**{title or job.label}** · {_status_text(job)}")
+        if job.active:
+            button.button("Cancel", key=f"cancel-{job.id}", on_click=reg.cancel, args=(job.id, sid),
+                          help="Stops at the next batch and keeps everything that finished.",
+                          width="stretch")
+        if job.status == "queued":
+            pos = reg.queue_position(job.id)
+            counts = reg.counts()
+            st.info(f"Waiting in the queue: position **{pos or '…'}** "
+                    f"({counts['running']} run(s) training now). It starts by itself.")
+        elif job.status == "running":
+            p = job.progress
+            frac = float(p.get("fraction") or 0.0)
+            elapsed = (p.get("elapsed") if p.get("elapsed") is not None
+                       else (None if job.started is None else __import__("time").time() - job.started))
+            st.progress(min(1.0, max(0.0, frac)),
+                        text=f"{backend.MODEL_LABELS.get(p.get('stage'), p.get('stage') or 'starting')} · "
+                             f"{100 * frac:.0f} % · elapsed {fmt_seconds(elapsed)} · "
+                             f"ETA {fmt_seconds(p.get('eta'))}")
+        elif job.status == "failed":
+            st.error(f"The run failed: {job.error}")
+        elif job.status == "stopped":
+            st.warning("Stopped on request. Everything that finished before the stop is kept below.")
+        elif job.status == "cancelled":
+            st.warning("Cancelled before it started.")
+        for text in job.messages[-3:]:
+            st.caption(text)
+    if live is not None:
+        live(job)
+    if ended_rerun and job.done:
+        st.rerun()
+
+
+def _status_text(job: Job) -> str:
+    return {"queued": "⏳ queued", "running": "🏃 running", "finished": "✅ finished",
+            "stopped": "⏹️ stopped", "failed": "❌ failed", "cancelled": "⏹️ cancelled"}[job.status]
+
+
+# ---- picking a run --------------------------------------------------------------------------------
+def run_picker(label: str, key: str, need: Callable[[dict | None], bool] | None = None,
+               empty: str = "No runs yet.") -> tuple[dict | None, dict | None]:
+    """Select one of this session's runs; returns (run ref, loaded run) or (None, None)."""
+    runs = state.session_runs()
+    loaded = {r["key"]: backend.read_run(r["dir"]) for r in runs}
+    if need is not None:
+        runs = [r for r in runs if need(loaded[r["key"]])]
+    if not runs:
+        st.info(empty)
+        return None, None
+    keys = [r["key"] for r in runs][::-1]           # newest first
+    full_key = f"keep_{key}"
+    if st.session_state.get(full_key) not in keys:
+        st.session_state[full_key] = keys[0]
+    by_key = {r["key"]: r for r in runs}
+    choice = st.selectbox(label, keys, key=full_key, format_func=lambda k: by_key[k]["label"])
+    return by_key[choice], loaded[choice]
+
+
+# ---- results ------------------------------------------------------------------------------------------
+def models_table(result: dict, names: tuple[str, ...] | None = None) -> None:
+    import pandas as pd
+    models = result.get("models") or {}
+    rows = []
+    for name, m in models.items():
+        if names and name not in names:
+            continue
+        rows.append({"model": backend.MODEL_LABELS.get(name, name), "accuracy": m.get("accuracy"),
+                     "watermark success": m.get("watermark_success"),
+                     **({"queries used": m["queries"]} if "queries" in m else {})})
+    if not rows:
+        st.caption("No model has finished yet.")
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"accuracy": st.column_config.ProgressColumn("accuracy", format="percent",
+                                                                            min_value=0, max_value=1),
+                                "watermark success": st.column_config.ProgressColumn(
+                                    "watermark success", format="percent", min_value=0, max_value=1)})
+
+
+VERDICT_SUBJECT = {"extracted": "the stolen copy of the defended (EWE) model",
+                   "plain_extracted": "the stolen copy of the plain-watermark model",
+                   "ablation_extracted": "the stolen copy of the ablation (optimised triggers, no SNNL)",
+                   "clean": "an independently trained clean model (innocent)",
+                   "upload": "the uploaded suspect model"}
+
+
+def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = False) -> None:
+    subject = VERDICT_SUBJECT.get(key, key)
+    if not v:
+        st.info(f"No verification for {subject} yet.")
+        return
+    n_all, n95 = v.get("n_queries"), v.get("queries_for_95")
+    conf = f"{100 * (1 - alpha):.0f} %"
+    proven = n95 is not None
+    with st.container(border=True):
+        if key == "clean":
+            headline = ("❌ Falsely accused — the test would wrongly claim this innocent model"
+                        if proven else "✅ Not accused — the test correctly leaves this innocent model alone")
+        elif proven:
+            headline = f"✅ Ownership proven with {n95} queries, {conf} confidence"
+        else:
+            headline = f"❌ Not proven — {n_all} queries were not enough for {conf} confidence"
+        st.markdown(f"{'####' if big else '#####'} {headline}")
+        st.markdown(
+            f"Suspect: **{subject}**. On {n_all} secret watermark queries it answered the watermark class "
+            f"**{pct(v.get('suspect_rate'))}** of the time, a clean model **{pct(v.get('reference_rate'))}**. "
+            f"p-value with all queries: **{v.get('p_value', float('nan')):.2g}**.")
+
+
+def trigger_gallery(run_dir: str | Path | None, n: int = 8) -> bool:
+    """The run's triggers: classic (raw) and optimised. Returns False when the run has none yet."""
+    tensors = backend.load_triggers(run_dir) if run_dir else None
+    if not tensors:
+        return False
+    rows = [("Classic watermark triggers (as taken from the source)", tensors.get("raw_train")),
+            ("EWE triggers after optimisation (trained on)", tensors.get("train")),
+            ("Held-out EWE triggers (never trained on; used to verify)", tensors.get("heldout"))]
+    for caption, x in rows:
+        if x is not None and len(x):
+            st.image(image_strip(x[:n]), caption=caption, width="stretch")
+    return True
+
+
+def image_strip(x, scale: int = 3, gap: int = 2) -> np.ndarray:
+    """[N, C, H, W] tensor in [0, 1] (or any range) -> one uint8 image strip, enlarged."""
+    a = x.detach().cpu().float().numpy()[:, 0]
+    if a.shape[1] > a.shape[2] * 1.2:       # speech features [T, F]: frequency up, time right
+        a = a.transpose(0, 2, 1)[:, ::-1]
+    lo, hi = float(a.min()), float(a.max())
+    a = (a - lo) / (hi - lo + 1e-8) if (lo < 0 or hi > 1) else a
+    tiles = [np.kron(t, np.ones((scale, scale))) for t in a]
+    h = tiles[0].shape[0]
+    pad = np.ones((h, gap))
+    out = np.concatenate([np.concatenate([t, pad], 1) for t in tiles], 1)[:, :-gap]
+    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def show_config_error(exc: Exception) -> None:
+    st.error(f"These settings cannot run: {exc}")
+
+
+def next_link(path: str, label: str) -> None:
+    """st.page_link to another page; plain text when the page runs outside app.py's navigation (tests)."""
+    from streamlit.errors import StreamlitAPIException
+    try:
+        st.page_link(path, label=label, icon=":material/arrow_forward:")
+    except StreamlitAPIException:
+        st.markdown(f"→ {label}")
