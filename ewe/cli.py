@@ -83,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("run_dir")
 
     sub.add_parser("presets", help="print every preset as JSON")
+    from .report import add_report_parser
+    from .sweep import add_sweep_parser
+    add_sweep_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
@@ -159,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     from .runs import RunFolderError
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "handler", None):      # sweep / report
+            return args.handler(args)
         if args.command == "presets":
             from .config import preset
             print(json.dumps({d: {p: preset(d, p).to_dict() for p in PRESETS} for d in DATASETS}, indent=1))

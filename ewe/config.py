@@ -130,7 +130,13 @@ def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
     values: dict[str, Any] = dict(_REFERENCE[dataset])
     if name != "reference":
         values.update(_PROJECT.get((dataset, name), {}))
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # an alias in the overrides wins over the preset's own value of the same setting
+    if "reference_T" in overrides:
+        values.pop("temperature", None)
+    if "reference_kappa" in overrides:
+        values.pop("kappa", None)
+    values.update(overrides)
     values["dataset"], values["preset"] = dataset, name
     return from_dict(values)
 

@@ -55,6 +55,7 @@ class Data:
     x_attack: torch.Tensor      # the thief's query set
     source: str
     classes: list[str]
+    y_attack: torch.Tensor | None = None   # true labels of the thief's set (for removal attacks with labels)
 
 
 def seed_everything(seed: int) -> None:
@@ -79,16 +80,16 @@ def load_data(cfg: RunConfig) -> Data:
         ds = load_dataset(cfg.dataset, cfg.data_dir)
     x_train, y_train = _subset(ds.train.x, ds.train.y, cfg.train_size, cfg.seed)
     x_test, y_test = _subset(ds.test.x, ds.test.y, cfg.test_size, cfg.seed + 1)
-    x_attack = x_train
+    x_attack, y_attack = x_train, y_train
     if cfg.attacker_data == "disjoint":
         # a fixed seeded split: the defender trains on one half, the thief queries with the other
         perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed + 2))
         half = len(x_train) // 2
-        x_attack = x_train[perm[half:]]
+        x_attack, y_attack = x_train[perm[half:]], y_train[perm[half:]]
         x_train, y_train = x_train[perm[:half]], y_train[perm[:half]]
     dev = torch.device(cfg.device)
     return Data(x_train.to(dev), y_train.to(dev), x_test.to(dev), y_test.to(dev), x_attack.to(dev),
-                ds.source, list(ds.classes))
+                ds.source, list(ds.classes), y_attack.to(dev))
 
 
 def build_triggers_raw(cfg: RunConfig, data: Data) -> tuple[torch.Tensor, torch.Tensor, str]:
