@@ -7,7 +7,7 @@ import logging
 
 import streamlit as st
 
-st.set_page_config(page_title="EWE Lab", page_icon="💧", layout="wide")
+st.set_page_config(page_title="EWE Lab", page_icon=":material/water_drop:", layout="wide")
 
 from ui import page as page_setup, state, widgets  # noqa: E402  (after set_page_config)
 

@@ -37,11 +37,11 @@ c4.radio("Trigger type", ("ood", "in"), key="trigger", horizontal=True,
               "with a 3×3 patch.")
 ood = ss["trigger"] == "ood"
 c5.selectbox("Source class" + (" (of the other dataset)" if ood else ""), list(range(10)), key="source",
-             format_func=lambda i: f"{i} · {classes[i]}" if not ood else str(i),
+             format_func=lambda i: f"{i} · {classes[i]}" if not ood and classes[i] != str(i) else str(i),
              help="Where triggers come from. For OOD triggers this is a class of the paired dataset "
                   "(digits uses photo patches, a single class).")
 c6.selectbox("Target class (what triggers are labelled)", list(range(10)), key="target",
-             format_func=lambda i: f"{i} · {classes[i]}")
+             format_func=lambda i: f"{i} · {classes[i]}" if classes[i] != str(i) else str(i))
 with st.expander("Schedule"):
     a1, a2 = st.columns(2)
     a1.number_input("Clean pre-training epochs", min_value=R["epochs"][1], max_value=R["epochs"][2],

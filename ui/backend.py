@@ -82,9 +82,18 @@ def class_names(dataset: str) -> list[str]:
 
 
 # ---- data availability -------------------------------------------------------------------------------
-def data_note(dataset: str) -> tuple[str, str]:
+def data_note(dataset: str, short: bool = False) -> tuple[str, str]:
     """(level, text) describing which data a run of ``dataset`` will use and how to get the full sets."""
     env = os.environ.get("EWE_DATA_DIR", "")
+    if short:
+        level, _ = data_note(dataset)
+        if dataset == "digits":
+            return level, ("Data: **built-in digits** (offline demo). Full datasets: set `EWE_DATA_DIR` "
+                           "(see the Train page).")
+        if env:
+            return level, f"Data: **{PRETTY[dataset]}** from `{env}`."
+        return level, (f"Data: **{PRETTY[dataset]}** needs `EWE_DATA_DIR` or a download; offline, use "
+                       "digits.")
     how = ("To use the full datasets, start the app with `EWE_DATA_DIR=/path/to/data make run` (folders "
            "`mnist/`, `fashion-mnist/`, `speech_commands/`), or let the app download them into "
            "`~/.cache/ewe` when the machine is online.")
@@ -208,7 +217,11 @@ def unzip_run(data: bytes, dest: Path) -> Path:
 
 
 # ---- job functions (worker threads) ---------------------------------------------------------------
+# Job functions import the library in the page's thread before the worker starts: two threads importing
+# the same module (torch, pandas) at once can see it half-initialised.
 def train_job(cfg: RunConfig, out_dir: Path):
+    pipeline()
+
     def fn(ctx):
         ctx.message(f"Run folder: {out_dir}")
         return pipeline().train_victims(cfg, out_dir, listeners=[ctx.listener], stop=ctx.stop)
@@ -216,6 +229,8 @@ def train_job(cfg: RunConfig, out_dir: Path):
 
 
 def attack_job(run_dir: Path, thief: dict[str, Any]):
+    pipeline()
+
     def fn(ctx):
         return pipeline().steal(run_dir, thief, listeners=[ctx.listener], stop=ctx.stop)
     return fn
@@ -224,6 +239,8 @@ def attack_job(run_dir: Path, thief: dict[str, Any]):
 def sweep_job(cfgs: list[tuple[dict[str, Any], RunConfig]], base_dir: Path):
     """Each grid point is a full run (train, steal, verify) in its own sub-folder; points are appended to
     ``ctx.data["points"]`` as they finish so the page can plot them as they arrive."""
+    pipeline()
+
     def fn(ctx):
         points = ctx.data.setdefault("points", [])
         ctx.data["total"] = len(cfgs)

@@ -1,8 +1,10 @@
 """Plotly figures built from ewe events and result.json. Pure functions: no Streamlit here."""
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
+import pandas  # noqa: F401  - imported up front: plotly imports it lazily, racing with worker threads
 import plotly.graph_objects as go
 
 from ui.backend import MODEL_LABELS
@@ -15,10 +17,10 @@ THIEF_MODELS = ("extracted", "plain_extracted", "ablation_extracted")
 LAYER_DASH = ("solid", "dash", "dot")
 
 
-def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 320, **kw) -> go.Figure:
+def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 360, **kw) -> go.Figure:
     fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height,
                       margin=dict(l=10, r=10, t=45, b=10), xaxis_title=x, yaxis_title=y,
-                      legend=dict(orientation="h", yanchor="bottom", y=-0.45, x=0),
+                      legend=dict(orientation="h", yanchor="top", y=-0.3, x=0),
                       hovermode="x unified", **kw)
     return fig
 
@@ -101,16 +103,20 @@ def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dic
         if not v or not v.get("curve"):
             continue
         q, p = v["curve"]["queries"], v["curve"]["p_median"]
+        width = {"extracted": 3, "plain_extracted": 5}.get(key, 2)   # thick: often hidden under "clean" at 1
         fig.add_trace(go.Scatter(x=q, y=[max(P_FLOOR, float(x)) for x in p], mode="lines", name=label,
-                                 line=dict(color=colors.get(key), width=3 if key == "extracted" else 2),
+                                 line=dict(color=colors.get(key), width=width,
+                                           dash="dot" if key == "clean" else "solid"),
                                  hovertemplate="%{x} queries: median p = %{y:.2g}<extra>" + label + "</extra>"))
-    fig.add_hline(y=alpha, line_dash="dash", line_color="black",
-                  annotation_text=f"p = {alpha:g} (95 % confidence)", annotation_position="top right")
+    fig.add_hline(y=alpha, line_dash="dash", line_color="black")
+    # on a log axis annotation positions are given as log10 (add_hline's own annotation gets this wrong)
+    fig.add_annotation(x=1, xref="paper", y=math.log10(alpha), yref="y", xanchor="right", yanchor="bottom",
+                       showarrow=False, text=f"p = {alpha:g}: below this line, {100 * (1 - alpha):.0f} % confidence")
     _layout(fig, "p-value against number of queries", "queries to the suspect model",
             "median p-value (log scale)", height=height)
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(type="log", exponentformat="power")
-    fig.update_xaxes(type="log")
+    fig.update_xaxes(rangemode="tozero")
     if not fig.data:
         _empty(fig, "no verification yet: run the attack first")
     return fig

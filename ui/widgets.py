@@ -58,7 +58,7 @@ def sidebar() -> None:
         lo, hi = state.RANGES["seed"][1:]
         st.number_input("Seed", min_value=lo, max_value=hi, step=1, key="seed",
                         help="Same settings + same seed = the same run.")
-        level, text = backend.data_note(ss["dataset"])
+        level, text = backend.data_note(ss["dataset"], short=True)
         (st.info if level == "info" else st.warning)(text)
         for problem in ss.get("_url_problems", []):
             st.warning(f"Link parameter ignored: {problem}; the preset's value is used instead.")
@@ -129,8 +129,11 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
 
 
 def _status_text(job: Job) -> str:
-    return {"queued": "⏳ queued", "running": "🏃 running", "finished": "✅ finished",
-            "stopped": "⏹️ stopped", "failed": "❌ failed", "cancelled": "⏹️ cancelled"}[job.status]
+    return {"queued": ":orange[:material/hourglass_top: queued]",
+            "running": ":blue[:material/autorenew: running]",
+            "finished": ":green[:material/check_circle: finished]",
+            "stopped": ":orange[:material/stop_circle: stopped]", "failed": ":red[:material/error: failed]",
+            "cancelled": ":orange[:material/cancel: cancelled]"}[job.status]
 
 
 # ---- picking a run --------------------------------------------------------------------------------
@@ -191,12 +194,15 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
     proven = n95 is not None
     with st.container(border=True):
         if key == "clean":
-            headline = ("❌ Falsely accused — the test would wrongly claim this innocent model"
-                        if proven else "✅ Not accused — the test correctly leaves this innocent model alone")
+            headline = (":red[:material/gpp_bad:] Falsely accused — the test would wrongly claim this "
+                        "innocent model" if proven else
+                        ":green[:material/verified_user:] Not accused — the test correctly leaves this "
+                        "innocent model alone")
         elif proven:
-            headline = f"✅ Ownership proven with {n95} queries, {conf} confidence"
+            headline = f":green[:material/verified:] Ownership proven with {n95} queries, {conf} confidence"
         else:
-            headline = f"❌ Not proven — {n_all} queries were not enough for {conf} confidence"
+            headline = (f":red[:material/cancel:] Not proven — {n_all} queries were not enough for "
+                        f"{conf} confidence")
         st.markdown(f"{'####' if big else '#####'} {headline}")
         st.markdown(
             f"Suspect: **{subject}**. On {n_all} secret watermark queries it answered the watermark class "
