@@ -9,7 +9,7 @@ import streamlit as st
 
 st.set_page_config(page_title="EWE Lab", page_icon=":material/water_drop:", layout="wide")
 
-from ui import page as page_setup, state, widgets  # noqa: E402  (after set_page_config)
+from ui import backend, page as page_setup, state, widgets  # noqa: E402  (after set_page_config)
 
 log = logging.getLogger("ewe.app")
 
@@ -35,3 +35,5 @@ except Exception as exc:  # noqa: BLE001 - never show a traceback; the runs live
     log.exception("page %s failed", page.title)
     st.error(f"This page hit an unexpected problem ({type(exc).__name__}: {exc}). Your runs are kept: "
              "try again, change the settings, or open another page.")
+
+backend.warm_up_in_background()     # torch and the pipeline load while the user reads the first page

@@ -63,7 +63,40 @@ def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
 
 
 def preset_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
-    """The Train page's widget values for a dataset and preset."""
+    """The Train page's widget values for a dataset and preset.
+
+    Read from ewe.config's preset tables without building a RunConfig: validation imports torch (the
+    model registry), which would cost seconds on the first page. tests/app/test_backend.py checks that
+    this equals the validated preset for every dataset and preset."""
+    try:
+        return _fast_defaults(dataset, preset_name)
+    except Exception:  # the tables changed shape: fall back to the validated preset
+        return _validated_defaults(dataset, preset_name)
+
+
+def _fast_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
+    from ewe import config as c
+    name = "quick" if preset_name == "tiny" else preset_name
+    if dataset not in DATASETS or name not in PRESETS:
+        raise KeyError(preset_name)
+    v = dict(c._REFERENCE[dataset])
+    if name != "reference":
+        v.update(c._PROJECT.get((dataset, name), {}))
+    if preset_name == "tiny":
+        v.update(TINY)
+    batch = float(v["batch_size"])
+    tau = v["temperature"][0] if "temperature" in v else 100.0 / _first(v["reference_T"])
+    kappa = v["kappa"][0] if "kappa" in v else _first(v["reference_kappa"]) / batch
+    return {"tau": float(tau), "kappa": float(kappa), "ratio": float(v["ratio"]), "trigger": v["trigger"],
+            "source": int(v["source"]), "target": int(v["target"]), "epochs": int(v["epochs"]),
+            "w_epochs": float(v["w_epochs"])}
+
+
+def _first(x) -> float:
+    return float(x[0] if isinstance(x, (list, tuple)) else x)
+
+
+def _validated_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
     try:
         cfg = make_config(dataset, preset_name)
     except ConfigError:
@@ -340,3 +373,24 @@ def preview_triggers(dataset: str, trigger: str, source: int, n: int = 8):
     x[:, 0, r:r + 3, c:c + 3] = float(x.max())
     return x, (f"In-distribution trigger candidates: class {source} ({ds.classes[source]}) with a 3×3 patch "
                "(training chooses the patch position)")
+
+
+_warm_started = False
+
+
+def warm_up_in_background() -> None:
+    """Import torch and the pipeline in a background thread once the first page has been sent, so the
+    first page does not wait for them and the Train page finds them loaded."""
+    global _warm_started
+    if _warm_started:
+        return
+    _warm_started = True
+    import threading
+
+    def warm():
+        try:
+            pipeline()
+            import ewe.data  # noqa: F401
+        except Exception:  # reported when a page really needs it
+            pass
+    threading.Thread(target=warm, name="ewe-warm-import", daemon=True).start()
