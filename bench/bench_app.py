@@ -77,7 +77,7 @@ def start_training(page, url: str, query: str) -> None:
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     wait_idle(page)
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text("Run folder:").first.wait_for(timeout=60_000)
+    page.get_by_text("Run folder:").or_(page.get_by_text("Waiting in the queue")).first.wait_for(timeout=60_000)
 
 
 def clicks_while_training(p, env, preset: str, n: int = 8) -> dict:
@@ -145,6 +145,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--only", choices=("first", "clicks", "sessions"), default=None)
     args = ap.parse_args()
     if browser_missing():
         sys.exit(f"cannot run: {browser_missing()}")
@@ -153,14 +154,18 @@ def main() -> None:
     env = {"EWE_APP_RUNS_DIR": str(runs), "EWE_APP_TINY": "1", "EWE_DATA_DIR": ""}
     out: dict = {}
     with sync_playwright() as p:
-        out["first_page"] = [first_page(p, env) for _ in range(3)]
-        print("first page:", out["first_page"], flush=True)
-        out["clicks_while_training"] = clicks_while_training(p, env, args.preset)
-        print("clicks while training:", out["clicks_while_training"], flush=True)
-        out["one_session"] = sessions_training(p, env, args.memory_preset, 1, args.timeout)
-        print("one session:", out["one_session"], flush=True)
-        out["four_sessions"] = sessions_training(p, env, args.memory_preset, args.sessions, args.timeout)
-        print(f"{args.sessions} sessions:", out["four_sessions"], flush=True)
+        if args.only in (None, "first"):
+            out["first_page"] = [first_page(p, env) for _ in range(3)]
+            print("first page:", out["first_page"], flush=True)
+        if args.only in (None, "clicks"):
+            out["clicks_while_training"] = clicks_while_training(p, env, args.preset)
+            print("clicks while training:", out["clicks_while_training"], flush=True)
+        if args.only in (None, "sessions"):
+            out["one_session"] = sessions_training(p, env, args.memory_preset, 1, args.timeout)
+            print("one session:", out["one_session"], flush=True)
+            out["four_sessions"] = sessions_training(p, env, args.memory_preset, args.sessions, args.timeout)
+            print(f"{args.sessions} sessions:", out["four_sessions"], flush=True)
+    out["load_average"] = Path("/proc/loadavg").read_text().split()[:3]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

@@ -16,7 +16,8 @@ st.markdown("The thief queries each victim with unlabeled data and trains a **st
 
 ref, run = widgets.run_picker(
     "Victim run", "attack_run",
-    need=lambda r: bool(r and ((r.get("result") or {}).get("models") or {}).get("defended")),
+    need=lambda r: bool(r and ((r.get("result") or {}).get("models") or {}).get("defended")
+                        and (r.get("result") or {}).get("status") != "running"),
     empty="No trained victim yet: train one on the Train page first (or upload a run on the Runs page).")
 if ref is None:
     widgets.next_link("pages/train.py", "Go to Train")
@@ -82,7 +83,11 @@ def live(j):
                                         x_title="extraction epoch"), key="t_wm")
 
 
-if job is not None and job.meta.get("run") == ref["key"]:
+if busy and job.meta.get("run") != ref["key"]:
+    st.info("Another attack of this session is still running; it is shown below. Wait for it or cancel "
+            "it to attack this run.")
+    widgets.job_panel(job.id, live)
+elif job is not None and job.meta.get("run") == ref["key"]:
     widgets.job_panel(job.id, live)
     if job.done:
         run = backend.read_run(ref["dir"])

@@ -102,7 +102,11 @@ def preview(dataset, trigger, source):
     return widgets.image_strip(x), caption
 
 
-if job is None:
+if job is None and ss["dataset"] == "speech-commands":
+    st.subheader("Trigger gallery")
+    st.caption("Speech triggers are log-mel spectrograms of keyword clips (with a 3×3 patch for "
+               "in-distribution triggers); the gallery shows them once a run has made them.")
+elif job is None:
     st.subheader("Trigger gallery")
     try:
         img, caption = preview(ss["dataset"], ss["trigger"], int(ss["source"]))

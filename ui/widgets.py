@@ -15,7 +15,7 @@ from ui import backend, state
 from ui.jobs import Job
 
 log = logging.getLogger("ewe.app")
-POLL_SECONDS = 1.0
+POLL_SECONDS = 1.5
 
 
 def safe(fn: Callable) -> Callable:
