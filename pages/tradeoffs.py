@@ -73,7 +73,9 @@ def live(j):
                             "watermark in stolen copy": p["extracted_watermark"],
                             "plain watermark in its stolen copy": p["plain_extracted_watermark"],
                             "queries for 95 %": p["queries_for_95"]} for p in points])
-        st.dataframe(df, hide_index=True, width="stretch")
+        pct = st.column_config.NumberColumn(format="percent")
+        st.dataframe(df, hide_index=True, width="stretch",
+                     column_config={c: pct for c in df.columns if c not in ("τ", "ratio", "queries for 95 %")})
 
 
 if job is None:

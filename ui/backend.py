@@ -56,9 +56,8 @@ def default_dataset() -> str:
 
 def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
     """The preset with the user's overrides, validated (raises ConfigError saying what to change)."""
-    if preset_name == "tiny":
-        cfg = preset(dataset, "quick", **{**TINY, **overrides})
-        return cfg
+    if preset_name == "tiny":   # not a library preset: the run folder says "custom"
+        return preset(dataset, "quick", **{**TINY, **overrides}).replace(preset="custom")
     return preset(dataset, preset_name, **overrides)
 
 

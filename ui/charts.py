@@ -131,7 +131,8 @@ def tradeoff_figure(points: list[dict[str, Any]]) -> go.Figure:
                    p.get("queries_for_95") or "not reached"] for p in pts]
         fig.add_trace(go.Scatter(
             x=[p["defended_accuracy"] for p in pts], y=[p.get("extracted_watermark") or 0 for p in pts],
-            mode="markers+text", text=text, textposition="top center", name="EWE (defended → stolen)",
+            mode="markers+text", text=text, textposition="top center", textfont=dict(size=10),
+            name="EWE (defended → stolen)",
             marker=dict(size=14, color=[p["tau"] for p in pts], colorscale="Viridis", showscale=True,
                         colorbar=dict(title="τ"), symbol=[_symbol(p["ratio"]) for p in pts]),
             customdata=custom,

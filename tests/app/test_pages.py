@@ -211,3 +211,10 @@ def test_cancel_stops_a_running_job_and_keeps_state(app_env, monkeypatch, tiny_r
     reg.wait(theirs.id, 10)
     assert theirs.status == "finished"
     assert reg.jobs(owner="test-session") == [job]                 # sessions only see their own runs
+
+
+def test_app_entry_point_then_page_switch_never_loops(app_env):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    no_exception(at)
+    assert any("Train a watermarked model" in t for t in texts(at, "title"))
