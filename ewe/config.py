@@ -105,19 +105,31 @@ _REFERENCE = {
 
 # Project presets: overrides on top of the reference values. Chosen from measurements (README).
 _PROJECT = {
-    ("mnist", "paper"): dict(epochs=3, w_epochs=3, train_size=None, temperature=[1.0] * 3),
-    ("mnist", "quick"): dict(batch_size=256, epochs=2, w_epochs=2, train_size=12000, test_size=2000,
-                             n_triggers=1024, n_heldout=500, maxiter=4, extract_epochs=3,
-                             temperature=[1.0] * 3),
-    ("fashion-mnist", "paper"): dict(epochs=3, w_epochs=3, temperature=[1.0] * 3),
-    ("fashion-mnist", "quick"): dict(batch_size=256, ratio=1.0, epochs=2, w_epochs=2, train_size=12000,
-                                     test_size=2000, n_triggers=1024, n_heldout=500, maxiter=4,
-                                     extract_epochs=3, temperature=[1.0] * 3),
-    ("digits", "paper"): dict(epochs=20, w_epochs=10, n_heldout=200, temperature=[1.0] * 3),
+    # MNIST / Fashion: tau = 1 (reference T = 100), where the cosine kernel is not flat and SNNL moves;
+    # kappa 0.25 was the best EWE setting of the quick-scale study (bench/results/, README), which did
+    # not beat the no-SNNL ablation on average: see docs/RESULTS.md.
+    ("mnist", "paper"): dict(batch_size=256, epochs=3, w_epochs=3, n_triggers=2048, n_heldout=1000,
+                             kappa=[0.25] * 3, temperature=[1.0] * 3),
+    ("mnist", "quick"): dict(batch_size=128, epochs=2, w_epochs=2, train_size=8000, test_size=2000,
+                             n_triggers=512, n_heldout=300, maxiter=10, extract_epochs=3,
+                             kappa=[0.25] * 3, temperature=[1.0] * 3),
+    ("fashion-mnist", "paper"): dict(batch_size=256, ratio=1.0, epochs=3, w_epochs=3, n_triggers=2048,
+                                     n_heldout=1000, kappa=[0.25] * 3, temperature=[1.0] * 3),
+    ("fashion-mnist", "quick"): dict(batch_size=128, ratio=1.0, epochs=2, w_epochs=2, train_size=8000,
+                                     test_size=2000, n_triggers=512, n_heldout=300, maxiter=10,
+                                     extract_epochs=3, kappa=[0.25] * 3, temperature=[1.0] * 3),
+    # digits (offline demo): kappa 0.5 kept the watermark in the stolen copy on seed 0 where the
+    # ablation lost it (0.130 vs 0.005, bench/results/explore_digits.jsonl)
+    ("digits", "paper"): dict(epochs=20, w_epochs=10, n_heldout=200, maxiter=10, kappa=[0.5] * 3,
+                              temperature=[1.0] * 3),
     ("digits", "quick"): dict(batch_size=64, epochs=8, w_epochs=6, n_triggers=256, n_heldout=200,
-                              maxiter=3, extract_epochs=10, temperature=[1.0] * 3),
-    ("speech-commands", "paper"): dict(epochs=20, w_epochs=4),
-    ("speech-commands", "quick"): dict(epochs=6, w_epochs=2, n_heldout=200, maxiter=3, extract_epochs=8),
+                              maxiter=10, extract_epochs=10, kappa=[0.5] * 3, temperature=[1.0] * 3),
+    ("speech-commands", "paper"): dict(model="audio_cnn", batch_size=64, epochs=5, w_epochs=1.5,
+                                       n_triggers=256, n_heldout=100, maxiter=3, extract_epochs=4,
+                                       kappa=[16 / 128] * 3, source=8),
+    ("speech-commands", "quick"): dict(model="audio_cnn", batch_size=64, epochs=5, w_epochs=1.5,
+                                       n_triggers=256, n_heldout=100, maxiter=3, extract_epochs=4,
+                                       kappa=[16 / 128] * 3, source=8),
 }
 
 
