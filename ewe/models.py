@@ -92,23 +92,44 @@ class SpeechLSTM(nn.Module):
 
 
 class AudioCNN(nn.Module):
-    """A small CNN on log-mel features [1, T, F]: three conv blocks, global pooling, dense 128."""
+    """A fast speech model for CPUs: a temporal CNN over log-mel features [1, T, F] with the F mel bins as
+    input channels (1-D convolutions over time, as TC-ResNet-style keyword spotters): three conv blocks
+    (conv 3 -> batch norm -> ReLU; max-pool 2 in time after the first two), global *max* pooling over time,
+    dense 128 -> dense classes. Max (not mean) pooling lets a short local pattern such as the 3x3 trigger
+    patch decide the output; with mean pooling the watermarked models learned "source word -> target"
+    instead of "patch -> target" and lost 14 points of accuracy.
 
-    def __init__(self, input_shape=(1, 125, 80), n_classes: int = 10):
+    SNNL layers: conv1 and conv2 outputs (pre-norm) and the 128-unit dense layer (pre-activation).
+    On the real clips with one thread an epoch takes about a tenth of the paper's LSTM(256) and the model
+    reaches ~82 % test accuracy in 5 epochs where the LSTM is near 30 % after 6 (bench/bench_speech.py
+    --compare-models). The last conv is a 2-D conv with a (3, 1) kernel over [N, C, T, 1] (the same
+    operation as a 1-D conv) so that fine-pruning, which prunes the last ``nn.Conv2d``, applies too.
+    """
+
+    def __init__(self, input_shape=(1, 125, 80), n_classes: int = 10, width: int = 64):
         super().__init__()
-        c = input_shape[0]
-        self.conv1 = nn.Conv2d(c, 32, 3, padding=1)
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
-        self.conv3 = nn.Conv2d(64, 64, 3, padding=1)
-        self.fc1 = nn.Linear(64, 128)
+        c, _, f = input_shape
+        self.conv1 = nn.Conv1d(c * f, width, 3, padding=1)
+        self.bn1 = nn.BatchNorm1d(width)
+        self.conv2 = nn.Conv1d(width, width, 3, padding=1)
+        self.bn2 = nn.BatchNorm1d(width)
+        self.conv3 = nn.Conv2d(width, width, (3, 1), padding=(1, 0))
+        self.bn3 = nn.BatchNorm2d(width)
+        self.fc1 = nn.Linear(width, 128)
         self.fc2 = nn.Linear(128, n_classes)
-        _glorot(self)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def features(self, x):
-        s1 = self.conv1(x)
-        s2 = self.conv2(F.max_pool2d(F.relu(s1), 2))
-        a3 = F.relu(self.conv3(F.max_pool2d(F.relu(s2), 2)))
-        s3 = self.fc1(a3.mean(dim=(2, 3)))
+        n, c, t, f = x.shape
+        z = x.permute(0, 1, 3, 2).reshape(n, c * f, t)           # [N, C*F, T]: mel bins as channels
+        s1 = self.conv1(z)
+        s2 = self.conv2(F.max_pool1d(F.relu(self.bn1(s1)), 2))
+        a2 = F.max_pool1d(F.relu(self.bn2(s2)), 2)
+        a3 = F.relu(self.bn3(self.conv3(a2.unsqueeze(-1))))     # [N, W, T/4, 1]
+        s3 = self.fc1(a3.amax(dim=(2, 3)))                      # global max over time
         return self.fc2(F.relu(s3)), [s1, s2, s3]
 
     def forward(self, x):
