@@ -124,12 +124,17 @@ _PROJECT = {
                               temperature=[1.0] * 3),
     ("digits", "quick"): dict(batch_size=64, epochs=8, w_epochs=6, n_triggers=256, n_heldout=200,
                               maxiter=10, extract_epochs=10, kappa=[0.5] * 3, temperature=[1.0] * 3),
-    ("speech-commands", "paper"): dict(model="audio_cnn", batch_size=64, epochs=5, w_epochs=1.5,
-                                       n_triggers=256, n_heldout=100, maxiter=3, extract_epochs=4,
-                                       kappa=[16 / 128] * 3, source=8),
-    ("speech-commands", "quick"): dict(model="audio_cnn", batch_size=64, epochs=5, w_epochs=1.5,
-                                       n_triggers=256, n_heldout=100, maxiter=3, extract_epochs=4,
-                                       kappa=[16 / 128] * 3, source=8),
+    # speech: the temporal AudioCNN (the LSTM needs ~10x the time per epoch and 30 epochs), batch 64
+    # (3,154 training clips), 2 clean batches per watermark batch (ratio 1 cost ~5 points of accuracy),
+    # tau 0.1 / 0.1 / 0.3 (at the reference's tau 3.33 the SNNL stays at ln 2 and does nothing), and
+    # source "stop" instead of "go": go and "no" are confused ~13 % of the time by clean models, so an
+    # independently trained model was claimed as a copy (README, bench/bench_speech.py).
+    ("speech-commands", "paper"): dict(model="audio_cnn", batch_size=64, ratio=2.0, epochs=8, w_epochs=3,
+                                       n_heldout=100, maxiter=10, extract_epochs=8, kappa=[0.25] * 3,
+                                       temperature=[0.1, 0.1, 0.3], source=8),
+    ("speech-commands", "quick"): dict(model="audio_cnn", batch_size=64, ratio=2.0, epochs=4, w_epochs=1.5,
+                                       n_triggers=256, n_heldout=100, maxiter=10, extract_epochs=3,
+                                       kappa=[0.25] * 3, temperature=[0.1, 0.1, 0.3], source=8),
 }
 
 
