@@ -152,7 +152,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=4)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--json", type=Path, default=None)
-    ap.add_argument("--only", choices=("first", "clicks", "sessions"), default=None)
+    ap.add_argument("--only", choices=("first", "clicks", "sessions", "four"), default=None)
     args = ap.parse_args()
     if browser_missing():
         sys.exit(f"cannot run: {browser_missing()}")
@@ -170,6 +170,7 @@ def main() -> None:
         if args.only in (None, "sessions"):
             out["one_session"] = sessions_training(p, env, args.memory_preset, 1, args.timeout)
             print("one session:", out["one_session"], flush=True)
+        if args.only in (None, "sessions", "four"):
             out["four_sessions"] = sessions_training(p, env, args.memory_preset, args.sessions, args.timeout)
             print(f"{args.sessions} sessions:", out["four_sessions"], flush=True)
     out["load_average"] = Path("/proc/loadavg").read_text().split()[:3]

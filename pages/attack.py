@@ -75,12 +75,14 @@ if st.button("Start the attack", type="primary", disabled=not ok or busy):
 
 def live(j):
     ev = list(j.events)
+    n = sum(e.get("kind") == "epoch" for e in ev)
     a, b = st.columns(2)
-    a.plotly_chart(charts.metric_figure(ev, "accuracy", "Thief's accuracy", models=charts.THIEF_MODELS,
-                                        y_title="test accuracy", x_title="extraction epoch"), key="t_acc")
-    b.plotly_chart(charts.metric_figure(ev, "watermark_success", "Watermark retained in the stolen copy",
-                                        models=charts.THIEF_MODELS, y_title="labelled as target",
-                                        x_title="extraction epoch"), key="t_wm")
+    a.plotly_chart(charts.cached((j.id, "t_acc", n), lambda: charts.metric_figure(
+        ev, "accuracy", "Thief's accuracy", models=charts.THIEF_MODELS, y_title="test accuracy",
+        x_title="extraction epoch")), key="t_acc")
+    b.plotly_chart(charts.cached((j.id, "t_wm", n), lambda: charts.metric_figure(
+        ev, "watermark_success", "Watermark retained in the stolen copy", models=charts.THIEF_MODELS,
+        y_title="labelled as target", x_title="extraction epoch")), key="t_wm")
 
 
 if busy and job.meta.get("run") != ref["key"]:

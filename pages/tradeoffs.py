@@ -66,7 +66,8 @@ def live(j):
     if j.active and cur:
         st.caption(f"Running point {cur['index']} of {j.data.get('total')}: τ = {cur['tau']:g}, "
                    f"ratio = {cur['ratio']:g}")
-    st.plotly_chart(charts.tradeoff_figure(points), key="tradeoff")
+    st.plotly_chart(charts.cached((j.id, "tradeoff", len(points)), lambda: charts.tradeoff_figure(points)),
+                    key="tradeoff")
     if points:
         df = pd.DataFrame([{"τ": p["tau"], "ratio": p["ratio"], "defended accuracy": p["defended_accuracy"],
                             "stolen copy accuracy": p["extracted_accuracy"],

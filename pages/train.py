@@ -83,17 +83,22 @@ w_epochs = float((job.meta.get("config") or {}).get("w_epochs", ss["w_epochs"]))
 
 def live(j):
     ev = list(j.events)
+    n = sum(e.get("kind") == "epoch" for e in ev)
+
+    def fig(name, build):
+        return charts.cached((j.id, name, n), build)
     a, b = st.columns(2)
-    a.plotly_chart(charts.metric_figure(ev, "accuracy", "Clean accuracy", y_title="test accuracy",
-                                        w_epochs=w_epochs), key="acc")
-    b.plotly_chart(charts.metric_figure(ev, "watermark_success", "Watermark success (held-out triggers)",
-                                        models=("defended", "plain_watermark", "ablation_no_snnl", "clean"),
-                                        y_title="labelled as target", w_epochs=w_epochs), key="wm")
+    a.plotly_chart(fig("acc", lambda: charts.metric_figure(
+        ev, "accuracy", "Clean accuracy", y_title="test accuracy", w_epochs=w_epochs)), key="acc")
+    b.plotly_chart(fig("wm", lambda: charts.metric_figure(
+        ev, "watermark_success", "Watermark success (held-out triggers)",
+        models=("defended", "plain_watermark", "ablation_no_snnl", "clean"), y_title="labelled as target",
+        w_epochs=w_epochs)), key="wm")
     c, d = st.columns(2)
-    c.plotly_chart(charts.layer_figure(ev, "snnl", "SNNL per layer (defended)", "SNNL",
-                                       w_epochs=w_epochs), key="snnl")
-    d.plotly_chart(charts.layer_figure(ev, "temperature", "Learned temperature τ per layer", "τ",
-                                       log=True, w_epochs=w_epochs), key="temp")
+    c.plotly_chart(fig("snnl", lambda: charts.layer_figure(
+        ev, "snnl", "SNNL per layer (defended)", "SNNL", w_epochs=w_epochs)), key="snnl")
+    d.plotly_chart(fig("temp", lambda: charts.layer_figure(
+        ev, "temperature", "Learned temperature τ per layer", "τ", log=True, w_epochs=w_epochs)), key="temp")
 
 
 @st.cache_data(show_spinner="Loading trigger examples …", max_entries=16)

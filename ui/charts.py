@@ -17,6 +17,20 @@ THIEF_MODELS = ("extracted", "plain_extracted", "ablation_extracted")
 LAYER_DASH = ("solid", "dash", "dot")
 
 
+_FIG_CACHE: dict[tuple, go.Figure] = {}
+
+
+def cached(key: tuple, build) -> go.Figure:
+    """Reuse a figure while its inputs are unchanged (pages poll every second or two while a run trains;
+    epoch events arrive far less often). ``key`` must capture the inputs, e.g. (job id, chart, #epochs)."""
+    fig = _FIG_CACHE.get(key)
+    if fig is None:
+        if len(_FIG_CACHE) > 256:
+            _FIG_CACHE.clear()
+        fig = _FIG_CACHE[key] = build()
+    return fig
+
+
 def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 360, **kw) -> go.Figure:
     fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height,
                       margin=dict(l=10, r=10, t=45, b=10), xaxis_title=x, yaxis_title=y,

@@ -76,7 +76,7 @@ def job_panel(job_id: str | None, live: Callable[[Job], None] | None = None, *, 
     job = reg.get(job_id, sid) if job_id else None
     if job is None:
         return None
-    every = POLL_SECONDS if job.active else None
+    every = (POLL_SECONDS if job.status == "running" else 2 * POLL_SECONDS) if job.active else None
 
     @st.fragment(run_every=every)
     def panel():
@@ -122,7 +122,7 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
             st.warning("Cancelled before it started.")
         for text in job.messages[-3:]:
             st.caption(text)
-    if live is not None:
+    if live is not None and job.status != "queued":     # a waiting job has nothing to plot yet
         live(job)
     if ended_rerun and job.done:
         st.rerun()
