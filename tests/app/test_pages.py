@@ -218,3 +218,18 @@ def test_app_entry_point_then_page_switch_never_loops(app_env):
     at.switch_page("pages/train.py").run()
     no_exception(at)
     assert any("Train a watermarked model" in t for t in texts(at, "title"))
+
+
+def test_a_failing_run_shows_its_message_and_the_page_keeps_working(app_env, monkeypatch):
+    from ewe.data import DataError
+    from ui import backend
+
+    class NoData:
+        def train_victims(self, cfg, out_dir, listeners=(), stop=None):
+            raise DataError("Could not load MNIST: set EWE_DATA_DIR to a folder with mnist/")
+
+    monkeypatch.setattr(backend, "PIPELINE", NoData())
+    at = click(page("train", query={"preset": "tiny"}), "Start training")
+    no_exception(at)
+    assert "Could not load MNIST: set EWE_DATA_DIR" in " ".join(texts(at, "error"))
+    assert not [b for b in at.button if b.label == "Start training"][0].disabled   # can try again
