@@ -26,13 +26,16 @@ def run_one(dataset: str, preset: str, seed: int, out: Path, extra: list[str]) -
     cmd = [sys.executable, "-m", "ewe", "run", "--dataset", dataset, "--preset", preset, "--seed", str(seed),
            "--out", str(out), *extra]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "stderr.log"   # a file, not a pipe: the progress bar would fill a pipe and block the run
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if status != 0:
-        print(f"run failed ({' '.join(cmd)}):\n{err[-2000:]}", file=sys.stderr)
-    return {"wall": wall, "peak_mb": usage.ru_maxrss / 1024}
+        print(f"run failed ({' '.join(cmd)}):\n{log.read_text()[-2000:]}", file=sys.stderr)
+    return {"wall": wall, "peak_mb": usage.ru_maxrss / 1024,
+            "cpu_s": usage.ru_utime + usage.ru_stime}
 
 
 def fmt(values: list[float], digits: int = 3) -> str:
@@ -65,7 +68,8 @@ def summarise(run_dirs: list[Path], meta: dict[str, dict] | None = None) -> str:
     lines += ["", f"time per run: {fmt(secs, 1)} s"]
     if meta:
         peaks = [m["peak_mb"] for m in meta.values()]
-        lines.append(f"peak memory per run: {fmt(peaks, 0)} MB")
+        lines.append(f"peak memory per run: {fmt(peaks, 0)} MB; CPU seconds per run: "
+                     f"{fmt([m['cpu_s'] for m in meta.values()], 0)}")
     stages = sorted({k for r in results for k in r["seconds"]})
     lines.append("stage seconds (mean): " + ", ".join(
         f"{k} {statistics.mean(r['seconds'].get(k, 0) for r in results):.1f}" for k in stages))
@@ -90,7 +94,8 @@ def main() -> None:
         d = out / f"{args.dataset}-{args.preset}-s{seed}"
         meta[str(d)] = run_one(args.dataset, args.preset, seed, d, args.extra)
         dirs.append(d)
-        print(f"seed {seed}: {meta[str(d)]['wall']:.1f} s wall, {meta[str(d)]['peak_mb']:.0f} MB peak", flush=True)
+        print(f"seed {seed}: {meta[str(d)]['wall']:.1f} s wall, {meta[str(d)]['cpu_s']:.0f} CPU s, "
+              f"{meta[str(d)]['peak_mb']:.0f} MB peak, load {os.getloadavg()[0]:.1f}", flush=True)
     text = summarise(dirs, meta)
     print(text)
     (out / f"summary-{args.dataset}-{args.preset}.md").write_text(text + "\n")
