@@ -387,6 +387,7 @@ def warm_up_in_background() -> None:
     import threading
 
     def warm():
+        time.sleep(float(os.environ.get("EWE_APP_WARM_DELAY", "3")))  # let the first page finish first
         try:
             pipeline()
             import ewe.data  # noqa: F401
