@@ -71,6 +71,7 @@ if st.button("Start the attack", type="primary", disabled=not ok or busy):
     job = reg.submit(sid, "attack", backend.attack_job(ref["dir"], thief),
                      label=f"Attack on {ref['label']}", out_dir=ref["dir"], meta={"run": ref["key"], "thief": thief})
     ss["keep_attack_job"] = job.id
+    st.rerun()                      # redraw with the Start button disabled and the live panel
 
 
 def live(j):

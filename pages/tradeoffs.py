@@ -58,6 +58,7 @@ if st.button("Start the sweep", type="primary", disabled=bool(problem) or busy):
                      label=f"Sweep #{n} ({ss['dataset']}, {ss['preset']})", out_dir=base,
                      meta={"grid": grid})
     ss["keep_sweep_job"] = job.id
+    st.rerun()                      # redraw with the Start button disabled and the live panel
 
 
 def live(j):

@@ -77,6 +77,7 @@ if start and cfg is not None and not busy:
     job = reg.submit(sid, "train", backend.train_job(cfg, out), label=label, out_dir=out,
                      meta={"config": cfg.to_dict()})
     ss["keep_train_job"] = job.id
+    st.rerun()                      # redraw with the Start button disabled and the live panel
 
 w_epochs = float((job.meta.get("config") or {}).get("w_epochs", ss["w_epochs"])) if job else None
 
