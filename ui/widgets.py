@@ -221,7 +221,34 @@ def trigger_gallery(run_dir: str | Path | None, n: int = 8) -> bool:
     for caption, x in rows:
         if x is not None and len(x):
             st.image(image_strip(x[:n]), caption=caption, width="stretch")
+    run = backend.read_run(run_dir) or {}
+    if (run.get("config") or {}).get("dataset") == "speech-commands":
+        speech_examples(str(run_dir))
     return True
+
+
+@st.cache_data(show_spinner="Rebuilding audio from the spectrogram …", max_entries=8)
+def _speech_material(run_dir: str) -> tuple[dict, dict | None]:
+    from ui.audio import source_target_clips, trigger_example
+    return source_target_clips(run_dir), trigger_example(run_dir)
+
+
+def speech_examples(run_dir: str) -> None:
+    """Listen to the source and target words and to a triggered clip; see where the patch sits."""
+    clips, trig = _speech_material(run_dir)
+    cols = st.columns(2)
+    for col, side in zip(cols, ("source", "target")):
+        col.markdown(f"**{clips[side]['label']}**" if clips.get(side) else "")
+        for _, wav in (clips.get(side) or {}).get("clips", []):
+            col.audio(wav, format="audio/wav")
+    if clips.get("message"):
+        st.info(clips["message"])
+    if trig:
+        st.plotly_chart(trig["figure"], key=f"trigger-spec-{run_dir}")
+        if trig.get("wav"):
+            st.audio(trig["wav"], format="audio/wav")
+        st.caption(trig["caption"] + " (audio rebuilt from the log-mel features with Griffin-Lim: rough, "
+                   "but the patch is audible)")
 
 
 def image_strip(x, scale: int = 3, gap: int = 2) -> np.ndarray:
