@@ -2,8 +2,9 @@
 
     train_victims(cfg, out_dir)  clean pre-training (shared), triggers, then from the same pre-trained
                                  weights: defended (EWE), plain_watermark (classic: raw triggers, no
-                                 SNNL), ablation_no_snnl (optimised triggers, no SNNL), clean; and an
-                                 independently trained clean model (the innocent suspect).
+                                 SNNL), ablation_no_snnl (optimised triggers, no SNNL); and, from
+                                 scratch, the clean reference and an independent clean model (the
+                                 innocent suspect) -- see step 4 for why they must not share it.
     steal(run_dir, thief)        extraction attack against defended, plain_watermark and the ablation.
     verify_run(run_dir)          t-tests from predictions.json (cheap, recomputable by anyone).
     run(cfg, out_dir)            all three.
