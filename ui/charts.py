@@ -42,7 +42,8 @@ def _layout(fig: go.Figure, title: str, x: str, y: str, height: int = 360, **kw)
 def epoch_points(events: Iterable[dict[str, Any]], models: Iterable[str],
                  w_epochs: float | None = None) -> dict[str, list[tuple]]:
     """Per model: (x, metrics) with x in clean-epoch units. The shared pre-training runs from 0 to E; the
-    victims trained from it continue at E (their watermark phase spread over its w_epochs)."""
+    victims trained from it continue at E (their watermark phase spread over its w_epochs). The clean
+    reference and the independent model are trained from scratch, so they start at 0."""
     models = tuple(models)
     events = [e for e in events if e.get("kind") == "epoch"]
     pre = [e for e in events if e.get("model") == "pretrain"]
@@ -53,11 +54,10 @@ def epoch_points(events: Iterable[dict[str, Any]], models: Iterable[str],
         if name not in models:
             continue
         k, n = float(e.get("epoch", 1)), float(e.get("epochs", 1) or 1)
-        if name == "pretrain" or name in THIEF_MODELS or name == "independent_clean":
+        if name in ("pretrain", "clean", "independent_clean") or name in THIEF_MODELS:
             x = k
         else:
-            span = n if not w_epochs else (max(1.0, round(w_epochs)) if name == "clean" else w_epochs)
-            x = offset + k * span / n
+            x = offset + k * (w_epochs or n) / n
         out.setdefault(name, []).append((x, e.get("metrics", {})))
     return out
 
