@@ -6,12 +6,10 @@ that has the same ``train_victims`` / ``steal`` / ``run`` signatures.
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -179,10 +177,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     try:
         from ewe.runs import load_run
         run = load_run(run_dir)
-    except ImportError:
-        run = {name: _read_json(run_dir / f"{name}.json") for name in
-               ("config", "history", "result", "predictions")}
-    except Exception:
+    except Exception:   # a half-written or foreign folder: the page shows "no run" instead
         return None
     if len(_RUN_CACHE) > 64:
         _RUN_CACHE.clear()
@@ -190,25 +185,9 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     return run
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def zip_run(run_dir: str | Path) -> bytes:
-    try:
-        from ewe.runs import zip_run as z
-        return z(run_dir)
-    except ImportError:
-        run_dir = Path(run_dir)
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-            for p in sorted(run_dir.rglob("*")):
-                if p.is_file() and not p.name.endswith(".tmp"):
-                    zf.write(p, p.relative_to(run_dir).as_posix())
-        return buf.getvalue()
+    from ewe.runs import zip_run as z
+    return z(run_dir)
 
 
 class UploadError(ValueError):
@@ -216,41 +195,13 @@ class UploadError(ValueError):
 
 
 def unzip_run(data: bytes, dest: Path) -> Path:
+    from ewe.runs import RunFolderError, unzip_run as u
     try:
-        from ewe.runs import RunFolderError, unzip_run as u
-    except ImportError:
-        RunFolderError, u = None, None
-    if u is not None:
-        try:
-            return Path(u(data, dest))
-        except RunFolderError as exc:
-            raise UploadError(str(exc)) from None
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile:
-        raise UploadError("this file is not a zip archive; upload a run folder zip downloaded from the "
-                          "Runs page") from None
-    names = zf.namelist()
-    prefix = ""
-    if "result.json" not in names:
-        roots = {n.split("/")[0] for n in names}
-        if len(roots) == 1 and f"{next(iter(roots))}/result.json" in names:
-            prefix = next(iter(roots)) + "/"
-        else:
-            raise UploadError("this zip is not a run folder (no result.json); upload a zip downloaded "
-                              "from the Runs page")
-    dest.mkdir(parents=True, exist_ok=True)
-    for n in names:
-        if n.startswith(prefix) and not n.endswith("/") and ".." not in n:
-            out = dest / n[len(prefix):]
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(zf.read(n))
-    return dest
+        return Path(u(data, dest))
+    except RunFolderError as exc:
+        raise UploadError(str(exc)) from None
 
 
-# ---- job functions (worker threads) ---------------------------------------------------------------
-# Job functions import the library in the page's thread before the worker starts: two threads importing
-# the same module (torch, pandas) at once can see it half-initialised.
 def train_job(cfg: RunConfig, out_dir: Path):
     pipeline()
 
