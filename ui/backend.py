@@ -6,7 +6,6 @@ that has the same ``train_victims`` / ``steal`` / ``run`` signatures.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
