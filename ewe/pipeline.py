@@ -15,6 +15,7 @@ status "stopped" and keeps what is done.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 import json
 import random
 import time
@@ -188,6 +189,26 @@ def _evaluate(model, data: Data, sets: dict[str, torch.Tensor], train_sets: dict
     return figures, preds
 
 
+@contextmanager
+def _recorded(result: dict, seconds_key: str, folder: "RunFolder", predictions: dict,
+              history: Callable[[], list]):
+    """Run a stage group: a stop request ends it with status "stopped", an error with "failed" (and is
+    re-raised); either way the time, result, predictions and history are written."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    except Stopped:
+        result["status"] = "stopped"
+    except Exception as exc:
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        result["seconds"][seconds_key] = round(time.perf_counter() - t0, 2)
+        folder.write_json("result.json", result)
+        folder.write_json("predictions.json", predictions)
+        folder.write_json("history.json", history())
+
+
 def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
                   listeners: Iterable[Callable] | None = None, stop=None,
                   reporter: Reporter | None = None, with_steal: bool = False) -> dict:
@@ -198,8 +219,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
     result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
               "models": {}, "verification": {}, "seconds": {}}
     predictions = {"target": cfg.target, "sets": {"optimised": {}, "classic": {}}}
-    t_run = time.perf_counter()
-    try:
+    with _recorded(result, "train_total", folder, predictions, lambda: rep.history):
         t = time.perf_counter()
         data = load_data(cfg)
         rep.message(f"Data: {data.source}")
@@ -324,16 +344,6 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             seed=cfg.seed + 10_000))
         finish("independent_clean", indep)
         result["status"] = "trained"
-    except Stopped:
-        result["status"] = "stopped"
-    except Exception as exc:
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        result["seconds"]["train_total"] = round(time.perf_counter() - t_run, 2)
-        folder.write_json("result.json", result)
-        folder.write_json("predictions.json", predictions)
-        folder.write_json("history.json", rep.history)
     return result
 
 
@@ -398,8 +408,8 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     rep = reporter or _start(cfg, listeners, stop)
     result = folder.read_json("result.json")
     predictions = folder.read_json("predictions.json")
-    t_run = time.perf_counter()
-    try:
+    earlier = folder.read_json("history.json", []) if reporter is None else []
+    with _recorded(result, "steal_total", folder, predictions, lambda: earlier + rep.history):
         data = data or load_data(cfg)
         tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
         sets = {"optimised": tensors["heldout"].to(cfg.device), "classic": tensors["raw_heldout"].to(cfg.device)}
@@ -436,17 +446,6 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
             folder.write_json("result.json", result)
             folder.write_json("predictions.json", predictions)
         result["status"] = "finished"
-    except Stopped:
-        result["status"] = "stopped"
-    except Exception as exc:
-        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        raise
-    finally:
-        result["seconds"]["steal_total"] = round(time.perf_counter() - t_run, 2)
-        folder.write_json("result.json", result)
-        folder.write_json("predictions.json", predictions)
-        history = folder.read_json("history.json", []) if reporter is None else []
-        folder.write_json("history.json", history + rep.history)
     return verify_run(run_dir) if result["status"] == "finished" else result
 
 
