@@ -138,8 +138,10 @@ _PROJECT = {
 }
 
 
-def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
-    """The named preset for a dataset, with overrides applied and everything validated."""
+def preset_values(dataset: str, name: str = "quick") -> dict[str, Any]:
+    """The named preset's raw settings (before validation; may use the ``reference_*`` aliases).
+
+    Cheap: it needs no torch, so the app can fill its widgets without importing the model registry."""
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if name not in PRESETS:
@@ -147,6 +149,12 @@ def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
     values: dict[str, Any] = dict(_REFERENCE[dataset])
     if name != "reference":
         values.update(_PROJECT.get((dataset, name), {}))
+    return values
+
+
+def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
+    """The named preset for a dataset, with overrides applied and everything validated."""
+    values = preset_values(dataset, name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # an alias in the overrides wins over the preset's own value of the same setting
     if "reference_T" in overrides:

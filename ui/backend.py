@@ -61,7 +61,7 @@ def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
 def preset_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
     """The Train page's widget values for a dataset and preset.
 
-    Read from ewe.config's preset tables without building a RunConfig: validation imports torch (the
+    Read from ewe.config.preset_values without building a RunConfig: validation imports torch (the
     model registry), which would cost seconds on the first page. tests/app/test_backend.py checks that
     this equals the validated preset for every dataset and preset."""
     try:
@@ -71,13 +71,8 @@ def preset_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
 
 
 def _fast_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
-    from ewe import config as c
-    name = "quick" if preset_name == "tiny" else preset_name
-    if dataset not in DATASETS or name not in PRESETS:
-        raise KeyError(preset_name)
-    v = dict(c._REFERENCE[dataset])
-    if name != "reference":
-        v.update(c._PROJECT.get((dataset, name), {}))
+    from ewe.config import preset_values
+    v = preset_values(dataset, "quick" if preset_name == "tiny" else preset_name)
     if preset_name == "tiny":
         v.update(TINY)
     batch = float(v["batch_size"])
