@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ewe.config import DATASETS, PRESETS, ConfigError, RunConfig, preset
+from ewe.config import PRESETS, ConfigError, RunConfig, preset
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = None          # None = ewe.pipeline (imported lazily: it imports torch); tests may swap it
