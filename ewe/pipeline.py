@@ -425,6 +425,7 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
                            "epochs": thief_cfg.epochs, "query_budget": thief_cfg.query_budget,
                            "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature}
         live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
+        diag_target = data.x_test[data.y_test == cfg.target]
         for i, (victim_name, victim) in enumerate(victims.items()):
             name = VICTIMS[victim_name]
             stage = f"steal_{victim_name}"
@@ -441,6 +442,10 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
                        "watermark_success": watermark_success(student, sets[TRIGGER_SET[name]], cfg.target),
                        "queries": info["queries"]}
             result["models"][name] = figures
+            # does the stolen copy inherit the victim's entanglement? (the thief never sees a trigger)
+            result.setdefault("diagnostics", {})[name] = {
+                "trigger_set": TRIGGER_SET[name],
+                "geometry": layer_geometry(student, sets[TRIGGER_SET[name]], diag_target)}
             for k, v in sets.items():
                 predictions["sets"][k][name] = predict(student, v).tolist()
             folder.write_json("result.json", result)

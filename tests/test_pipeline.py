@@ -107,3 +107,18 @@ def test_diagnostics_written(finished_run):
     proj = diag["defended"]["projection"]
     assert len(proj["layers"]) == 3 and len(proj["layers"][0]) == len(proj["group"])
     assert (out / "projection_defended.png").exists()
+
+
+def test_stolen_copies_get_the_same_geometry_as_a_direct_computation(finished_run):
+    out, result, _ = finished_run
+    from ewe.diagnostics import layer_geometry
+    student = pipeline.load_run_models(out, ["extracted"])["extracted"]
+    triggers = torch.load(out / "triggers.pt", weights_only=True)["heldout"]
+    cfg = pipeline.from_dict({k: v for k, v in json.loads((out / "config.json").read_text()).items()
+                              if k != "effective"})
+    data = pipeline.load_data(cfg)
+    direct = layer_geometry(student, triggers, data.x_test[data.y_test == cfg.target])
+    stored = result["diagnostics"]["extracted"]
+    assert stored["trigger_set"] == "optimised" and len(stored["geometry"]) == len(direct) == 3
+    for got, want in zip(stored["geometry"], direct):
+        assert got == pytest.approx(want)
