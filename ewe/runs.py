@@ -7,7 +7,7 @@ import zipfile
 from pathlib import Path
 
 REQUIRED = ("config.json", "result.json")
-OPTIONAL = ("history.json", "predictions.json", "triggers.pt", "triggers.png")
+OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", "triggers.pt", "triggers.png")
 MAX_UNZIPPED = 512 * 1024 * 1024
 
 
@@ -16,12 +16,13 @@ class RunFolderError(ValueError):
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """config, result, history and predictions of a run folder (missing optional parts are None)."""
+    """config, result, history, predictions and diagnostics of a run folder (missing optional parts are
+    None)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a folder")
     out = {"path": str(run_dir)}
-    for name in REQUIRED + ("history.json", "predictions.json"):
+    for name in REQUIRED + ("history.json", "predictions.json", "diagnostics.json"):
         path = run_dir / name
         if not path.exists():
             if name in REQUIRED:

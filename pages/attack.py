@@ -99,6 +99,8 @@ names = ("defended", "extracted", "plain_watermark", "plain_extracted", "ablatio
 if any(k in (result.get("models") or {}) for k in charts.THIEF_MODELS):
     st.subheader("Victims and their stolen copies")
     widgets.models_table(result, names)
+    with st.expander("Did the entanglement reach the stolen copies?", expanded=True):
+        widgets.entanglement_view(run or {}, key="attack_entanglement", projection=False)
     if result.get("verification"):
         widgets.next_link("pages/verify.py", "Next: verify ownership")
 elif job is None or job.meta.get("run") != ref["key"]:

@@ -132,5 +132,11 @@ else:
         st.subheader("Trigger gallery")
         if not widgets.trigger_gallery(job.out_dir):
             st.caption("This run stopped before its triggers were made.")
+        if run and run.get("diagnostics"):
+            st.subheader("Entanglement: where do the triggers sit?")
+            st.caption("Each SNNL layer's features of held-out triggers (red) and target-class test "
+                       "samples (blue), projected to 2-D. EWE's SNNL term pulls the two groups together; "
+                       "without it they stay apart.")
+            widgets.entanglement_view(run, key="train_entanglement")
         if (result.get("models") or {}).get("defended"):
             widgets.next_link("pages/attack.py", "Next: attack this model")

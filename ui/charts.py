@@ -194,6 +194,59 @@ def compare_figure(rows: list[dict[str, Any]]) -> go.Figure:
     return fig
 
 
+def projection_figure(before: dict | None, after: dict | None, model_label: str) -> go.Figure:
+    """2-D projections (ewe.diagnostics.projection) of each SNNL layer: triggers vs target-class samples,
+    before (top row) and after (bottom row) the watermark phase."""
+    from plotly.subplots import make_subplots
+    rows = [(label, proj) for label, proj in (("before", before), ("after", after)) if proj]
+    n_layers = max((len(p["layers"]) for _, p in rows), default=3)
+    fig = make_subplots(rows=max(1, len(rows)), cols=n_layers, horizontal_spacing=0.04, vertical_spacing=0.1,
+                        subplot_titles=[f"layer {c + 1}, {label}" for label, _ in rows for c in range(n_layers)])
+    for r, (label, proj) in enumerate(rows, start=1):
+        groups = proj["group"]
+        for c, xy in enumerate(proj["layers"], start=1):
+            for g, colour, name in (("target", "#1f77b4", "target-class samples"), ("trigger", "#d62728", "triggers")):
+                pts = [p for p, grp in zip(xy, groups) if grp == g]
+                fig.add_trace(go.Scattergl(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
+                                           name=name, legendgroup=g, showlegend=(r == 1 and c == 1),
+                                           marker=dict(size=4, color=colour, opacity=0.6),
+                                           hovertemplate=f"{name}<extra>layer {c}, {label}</extra>"),
+                              row=r, col=c)
+    _layout(fig, f"{model_label}: triggers vs target class ({(after or before or {}).get('method', 'pca').upper()}"
+                 " of cosine-normalised features)", "", "", height=260 * max(1, len(rows)) + 80)
+    fig.update_layout(hovermode="closest")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    if not rows:
+        _empty(fig, "no projection in this run")
+    return fig
+
+
+GEOMETRY_LABELS = {**MODEL_LABELS, "before": "pre-trained (before watermarking)",
+                   "before_classic": "pre-trained, classic triggers"}
+
+
+def geometry_figure(diagnostics: dict[str, dict], models: Iterable[str]) -> go.Figure:
+    """Per-layer gap between triggers and target-class samples (between-group minus within-group cosine
+    distance) for each model: near 0 = entangled (mixed), larger = apart."""
+    fig = go.Figure()
+    for name in models:
+        geo = (diagnostics.get(name) or {}).get("geometry")
+        if not geo:
+            continue
+        label = GEOMETRY_LABELS.get(name, name)
+        fig.add_trace(go.Bar(x=[f"layer {i + 1}" for i in range(len(geo))], y=[g["gap"] for g in geo],
+                             name=label, marker_color=COLORS.get(name, "#7f7f7f"),
+                             marker_pattern_shape="/" if name in THIEF_MODELS else "",
+                             hovertemplate="gap %{y:.3f}<extra>" + label + "</extra>"))
+    _layout(fig, "Entanglement per layer: trigger/target gap (0 = fully mixed)", "SNNL layer",
+            "between − within cosine distance", height=380, barmode="group")
+    fig.update_layout(hovermode="closest")
+    if not fig.data:
+        _empty(fig, "no diagnostics in this run")
+    return fig
+
+
 def _empty(fig: go.Figure, text: str) -> None:
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                        font=dict(size=13, color="#888"))

@@ -210,6 +210,53 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
             f"p-value with all queries: **{v.get('p_value', float('nan')):.2g}**.")
 
 
+VICTIM_DIAGNOSTICS = ("defended", "ablation_no_snnl", "plain_watermark")
+
+
+def entanglement_view(run: dict, key: str, projection: bool = True) -> None:
+    """Where the watermark sits in each SNNL layer: projections before/after the watermark phase for one
+    victim (if ``projection``), and the per-layer trigger/target gap of every diagnosed model (victims
+    and stolen copies)."""
+    from ui import charts
+    diag = run.get("diagnostics") or {}
+    geometry = ((run.get("result") or {}).get("diagnostics")) or {}
+    victims = [m for m in VICTIM_DIAGNOSTICS if m in diag]
+    if not victims:
+        st.caption("This run has no entanglement diagnostics (it stopped before a watermarked model was done).")
+        return
+    if projection:
+        choice = st.radio("Projection of", victims, key=key, horizontal=True,
+                          format_func=lambda m: backend.MODEL_LABELS.get(m, m))
+        before = diag.get("before_classic" if diag[choice].get("trigger_set") == "classic" else "before") or {}
+        st.plotly_chart(charts.projection_figure(before.get("projection"), diag[choice].get("projection"),
+                                                 backend.MODEL_LABELS.get(choice, choice)), key=key + "_proj")
+    # optimised-trigger models first, then the classic watermark with its own (classic) baseline
+    shown = [m for m in ("before", "defended", "extracted", "ablation_no_snnl", "ablation_extracted",
+                         "before_classic", "plain_watermark", "plain_extracted") if m in geometry]
+    st.plotly_chart(charts.geometry_figure(geometry, shown), key=key + "_geo")
+    st.caption(entanglement_summary(geometry))
+
+
+def entanglement_summary(geometry: dict) -> str:
+    """One sentence on the last SNNL layer: how far SNNL closed the gap, and whether the thief's copy kept it."""
+    def gap(name: str) -> float | None:
+        geo = (geometry.get(name) or {}).get("geometry")
+        return geo[-1]["gap"] if geo else None
+    parts = [f"{label} {v:.3f}" for label, v in (("pre-trained", gap("before")), ("defended", gap("defended")),
+                                                  ("no-SNNL ablation", gap("ablation_no_snnl")),
+                                                  ("stolen from defended", gap("extracted")))
+             if v is not None]
+    text = "Gap in the last SNNL layer: " + ", ".join(parts) + "." if parts else ""
+    if gap("defended") is not None and gap("extracted") is not None and gap("before") is not None:
+        kept = gap("before") - gap("extracted")
+        closed = gap("before") - gap("defended")
+        share = kept / closed if closed > 1e-9 else 0.0
+        text += (f" SNNL closed {closed:.3f} of the gap in the victim; the stolen copy kept "
+                 f"{max(0.0, share):.0%} of that closing. The thief never sees a trigger, so it only keeps "
+                 "what its victim's answers on clean data carry.")
+    return text
+
+
 def trigger_gallery(run_dir: str | Path | None, n: int = 8) -> bool:
     """The run's triggers: classic (raw) and optimised. Returns False when the run has none yet."""
     tensors = backend.load_triggers(run_dir) if run_dir else None

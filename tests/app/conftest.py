@@ -53,7 +53,7 @@ class FakePipeline:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "models").mkdir(exist_ok=True)
-        for name in ("triggers.pt", "triggers.png"):
+        for name in ("triggers.pt", "triggers.png", "diagnostics.json"):
             shutil.copy(self.template / name, out / name)
         for p in (self.template / "models").glob("*.pt"):
             if "extracted" not in p.name:
@@ -72,6 +72,7 @@ class FakePipeline:
             fn({"kind": "progress", "fraction": 1.0, "eta": 0, "elapsed": 1.0, "stage": "independent_clean"})
         result = json.loads((self.template / "result.json").read_text())
         result["models"] = {k: v for k, v in result["models"].items() if "extracted" not in k}
+        result["diagnostics"] = {k: v for k, v in result["diagnostics"].items() if "extracted" not in k}
         result["verification"], result["status"] = {}, "trained"
         result.update(dataset=cfg.dataset, seed=cfg.seed)
         (out / "config.json").write_text(json.dumps(cfg.to_dict()))

@@ -69,7 +69,14 @@ def test_train_runs_and_shows_live_charts(app_env):
     no_exception(at)
     job = app_env["registry"].jobs(kind="train")[0]
     assert job.status == "finished", job.error
-    assert len(plotly_charts(at)) == 4                          # accuracy, watermark, SNNL, temperature
+    # accuracy, watermark, SNNL, temperature; then the projection and the per-layer gap
+    assert len(plotly_charts(at)) == 6
+    projection = json.loads(plotly_charts(at)[4].proto.spec)
+    assert {t["name"] for t in projection["data"]} == {"triggers", "target-class samples"}
+    assert len(projection["data"]) == 2 * 2 * 3                 # 2 groups x (before, after) x 3 layers
+    at.radio(key="train_entanglement").set_value("ablation_no_snnl").run()
+    no_exception(at)
+    assert "ablation" in json.loads(plotly_charts(at)[4].proto.spec)["layout"]["title"]["text"]
     assert job.out_dir.parent.name == "test-session"
     assert (job.out_dir / "result.json").exists()
     assert at.dataframe, "results table"
@@ -90,7 +97,10 @@ def test_attack_and_verify_flow(app_env):
     no_exception(at)
     calls = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
     assert calls and calls[0][2]["extract_labels"] == "soft"
-    assert len(plotly_charts(at)) == 2
+    assert len(plotly_charts(at)) == 3                           # thief accuracy, watermark, per-layer gap
+    gaps = json.loads(plotly_charts(at)[2].proto.spec)
+    assert "stolen from defended" in {t["name"] for t in gaps["data"]}
+    assert "stolen copy kept" in " ".join(texts(at, "caption"))
 
     ver = page("verify")
     no_exception(ver)
