@@ -27,13 +27,17 @@ def test_real_library_train_attack_verify(tmp_path, monkeypatch):
         no_exception(at)
         assert any(e["kind"] == "epoch" and e["model"] == "defended" for e in job.events)
         assert any("digits" in m for m in job.messages)       # the data source is reported
-        assert len(plotly_charts(at)) == 4
+        # live curves (accuracy, watermark, SNNL, temperature), then the entanglement projection and gaps
+        assert [c.key for c in plotly_charts(at)] == ["acc", "wm", "snnl", "temp", "train_entanglement_proj",
+                                                      "train_entanglement_geo"]
         assert at.dataframe                                    # results table
         at = click(page("attack", sid="real"), "Start the attack")
         attack = reg.jobs(kind="attack")[0]
         assert reg.wait(attack.id, 300).status == "finished", attack.error
         at.run()
         no_exception(at)
+        # the real steal recorded the stolen copies' geometry, so the gap chart shows them
+        assert "stolen copy kept" in " ".join(c.value for c in at.caption)
         ver = page("verify", sid="real")
         no_exception(ver)
         md = " ".join(m.value for m in ver.markdown)
