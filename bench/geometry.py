@@ -26,6 +26,7 @@ from ewe.train import watermark_success  # noqa: E402
 
 ORDER = ["clean", "independent_clean", "plain_watermark", "plain_extracted", "ablation_no_snnl",
          "ablation_extracted", "defended", "extracted"]
+HEADER = "| model | gap layer 1 | gap layer 2 | gap layer 3 | held-out watermark |\n|---|---|---|---|---|"
 
 
 def run_geometry(run_dir: Path) -> dict[str, dict]:
@@ -56,14 +57,13 @@ def main() -> None:
             print(f"skipping {run_dir}: no models/ folder", file=sys.stderr)
             continue
         per_run[str(run_dir)] = geo = run_geometry(run_dir)
-        print(f"\n{run_dir}\n| model | gap layer 1 | gap layer 2 | gap layer 3 | held-out watermark |\n|---|---|---|---|---|")
+        print(f"\n{run_dir}\n{HEADER}")
         for name in ORDER:
             if name in geo:
                 g = geo[name]
                 print(f"| {name} | " + " | ".join(f"{v:.3f}" for v in g["gaps"]) + f" | {g['watermark']:.3f} |")
     if len(per_run) > 1:
-        print("\nmean over runs (min..max)\n| model | gap layer 1 | gap layer 2 | gap layer 3 | held-out watermark |"
-              "\n|---|---|---|---|---|")
+        print(f"\nmean over runs (min..max)\n{HEADER}")
         for name in ORDER:
             rows = [g[name] for g in per_run.values() if name in g]
             if not rows:

@@ -205,7 +205,8 @@ def projection_figure(before: dict | None, after: dict | None, model_label: str)
     for r, (label, proj) in enumerate(rows, start=1):
         groups = proj["group"]
         for c, xy in enumerate(proj["layers"], start=1):
-            for g, colour, name in (("target", "#1f77b4", "target-class samples"), ("trigger", "#d62728", "triggers")):
+            for g, colour, name in (("target", "#1f77b4", "target-class samples"),
+                                    ("trigger", "#d62728", "triggers")):
                 pts = [p for p, grp in zip(xy, groups) if grp == g]
                 fig.add_trace(go.Scattergl(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="markers",
                                            name=name, legendgroup=g, showlegend=(r == 1 and c == 1),

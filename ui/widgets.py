@@ -217,7 +217,7 @@ def entanglement_view(run: dict, key: str, projection: bool = True) -> None:
     """Where the watermark sits in each SNNL layer: projections before/after the watermark phase for one
     victim (if ``projection``), and the per-layer trigger/target gap of every diagnosed model (victims
     and stolen copies)."""
-    from ui import charts
+    from ui import charts   # here, not at the top: plotly would slow the first (Learn) page's start-up
     diag = run.get("diagnostics") or {}
     geometry = ((run.get("result") or {}).get("diagnostics")) or {}
     victims = [m for m in VICTIM_DIAGNOSTICS if m in diag]
