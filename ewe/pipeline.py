@@ -36,7 +36,7 @@ from .runs import RunFolderError, load_run
 from .snnl import Temperatures
 from .train import (Probe, accuracy, predict, train_clean, train_watermark, watermark_schedule,
                     watermark_success)
-from .verify import verify
+from .verify import run_settings, verify_predictions
 
 VICTIMS = {"defended": "extracted", "plain_watermark": "plain_extracted",
            "ablation_no_snnl": "ablation_extracted"}
@@ -404,6 +404,10 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     load_run(run_dir)   # a clear RunFolderError for anything that is not a run folder
     folder = RunFolder(run_dir)
     saved = folder.read_json("config.json")
+    if (thief or {}).get("attacker_data") == "disjoint" and saved.get("attacker_data", "same") != "disjoint":
+        # the thief's half would be data the victims were trained on: not a disjoint attacker at all
+        raise ConfigError("a disjoint thief needs victims trained on the other half of the data: train the run "
+                          "with --attacker-data disjoint")
     cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})
     rep = reporter or _start(cfg, listeners, stop)
     result = folder.read_json("result.json")
@@ -454,35 +458,22 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     return verify_run(run_dir) if result["status"] == "finished" else result
 
 
-# suspect -> (trigger set, reference model)
-SUSPECTS = {"defended": "optimised", "extracted": "optimised", "plain_extracted": "classic",
-            "ablation_extracted": "optimised", "independent_clean": "optimised"}
+def verify_run(run_dir: str | Path, margin: float | None = None) -> dict:
+    """Recompute every verification entry from predictions.json and store it in result.json.
 
-
-def verify_run(run_dir: str | Path) -> dict:
-    """Recompute every verification entry from predictions.json and store it in result.json."""
+    ``margin`` overrides the run's ``verify_margin`` (runs made before it existed get today's default)."""
     run = load_run(run_dir)
     if not run["predictions"]:
         raise RunFolderError(f"{Path(run_dir).name} has no predictions.json: nothing to verify yet")
     folder = RunFolder(run_dir)
     cfg, result, preds = run["config"], run["result"], run["predictions"]
-    out = verify_predictions(preds, alpha=cfg.get("alpha", 0.05), draws=cfg.get("query_draws", 200),
-                             seed=cfg.get("seed", 0))
+    settings = run_settings(cfg)
+    if margin is not None:
+        settings["margin"] = margin
+    out = verify_predictions(preds, **settings)
     result["verification"] = out
     folder.write_json("result.json", result)
     return result
-
-
-def verify_predictions(preds: dict, *, alpha: float = 0.05, draws: int = 200, seed: int = 0) -> dict:
-    out = {}
-    target = preds["target"]
-    for suspect, set_name in SUSPECTS.items():
-        s = preds["sets"][set_name]
-        if suspect in s and "clean" in s:
-            key = "clean" if suspect == "independent_clean" else suspect
-            out[key] = {**verify(s[suspect], s["clean"], target, alpha=alpha, draws=draws, seed=seed),
-                        "trigger_set": set_name, "reference": "clean"}
-    return out
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, listeners: Iterable[Callable] | None = None,

@@ -1,6 +1,13 @@
 """Ownership verification (spec section 0): a one-sided Welch t-test of the suspect's per-query indicator
 "predicted the target class" on watermarked inputs against a clean reference model's indicators on the
-same inputs. H0: the suspect outputs the target no more often than a model trained without the watermark.
+same inputs. H0: the suspect outputs the target no more often than a model trained without the watermark,
+plus a margin: ``rate(suspect) <= rate(reference) + margin``.
+
+Why the margin: the t-test's variance is only the per-query sampling noise of one reference model, but
+independently trained clean models differ in how often they answer the target on the same triggers (by up
+to 13 points on the optimised triggers in this lab's runs, docs/RESULTS.md section 7). Without a margin,
+enough queries "prove" such a difference and an innocent model gets accused. The margin is the smallest
+excess over the clean reference that counts as evidence of theft.
 """
 from __future__ import annotations
 
@@ -18,13 +25,14 @@ def _ttest(x, y, **kw):
         return stats.ttest_ind(x, y, equal_var=False, alternative="greater", **kw).pvalue
 
 
-def p_value(suspect_hits, reference_hits) -> float:
-    """One-sided Welch t-test p-value that the suspect hits the target more often than the reference.
+def p_value(suspect_hits, reference_hits, margin: float = 0.0) -> float:
+    """One-sided Welch t-test p-value that the suspect hits the target more often than the reference does
+    plus ``margin`` (shifting the suspect's sample by a constant leaves its variance unchanged).
 
     Degenerate case (both samples constant, where scipy returns nan): the t statistic is +inf when the
     suspect's rate is higher (p = 0) and undefined or -inf otherwise (p = 1).
     """
-    x = np.asarray(suspect_hits, dtype=float)
+    x = np.asarray(suspect_hits, dtype=float) - margin
     y = np.asarray(reference_hits, dtype=float)
     p = _ttest(x, y)
     if np.isnan(p):
@@ -51,9 +59,9 @@ def query_grid(n_max: int) -> list[int]:
 
 
 def query_curve(suspect_hits, reference_hits, *, draws: int = 200, seed: int = 0,
-                sizes: list[int] | None = None) -> dict:
+                sizes: list[int] | None = None, margin: float = 0.0) -> dict:
     """Median p-value over ``draws`` random query subsets of each size (the same inputs for both models)."""
-    x = np.asarray(suspect_hits, dtype=float)
+    x = np.asarray(suspect_hits, dtype=float) - margin
     y = np.asarray(reference_hits, dtype=float)
     if len(x) != len(y):
         raise ValueError("suspect and reference must be queried on the same inputs")
@@ -77,11 +85,43 @@ def queries_for_confidence(curve: dict, alpha: float = 0.05) -> int | None:
 
 
 def verify(suspect_pred, reference_pred, target: int, *, alpha: float = 0.05, draws: int = 200,
-           seed: int = 0) -> dict:
+           seed: int = 0, margin: float = 0.0) -> dict:
     """Everything the result needs for one suspect: p on all queries, queries for 1 - alpha, the curve."""
     x = (np.asarray(suspect_pred) == target).astype(float)
     y = (np.asarray(reference_pred) == target).astype(float)
-    curve = query_curve(x, y, draws=draws, seed=seed)
-    return {"p_value": p_value(x, y), "queries_for_95": queries_for_confidence(curve, alpha),
-            "suspect_rate": float(x.mean()), "reference_rate": float(y.mean()),
-            "n_queries": int(len(x)), "verified": bool(p_value(x, y) < alpha), "curve": curve}
+    curve = query_curve(x, y, draws=draws, seed=seed, margin=margin)
+    p = p_value(x, y, margin)
+    return {"p_value": p, "queries_for_95": queries_for_confidence(curve, alpha),
+            "suspect_rate": float(x.mean()), "reference_rate": float(y.mean()), "margin": float(margin),
+            "n_queries": int(len(x)), "verified": bool(p < alpha), "curve": curve}
+
+
+# result key -> (suspect model, trigger set); the reference is always the run's clean model. The innocent
+# model is tested on both trigger sets: clean models disagree most on the classic (unoptimised) triggers.
+SUSPECTS = {"defended": ("defended", "optimised"), "extracted": ("extracted", "optimised"),
+            "plain_extracted": ("plain_extracted", "classic"),
+            "ablation_extracted": ("ablation_extracted", "optimised"),
+            "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic")}
+
+
+def verify_predictions(preds: dict, *, alpha: float = 0.05, draws: int = 200, seed: int = 0,
+                       margin: float = 0.0) -> dict:
+    """Every suspect in ``SUSPECTS`` that a run's predictions.json holds, against its clean model."""
+    out = {}
+    target = preds["target"]
+    for key, (suspect, set_name) in SUSPECTS.items():
+        s = preds["sets"].get(set_name, {})
+        if suspect in s and "clean" in s:
+            out[key] = {**verify(s[suspect], s["clean"], target, alpha=alpha, draws=draws, seed=seed,
+                                 margin=margin),
+                        "trigger_set": set_name, "reference": "clean"}
+    return out
+
+
+def run_settings(cfg: dict) -> dict:
+    """The keyword arguments of ``verify`` a run folder's config.json asks for (runs made before the margin
+    existed get today's default)."""
+    from .config import RunConfig
+    return {"alpha": float(cfg.get("alpha", RunConfig.alpha)),
+            "draws": int(cfg.get("query_draws", RunConfig.query_draws)), "seed": int(cfg.get("seed", 0)),
+            "margin": float(cfg.get("verify_margin", RunConfig.verify_margin))}

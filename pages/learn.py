@@ -80,7 +80,8 @@ st.markdown(
     "- **p-value vs. queries** (Verify): a statistical test comparing the suspect with a clean model on "
     "the secret triggers. Below the dashed **0.05** line the owner can claim the copy with 95 % "
     "confidence. The fewer queries needed, the stronger the watermark. An innocent model must stay "
-    "above the line.")
+    "above the line. Two clean models never agree exactly, so the suspect must beat the clean model by a "
+    "**margin** (10 points by default; a slider on Verify shows what happens without it).")
 
 st.subheader("Try it")
 st.markdown(

@@ -17,6 +17,11 @@ def test_cli_run_writes_run_folder(tiny_data_dir, tmp_path, capsys):
     assert config["effective"]["reference_T"] == [50.0] * 3
     assert "verify extracted" in capsys.readouterr().out
     assert main(["verify", str(out)]) == 0
+    assert json.loads((out / "result.json").read_text())["verification"]["clean"]["margin"] == 0.1
+    assert main(["verify", str(out), "--verify-margin", "0"]) == 0          # re-judge without the margin
+    assert json.loads((out / "result.json").read_text())["verification"]["clean"]["margin"] == 0
+    assert main(["verify", str(out), "--verify-margin", "1.5"]) == 2
+    assert "verify-margin" in capsys.readouterr().err
 
 
 def test_cli_bad_input_is_one_clear_line(tiny_data_dir, tmp_path, capsys):

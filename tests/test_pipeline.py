@@ -8,6 +8,7 @@ import torch
 
 from conftest import tiny_config
 from ewe import pipeline
+from ewe.verify import run_settings, verify_predictions
 from ewe.models import load_state, build_model
 
 MODELS = {"clean", "defended", "extracted", "plain_watermark", "plain_extracted", "ablation_no_snnl",
@@ -51,7 +52,7 @@ def test_predictions_recompute_verification(finished_run):
     out, result, _ = finished_run
     preds = json.loads((out / "predictions.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
-    again = pipeline.verify_predictions(preds, alpha=cfg["alpha"], draws=cfg["query_draws"], seed=cfg["seed"])
+    again = verify_predictions(preds, **run_settings(cfg))
     assert again == result["verification"]
     assert len(preds["sets"]["optimised"]["extracted"]) == cfg["n_heldout"]
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from ewe.config import RunConfig
 from ewe.verify import p_value, queries_for_confidence, query_curve, query_grid, verify
 
 
@@ -52,3 +53,31 @@ def test_curve_monotone_enough_and_independent_model_not_claimed():
 def test_mismatched_lengths_rejected():
     with pytest.raises(ValueError):
         query_curve([1, 0], [1, 0, 1])
+
+
+def test_margin_is_welch_on_the_shifted_suspect():
+    """H0: rate(suspect) <= rate(reference) + margin, i.e. Welch on (x - margin) vs y."""
+    rng = np.random.default_rng(2)
+    x = (rng.random(400) < 0.3).astype(float)
+    y = (rng.random(400) < 0.1).astype(float)
+    for margin in (0.0, 0.05, 0.15):
+        ref = stats.ttest_ind(x - margin, y, equal_var=False, alternative="greater").pvalue
+        assert p_value(x, y, margin) == pytest.approx(ref)
+    assert p_value(x, y, 0.05) > p_value(x, y, 0.0)
+    assert p_value([1, 1, 1], [0, 0, 0], 0.05) < 1e-10    # constant samples, rates still 0.95 apart
+    assert p_value([1, 1, 1], [1, 1, 1], 0.05) == 1.0
+
+
+def test_margin_spares_an_innocent_model_that_differs_a_little():
+    """The lab's false claim (Fashion-MNIST paper seed 2): an independent clean model answered the target
+    on 12 of 974 triggers, the reference on 2. Enough queries make that 'significant' without a margin."""
+    target, n = 0, 974
+    innocent = np.where(np.arange(n) < 12, target, 5)
+    reference = np.where(np.arange(n) < 2, target, 5)
+    assert verify(innocent, reference, target, draws=50)["verified"] is True
+    margin = RunConfig.verify_margin          # the shipped default
+    spared = verify(innocent, reference, target, draws=50, margin=margin)
+    assert spared["verified"] is False and spared["queries_for_95"] is None and spared["margin"] == margin
+    # a stolen copy at 0.3 is still caught within a few dozen queries
+    stolen = np.where(np.arange(n) % 10 < 3, target, 5)
+    assert verify(stolen, reference, target, draws=50, margin=margin)["queries_for_95"] <= 40

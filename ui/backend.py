@@ -179,6 +179,26 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     return run
 
 
+_VERIFY_CACHE: dict[tuple[str, float, float], dict] = {}
+
+
+def reverify(run_dir: str | Path, run: dict, margin: float) -> dict[str, dict]:
+    """The run's verification recomputed from predictions.json with another margin (about 1 s on a paper
+    run; cached), without touching the folder."""
+    from ewe.verify import run_settings, verify_predictions
+    res = Path(run_dir) / "result.json"
+    key = (str(run_dir), res.stat().st_mtime if res.exists() else 0.0, round(float(margin), 4))
+    if key not in _VERIFY_CACHE:
+        preds = run.get("predictions") or {}
+        if not preds.get("sets"):
+            return dict((run.get("result") or {}).get("verification") or {})
+        if len(_VERIFY_CACHE) > 64:
+            _VERIFY_CACHE.clear()
+        settings = {**run_settings(run.get("config") or {}), "margin": float(margin)}
+        _VERIFY_CACHE[key] = verify_predictions(preds, **settings)
+    return dict(_VERIFY_CACHE[key])
+
+
 def zip_run(run_dir: str | Path) -> bytes:
     from ewe.runs import zip_run as z
     return z(run_dir)
@@ -253,7 +273,8 @@ def point_summary(settings: dict[str, Any], result: dict, out: Path) -> dict[str
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------
-def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file") -> dict:
+def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
+                      margin: float | None = None) -> dict:
     """Treat an uploaded state_dict as a suspect: its predictions on the run's held-out triggers against
     the run's clean reference model. Raises UploadError (not a plain state_dict / wrong architecture)."""
     import tempfile
@@ -262,7 +283,7 @@ def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, fi
 
     from ewe.models import CheckpointError, build_model, load_state
     from ewe.train import predict
-    from ewe.verify import verify
+    from ewe.verify import run_settings, verify
 
     cfg, result, preds = run.get("config") or {}, run.get("result") or {}, run.get("predictions") or {}
     trig_path = Path(run_dir) / "triggers.pt"
@@ -282,9 +303,10 @@ def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, fi
                               "torch.save(model.state_dict(), path) for the chosen architecture.") from None
     triggers = torch.load(trig_path, weights_only=True)["heldout"]
     suspect = predict(model, triggers).tolist()
-    return verify(suspect, reference[: len(suspect)], int(cfg.get("target", preds.get("target", 0))),
-                  alpha=float(cfg.get("alpha", 0.05)), draws=int(cfg.get("query_draws", 200)),
-                  seed=int(cfg.get("seed", 0)))
+    settings = run_settings(cfg)
+    if margin is not None:
+        settings["margin"] = float(margin)
+    return verify(suspect, reference[: len(suspect)], int(cfg.get("target", preds.get("target", 0))), **settings)
 
 
 def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:

@@ -108,9 +108,10 @@ def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dic
     names = names or {"extracted": "stolen copy of the defended (EWE) model",
                       "plain_extracted": "stolen copy of the plain-watermark model",
                       "ablation_extracted": "stolen copy of the ablation (no SNNL)",
-                      "clean": "independent clean model (innocent)", "upload": "uploaded suspect"}
+                      "clean": "independent clean model (innocent)",
+                      "clean_classic": "innocent model, classic triggers", "upload": "uploaded suspect"}
     colors = {"extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd",
-              "clean": "#2ca02c", "upload": "#ff7f0e"}
+              "clean": "#2ca02c", "clean_classic": "#8c564b", "upload": "#ff7f0e"}
     fig = go.Figure()
     for key, label in names.items():
         v = verification.get(key)
@@ -120,7 +121,7 @@ def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dic
         width = {"extracted": 3, "plain_extracted": 5}.get(key, 2)   # thick: often hidden under "clean" at 1
         fig.add_trace(go.Scatter(x=q, y=[max(P_FLOOR, float(x)) for x in p], mode="lines", name=label,
                                  line=dict(color=colors.get(key), width=width,
-                                           dash="dot" if key == "clean" else "solid"),
+                                           dash="dot" if key.startswith("clean") else "solid"),
                                  hovertemplate="%{x} queries: median p = %{y:.2g}<extra>" + label + "</extra>"))
     fig.add_hline(y=alpha, line_dash="dash", line_color="black")
     # on a log axis annotation positions are given as log10 (add_hline's own annotation gets this wrong)

@@ -181,6 +181,7 @@ VERDICT_SUBJECT = {"extracted": "the stolen copy of the defended (EWE) model",
                    "plain_extracted": "the stolen copy of the plain-watermark model",
                    "ablation_extracted": "the stolen copy of the ablation (optimised triggers, no SNNL)",
                    "clean": "an independently trained clean model (innocent)",
+                   "clean_classic": "the same innocent model, on the classic watermark's triggers",
                    "upload": "the uploaded suspect model"}
 
 
@@ -193,7 +194,7 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
     conf = f"{100 * (1 - alpha):.0f} %"
     proven = n95 is not None
     with st.container(border=True):
-        if key == "clean":
+        if key in ("clean", "clean_classic"):
             headline = (":red[:material/gpp_bad:] Falsely accused — the test would wrongly claim this "
                         "innocent model" if proven else
                         ":green[:material/verified_user:] Not accused — the test correctly leaves this "
@@ -206,8 +207,10 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
         st.markdown(f"{'####' if big else '#####'} {headline}")
         st.markdown(
             f"Suspect: **{subject}**. On {n_all} secret watermark queries it answered the watermark class "
-            f"**{pct(v.get('suspect_rate'))}** of the time, a clean model **{pct(v.get('reference_rate'))}**. "
-            f"p-value with all queries: **{v.get('p_value', float('nan')):.2g}**.")
+            f"**{pct(v.get('suspect_rate'))}** of the time, a clean model **{pct(v.get('reference_rate'))}**"
+            + (f" (to count as stolen it must beat that by more than {100 * v['margin']:g} percentage points)"
+               if v.get("margin") else "")
+            + f". p-value with all queries: **{v.get('p_value', float('nan')):.2g}**.")
 
 
 VICTIM_DIAGNOSTICS = ("defended", "ablation_no_snnl", "plain_watermark")

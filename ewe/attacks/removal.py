@@ -65,14 +65,15 @@ ATTACK_LABELS = {"none": "no attack", "fine_tune_last": "fine-tuning (last layer
 # measurement
 
 def evaluate(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, triggers: torch.Tensor,
-             reference_pred, target: int, *, alpha: float = 0.05, draws: int = 200, seed: int = 0) -> dict:
+             reference_pred, target: int, *, alpha: float = 0.05, draws: int = 200, seed: int = 0,
+             margin: float = 0.0) -> dict:
     """Accuracy on (x_test, y_test); watermark success, p-value and queries for 1 - alpha on ``triggers``
     against the clean reference model's predictions ``reference_pred`` on the same triggers."""
     acc = (predict(model, x_test) == y_test).float().mean().item()
     suspect = predict(model, triggers).tolist()
     with warnings.catch_warnings():   # scipy warns about constant samples (e.g. 100 % success): harmless
         warnings.simplefilter("ignore", RuntimeWarning)
-        v = verify(suspect, list(reference_pred), target, alpha=alpha, draws=draws, seed=seed)
+        v = verify(suspect, list(reference_pred), target, alpha=alpha, draws=draws, seed=seed, margin=margin)
     return {"accuracy": acc, "watermark_success": v["suspect_rate"], "p_value": v["p_value"],
             "queries_for_95": v["queries_for_95"], "verified": v["verified"]}
 
@@ -401,7 +402,7 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
 
             def measure(model) -> dict:
                 return evaluate(model, data.x_test, data.y_test, triggers, reference, cfg.target,
-                                alpha=cfg.alpha, draws=draws, seed=cfg.seed)
+                                alpha=cfg.alpha, draws=draws, seed=cfg.seed, margin=cfg.verify_margin)
 
             def record(attack: str, stage: str, figures: dict, t0: float, emit: bool = True, **extra) -> dict:
                 rec = {"attack": attack, "victim": vname, "trigger_set": set_name, "ratio": None,

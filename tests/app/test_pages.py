@@ -108,6 +108,17 @@ def test_attack_and_verify_flow(app_env):
     assert "Ownership proven with" in md or "Not proven" in md
     assert "innocent" in md
     assert len(plotly_charts(ver)) == 1
+    assert "more than 10 percentage points" in md                  # the run's margin, in words
+
+    # a stricter or looser judge: recomputed from predictions.json, the run folder left as it was
+    result_file = app_env["pipeline"].calls[0][2] / "result.json"
+    before = result_file.read_bytes()
+    ver.slider[0].set_value(20).run()
+    no_exception(ver)
+    md = " ".join(e.value for e in ver.markdown)
+    assert "more than 20 percentage points" in md
+    assert len(plotly_charts(ver)) == 1
+    assert result_file.read_bytes() == before
 
 
 def test_verify_checkpoint_upload(app_env, tiny_run):
