@@ -29,6 +29,8 @@ HELP = {
     "train_size": "use a seeded random subset of the training set",
     "snnl": "SNNL term on (EWE) or off (the optimised-triggers ablation)",
     "device": "cpu, cuda, or auto (cuda when present)",
+    "verify_margin": "how much more often than the clean reference (0-1) a suspect must answer the "
+                     "watermark's target to count as stolen (0 = the plain t-test)",
 }
 SKIP = {"dataset", "preset", "seed", "data_dir", "device"}
 
@@ -74,13 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     steal = sub.add_parser("steal", help="run the extraction attack on a trained run folder")
     steal.add_argument("run_dir")
-    for name in ("extract_labels", "student", "attacker_data"):
-        steal.add_argument("--" + name.replace("_", "-"))
-    for name, kind in (("distill_temperature", float), ("query_budget", int), ("extract_epochs", int)):
-        steal.add_argument("--" + name.replace("_", "-"), type=kind)
+    steal.add_argument("--extract-labels", choices=("hard", "soft"),
+                       help="the victim's answers the thief trains on: labels, or probabilities (distillation)")
+    steal.add_argument("--student", help="the thief's architecture (default: the victim's), e.g. conv2_wide, "
+                       "conv2_narrow, mlp")
+    steal.add_argument("--attacker-data", choices=("same", "disjoint"),
+                       help="the thief's queries: the defender's training data, or the other half of a seeded "
+                       "split (the victims must have been trained with --attacker-data disjoint)")
+    steal.add_argument("--distill-temperature", type=float, help="softmax temperature of soft labels")
+    steal.add_argument("--query-budget", type=int, help="at most this many queries to the victim")
+    steal.add_argument("--extract-epochs", type=int, help="the thief's training epochs")
 
     verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
     verify.add_argument("run_dir")
+    verify.add_argument("--verify-margin", type=float, help=HELP["verify_margin"] + " (default: the run's)")
 
     sub.add_parser("presets", help="print every preset as JSON")
     from .report import add_report_parser
@@ -171,7 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from . import pipeline
         if args.command == "verify":
-            result = pipeline.verify_run(args.run_dir)
+            if args.verify_margin is not None and not 0 <= args.verify_margin < 1:
+                raise ConfigError("--verify-margin is a difference of rates in [0, 1)")
+            result = pipeline.verify_run(args.run_dir, margin=args.verify_margin)
             print(_summary(result))
             return 0
         cfg = _config_from_args(args) if args.command == "run" else None

@@ -147,3 +147,13 @@ def test_steal_with_thief_variants(tiny_run):
     state = torch.load(tiny_run / "models" / "extracted.pt", weights_only=True)
     assert state["conv1.weight"].shape[0] == 16                 # the narrow student was saved
     assert "extracted" in json.loads((tiny_run / "result.json").read_text())["verification"]
+
+
+def test_disjoint_thief_refused_on_victims_trained_on_all_the_data(tiny_run):
+    """Its 'disjoint' half would be data the victims were trained on: refused, the run folder untouched."""
+    from ewe import pipeline
+    from ewe.config import ConfigError
+    before = (tiny_run / "result.json").read_bytes()
+    with pytest.raises(ConfigError, match="--attacker-data disjoint"):
+        pipeline.steal(tiny_run, thief={"attacker_data": "disjoint"})
+    assert (tiny_run / "result.json").read_bytes() == before
