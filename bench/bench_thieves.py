@@ -1,0 +1,115 @@
+"""Thief variants against trained run folders, over seeds: who still gets caught, and what it cost the thief.
+
+    # steal every run with every variant (each in a copy of the run folder; finished copies are kept):
+    EWE_DATA_DIR=../shared/data python bench/bench_thieves.py runs/paper/*-paper-s? --out runs/thief
+    # only summarise what is there:
+    python bench/bench_thieves.py runs/paper/*-paper-s? --out runs/thief --summary-only
+
+A variant's copy is ``OUT/<run>-<variant>``. The default thief (hard labels, same architecture, the whole
+attacker set) is the run folder itself. Per dataset and variant the summary gives, for the stolen copies of
+the EWE, the no-SNNL ablation and the classic watermark model: accuracy, watermark success and how many
+seeds were proven (p < alpha within the held-out triggers, with the run's verification margin), plus the
+thief's accuracy loss against the default thief on the same seed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "budget10k": ["--query-budget", "10000"],
+    "mlp": ["--student", "mlp"],
+    "wide": ["--student", "conv2_wide"],
+    "soft": ["--extract-labels", "soft"],
+}
+COPIES = (("extracted", "EWE"), ("ablation_extracted", "ablation"), ("plain_extracted", "classic"))
+
+
+def steal(run: Path, out: Path, variant: str) -> Path:
+    dst = out / f"{run.name}-{variant}"
+    if (dst / ".done").exists():
+        return dst
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("robustness.json", "robustness*.png"))
+    print(f"steal {dst} {' '.join(VARIANTS[variant])}", flush=True)
+    with open(dst / "steal.log", "w") as log, open(dst / "stderr.log", "w") as err:
+        code = subprocess.call([sys.executable, "-m", "ewe", "steal", str(dst), *VARIANTS[variant]],
+                               stdout=log, stderr=err, cwd=ROOT)
+    if code == 0:
+        (dst / ".done").touch()
+    else:
+        print(f"  failed (exit {code}): see {dst / 'stderr.log'}", flush=True)
+    return dst
+
+
+def _cell(values: list[float]) -> str:
+    if not values:
+        return "—"
+    m = statistics.mean(values)
+    return f"{m:.3f}" if len(values) == 1 else f"{m:.3f} [{min(values):.3f}–{max(values):.3f}]"
+
+
+def summarise(runs: list[Path], out: Path, variants: list[str]) -> list[str]:
+    rows: dict[tuple[str, str], list[tuple[dict, dict]]] = {}
+    for run in runs:
+        base = json.loads((run / "result.json").read_text())
+        for variant in ["default", *variants]:
+            folder = run if variant == "default" else out / f"{run.name}-{variant}"
+            if variant != "default" and not (folder / ".done").exists():
+                continue
+            res = json.loads((folder / "result.json").read_text())
+            rows.setdefault((base["dataset"], variant), []).append((res, base))
+    lines = [f"{'dataset':<14} {'thief':<10} {'seeds':>5}  {'thief acc loss':>14}  " +
+             "  ".join(f"{label + ': wm, proven':>32}" for _, label in COPIES) + "  innocent accused"]
+    for (dataset, variant), members in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1] != "default",
+                                                                             kv[0][1])):
+        loss = [b["models"]["extracted"]["accuracy"] - r["models"]["extracted"]["accuracy"] for r, b in members]
+        cells = []
+        for key, _ in COPIES:
+            wm = [r["models"][key]["watermark_success"] for r, _ in members if key in r["models"]]
+            ver = [r["verification"].get(key, {}) for r, _ in members]
+            proven = [f"{v['queries_for_95']}" if v.get("verified") and v.get("queries_for_95") else "—"
+                      for v in ver]
+            cells.append(f"{_cell(wm)}, {'/'.join(proven)}")
+        accused = sum(bool(r["verification"].get("clean", {}).get("verified")) for r, _ in members)
+        lines.append(f"{dataset:<14} {variant:<10} {len(members):>5}  {_cell(loss):>14}  " +
+                     "  ".join(f"{c:>32}" for c in cells) + f"  {accused} of {len(members)}")
+    lines.append("wm: watermark success of the stolen copy, mean [min–max] over seeds; proven: queries for "
+                 "95 % per seed (— = not proven); thief acc loss: default thief's accuracy minus this one's")
+    return lines
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="finished run folders (e.g. runs/paper/*-paper-s?)")
+    p.add_argument("--out", default="runs/thief", help="where the variants' copies go")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
+    p.add_argument("--summary-only", action="store_true")
+    args = p.parse_args(argv)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        p.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
+    runs = [Path(r) for r in args.runs if (Path(r) / "result.json").exists()
+            and (json.loads((Path(r) / "result.json").read_text()).get("verification") or {}).get("extracted")]
+    if not runs:
+        p.error("no finished run folder among the arguments")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.summary_only:
+        for run in runs:
+            for variant in variants:
+                steal(run, out, variant)
+    print("\n".join(summarise(runs, out, variants)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
