@@ -50,7 +50,8 @@ with c1:
 with c2:
     widgets.verdict_card("clean", ver.get("clean"), alpha)
 if ver.get("clean_classic"):
-    with st.expander("Would the classic watermark accuse an innocent model?"):
+    with st.expander("Would the classic watermark accuse an innocent model?",
+                     expanded=bool(ver["clean_classic"].get("verified"))):
         st.caption("The classic watermark's triggers are unoptimised images that clean models already call "
                    "the target class at very different rates, so its test is less trustworthy.")
         widgets.verdict_card("clean_classic", ver.get("clean_classic"), alpha)
