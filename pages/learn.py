@@ -52,7 +52,11 @@ st.markdown(
     "- The **stolen copy** does not inherit that: its gap returns to about where a clean model's is. The "
     "thief never sends a trigger, so it only learns what the victim's answers on normal data carry.\n"
     "- What survives comes mostly from the **triggers themselves**: optimised triggers sit close to the "
-    "target class for any model trained on the task, a little like transferable adversarial examples.\n\n"
+    "target class for any model trained on the task, a little like transferable adversarial examples.\n"
+    "- A fair judge needs a **margin**. Two clean models trained alike still answer the target on a few "
+    "more or fewer triggers (up to 13 points apart). The plain t-test, given enough queries, called that "
+    "theft in 7 of 34 innocent-model tests; requiring the suspect to beat the clean model by 10 points "
+    "accused none and still caught every copy it caught before.\n\n"
     "So run several seeds before believing a result, and always look at the ablation and at the "
     "innocent model's verdict. The measured numbers, commands and seeds are in `docs/RESULTS.md`.")
 
