@@ -227,7 +227,8 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
         rep.message(f"Triggers: {what}; {len(raw_train)} for training, {len(raw_held)} held out")
         result["seconds"]["data"] = round(time.perf_counter() - t, 2)
         result.update(input_shape=list(data.x_train.shape[1:]), n_train=len(data.x_train),
-                      n_test=len(data.x_test), data_source=data.source, trigger_source=what)
+                      n_attack=len(data.x_attack), n_test=len(data.x_test), data_source=data.source,
+                      trigger_source=what)
         rep.set_plan(_stage_plan(cfg, len(data.x_train), len(raw_train), with_steal))
         rep.emit("run_start", stages=list(rep.plan), config=cfg.to_dict())
         shape = tuple(data.x_train.shape[1:])

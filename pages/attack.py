@@ -25,7 +25,7 @@ if ref is None:
 
 cfg_saved = {k: v for k, v in ((run or {}).get("config") or {}).items() if k != "effective"}
 result = (run or {}).get("result") or {}
-n_attack = int(result.get("n_train") or 0)
+n_attack = int(result.get("n_attack") or result.get("n_train") or 0)   # runs before n_attack: same data
 batch = int(cfg_saved.get("batch_size", 64))
 default_epochs = int(cfg_saved.get("extract_epochs") or (cfg_saved.get("epochs", 0)
                                                          + round(cfg_saved.get("w_epochs", 1))))
@@ -47,7 +47,9 @@ c2.selectbox("Student architecture", backend.STUDENTS, key="keep_student",
              help="The thief's own model: the victim's architecture, a wider or narrower CNN, or an MLP.")
 c2.number_input("Extraction epochs", min_value=1, max_value=200, step=1, key="keep_xepochs")
 c3.number_input("Query budget (0 = all)", min_value=0, max_value=10_000_000, step=max(1, batch), key="keep_budget",
-                help=f"How many inputs the thief may send to the API; the attacker set has {n_attack:,}. "
+                help=f"How many inputs the thief may send to the API; the attacker set has {n_attack:,}"
+                     + (" (its own half, disjoint from the owner's)" if cfg_saved.get("attacker_data") == "disjoint"
+                        else "") + ". "
                      f"At least half a batch ({batch // 2}).")
 
 thief = {"extract_labels": ss["keep_labels"], "extract_epochs": int(ss["keep_xepochs"]),

@@ -48,6 +48,13 @@ with st.expander("Schedule"):
                     step=1, key="epochs")
     a2.number_input("Watermark phase (epochs)", min_value=R["w_epochs"][1], max_value=R["w_epochs"][2],
                     step=1.0, format="%g", key="w_epochs", help="Must be > 0.")
+with st.expander("The thief's data"):
+    st.radio("What the thief will query the model with", ("same", "disjoint"), key="attacker_data",
+             horizontal=True,
+             format_func={"same": "the owner's training data (as in the paper)",
+                          "disjoint": "its own half: the owner trains on the other half"}.get,
+             help="Decided now, because with 'disjoint' the owner's models train on one half of the data "
+                  "(a fixed, seeded split) and the thief on the Attack page queries with the other half.")
 
 cfg, problem = None, None
 try:
@@ -73,7 +80,8 @@ if start and cfg is not None and not busy:
     n = len(reg.jobs(owner=sid, kind="train")) + 1
     out = backend.new_run_dir(sid, cfg, ss["preset"])
     label = (f"#{n} {ss['dataset']} · {ss['preset']} · τ={ss['tau']:g} · r={ss['ratio']:g} · "
-             f"κ={ss['kappa']:g} · {ss['trigger']} {ss['source']}→{ss['target']} · seed {ss['seed']}")
+             f"κ={ss['kappa']:g} · {ss['trigger']} {ss['source']}→{ss['target']} · seed {ss['seed']}"
+             + (" · thief data disjoint" if ss["attacker_data"] == "disjoint" else ""))
     job = reg.submit(sid, "train", backend.train_job(cfg, out), label=label, out_dir=out,
                      meta={"config": cfg.to_dict()})
     ss["keep_train_job"] = job.id

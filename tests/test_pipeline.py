@@ -44,6 +44,7 @@ def test_result_contract(finished_run):
         assert 0 <= v["p_value"] <= 1
         assert v["queries_for_95"] is None or isinstance(v["queries_for_95"], int)
     assert result["seconds"]["total"] > 0
+    assert result["n_attack"] == result["n_train"]          # the thief queries the defender's data
     for name in ("config.json", "history.json", "predictions.json", "triggers.png", "triggers.pt"):
         assert (out / name).exists(), name
 

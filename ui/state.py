@@ -17,7 +17,7 @@ from ui import backend
 from ui.jobs import JobRegistry, default_max_running, default_torch_threads
 
 SHARED = ("dataset", "preset", "seed")
-TRAIN = ("tau", "ratio", "kappa", "trigger", "source", "target", "epochs", "w_epochs")
+TRAIN = ("tau", "ratio", "kappa", "trigger", "source", "target", "epochs", "w_epochs", "attacker_data")
 FIELDS = SHARED + TRAIN
 
 # widget ranges: (parse, min, max); the widgets use the same bounds
@@ -31,7 +31,8 @@ RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
     "epochs": (int, 0, 200),
     "w_epochs": (float, 0.0, 200.0),
 }
-CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in")}
+CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in"),
+           "attacker_data": lambda: ("same", "disjoint")}
 
 _override_registry: JobRegistry | None = None
 
@@ -131,7 +132,8 @@ def config_overrides(s: dict[str, Any] | None = None) -> dict[str, Any]:
     s = s or settings()
     return {"seed": int(s["seed"]), "temperature": [float(s["tau"])] * 3, "kappa": [float(s["kappa"])] * 3,
             "ratio": float(s["ratio"]), "trigger": s["trigger"], "source": int(s["source"]),
-            "target": int(s["target"]), "epochs": int(s["epochs"]), "w_epochs": float(s["w_epochs"])}
+            "target": int(s["target"]), "epochs": int(s["epochs"]), "w_epochs": float(s["w_epochs"]),
+            "attacker_data": s.get("attacker_data", "same")}
 
 
 # ---- this session's runs ------------------------------------------------------------------------------

@@ -31,10 +31,11 @@ def test_query_params_set_and_mirror_settings(app_env):
 
 
 def test_bad_query_params_are_reported_and_replaced(app_env):
-    at = page("train", query={"dataset": "imagenet", "tau": "-1", "seed": "x"})
+    at = page("train", query={"dataset": "imagenet", "tau": "-1", "seed": "x", "attacker_data": "half"})
     no_exception(at)
     warnings = " ".join(texts(at, "warning"))
     assert "dataset=imagenet" in warnings and "tau=-1" in warnings and "seed=x" in warnings
+    assert "attacker_data=half" in warnings and at.session_state["attacker_data"] == "same"
     assert at.session_state["dataset"] == "digits" and at.session_state["tau"] > 0
 
 
@@ -254,3 +255,15 @@ def test_a_failing_run_shows_its_message_and_the_page_keeps_working(app_env, mon
     no_exception(at)
     assert "Could not load MNIST: set EWE_DATA_DIR" in " ".join(texts(at, "error"))
     assert not [b for b in at.button if b.label == "Start training"][0].disabled   # can try again
+
+
+def test_disjoint_thief_data_is_chosen_before_training(app_env):
+    """The owner trains on one half; the run remembers it, and the Attack page says whose data the thief has."""
+    at = page("train", query={"preset": "tiny", "attacker_data": "disjoint"})
+    no_exception(at)
+    assert at.radio(key="attacker_data").value == "disjoint"
+    click(at, "Start training")
+    cfg = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][1]
+    assert cfg.attacker_data == "disjoint"
+    job = app_env["registry"].jobs(kind="train")[0]
+    assert "thief data disjoint" in job.label
