@@ -228,7 +228,8 @@ def markdown_tables(groups: list[Group]) -> list[str]:
     lines += ["## Reproduction table", "",
               "Mean ± std over the runs (seeds) of each setting (sample std; one run shows the value alone). Watermark success is "
               "measured on held-out triggers; queries for 95 % = fewest queries whose median p-value "
-              "(one-sided Welch t-test against the run's clean model) is below 0.05; seeds where it was "
+              "(one-sided Welch t-test against the run's clean model, with the run's verification margin) is "
+              "below 0.05; seeds where it was "
               "never reached are left out of the mean and counted.", ""]
     lines += _md_table(["setting", "runs", "clean accuracy", "defended accuracy",
                         "watermark success: victim", "watermark success: stolen copy",
@@ -239,12 +240,19 @@ def markdown_tables(groups: list[Group]) -> list[str]:
                         "ablation: queries", "classic watermark: stolen watermark", "classic: queries"],
                        base_rows)
     lines += ["", "## False claims", "",
-              "An independently trained clean model tested as the suspect must not be claimed (p ≥ α).", ""]
+              "An independently trained clean model tested as the suspect must not be claimed (p ≥ α). "
+              "Margins used: " + ", ".join(sorted({f"{100 * m:g} points" for g in groups for m in _margins(g)}) or
+                                           ["none recorded (runs made before the margin existed: 0)"]) + ".", ""]
     lines += _md_table(["setting", "smallest p over seeds", "falsely claimed"], claim_rows)
     lines += ["", "## Per seed", ""]
     lines += _md_table(["setting", "seed", "clean accuracy", "defended accuracy", "victim watermark",
                         "stolen watermark", "queries for 95 %", "p (stolen copy)"], seed_rows)
     return lines
+
+
+def _margins(group: Group) -> set[float]:
+    return {v["margin"] for r in group.runs if r.finished
+            for v in (r.result.get("verification") or {}).values() if "margin" in v}
 
 
 def _fmt(x: Any, digits: int = 4, kind: str = "f") -> str:
