@@ -67,7 +67,8 @@ def summarise(runs: list[Path], out: Path, variants: list[str]) -> list[str]:
             res = json.loads((folder / "result.json").read_text())
             rows.setdefault((base["dataset"], variant), []).append((res, base))
     lines = [f"{'dataset':<14} {'thief':<10} {'seeds':>5}  {'thief acc loss':>14}  " +
-             "  ".join(f"{label + ': wm, proven':>32}" for _, label in COPIES) + "  innocent accused"]
+             "  ".join(f"{label + ': wm, proven':>32}" for _, label in COPIES) +
+             "  innocent accused (optimised / classic triggers)"]
     for (dataset, variant), members in sorted(rows.items(), key=lambda kv: (kv[0][0], kv[0][1] != "default",
                                                                              kv[0][1])):
         loss = [b["models"]["extracted"]["accuracy"] - r["models"]["extracted"]["accuracy"] for r, b in members]
@@ -75,12 +76,12 @@ def summarise(runs: list[Path], out: Path, variants: list[str]) -> list[str]:
         for key, _ in COPIES:
             wm = [r["models"][key]["watermark_success"] for r, _ in members if key in r["models"]]
             ver = [r["verification"].get(key, {}) for r, _ in members]
-            proven = [f"{v['queries_for_95']}" if v.get("verified") and v.get("queries_for_95") else "—"
-                      for v in ver]
+            proven = [str(v["queries_for_95"]) if v.get("queries_for_95") is not None else "—" for v in ver]
             cells.append(f"{_cell(wm)}, {'/'.join(proven)}")
-        accused = sum(bool(r["verification"].get("clean", {}).get("verified")) for r, _ in members)
+        accused = [sum(r["verification"].get(k, {}).get("queries_for_95") is not None for r, _ in members)
+                   for k in ("clean", "clean_classic")]
         lines.append(f"{dataset:<14} {variant:<10} {len(members):>5}  {_cell(loss):>14}  " +
-                     "  ".join(f"{c:>32}" for c in cells) + f"  {accused} of {len(members)}")
+                     "  ".join(f"{c:>32}" for c in cells) + f"  {accused[0]} / {accused[1]} of {len(members)}")
     lines.append("wm: watermark success of the stolen copy, mean [min–max] over seeds; proven: queries for "
                  "95 % per seed (— = not proven); thief acc loss: default thief's accuracy minus this one's")
     return lines

@@ -54,8 +54,10 @@ def main(argv=None) -> int:
                 if v is None:
                     cells.append("")
                 elif c.startswith("clean"):
-                    flag = "ACCUSED" if v["verified"] else "ok"
-                    accused[margin] += v["verified"]
+                    # the app's criterion: some number of queries proves it (or all of them do)
+                    hit = bool(v["verified"] or v["queries_for_95"] is not None)
+                    flag = "ACCUSED" if hit else "ok"
+                    accused[margin] += hit
                     cells.append(f"{v['suspect_rate']:.3f}/{v['reference_rate']:.3f} {flag}")
                 else:
                     cells.append(f"{v['suspect_rate']:.3f}: {v['queries_for_95'] or '—'}")

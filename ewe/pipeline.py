@@ -405,10 +405,12 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     load_run(run_dir)   # a clear RunFolderError for anything that is not a run folder
     folder = RunFolder(run_dir)
     saved = folder.read_json("config.json")
-    if (thief or {}).get("attacker_data") == "disjoint" and saved.get("attacker_data", "same") != "disjoint":
-        # the thief's half would be data the victims were trained on: not a disjoint attacker at all
-        raise ConfigError("a disjoint thief needs victims trained on the other half of the data: train the run "
-                          "with --attacker-data disjoint")
+    wanted, trained = (thief or {}).get("attacker_data"), saved.get("attacker_data", "same")
+    if wanted is not None and wanted != trained:
+        # the split is fixed when the victims are trained: a "disjoint" thief on victims trained on all the data
+        # would query training data, a "same" thief on disjoint victims would query both halves
+        raise ConfigError(f"this run's victims were trained for a thief with {trained!r} data, not {wanted!r}: "
+                          "train a run with --attacker-data " + wanted)
     cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})
     rep = reporter or _start(cfg, listeners, stop)
     result = folder.read_json("result.json")
@@ -462,16 +464,17 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
 def verify_run(run_dir: str | Path, margin: float | None = None) -> dict:
     """Recompute every verification entry from predictions.json and store it in result.json.
 
-    ``margin`` overrides the run's ``verify_margin`` (runs made before it existed get today's default)."""
+    ``margin`` replaces the run's ``verify_margin`` and is saved in config.json, so later steals and the
+    app judge the run the same way (runs made before the margin existed get today's default)."""
     run = load_run(run_dir)
     if not run["predictions"]:
         raise RunFolderError(f"{Path(run_dir).name} has no predictions.json: nothing to verify yet")
     folder = RunFolder(run_dir)
     cfg, result, preds = run["config"], run["result"], run["predictions"]
-    settings = run_settings(cfg)
     if margin is not None:
-        settings["margin"] = margin
-    out = verify_predictions(preds, **settings)
+        cfg["verify_margin"] = float(margin)
+        folder.write_json("config.json", cfg)
+    out = verify_predictions(preds, **run_settings(cfg))
     result["verification"] = out
     folder.write_json("result.json", result)
     return result

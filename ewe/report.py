@@ -241,8 +241,8 @@ def markdown_tables(groups: list[Group]) -> list[str]:
                        base_rows)
     lines += ["", "## False claims", "",
               "An independently trained clean model tested as the suspect must not be claimed (p ≥ α). "
-              "Margins used: " + ", ".join(sorted({f"{100 * m:g} points" for g in groups for m in _margins(g)}) or
-                                           ["none recorded (runs made before the margin existed: 0)"]) + ".", ""]
+              "Verification margin: " + ", ".join(f"{100 * m:g} points" for m in
+                                                  sorted({m for g in groups for m in _margins(g)})) + ".", ""]
     lines += _md_table(["setting", "smallest p over seeds", "falsely claimed"], claim_rows)
     lines += ["", "## Per seed", ""]
     lines += _md_table(["setting", "seed", "clean accuracy", "defended accuracy", "victim watermark",
@@ -251,8 +251,9 @@ def markdown_tables(groups: list[Group]) -> list[str]:
 
 
 def _margins(group: Group) -> set[float]:
-    return {v["margin"] for r in group.runs if r.finished
-            for v in (r.result.get("verification") or {}).values() if "margin" in v}
+    """The margins the group's stored verdicts used (runs judged before margins existed used 0)."""
+    return {float(v.get("margin", 0.0)) for r in group.runs if r.finished
+            for v in (r.result.get("verification") or {}).values()}
 
 
 def _fmt(x: Any, digits: int = 4, kind: str = "f") -> str:

@@ -30,7 +30,8 @@ def p_value(suspect_hits, reference_hits, margin: float = 0.0) -> float:
     plus ``margin`` (shifting the suspect's sample by a constant leaves its variance unchanged).
 
     Degenerate case (both samples constant, where scipy returns nan): the t statistic is +inf when the
-    suspect's rate is higher (p = 0) and undefined or -inf otherwise (p = 1).
+    suspect's rate is higher (p = 0) and undefined or -inf otherwise (p = 1). (A constant sample shifted by
+    the margin can keep a rounding-size variance; t is then huge and p is 0 or 1 all the same.)
     """
     x = np.asarray(suspect_hits, dtype=float) - margin
     y = np.asarray(reference_hits, dtype=float)

@@ -55,8 +55,10 @@ st.markdown(
     "target class for any model trained on the task, a little like transferable adversarial examples.\n"
     "- A fair judge needs a **margin**. Two clean models trained alike still answer the target on a few "
     "more or fewer triggers (up to 13 points apart). The plain t-test, given enough queries, called that "
-    "theft in 7 of 34 innocent-model tests; requiring the suspect to beat the clean model by 10 points "
-    "accused none and still caught every copy it caught before.\n\n"
+    "theft in 7 of 34 innocent-model tests on the EWE triggers; requiring the suspect to beat the clean "
+    "model by 10 points accused none there and still caught every EWE copy of the paper runs it caught "
+    "before. The classic watermark's raw triggers stay unreliable: two innocent models are still "
+    "accused on them.\n\n"
     "So run several seeds before believing a result, and always look at the ablation and at the "
     "innocent model's verdict. The measured numbers, commands and seeds are in `docs/RESULTS.md`.")
 

@@ -1,4 +1,6 @@
 """Verify: is ownership of a suspect model proven? p-value against queries, and a plain-words verdict."""
+import math
+
 import streamlit as st
 
 from ewe.config import RunConfig
@@ -26,17 +28,21 @@ if ref is None:
 result = (run or {}).get("result") or {}
 cfg = (run or {}).get("config") or {}
 alpha = float(cfg.get("alpha", 0.05))
+ver = dict(result.get("verification") or {})
+stored_margin = (ver.get("extracted") or {}).get("margin")        # None: judged before margins existed (0)
 run_margin = float(cfg.get("verify_margin", RunConfig.verify_margin))
 margin_key = f"keep_verify_margin_{ref['key']}"
-ss.setdefault(margin_key, round(100 * run_margin))
+ss.setdefault(margin_key, 100 * run_margin)
 margin = st.slider(
     "Margin: how many percentage points more often than a clean model must a suspect answer the "
-    "watermark's class?", 0, 20, key=margin_key, format="%d points",
+    "watermark's class?", 0.0, max(20.0, math.ceil(100 * run_margin)), key=margin_key, step=0.5,
+    format="%g points",
     help="Independently trained clean models differ on the same triggers (by up to 13 points in this lab's "
          "runs). With margin 0 and enough queries, the test calls such a difference theft and accuses an "
-         f"innocent model. This run's setting: {100 * run_margin:g} points.") / 100
-ver = dict(result.get("verification") or {})
-if margin != (ver.get("extracted") or {}).get("margin", 0.0):    # runs made before the margin used 0
+         "innocent model. " + (f"This run's setting: {100 * run_margin:g} points." if stored_margin is not None
+                               else "This run was made before the margin existed and judged with 0; the "
+                                    f"default is now {100 * RunConfig.verify_margin:g} points.")) / 100
+if stored_margin is None or not math.isclose(margin, stored_margin, abs_tol=1e-9):
     ver = backend.reverify(ref["dir"], run, margin)
 
 widgets.verdict_card("extracted", ver.get("extracted"), alpha, big=True)
@@ -51,7 +57,7 @@ with c2:
     widgets.verdict_card("clean", ver.get("clean"), alpha)
 if ver.get("clean_classic"):
     with st.expander("Would the classic watermark accuse an innocent model?",
-                     expanded=bool(ver["clean_classic"].get("verified"))):
+                     expanded=widgets.accused(ver["clean_classic"])):
         st.caption("The classic watermark's triggers are unoptimised images that clean models already call "
                    "the target class at very different rates, so its test is less trustworthy.")
         widgets.verdict_card("clean_classic", ver.get("clean_classic"), alpha)

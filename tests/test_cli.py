@@ -20,6 +20,7 @@ def test_cli_run_writes_run_folder(tiny_data_dir, tmp_path, capsys):
     assert json.loads((out / "result.json").read_text())["verification"]["clean"]["margin"] == 0.1
     assert main(["verify", str(out), "--verify-margin", "0"]) == 0          # re-judge without the margin
     assert json.loads((out / "result.json").read_text())["verification"]["clean"]["margin"] == 0
+    assert json.loads((out / "config.json").read_text())["verify_margin"] == 0     # kept for later steals
     assert main(["verify", str(out), "--verify-margin", "1.5"]) == 2
     assert "verify-margin" in capsys.readouterr().err
 

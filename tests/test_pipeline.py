@@ -45,8 +45,14 @@ def test_result_contract(finished_run):
         assert v["queries_for_95"] is None or isinstance(v["queries_for_95"], int)
     assert result["seconds"]["total"] > 0
     assert result["n_attack"] == result["n_train"]          # the thief queries the defender's data
+    innocent = result["verification"]["clean_classic"]          # the innocent model on the classic triggers
+    assert innocent["trigger_set"] == "classic" and innocent["margin"] == cfg_margin(out)
     for name in ("config.json", "history.json", "predictions.json", "triggers.png", "triggers.pt"):
         assert (out / name).exists(), name
+
+
+def cfg_margin(out) -> float:
+    return json.loads((out / "config.json").read_text())["verify_margin"]
 
 
 def test_predictions_recompute_verification(finished_run):

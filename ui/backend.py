@@ -183,14 +183,19 @@ _VERIFY_CACHE: dict[tuple[str, float, float], dict] = {}
 
 
 def reverify(run_dir: str | Path, run: dict, margin: float) -> dict[str, dict]:
-    """The run's verification recomputed from predictions.json with another margin (about 1 s on a paper
-    run; cached), without touching the folder."""
+    """The run's verification recomputed from its predictions.json with another margin (about 1 s on a
+    paper run; cached by the file's mtime), without touching the folder."""
+    import json
+
     from ewe.verify import run_settings, verify_predictions
-    res = Path(run_dir) / "result.json"
-    key = (str(run_dir), res.stat().st_mtime if res.exists() else 0.0, round(float(margin), 4))
+    path = Path(run_dir) / "predictions.json"
+    if not path.exists():
+        return dict((run.get("result") or {}).get("verification") or {})
+    key = (str(run_dir), path.stat().st_mtime, round(float(margin), 6))
     if key not in _VERIFY_CACHE:
-        preds = run.get("predictions") or {}
-        if not preds.get("sets"):
+        try:
+            preds = json.loads(path.read_text())
+        except (OSError, ValueError):      # being rewritten by a running attack: keep what is stored
             return dict((run.get("result") or {}).get("verification") or {})
         if len(_VERIFY_CACHE) > 64:
             _VERIFY_CACHE.clear()

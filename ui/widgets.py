@@ -185,6 +185,11 @@ VERDICT_SUBJECT = {"extracted": "the stolen copy of the defended (EWE) model",
                    "upload": "the uploaded suspect model"}
 
 
+def accused(v: dict) -> bool:
+    """An innocent suspect counts as accused when some number of queries proves it (the card's headline)."""
+    return v.get("queries_for_95") is not None
+
+
 def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = False) -> None:
     subject = VERDICT_SUBJECT.get(key, key)
     if not v:

@@ -17,7 +17,7 @@ unchanged.
 
 ``robustness.json`` (written after every point, so a stopped suite keeps what finished)::
 
-    {"run": {"dataset", "preset", "seed", "path"}, "settings": {RemovalConfig},
+    {"run": {"dataset", "preset", "seed", "path"}, "settings": {RemovalConfig}, "verify_margin": float,
      "status": "running" | "finished" | "stopped", "seconds": {"total", <attack>: ...},
      "records": [{"attack": "none" | "fine_tune_last" | "fine_tune_all" | "prune" | "prune_finetune"
                             | "fine_prune",
@@ -362,7 +362,8 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     rep = reporter or Reporter(list(listeners or []), stop)
     out: dict[str, Any] = {"run": {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed,
                                    "path": str(run_dir)},
-                           "settings": asdict(settings), "status": "running", "seconds": {}, "records": []}
+                           "settings": asdict(settings), "verify_margin": cfg.verify_margin, "status": "running",
+                           "seconds": {}, "records": []}
     t_all = time.perf_counter()
     seed_everything(cfg.seed)
     status = "failed"

@@ -267,3 +267,31 @@ def test_disjoint_thief_data_is_chosen_before_training(app_env):
     assert cfg.attacker_data == "disjoint"
     job = app_env["registry"].jobs(kind="train")[0]
     assert "thief data disjoint" in job.label
+
+
+def test_verify_old_run_and_large_margin(app_env):
+    """A run judged before margins existed (no margin stored, no classic-trigger check) is re-judged with
+    today's default; a run whose margin is above the slider's usual range still opens."""
+    click(page("train", query={"preset": "tiny"}), "Start training")
+    click(page("attack"), "Start the attack")
+    out = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][2]
+    result, config = json.loads((out / "result.json").read_text()), json.loads((out / "config.json").read_text())
+    for v in result["verification"].values():
+        v.pop("margin")
+    result["verification"].pop("clean_classic")
+    config.pop("verify_margin")
+    (out / "result.json").write_text(json.dumps(result))
+    (out / "config.json").write_text(json.dumps(config))
+    ver = page("verify")
+    no_exception(ver)
+    assert "made before the margin existed" in ver.slider[0].help
+    assert ver.slider[0].value == 10.0
+    assert "Would the classic watermark accuse an innocent model?" in [e.label for e in ver.expander]
+    ver.slider[0].set_value(0.0).run()                      # 0 is how it was judged, yet re-judged in full
+    no_exception(ver)
+    assert "Would the classic watermark accuse an innocent model?" in [e.label for e in ver.expander]
+
+    config["verify_margin"] = 0.25
+    (out / "config.json").write_text(json.dumps(config))
+    ver = page("verify", sid="other-viewer")
+    no_exception(ver)

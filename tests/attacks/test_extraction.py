@@ -157,3 +157,11 @@ def test_disjoint_thief_refused_on_victims_trained_on_all_the_data(tiny_run):
     with pytest.raises(ConfigError, match="--attacker-data disjoint"):
         pipeline.steal(tiny_run, thief={"attacker_data": "disjoint"})
     assert (tiny_run / "result.json").read_bytes() == before
+    # and the other way round: victims trained for a disjoint thief cannot be stolen with all the data
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    (tiny_run / "config.json").write_text(json.dumps({**cfg, "attacker_data": "disjoint"}))
+    try:
+        with pytest.raises(ConfigError, match="--attacker-data same"):
+            pipeline.steal(tiny_run, thief={"attacker_data": "same"})
+    finally:
+        (tiny_run / "config.json").write_text(json.dumps(cfg))

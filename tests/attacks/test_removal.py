@@ -134,6 +134,7 @@ def test_suite_writes_robustness_json(tiny_run):
     assert out["status"] == "finished"
     saved = json.loads((tiny_run / "robustness.json").read_text())
     assert saved["status"] == "finished" and len(saved["records"]) == len(out["records"])
+    assert saved["verify_margin"] == json.loads((tiny_run / "config.json").read_text())["verify_margin"]
     result = json.loads((tiny_run / "result.json").read_text())
     for victim in ("defended", "plain_watermark"):
         recs = [r for r in saved["records"] if r["victim"] == victim]
