@@ -17,6 +17,16 @@ TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extrac
             train_size=256, test_size=128, batch_size=32, query_draws=20, threads=1)
 
 
+@pytest.fixture(autouse=True)
+def _keep_main_module():
+    """Streamlit's AppTest installs the page script as sys.modules["__main__"] and leaves it there; a
+    later multiprocessing "spawn" (the sweep's process pool) would then re-run that page in every worker,
+    which dies (BrokenProcessPool in tests/test_sweep.py when it ran after these tests)."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """One real (tiny) train + steal + verify run with the library, reused as a template."""
