@@ -15,7 +15,7 @@ import time
 import typing
 from pathlib import Path
 
-from .config import DATASETS, PRESETS, ConfigError, RunConfig
+from .config import ATTACKER_DATA, DATASETS, PRESETS, ConfigError, RunConfig, check_verify_margin
 
 HELP = {
     "temperature": "SNNL temperature tau, one value or one per layer (tau = 100 / reference T)",
@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the victim's answers the thief trains on: labels, or probabilities (distillation)")
     steal.add_argument("--student", help="the thief's architecture (default: the victim's), e.g. conv2_wide, "
                        "conv2_narrow, mlp")
-    steal.add_argument("--attacker-data", choices=("same", "disjoint"),
+    steal.add_argument("--attacker-data", choices=ATTACKER_DATA,
                        help="the thief's queries: the defender's training data, or the other half of a seeded "
                        "split (the victims must have been trained with --attacker-data disjoint)")
     steal.add_argument("--distill-temperature", type=float, help="softmax temperature of soft labels")
@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         from . import pipeline
         if args.command == "verify":
-            if args.verify_margin is not None and not 0 <= args.verify_margin < 1:
-                raise ConfigError("--verify-margin is a difference of rates in [0, 1)")
+            if args.verify_margin is not None:
+                check_verify_margin(args.verify_margin, "--verify-margin")
             result = pipeline.verify_run(args.run_dir, margin=args.verify_margin)
             print(_summary(result))
             return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 DATASETS = ("mnist", "fashion-mnist", "digits", "speech-commands")
 PRESETS = ("quick", "paper", "reference")
+ATTACKER_DATA = ("same", "disjoint")   # the thief queries the owner's training data, or its own half
 
 
 class ConfigError(ValueError):
@@ -206,6 +207,12 @@ def _three(value: Any, name: str) -> list[float]:
     return [float(v) for v in value]
 
 
+def check_verify_margin(margin: float, name: str = "verify_margin") -> float:
+    if not 0 <= margin < 1:
+        raise ConfigError(f"{name} is a difference of rates in [0, 1)")
+    return margin
+
+
 def validate(cfg: RunConfig) -> RunConfig:
     """Check every parameter and combination; raise ConfigError saying what to change."""
     def need(ok: bool, message: str) -> None:
@@ -249,9 +256,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(cfg.distill_temperature > 0, "distill_temperature must be positive")
     need(cfg.query_budget is None or cfg.query_budget >= cfg.batch_size // 2,
          f"query budget {cfg.query_budget} is below half a batch ({cfg.batch_size // 2})")
-    need(cfg.attacker_data in ("same", "disjoint"), "attacker_data is 'same' or 'disjoint'")
+    need(cfg.attacker_data in ATTACKER_DATA, "attacker_data is 'same' or 'disjoint'")
     need(0 < cfg.alpha < 1, "alpha is a significance level in (0, 1)")
-    need(0 <= cfg.verify_margin < 1, "verify_margin is a difference of rates in [0, 1)")
+    check_verify_margin(cfg.verify_margin)
     need(cfg.query_draws >= 1, "query_draws must be at least 1")
     need(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
     need(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device is 'cpu' or 'cuda[:N]'")

@@ -1,7 +1,7 @@
 """Train: the defended (EWE) model, the plain watermark and the clean baselines, with live charts."""
 import streamlit as st
 
-from ewe.config import ConfigError
+from ewe.config import ATTACKER_DATA, ConfigError
 from ui import backend, charts, page, state, widgets
 
 page.setup()
@@ -49,7 +49,7 @@ with st.expander("Schedule"):
     a2.number_input("Watermark phase (epochs)", min_value=R["w_epochs"][1], max_value=R["w_epochs"][2],
                     step=1.0, format="%g", key="w_epochs", help="Must be > 0.")
 with st.expander("The thief's data"):
-    st.radio("What the thief will query the model with", ("same", "disjoint"), key="attacker_data",
+    st.radio("What the thief will query the model with", ATTACKER_DATA, key="attacker_data",
              horizontal=True,
              format_func={"same": "the owner's training data (as in the paper)",
                           "disjoint": "its own half: the owner trains on the other half"}.get,

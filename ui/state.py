@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from ewe.config import DATASETS
+from ewe.config import ATTACKER_DATA, DATASETS
 from ui import backend
 from ui.jobs import JobRegistry, default_max_running, default_torch_threads
 
@@ -32,7 +32,7 @@ RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
     "w_epochs": (float, 0.0, 200.0),
 }
 CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in"),
-           "attacker_data": lambda: ("same", "disjoint")}
+           "attacker_data": lambda: ATTACKER_DATA}
 
 _override_registry: JobRegistry | None = None
 
