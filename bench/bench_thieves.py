@@ -32,7 +32,7 @@ VARIANTS = {
 COPIES = (("extracted", "EWE"), ("ablation_extracted", "ablation"), ("plain_extracted", "classic"))
 
 
-def steal(run: Path, out: Path, variant: str) -> Path:
+def steal(run: Path, out: Path, variant: str, threads: int | None = None) -> Path:
     dst = out / f"{run.name}-{variant}"
     if (dst / ".done").exists():
         return dst
@@ -41,7 +41,8 @@ def steal(run: Path, out: Path, variant: str) -> Path:
     shutil.copytree(run, dst, ignore=shutil.ignore_patterns("robustness.json", "robustness*.png"))
     print(f"steal {dst} {' '.join(VARIANTS[variant])}", flush=True)
     with open(dst / "steal.log", "w") as log, open(dst / "stderr.log", "w") as err:
-        code = subprocess.call([sys.executable, "-m", "ewe", "steal", str(dst), *VARIANTS[variant]],
+        code = subprocess.call([sys.executable, "-m", "ewe", "steal", str(dst), *VARIANTS[variant],
+                                *(["--threads", str(threads)] if threads else [])],
                                stdout=log, stderr=err, cwd=ROOT)
     if code == 0:
         (dst / ".done").touch()
@@ -93,6 +94,7 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+", help="finished run folders (e.g. runs/paper/*-paper-s?)")
     p.add_argument("--out", default="runs/thief", help="where the variants' copies go")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
+    p.add_argument("--threads", type=int, help="CPU threads per steal (default: each run's)")
     p.add_argument("--summary-only", action="store_true")
     args = p.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
@@ -108,7 +110,7 @@ def main(argv=None) -> int:
     if not args.summary_only:
         for run in runs:
             for variant in variants:
-                steal(run, out, variant)
+                steal(run, out, variant, args.threads)
     print("\n".join(summarise(runs, out, variants)))
     return 0
 

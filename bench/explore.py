@@ -104,9 +104,9 @@ def main() -> None:
         clean = build_model(cfg0.model, shape)
         train_clean(clean, data.x_train, data.y_train, epochs=cfg0.epochs + round(cfg0.w_epochs),
                     batch_size=cfg0.batch_size, lr=cfg0.lr, reporter=rep, stage="clean", name="clean", seed=seed + 1)
+        clean_acc = accuracy(clean, data.x_test, data.y_test)
         print(f"# seed {seed}: shared pretrain+triggers+clean {time.perf_counter() - t:.0f} s; clean acc "
-              f"{accuracy(clean, data.x_test, data.y_test):.4f}, clean wm {watermark_success(clean, opt_held, cfg0.target):.3f}",
-              flush=True)
+              f"{clean_acc:.4f}, clean wm {watermark_success(clean, opt_held, cfg0.target):.3f}", flush=True)
         clean_pred = {"opt": predict(clean, opt_held), "raw": predict(clean, raw_held)}
         for text in args.variant or [""]:
             v = parse_variant(text)
@@ -122,13 +122,15 @@ def main() -> None:
             t_wm = time.perf_counter() - t
             student, _ = extract(model, data.x_attack, ThiefConfig.from_run_config(cfg), reporter=rep,
                                  stage="steal", name="steal", seed=seed + 20_000)
-            ver = verify(predict(student, held), clean_pred["raw" if raw else "opt"], cfg.target, draws=100)
+            ver = verify(predict(student, held), clean_pred["raw" if raw else "opt"], cfg.target, draws=100,
+                         margin=cfg.verify_margin)
             row = {"dataset": args.dataset, "seed": seed, "variant": text or "preset", "base": args.base,
-                   "victim_acc": accuracy(model, data.x_test, data.y_test),
+                   "clean_acc": clean_acc, "victim_acc": accuracy(model, data.x_test, data.y_test),
                    "victim_wm": watermark_success(model, held, cfg.target),
                    "stolen_acc": accuracy(student, data.x_test, data.y_test),
                    "stolen_wm": watermark_success(student, held, cfg.target),
-                   "p": ver["p_value"], "q95": ver["queries_for_95"], "tau_end": temps_out.tau,
+                   "p": ver["p_value"], "q95": ver["queries_for_95"], "margin": cfg.verify_margin,
+                   "tau_end": temps_out.tau,
                    "sec_wm": round(t_wm, 1), "sec": round(time.perf_counter() - t, 1)}
             print(f"s{seed} {row['variant']:<40} victim {row['victim_acc']:.4f}/{row['victim_wm']:.3f}  "
                   f"stolen {row['stolen_acc']:.4f}/{row['stolen_wm']:.3f}  p={row['p']:.2g} q95={row['q95']}  "

@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     steal.add_argument("--distill-temperature", type=float, help="softmax temperature of soft labels")
     steal.add_argument("--query-budget", type=int, help="at most this many queries to the victim")
     steal.add_argument("--extract-epochs", type=int, help="the thief's training epochs")
+    steal.add_argument("--threads", type=int, help="CPU threads (default: the run's)")
 
     verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
     verify.add_argument("run_dir")
@@ -191,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.command == "steal":
                 thief = {k: getattr(args, k) for k in ("extract_labels", "student", "attacker_data",
-                                                       "distill_temperature", "query_budget", "extract_epochs")
+                                                       "distill_temperature", "query_budget", "extract_epochs",
+                                                       "threads")
                          if getattr(args, k) is not None}
                 result = pipeline.steal(args.run_dir, thief, [progress], stop)
                 out = args.run_dir

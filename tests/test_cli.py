@@ -23,6 +23,10 @@ def test_cli_run_writes_run_folder(tiny_data_dir, tmp_path, capsys):
     assert json.loads((out / "config.json").read_text())["verify_margin"] == 0     # kept for later steals
     assert main(["verify", str(out), "--verify-margin", "1.5"]) == 2
     assert "verify-margin" in capsys.readouterr().err
+    assert main(["steal", str(out), "--student", "mlp", "--extract-epochs", "1", "--threads", "1"]) == 0
+    assert json.loads((out / "result.json").read_text())["thief"]["student"] == "mlp"
+    assert main(["steal", str(out), "--threads", "0"]) == 2
+    assert "threads must be at least 1" in capsys.readouterr().err
 
 
 def test_cli_bad_input_is_one_clear_line(tiny_data_dir, tmp_path, capsys):
