@@ -385,6 +385,25 @@ def build_report(paths: Iterable[str | Path], out: str | Path, title: str | None
             "runs": len(runs)}
 
 
+ABLATION_VARIANT = "snnl=False"
+
+
+def ablation_gains(rows: Iterable[dict]) -> list[dict]:
+    """What SNNL adds, seed by seed: for each study row (``bench/explore.py`` JSON lines) trained with SNNL,
+    its stolen watermark success minus that of the no-SNNL ablation trained from the same
+    pre-training and triggers (same dataset, preset, base settings and seed), in points. Rows without a
+    matching ablation are left out."""
+    rows = list(rows)
+
+    def key(r):
+        return r["dataset"], r.get("preset", "quick"), r.get("base", ""), r["seed"]
+    ablation = {key(r): r["stolen_wm"] for r in rows if r["variant"] == ABLATION_VARIANT}
+    return [{"dataset": r["dataset"], "preset": r.get("preset", "quick"), "base": r.get("base", ""),
+             "variant": r["variant"], "seed": r["seed"], "stolen_wm": r["stolen_wm"],
+             "ablation_wm": ablation[key(r)], "gain": 100 * (r["stolen_wm"] - ablation[key(r)])}
+            for r in rows if ABLATION_VARIANT not in r["variant"] and key(r) in ablation]
+
+
 # ---------------------------------------------------------------------------------------------------
 # command line (wired into ``python -m ewe`` by cli.py; ``python -m ewe.report`` works on its own)
 

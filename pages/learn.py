@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import page, state, widgets
+from ui import backend, charts, page, state, widgets
 
 page.setup()
 
@@ -61,6 +61,16 @@ st.markdown(
     "accused on them.\n\n"
     "So run several seeds before believing a result, and always look at the ablation and at the "
     "innocent model's verdict. The measured numbers, commands and seeds are in `docs/RESULTS.md`.")
+
+with st.expander("The study, seed by seed: what does SNNL add over the same triggers without it?"):
+    gains = backend.study_gains()
+    st.plotly_chart(charts.study_figure(gains), width="stretch")
+    st.caption(
+        "Each dot is one seed: how much more of the watermark the stolen copy of the EWE model kept than "
+        "the stolen copy of the *ablation* (the same optimised triggers and pre-training, no SNNL). Above "
+        "0, entanglement helped; the dashed line is the +20 points at which it would clearly matter. "
+        "Quick scale (8,000 training images) unless the label says *paper*; the commands are in "
+        "`docs/RESULTS.md` §1." if gains else "The study files (bench/results/explore_*.jsonl) are not here.")
 
 st.subheader("What triggers look like")
 st.image(str(ASSETS / "trigger_examples.png"), width="stretch",

@@ -107,3 +107,20 @@ def test_cli(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert report.main([str(tmp_path / "empty"), "--out", str(tmp_path / "x.md")]) == 2
     assert "no run folders" in capsys.readouterr().err
+
+
+def test_ablation_gains_pair_each_row_with_its_own_seeds_ablation():
+    def row(variant, seed, wm, dataset="mnist", preset=None, base=""):
+        r = {"dataset": dataset, "variant": variant, "seed": seed, "stolen_wm": wm, "base": base}
+        if preset:
+            r["preset"] = preset
+        return r
+    rows = [row("snnl=False", 0, 0.40), row("snnl=False", 1, 0.10), row("kappa=1.0", 0, 0.65),
+            row("kappa=1.0", 1, 0.05), row("kappa=1.0", 2, 0.90),                 # seed 2: no ablation
+            row("snnl=False", 0, 0.20, preset="paper"), row("kappa=1.0", 0, 0.50, preset="paper"),
+            row("snnl=False", 0, 0.0, base="n_triggers=2048"), row("preset", 0, 0.3, base="n_triggers=2048"),
+            row("raw_triggers=True;snnl=False", 0, 0.9)]                 # no SNNL either: not a gain
+    gains = {(g["preset"], g["base"], g["variant"], g["seed"]): round(g["gain"], 6)
+             for g in report.ablation_gains(rows)}
+    assert gains == {("quick", "", "kappa=1.0", 0): 25.0, ("quick", "", "kappa=1.0", 1): -5.0,
+                     ("paper", "", "kappa=1.0", 0): 30.0, ("quick", "n_triggers=2048", "preset", 0): 30.0}

@@ -6,6 +6,7 @@ that has the same ``train_victims`` / ``steal`` / ``run`` signatures.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ewe.config import PRESETS, ConfigError, RunConfig, preset
+from ewe.report import ablation_gains
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = None          # None = ewe.pipeline (imported lazily: it imports torch); tests may swap it
@@ -185,8 +187,6 @@ _VERIFY_CACHE: dict[tuple[str, float, float], dict] = {}
 def reverify(run_dir: str | Path, run: dict, margin: float) -> dict[str, dict]:
     """The run's verification recomputed from its predictions.json with another margin (about 1 s on a
     paper run; cached by the file's mtime), without touching the folder."""
-    import json
-
     from ewe.verify import run_settings, verify_predictions
     path = Path(run_dir) / "predictions.json"
     if not path.exists():
@@ -347,6 +347,21 @@ def preview_triggers(dataset: str, trigger: str, source: int, n: int = 8):
 
 
 _warm_started = False
+
+
+STUDY_FILES = ("bench/results/explore_grid.jsonl", "bench/results/explore_paper.jsonl")
+
+
+def study_gains() -> list[dict[str, Any]]:
+    """The committed issue-5 study (bench/explore.py rows) as per-seed gains over the no-SNNL ablation;
+    empty when the files are missing or unreadable (the Learn page then says so)."""
+    rows = []
+    for name in STUDY_FILES:
+        try:
+            rows += [json.loads(line) for line in (ROOT / name).read_text().splitlines() if line.strip()]
+        except (OSError, ValueError):
+            continue
+    return ablation_gains(rows)
 
 
 def warm_up_in_background() -> None:

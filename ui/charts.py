@@ -249,6 +249,55 @@ def geometry_figure(diagnostics: dict[str, dict], models: Iterable[str]) -> go.F
     return fig
 
 
+DATASET_COLORS = {"mnist": "#1f77b4", "fashion-mnist": "#ff7f0e", "digits": "#2ca02c",
+                  "speech-commands": "#9467bd"}
+
+
+def study_figure(gains: list[dict[str, Any]], bar: float = 20.0) -> go.Figure:
+    """What SNNL adds over the no-SNNL ablation (ewe.report.ablation_gains), one dot per seed and a
+    diamond for the mean, per setting and dataset; ``bar`` marks the gain that would make entanglement
+    matter (issue 5 asks for +20 points)."""
+    fig = go.Figure()
+    order = list(dict.fromkeys(_setting_label(g) for g in gains))
+    for ds in dict.fromkeys(g["dataset"] for g in gains):
+        rows = [g for g in gains if g["dataset"] == ds]
+        color = DATASET_COLORS.get(ds, "#7f7f7f")
+        fig.add_trace(go.Scatter(
+            x=[_setting_label(g) for g in rows], y=[g["gain"] for g in rows], mode="markers", name=f"{ds}, per seed",
+            legendgroup=ds, offsetgroup=ds, marker=dict(size=8, color=color, opacity=0.55),
+            customdata=[[g["seed"], g["stolen_wm"], g["ablation_wm"]] for g in rows],
+            hovertemplate=("seed %{customdata[0]}: stolen copy keeps %{customdata[1]:.1%}, ablation's copy "
+                           "%{customdata[2]:.1%}<br>gain %{y:+.1f} points<extra>" + ds + "</extra>")))
+        means = {}
+        for g in rows:
+            means.setdefault(_setting_label(g), []).append(g["gain"])
+        fig.add_trace(go.Scatter(
+            x=list(means), y=[sum(v) / len(v) for v in means.values()], mode="markers", name=f"{ds}, mean",
+            legendgroup=ds, offsetgroup=ds, marker=dict(size=13, color=color, symbol="diamond", line=dict(width=1, color="#333")),
+            customdata=[len(v) for v in means.values()],
+            hovertemplate="mean over %{customdata} seed(s): %{y:+.1f} points<extra>" + ds + "</extra>"))
+    _layout(fig, "What entanglement adds: stolen watermark, EWE minus the no-SNNL ablation", "setting",
+            "points (same seed, same triggers)", height=440)
+    fig.update_layout(hovermode="closest", scattermode="group", margin=dict(l=60))
+    fig.update_xaxes(categoryorder="array", categoryarray=order)
+    fig.update_yaxes(ticksuffix=" pt")
+    fig.add_hline(y=0, line=dict(color="#888", width=1))
+    fig.add_hline(y=bar, line=dict(color="#2ca02c", dash="dash", width=1),
+                  annotation_text=f"+{bar:g} points: entanglement clearly matters", annotation_position="top left")
+    if not fig.data:
+        _empty(fig, "no study results found")
+    return fig
+
+
+def _setting_label(g: dict[str, Any]) -> str:
+    """'kappa=1.0;ratio=0.5' -> 'κ 1.0, ratio 0.5' (the study's variant and base settings)."""
+    names = {"kappa": "κ", "temperature": "τ", "ratio": "ratio", "n_triggers": "triggers"}
+    parts = [p.split("=", 1) for text in (g.get("base", ""), g["variant"]) for p in text.split(";")
+             if "=" in p]
+    label = ", ".join(f"{names.get(k.strip(), k.strip())} {v.strip()}" for k, v in parts) or "EWE preset"
+    return label + (" (paper)" if g.get("preset") == "paper" else "")
+
+
 def _empty(fig: go.Figure, text: str) -> None:
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
                        font=dict(size=13, color="#888"))

@@ -43,3 +43,19 @@ def test_entanglement_summary_reports_the_share_of_the_closing_the_copy_kept():
     # SNNL closed 0.2 - 0.0 = 0.2 of the last layer's gap; the copy is at 0.1, so it kept half of that
     assert "closed 0.200" in text and "kept 50%" in text
     assert widgets.entanglement_summary({}) == ""
+
+
+def test_study_figure_has_seeds_and_means_per_dataset_and_the_bar():
+    gains = [{"dataset": "mnist", "variant": "kappa=1.0", "seed": s, "gain": g, "stolen_wm": 0.5,
+              "ablation_wm": 0.4, "base": "", "preset": "quick"} for s, g in ((0, 10.0), (1, -4.0))]
+    gains.append({**gains[0], "dataset": "fashion-mnist", "variant": "preset", "preset": "paper", "gain": 30.0})
+    fig = charts.study_figure(gains)
+    traces = {t.name: (list(t.x), list(t.y)) for t in fig.data}
+    assert traces["mnist, per seed"] == (["κ 1.0", "κ 1.0"], [10.0, -4.0])
+    assert traces["mnist, mean"] == (["κ 1.0"], [3.0])
+    assert traces["fashion-mnist, mean"] == (["EWE preset (paper)"], [30.0])
+    assert [s.y0 for s in fig.layout.shapes] == [0, 20.0]
+
+
+def test_study_figure_without_results_says_so():
+    assert any("no study results" in a.text for a in charts.study_figure([]).layout.annotations)

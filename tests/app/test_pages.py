@@ -18,6 +18,7 @@ def test_app_navigation_and_learn_page(app_env):
     assert any("Entangled watermarks" in t for t in texts(at, "title"))
     assert at.selectbox(key="dataset").value == "digits"     # offline default
     assert any("offline" in t for t in texts(at, "info"))    # says which data is in use
+    assert plotly_charts(at)                                  # the committed study, seed by seed
 
 
 def test_query_params_set_and_mirror_settings(app_env):
