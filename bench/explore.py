@@ -147,6 +147,9 @@ def main() -> None:
                    "stolen_acc": accuracy(student, data.x_test, data.y_test),
                    "stolen_wm": watermark_success(student, held, cfg.target),
                    "p": ver["p_value"], "q95": ver["queries_for_95"], "margin": cfg.verify_margin,
+                   # the settings themselves: "preset" in the variant column means the preset of the day
+                   "kappa": cfg.kappa, "temperature": cfg.temperature, "ratio": cfg.ratio,
+                   "n_triggers": len(pool),
                    "tau_end": temps_out.tau,
                    "sec_wm": round(t_wm, 1), "sec": round(time.perf_counter() - t, 1)}
             print(f"s{seed} {row['variant']:<40} victim {row['victim_acc']:.4f}/{row['victim_wm']:.3f}  "
