@@ -400,7 +400,7 @@ def load_run_models(run_dir: str | Path, names: Iterable[str]) -> dict[str, torc
 def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Callable] | None = None,
           stop=None, reporter: Reporter | None = None, data: Data | None = None) -> dict:
     """Extraction attack on the run's victims with the run's thief settings, overridden by ``thief``
-    (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs)."""
+    (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs, threads)."""
     run_dir = Path(run_dir)
     load_run(run_dir)   # a clear RunFolderError for anything that is not a run folder
     folder = RunFolder(run_dir)

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import backend, charts, page, state, widgets
+from ui import backend, page, state, widgets
 
 page.setup()
 
@@ -65,10 +65,14 @@ st.markdown(
     "So run several seeds before believing a result, and always look at the ablation and at the "
     "innocent model's verdict. The measured numbers, commands and seeds are in `docs/RESULTS.md`.")
 
-with st.expander("The study, seed by seed: what does SNNL add over the same triggers without it?"):
+# stateful, so the chart (and plotly's import) only runs once a reader opens it: this is the first page
+study = st.expander("The study, seed by seed: what does SNNL add over the same triggers without it?",
+                    key="learn_study", on_change="rerun")
+if study.open:
+    from ui import charts
     gains = backend.study_gains()
-    st.plotly_chart(charts.study_figure(gains), width="stretch")
-    st.caption(
+    study.plotly_chart(charts.study_figure(gains), width="stretch")
+    study.caption(
         "Each dot is one seed: how much more of the watermark the stolen copy of the EWE model kept than "
         "the stolen copy of the *ablation* (the same optimised triggers and pre-training, no SNNL). Above "
         "0, entanglement helped; the dashed line is the +20 points at which it would clearly matter. "

@@ -18,6 +18,9 @@ def test_app_navigation_and_learn_page(app_env):
     assert any("Entangled watermarks" in t for t in texts(at, "title"))
     assert at.selectbox(key="dataset").value == "digits"     # offline default
     assert any("offline" in t for t in texts(at, "info"))    # says which data is in use
+    assert not plotly_charts(at)                              # nothing to plot until the study is opened
+    at.session_state["learn_study"] = True                    # the reader opens the study expander
+    at.run()
     assert plotly_charts(at)                                  # the committed study, seed by seed
 
 
