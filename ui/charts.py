@@ -273,7 +273,8 @@ def study_figure(gains: list[dict[str, Any]], bar: float = 20.0) -> go.Figure:
             means.setdefault(_setting_label(g), []).append(g["gain"])
         fig.add_trace(go.Scatter(
             x=list(means), y=[sum(v) / len(v) for v in means.values()], mode="markers", name=f"{ds}, mean",
-            legendgroup=ds, offsetgroup=ds, marker=dict(size=13, color=color, symbol="diamond", line=dict(width=1, color="#333")),
+            legendgroup=ds, offsetgroup=ds,
+            marker=dict(size=13, color=color, symbol="diamond", line=dict(width=1, color="#333")),
             customdata=[len(v) for v in means.values()],
             hovertemplate="mean over %{customdata} seed(s): %{y:+.1f} points<extra>" + ds + "</extra>"))
     _layout(fig, "What entanglement adds: stolen watermark, EWE minus the no-SNNL ablation", "setting",
