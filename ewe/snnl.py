@@ -46,9 +46,17 @@ def pairwise_distance(z: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
     raise ValueError(f"metric is 'cosine' or 'euclidean', got {metric!r}")
 
 
+def _flat(z: torch.Tensor) -> torch.Tensor:
+    """[B, ...] -> [B, D] in memory order: both distances ignore the order of features, so a channels-last
+    activation is flattened without a copy of the wide first-layer features."""
+    if z.dim() == 4 and not z.is_contiguous() and z.is_contiguous(memory_format=torch.channels_last):
+        return z.permute(0, 2, 3, 1).flatten(1)
+    return z.flatten(1)
+
+
 def snnl(h: torch.Tensor, w: torch.Tensor, tau: torch.Tensor | float, metric: str = "cosine") -> torch.Tensor:
     """SNNL of one layer's representations ``h`` [B, ...] with group labels ``w`` [B]."""
-    z = F.relu(h).flatten(1)
+    z = _flat(F.relu(h))
     d = pairwise_distance(z, metric)
     eye = torch.eye(len(z), device=z.device, dtype=d.dtype)
     e = (torch.exp(-d / tau) - eye).clamp(0.0, 1.0)

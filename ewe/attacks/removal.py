@@ -168,7 +168,8 @@ def prune(model: nn.Module, ratio: float, *, scope: str = "global", finetune: di
         raise ValueError(f"pruning ratio must be in [0, 1), got {ratio}")
     if scope not in ("global", "layer"):
         raise ValueError("scope is 'global' or 'layer'")
-    model = copy.deepcopy(model)
+    # torch's global pruning flattens the weights with .view(-1), which channels-last weights refuse
+    model = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     layers = prunable(model)
     if ratio > 0:
         if scope == "global":
