@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 
 from .snnl import pairwise_distance
+from .train import EVAL_BATCH
 
 LAYERS = ("layer 1", "layer 2", "layer 3")
 
 
 @torch.no_grad()
-def hidden_features(model, x: torch.Tensor, batch_size: int = 512) -> list[torch.Tensor]:
+def hidden_features(model, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> list[torch.Tensor]:
     """ReLU'd, flattened SNNL-layer representations (as SNNL sees them) for ``x``."""
     model.eval()
     chunks = [model.features(x[i:i + batch_size])[1] for i in range(0, len(x), batch_size)]

@@ -5,7 +5,6 @@ dropout was never active, and ports that turned it on lost the effect.
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 
 import torch
@@ -154,17 +153,6 @@ def build_model(name: str, input_shape, n_classes: int = 10) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return MODELS[name](tuple(input_shape), n_classes)
-
-
-_INIT_LOCK = threading.Lock()
-
-
-def seeded_model(name: str, input_shape, seed: int, n_classes: int = 10) -> nn.Module:
-    """``build_model`` with the weights torch.manual_seed(seed) gives, without moving the global generator
-    under models that other threads are building or training at the same time (ewe.lanes)."""
-    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_model(name, input_shape, n_classes)
 
 
 class CheckpointError(ValueError):

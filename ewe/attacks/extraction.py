@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..callbacks import Reporter
-from ..models import seeded_model
+from ..models import build_model
 from ..train import Probe, predict, predict_proba, train_clean
 
 
@@ -73,7 +73,8 @@ def extract(victim: torch.nn.Module, x_attack: torch.Tensor, thief: ThiefConfig,
     box = QueryCounter(victim)
     x = attacker_queries(x_attack, thief.query_budget, seed)
     y = labels if labels is not None else label_queries(box, x, thief)
-    student = seeded_model(thief.student, tuple(x.shape[1:]), seed).to(x.device)
+    torch.manual_seed(seed)
+    student = build_model(thief.student, tuple(x.shape[1:])).to(x.device)
     train_clean(student, x, y, epochs=thief.epochs, batch_size=thief.batch_size, lr=thief.lr,
                 reporter=reporter, stage=stage, name=name, probe=probe, seed=seed,
                 label_temperature=thief.temperature if thief.labels == "soft" else 1.0)
