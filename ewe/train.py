@@ -87,32 +87,6 @@ def _ce(logits, y, temperature: float = 1.0):
     return F.cross_entropy(logits, y)
 
 
-# Plain (no-SNNL) steps on batches above CHUNK images run forward/backward in chunks of CHUNK with the
-# gradients summed: the same loss and gradient up to rounding, but at B = 256 the first layer's activations
-# no longer fit this CPU's cache and the chunked step is 1.3x faster (docs/RESULTS.md section 3). Not for
-# batch-norm models, whose statistics depend on the whole batch, nor for SNNL steps, which need it.
-CHUNK = 128
-
-
-def chunk_size(model: torch.nn.Module, batch_size: int) -> int:
-    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return batch_size
-    return min(CHUNK, batch_size)
-
-
-def plain_step(model, opt, xb, yb, chunk: int, label_temperature: float = 1.0) -> float:
-    """One optimiser step on the batch's mean cross-entropy, computed ``chunk`` samples at a time."""
-    opt.zero_grad(set_to_none=True)
-    total = 0.0
-    for i in range(0, len(xb), chunk):
-        xs, ys = xb[i:i + chunk], yb[i:i + chunk]
-        loss = _ce(model(xs), ys, label_temperature) * (len(xs) / len(xb))
-        loss.backward()
-        total += loss.item()
-    opt.step()
-    return total
-
-
 def train_clean(model, x, y, *, epochs: float, batch_size: int, lr: float, reporter: Reporter,
                 stage: str, name: str, probe: Probe | None = None, seed: int = 0,
                 optimizer: torch.optim.Optimizer | None = None, label_temperature: float = 1.0,
@@ -123,7 +97,6 @@ def train_clean(model, x, y, *, epochs: float, batch_size: int, lr: float, repor
     continue with the same Adam state (shared pre-training).
     """
     opt = optimizer or make_optimizer(model, lr)
-    chunk = chunk_size(model, batch_size)
     g = torch.Generator().manual_seed(seed)
     stream = BatchStream(x, y, batch_size, g)
     steps = max(1, round(epochs * stream.per_epoch))
@@ -135,7 +108,11 @@ def train_clean(model, x, y, *, epochs: float, batch_size: int, lr: float, repor
     for step in range(1, steps + 1):
         reporter.check()
         xb, yb = stream.next()
-        running, seen = running + plain_step(model, opt, xb, yb, chunk, label_temperature), seen + 1
+        loss = _ce(model(xb), yb, label_temperature)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running, seen = running + loss.item(), seen + 1
         reporter.advance(stage, step / steps)
         if step in checkpoints:
             metrics = {"loss": running / seen, **(probe(model) if probe else {})}
@@ -177,7 +154,6 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     Returns (optimizer, temperatures).
     """
     opt = optimizer or make_optimizer(model, cfg.lr)
-    chunk = chunk_size(model, cfg.batch_size)
     temps = temps or Temperatures(cfg.temperature, cfg.temperature_mode, cfg.t_lr)
     kappa = torch.tensor(cfg.kappa)
     g = torch.Generator().manual_seed(seed + 7919)
@@ -200,7 +176,10 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
             for _ in range(clean_before[b]):
                 reporter.check()
                 xb, yb = clean.next()
-                plain_step(model, opt, xb, yb, chunk)
+                loss = F.cross_entropy(model(xb), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             reporter.check()
             trig = triggers[b * half:(b + 1) * half]
             idx = t_order[(b * half) % max(1, len(x_target) - half + 1):][:half]
@@ -217,11 +196,12 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
                 loss.backward()
                 temps.apply(t_grad)
                 sums["snnl"] += torch.stack([s.detach() for s in layer_snnl])
-                opt.step()
-                ce = ce.item()
             else:
-                ce = plain_step(model, opt, xb, y_wm, chunk)
-            sums["loss"] += ce
+                ce = F.cross_entropy(model(xb), y_wm)
+                opt.zero_grad(set_to_none=True)
+                ce.backward()
+            opt.step()
+            sums["loss"] += ce.item()
             sums["n"] += 1
             reporter.advance(stage, ((p - 1) * w_num_batch + b + 1) / (passes * w_num_batch))
         if p in checkpoints:
