@@ -2,7 +2,7 @@
 against one plain cross-entropy step on the same batch and model; the arithmetic floor ratio (FLOPs);
 and the achieved GFLOP/s of the SNNL part against this machine's large-matmul GFLOP/s.
 
-    python bench/bench_step.py [--batch 512] [--repeats 10] [--threads 2]
+    python bench/bench_step.py [--batch 512] [--repeats 10] [--threads 2] [--nchw]
 
 Prints numbers; it is not a test. Random inputs (no dataset needed): step cost does not depend on data.
 """
@@ -59,18 +59,17 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--nchw", action="store_true",
+                    help="the CNN in the default NCHW layout (ConvNet is channels-last since session 5)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     B = args.batch
     model = ConvNet()
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    if args.nchw:
+        model = model.to(memory_format=torch.contiguous_format)
     opt = make_optimizer(model)
     x = torch.rand(B, 1, 28, 28)
-    if args.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (B,))
     w = torch.cat([torch.ones(B // 2), torch.zeros(B // 2)])
     temps = Temperatures([1.0] * 3)
@@ -110,7 +109,7 @@ def main() -> None:
     plain_fl = 3 * conv_flops(B)
     mm_gflops = 2 * B * B * 25088 / t_mm / 1e9
     snnl_gflops = snnl_flops(B) / t_snnl / 1e9
-    print(f"batch {B}, threads {args.threads}, channels_last={args.channels_last}, "
+    print(f"batch {B}, threads {args.threads}, layout={'NCHW' if args.nchw else 'channels-last'}, "
           f"torch {torch.__version__}")
     print(f"plain step        {t_plain * 1e3:8.1f} ms ± {sp * 1e3:.1f}   ({plain_fl / t_plain / 1e9:.1f} GFLOP/s)")
     print(f"EWE step          {t_ewe * 1e3:8.1f} ms ± {se * 1e3:.1f}")
