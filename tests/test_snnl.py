@@ -35,6 +35,21 @@ def test_snnl_matches_loop(metric, tau):
     assert snnl(h, w, tau, metric).item() == pytest.approx(snnl_loop(h, w, tau, metric), rel=1e-6)
 
 
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_channels_last_activations_give_the_loop_formula_and_gradient(metric):
+    """The CNN's activations are channels-last; SNNL flattens them in memory order, which must not change
+    the loss (distances ignore feature order) nor the gradient that reaches the activation."""
+    torch.manual_seed(1)
+    h = torch.randn(12, 3, 4, 4, dtype=torch.float64)
+    w = torch.tensor([1.0] * 6 + [0.0] * 6)
+    h_cl = h.contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    h_nchw = h.clone().requires_grad_(True)
+    loss_cl, loss_nchw = snnl(h_cl, w, 1.0, metric), snnl(h_nchw, w, 1.0, metric)
+    assert loss_cl.item() == pytest.approx(snnl_loop(h, w, 1.0, metric), rel=1e-6)
+    loss_cl.backward(), loss_nchw.backward()
+    assert torch.allclose(h_cl.grad, h_nchw.grad, atol=1e-12)
+
+
 def test_flat_kernel_gives_ln2():
     """At a huge temperature two equal groups look perfectly mixed: SNNL -> ln 2 (spec 0b)."""
     torch.manual_seed(0)
