@@ -10,7 +10,6 @@ own allocator without a preloaded library. The process keeps its peak heap, whic
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3    # glibc's mallopt parameter numbers (malloc.h)
@@ -23,8 +22,9 @@ def reuse_freed_memory() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # the C library the process already runs on: no ctypes.util.find_library, which may spawn
+        # ldconfig or a compiler, on every `import ewe`
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):   # musl and other libcs have no mallopt
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
