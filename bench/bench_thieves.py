@@ -29,6 +29,19 @@ VARIANTS = {
     "narrow": ["--student", "conv2_narrow"],
     "soft": ["--extract-labels", "soft"],
 }
+SEED_VARIANT = "seed"   # "seed<N>": the default thief with another seed (--thief-seed N): the thief's luck
+
+
+def is_seed_variant(variant: str) -> bool:
+    return variant.startswith(SEED_VARIANT) and variant[len(SEED_VARIANT):].isdigit()
+
+
+def variant_args(variant: str) -> list[str]:
+    if is_seed_variant(variant):
+        return ["--thief-seed", variant[len(SEED_VARIANT):]]
+    return VARIANTS[variant]
+
+
 COPIES = (("extracted", "EWE"), ("ablation_extracted", "ablation"), ("plain_extracted", "classic"))
 
 
@@ -39,9 +52,9 @@ def steal(run: Path, out: Path, variant: str, threads: int | None = None) -> Pat
     if dst.exists():
         shutil.rmtree(dst)
     shutil.copytree(run, dst, ignore=shutil.ignore_patterns("robustness.json", "robustness*.png"))
-    print(f"steal {dst} {' '.join(VARIANTS[variant])}", flush=True)
+    print(f"steal {dst} {' '.join(variant_args(variant))}", flush=True)
     with open(dst / "steal.log", "w") as log, open(dst / "stderr.log", "w") as err:
-        code = subprocess.call([sys.executable, "-m", "ewe", "steal", str(dst), *VARIANTS[variant],
+        code = subprocess.call([sys.executable, "-m", "ewe", "steal", str(dst), *variant_args(variant),
                                 *(["--threads", str(threads)] if threads else [])],
                                stdout=log, stderr=err, cwd=ROOT)
     if code == 0:
@@ -93,14 +106,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="finished run folders (e.g. runs/paper/*-paper-s?)")
     p.add_argument("--out", default="runs/thief", help="where the variants' copies go")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"subset of {','.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(VARIANTS),
+                   help=f"subset of {','.join(VARIANTS)}, or seed<N> (the default thief with seed N)")
     p.add_argument("--threads", type=int, help="CPU threads per steal (default: each run's)")
     p.add_argument("--summary-only", action="store_true")
     args = p.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
+    unknown = {v for v in variants if v not in VARIANTS and not is_seed_variant(v)}
     if unknown:
-        p.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
+        p.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)} or seed<N>")
     runs = [Path(r) for r in args.runs if (Path(r) / "result.json").exists()
             and (json.loads((Path(r) / "result.json").read_text()).get("verification") or {}).get("extracted")]
     if not runs:

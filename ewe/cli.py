@@ -29,6 +29,8 @@ HELP = {
     "train_size": "use a seeded random subset of the training set",
     "snnl": "SNNL term on (EWE) or off (the optimised-triggers ablation)",
     "device": "cpu, cuda, or auto (cuda when present)",
+    "thief_seed": "seed of the thief's student (initialisation, data order, query subset); by default "
+                  "the run's seed + 20000",
     "verify_margin": "how much more often than the clean reference (0-1) a suspect must answer the "
                      "watermark's target to count as stolen (0 = the plain t-test)",
 }
@@ -86,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     steal.add_argument("--distill-temperature", type=float, help="softmax temperature of soft labels")
     steal.add_argument("--query-budget", type=int, help="at most this many queries to the victim")
     steal.add_argument("--extract-epochs", type=int, help="the thief's training epochs")
+    steal.add_argument("--thief-seed", type=int, help=HELP["thief_seed"] + " (default: the run's)")
     steal.add_argument("--threads", type=int, help="CPU threads (default: the run's)")
 
     verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "steal":
                 thief = {k: getattr(args, k) for k in ("extract_labels", "student", "attacker_data",
                                                        "distill_temperature", "query_budget", "extract_epochs",
-                                                       "threads")
+                                                       "thief_seed", "threads")
                          if getattr(args, k) is not None}
                 result = pipeline.steal(args.run_dir, thief, [progress], stop)
                 out = args.run_dir

@@ -65,6 +65,7 @@ class RunConfig:
     student: str | None = None         # None = same architecture as the victim
     query_budget: int | None = None    # None = the whole attacker set
     attacker_data: str = "same"        # same (defender's training set, as the reference) | disjoint
+    thief_seed: int | None = None      # the student's initialisation and data order; None = seed + 20000
     # verification
     alpha: float = 0.05
     # H0: suspect's target rate <= the clean reference's + margin (verify.py). 0.1: the smallest margin that
@@ -259,6 +260,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(cfg.distill_temperature > 0, "distill_temperature must be positive")
     need(cfg.query_budget is None or cfg.query_budget >= cfg.batch_size // 2,
          f"query budget {cfg.query_budget} is below half a batch ({cfg.batch_size // 2})")
+    need(cfg.thief_seed is None or cfg.thief_seed >= 0, "thief_seed must be 0 or more")
     need(cfg.attacker_data in ATTACKER_DATA, "attacker_data is 'same' or 'disjoint'")
     need(0 < cfg.alpha < 1, "alpha is a significance level in (0, 1)")
     check_verify_margin(cfg.verify_margin)

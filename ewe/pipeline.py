@@ -400,7 +400,8 @@ def load_run_models(run_dir: str | Path, names: Iterable[str]) -> dict[str, torc
 def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Callable] | None = None,
           stop=None, reporter: Reporter | None = None, data: Data | None = None) -> dict:
     """Extraction attack on the run's victims with the run's thief settings, overridden by ``thief``
-    (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs, threads)."""
+    (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs, thief_seed,
+    threads)."""
     run_dir = Path(run_dir)
     load_run(run_dir)   # a clear RunFolderError for anything that is not a run folder
     folder = RunFolder(run_dir)
@@ -424,13 +425,15 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
         if not victims:
             raise ValueError("this run has no trained victim models to attack; train first")
         thief_cfg = ThiefConfig.from_run_config(cfg)
+        thief_seed = cfg.seed + 20_000 if cfg.thief_seed is None else cfg.thief_seed
         nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
         plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
         if not all(k in rep.plan for k in plan):
             rep.set_plan(plan)
         result["thief"] = {"labels": thief_cfg.labels, "student": thief_cfg.student,
                            "epochs": thief_cfg.epochs, "query_budget": thief_cfg.query_budget,
-                           "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature}
+                           "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature,
+                           "seed": thief_seed}
         live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
         diag_target = data.x_test[data.y_test == cfg.target]
         for i, (victim_name, victim) in enumerate(victims.items()):
@@ -440,7 +443,7 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
             t0 = time.perf_counter()
             # the same seed for every victim: the students differ only by the labels they were given
             student, info = extract(victim, data.x_attack, thief_cfg, reporter=rep, stage=stage, name=name,
-                                    probe=probe, seed=cfg.seed + 20_000)
+                                    probe=probe, seed=thief_seed)
             result["seconds"][stage] = round(time.perf_counter() - t0, 2)
             rep.advance(stage, 1.0)
             rep.emit("stage_end", stage=stage, model=name, seconds=result["seconds"][stage])

@@ -29,11 +29,14 @@ n_attack = int(result.get("n_attack") or result.get("n_train") or 0)   # runs be
 batch = int(cfg_saved.get("batch_size", 64))
 default_epochs = int(cfg_saved.get("extract_epochs") or (cfg_saved.get("epochs", 0)
                                                          + round(cfg_saved.get("w_epochs", 1))))
+default_thief_seed = int(cfg_saved.get("thief_seed") if cfg_saved.get("thief_seed") is not None
+                         else cfg_saved.get("seed", 0) + 20_000)      # the run's own thief (ewe.pipeline.steal)
 for k, v in {"keep_labels": "hard", "keep_distill": 1.0, "keep_student": backend.STUDENTS[0],
-             "keep_budget": 0, "keep_xepochs": max(1, default_epochs)}.items():
+             "keep_budget": 0, "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed}.items():
     ss.setdefault(k, v)
 if ss.get("keep_attack_for") != ref["key"]:          # a new victim: its own defaults
     ss["keep_xepochs"], ss["keep_attack_for"] = max(1, default_epochs), ref["key"]
+    ss["keep_thief_seed"] = default_thief_seed
 
 c1, c2, c3 = st.columns(3)
 c1.radio("Labels the thief gets", ("hard", "soft"), key="keep_labels", horizontal=True,
@@ -51,10 +54,14 @@ c3.number_input("Query budget (0 = all)", min_value=0, max_value=10_000_000, ste
                      + (" (its own half, disjoint from the owner's)" if cfg_saved.get("attacker_data") == "disjoint"
                         else "") + ". "
                      f"At least half a batch ({batch // 2}).")
+c3.number_input("Thief's seed", min_value=0, max_value=2**31 - 1, step=1, key="keep_thief_seed",
+                help="Another seed is another thief: a new initialisation and training order, everything else "
+                     "the same. How much of a watermark a copy keeps can change a lot from one thief to the "
+                     "next: steal the same victim with a few seeds before trusting one result.")
 
 thief = {"extract_labels": ss["keep_labels"], "extract_epochs": int(ss["keep_xepochs"]),
          "student": None if ss["keep_student"] == backend.STUDENTS[0] else ss["keep_student"],
-         "query_budget": int(ss["keep_budget"]) or None}
+         "query_budget": int(ss["keep_budget"]) or None, "thief_seed": int(ss["keep_thief_seed"])}
 if ss["keep_labels"] == "soft":
     thief["distill_temperature"] = float(ss["keep_distill"])
 ok = True
@@ -100,6 +107,14 @@ elif job is not None and job.meta.get("run") == ref["key"]:
 names = ("defended", "extracted", "plain_watermark", "plain_extracted", "ablation_no_snnl", "ablation_extracted")
 if any(k in (result.get("models") or {}) for k in charts.THIEF_MODELS):
     st.subheader("Victims and their stolen copies")
+    thief_used = result.get("thief") or {}
+    if thief_used:
+        labels = ("soft labels (T = %g)" % thief_used.get("distill_temperature", 1.0)
+                  if thief_used.get("labels") == "soft" else "hard labels")
+        budget = thief_used.get("query_budget")
+        st.caption(f"Stolen with {labels} · {thief_used.get('student')} student · {thief_used.get('epochs')} "
+                   f"epochs · {f'{budget:,} queries' if budget else 'every attacker input'}"
+                   + (f" · thief's seed {thief_used['seed']}" if thief_used.get("seed") is not None else ""))
     widgets.models_table(result, names)
     with st.expander("Did the entanglement reach the stolen copies?", expanded=True):
         widgets.entanglement_view(run or {}, key="attack_entanglement", projection=False)

@@ -25,6 +25,10 @@ def test_cli_run_writes_run_folder(tiny_data_dir, tmp_path, capsys):
     assert "verify-margin" in capsys.readouterr().err
     assert main(["steal", str(out), "--student", "mlp", "--extract-epochs", "1", "--threads", "1"]) == 0
     assert json.loads((out / "result.json").read_text())["thief"]["student"] == "mlp"
+    assert main(["steal", str(out), "--thief-seed", "3", "--extract-epochs", "1", "--threads", "1"]) == 0
+    assert json.loads((out / "result.json").read_text())["thief"]["seed"] == 3
+    assert main(["steal", str(out), "--thief-seed", "-2"]) == 2
+    assert "thief_seed must be 0 or more" in capsys.readouterr().err
     assert main(["steal", str(out), "--threads", "0"]) == 2
     assert "threads must be at least 1" in capsys.readouterr().err
 

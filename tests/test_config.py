@@ -32,7 +32,7 @@ def test_aliases_and_scalars():
     (dict(trigger="in", source=7, target=7), "source and target"), (dict(batch_size=3), "even"),
     (dict(target=12), "target class"), (dict(metric="manhattan"), "metric"),
     (dict(kappa=[1, 2]), "three"), (dict(model="resnet99"), "unknown model"),
-    (dict(bogus=1), "unknown setting"),
+    (dict(bogus=1), "unknown setting"), (dict(thief_seed=-1), "thief_seed"),
 ])
 def test_bad_values_say_what_to_change(change, words):
     with pytest.raises(ConfigError, match=words):

@@ -140,13 +140,28 @@ def test_steal_with_thief_variants(tiny_run):
     result = pipeline.steal(tiny_run, thief={"query_budget": 64, "extract_labels": "soft",
                                              "distill_temperature": 2.0, "student": "conv2_narrow"})
     assert result["status"] == "finished"
+    seed = json.loads((tiny_run / "config.json").read_text())["seed"]
     assert result["thief"] == {"labels": "soft", "student": "conv2_narrow", "epochs": 1, "query_budget": 64,
-                               "attacker_data": "same", "distill_temperature": 2.0}
+                               "attacker_data": "same", "distill_temperature": 2.0, "seed": seed + 20_000}
     for name in ("extracted", "plain_extracted", "ablation_extracted"):
         assert result["models"][name]["queries"] == 64
     state = torch.load(tiny_run / "models" / "extracted.pt", weights_only=True)
     assert state["conv1.weight"].shape[0] == 16                 # the narrow student was saved
     assert "extracted" in json.loads((tiny_run / "result.json").read_text())["verification"]
+
+
+def test_thief_seed_draws_another_thief_and_repeats_exactly(tiny_run):
+    """The thief's seed alone changes the stolen copy (initialisation, order); the same seed gives it again."""
+    from ewe import pipeline
+
+    def stolen(seed):
+        result = pipeline.steal(tiny_run, thief={"thief_seed": seed})
+        assert result["thief"]["seed"] == seed
+        return torch.load(tiny_run / "models" / "extracted.pt", weights_only=True)
+
+    first, again, other = stolen(7), stolen(7), stolen(8)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["conv1.weight"], other["conv1.weight"])
 
 
 def test_disjoint_thief_refused_on_victims_trained_on_all_the_data(tiny_run):
