@@ -102,6 +102,64 @@ def summarise(runs: list[Path], out: Path, variants: list[str]) -> list[str]:
     return lines
 
 
+def lottery(runs: list[Path], out: Path, variants: list[str]) -> list[str]:
+    """Victim luck against thief luck: each victim stolen by several thieves that differ only by their seed.
+
+    Per victim and copy: the watermark kept over its thieves and how many were proven. Per copy: how much of
+    the variance is between victims (ICC(1) from a one-way ANOVA, scipy's F-test p). Then EWE against the
+    ablation thief by thief: with the same seed the two students start from the same weights, so the thief's
+    luck cancels out of the difference."""
+    import numpy as np
+    from scipy import stats
+    seeds = [v for v in variants if is_seed_variant(v)]
+    table: dict[str, dict[str, list[tuple[float, bool]]]] = {}   # victim -> copy -> [(wm, proven)] per thief
+    for run in runs:
+        folders = [run] + [out / f"{run.name}-{v}" for v in seeds]
+        done = [f for f in folders if f == run or (f / ".done").exists()]
+        for folder in done:
+            res = json.loads((folder / "result.json").read_text())
+            for key, label in COPIES:
+                if key in res["models"]:
+                    q = res["verification"].get(key, {}).get("queries_for_95")
+                    table.setdefault(run.name, {}).setdefault(label, []).append(
+                        (res["models"][key]["watermark_success"], q is not None and q <= 100))
+    labels = [label for _, label in COPIES]
+    lines = [f"{'victim':<24} {'thieves':>7}  " + "  ".join(f"{label + ': wm, proven <=100 q':>34}"
+                                                            for label in labels)]
+    for victim, copies in table.items():
+        cells = []
+        for label in labels:
+            got = copies.get(label, [])
+            wm = [w for w, _ in got]
+            cells.append(f"{_cell(wm)}, {sum(p for _, p in got)}/{len(got)}")
+        lines.append(f"{victim:<24} {len(copies.get('EWE', [])):>7}  " + "  ".join(f"{c:>34}" for c in cells))
+    lines.append("")
+    for label in labels:
+        groups = [np.array([w for w, _ in table[v][label]]) for v in table if len(table[v].get(label, [])) >= 2]
+        if len(groups) < 2:
+            continue
+        k, n = len(groups), float(np.mean([len(g) for g in groups]))
+        msb = n * np.var([g.mean() for g in groups], ddof=1)
+        msw = np.mean([g.var(ddof=1) for g in groups])
+        icc = (msb - msw) / (msb + (n - 1) * msw) if msb + (n - 1) * msw > 0 else float("nan")
+        p = stats.f_oneway(*groups).pvalue if msw > 0 else float("nan")
+        within = np.mean([g.std(ddof=1) for g in groups])
+        lines.append(f"{label:<9} victims {k}, thieves each {n:.0f}: ICC(1) {icc:.2f} (share of the variance "
+                     f"between victims), ANOVA p {p:.2g}; spread within a victim (mean SD) {within:.3f}, "
+                     f"of the victims' means (SD) {np.std([g.mean() for g in groups], ddof=1):.3f}")
+    diffs = {v: [e - a for (e, _), (a, _) in zip(c.get("EWE", []), c.get("ablation", []))] for v, c in table.items()}
+    per_victim = [float(np.mean(d)) for d in diffs.values() if d]
+    if len(per_victim) >= 2:
+        pairs = [x for d in diffs.values() for x in d]
+        w = stats.wilcoxon(per_victim) if any(per_victim) else None
+        lines.append(f"EWE - ablation, same thief: {len(pairs)} pairs, mean {np.mean(pairs):+.3f} "
+                     f"[{min(pairs):+.3f}..{max(pairs):+.3f}], EWE ahead in {sum(x > 0 for x in pairs)}, behind "
+                     f"in {sum(x < 0 for x in pairs)}; per victim (mean over its thieves): "
+                     + " ".join(f"{x:+.3f}" for x in per_victim)
+                     + (f"; Wilcoxon over victims p {w.pvalue:.2g}" if w is not None else ""))
+    return lines
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="finished run folders (e.g. runs/paper/*-paper-s?)")
@@ -110,6 +168,8 @@ def main(argv=None) -> int:
                    help=f"subset of {','.join(VARIANTS)}, or seed<N> (the default thief with seed N)")
     p.add_argument("--threads", type=int, help="CPU threads per steal (default: each run's)")
     p.add_argument("--summary-only", action="store_true")
+    p.add_argument("--lottery", action="store_true",
+                   help="with seed<N> variants: victim luck against thief luck (per victim, ICC, paired EWE-ablation)")
     args = p.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = {v for v in variants if v not in VARIANTS and not is_seed_variant(v)}
@@ -125,7 +185,7 @@ def main(argv=None) -> int:
         for run in runs:
             for variant in variants:
                 steal(run, out, variant, args.threads)
-    print("\n".join(summarise(runs, out, variants)))
+    print("\n".join(lottery(runs, out, variants) if args.lottery else summarise(runs, out, variants)))
     return 0
 
 

@@ -94,3 +94,18 @@ class Reporter:
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 1)
+
+
+def part_of(listener: Listener, index: int, count: int, started: float) -> Listener:
+    """``listener`` for part ``index`` of ``count`` equal parts of one job (sweep points, several thieves):
+    every event gets ``part`` (its index); progress events report the whole job's fraction, elapsed time
+    (since ``started``, a perf_counter value) and ETA instead of the part's."""
+    def scaled(event: dict[str, Any]) -> None:
+        event = {**event, "part": index}
+        if event.get("kind") == "progress":
+            fraction = (index + float(event.get("fraction") or 0.0)) / count
+            elapsed = time.perf_counter() - started
+            event = {**event, "fraction": fraction, "elapsed": round(elapsed, 3),
+                     "eta": _round(elapsed * (1 - fraction) / fraction) if fraction > 0.01 else None}
+        listener(event)
+    return scaled

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     steal.add_argument("--query-budget", type=int, help="at most this many queries to the victim")
     steal.add_argument("--extract-epochs", type=int, help="the thief's training epochs")
     steal.add_argument("--thief-seed", type=int, help=HELP["thief_seed"] + " (default: the run's)")
+    steal.add_argument("--thieves", type=int, default=1,
+                       help="steal this many times, with the thief's seed, seed + 1, ...: how much of a watermark "
+                       "survives varies from thief to thief (each is recorded in thieves.json)")
     steal.add_argument("--threads", type=int, help="CPU threads (default: the run's)")
 
     verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
@@ -170,6 +173,20 @@ def _summary(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _thieves_summary(run_dir: str) -> str:
+    """One line per stolen copy over the thieves recorded in thieves.json with the last thief's settings."""
+    from .runs import THIEVES_FILE, same_thief
+    draws = json.loads((Path(run_dir) / THIEVES_FILE).read_text())
+    draws = same_thief(draws, draws[-1]["thief"])
+    lines = [f"{len(draws)} thieves with these settings (seeds {', '.join(str(d['thief']['seed']) for d in draws)}):"]
+    for name in draws[-1]["copies"]:
+        got = [d["copies"][name] for d in draws if name in d["copies"]]
+        wm = [c["watermark_success"] for c in got]
+        lines.append(f"  {name:<20} watermark kept {min(wm):.3f}..{max(wm):.3f} (mean {sum(wm) / len(wm):.3f}), "
+                     f"proven by {sum(c['verified'] for c in got)} of {len(got)}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .models import CheckpointError
@@ -198,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
                                                        "distill_temperature", "query_budget", "extract_epochs",
                                                        "thief_seed", "threads")
                          if getattr(args, k) is not None}
-                result = pipeline.steal(args.run_dir, thief, [progress], stop)
+                result = pipeline.steal_several(args.run_dir, thief, args.thieves, [progress], stop)
+                if args.thieves > 1:
+                    print(_thieves_summary(args.run_dir))
                 out = args.run_dir
             else:
                 out = args.out or f"runs/{cfg.dataset}-{cfg.preset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"

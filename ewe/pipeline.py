@@ -28,11 +28,11 @@ import torch
 
 from . import triggers as trig
 from .attacks.extraction import ThiefConfig, extract
-from .callbacks import Reporter, Stopped
+from .callbacks import Reporter, Stopped, part_of
 from .config import ConfigError, RunConfig, from_dict
 from .diagnostics import layer_geometry, projection, save_projection_png
 from .models import build_model, load_state
-from .runs import RunFolderError, load_run
+from .runs import THIEVES_FILE, RunFolderError, load_run
 from .snnl import Temperatures
 from .train import (Probe, accuracy, predict, train_clean, train_watermark, watermark_schedule,
                     watermark_success)
@@ -461,7 +461,51 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
             folder.write_json("result.json", result)
             folder.write_json("predictions.json", predictions)
         result["status"] = "finished"
-    return verify_run(run_dir) if result["status"] == "finished" else result
+    if result["status"] != "finished":
+        return result
+    result = verify_run(run_dir)
+    record_thief(run_dir, result)
+    return result
+
+
+STOLEN_COPIES = ("extracted", "ablation_extracted", "plain_extracted")
+
+
+def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
+    """Add a finished steal to the run's thieves.json: the thief (settings and seed) and, per stolen copy,
+    accuracy, watermark kept and verdict. Stealing again with the same thief replaces its entry, so the file
+    holds one entry per distinct thief: how much of each watermark survives depends on the thief's luck."""
+    folder = RunFolder(run_dir)
+    draws = [d for d in folder.read_json(THIEVES_FILE, []) if d.get("thief") != result["thief"]]
+    copies = {}
+    for name in STOLEN_COPIES:
+        m, v = result["models"].get(name), result.get("verification", {}).get(name)
+        if m and v:
+            copies[name] = {"accuracy": m["accuracy"], "watermark_success": m["watermark_success"],
+                            **{k: v[k] for k in ("p_value", "queries_for_95", "verified", "margin")}}
+    draws.append({"thief": result["thief"], "copies": copies})
+    folder.write_json(THIEVES_FILE, draws)
+    return draws
+
+
+def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int = 1,
+                  listeners: Iterable[Callable] | None = None, stop=None) -> dict:
+    """``thieves`` extraction attacks in a row that differ only by the thief's seed (``thief_seed``, then
+    + 1, + 2, ...; by default the run's own thief first). Each is recorded in thieves.json; the run
+    folder's stolen models and result.json are the last one's."""
+    if not isinstance(thieves, int) or thieves < 1:
+        raise ConfigError(f"the number of thieves must be at least 1, got {thieves}")
+    thief = dict(thief or {})
+    if thief.get("thief_seed") is None:
+        load_run(run_dir)
+        thief["thief_seed"] = int(RunFolder(run_dir).read_json("config.json")["seed"]) + 20_000
+    started, result = time.perf_counter(), {}
+    for i in range(thieves):
+        parts = [part_of(fn, i, thieves, started) for fn in listeners or []]
+        result = steal(run_dir, {**thief, "thief_seed": thief["thief_seed"] + i}, parts, stop)
+        if result.get("status") != "finished":
+            break
+    return result
 
 
 def verify_run(run_dir: str | Path, margin: float | None = None) -> dict:

@@ -7,7 +7,8 @@ import zipfile
 from pathlib import Path
 
 REQUIRED = ("config.json", "result.json")
-OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", "triggers.pt", "triggers.png")
+OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", "thieves.json", "triggers.pt", "triggers.png")
+THIEVES_FILE = "thieves.json"    # one entry per thief that stole the run's victims (ewe.pipeline.record_thief)
 MAX_UNZIPPED = 512 * 1024 * 1024
 
 
@@ -16,13 +17,13 @@ class RunFolderError(ValueError):
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """config, result, history, predictions and diagnostics of a run folder (missing optional parts are
-    None)."""
+    """config, result, history, predictions, diagnostics and thieves of a run folder (missing optional parts
+    are None)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunFolderError(f"{run_dir} is not a folder")
     out = {"path": str(run_dir)}
-    for name in REQUIRED + ("history.json", "predictions.json", "diagnostics.json"):
+    for name in REQUIRED + ("history.json", "predictions.json", "diagnostics.json", THIEVES_FILE):
         path = run_dir / name
         if not path.exists():
             if name in REQUIRED:
@@ -39,6 +40,13 @@ def load_run(run_dir: str | Path) -> dict:
         raise RunFolderError(f"config.json in {run_dir.name} has no 'dataset': not an EWE Lab run")
     out["models_available"] = sorted(p.stem for p in (run_dir / "models").glob("*.pt"))
     return out
+
+
+def same_thief(draws: list[dict], thief: dict) -> list[dict]:
+    """The entries of thieves.json made by a thief with ``thief``'s settings, whatever its seed."""
+    def settings(t):
+        return {k: v for k, v in t.items() if k != "seed"}
+    return [d for d in draws if settings(d.get("thief") or {}) == settings(thief)]
 
 
 def zip_run(run_dir: str | Path) -> bytes:

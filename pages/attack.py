@@ -2,6 +2,7 @@
 import streamlit as st
 
 from ewe.config import ConfigError, from_dict
+from ewe.runs import same_thief
 from ui import backend, charts, page, state, widgets
 
 page.setup()
@@ -32,7 +33,8 @@ default_epochs = int(cfg_saved.get("extract_epochs") or (cfg_saved.get("epochs",
 default_thief_seed = int(cfg_saved.get("thief_seed") if cfg_saved.get("thief_seed") is not None
                          else cfg_saved.get("seed", 0) + 20_000)      # the run's own thief (ewe.pipeline.steal)
 for k, v in {"keep_labels": "hard", "keep_distill": 1.0, "keep_student": backend.STUDENTS[0],
-             "keep_budget": 0, "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed}.items():
+             "keep_budget": 0, "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed,
+             "keep_thieves": 1}.items():
     ss.setdefault(k, v)
 if ss.get("keep_attack_for") != ref["key"]:          # a new victim: its own defaults
     ss["keep_xepochs"], ss["keep_attack_for"] = max(1, default_epochs), ref["key"]
@@ -58,6 +60,9 @@ c3.number_input("Thief's seed", min_value=0, max_value=2**31 - 1, step=1, key="k
                 help="Another seed is another thief: a new initialisation and training order, everything else "
                      "the same. How much of a watermark a copy keeps can change a lot from one thief to the "
                      "next: steal the same victim with a few seeds before trusting one result.")
+c2.number_input("Thieves", min_value=1, max_value=10, step=1, key="keep_thieves",
+                help="Steal this many times in a row, with the thief's seed, seed + 1, …: each thief is one dot "
+                     "in the chart below. Each takes as long as one attack.")
 
 thief = {"extract_labels": ss["keep_labels"], "extract_epochs": int(ss["keep_xepochs"]),
          "student": None if ss["keep_student"] == backend.STUDENTS[0] else ss["keep_student"],
@@ -77,15 +82,19 @@ job_id = ss.get("keep_attack_job")
 job = reg.get(job_id, sid) if job_id else None
 busy = job is not None and job.active
 if st.button("Start the attack", type="primary", disabled=not ok or busy):
-    job = reg.submit(sid, "attack", backend.attack_job(ref["dir"], thief),
-                     label=f"Attack on {ref['label']}", out_dir=ref["dir"], meta={"run": ref["key"], "thief": thief})
+    n_thieves = int(ss["keep_thieves"])
+    job = reg.submit(sid, "attack", backend.attack_job(ref["dir"], thief, n_thieves),
+                     label=f"Attack on {ref['label']}" + (f" by {n_thieves} thieves" if n_thieves > 1 else ""),
+                     out_dir=ref["dir"], meta={"run": ref["key"], "thief": thief})
     ss["keep_attack_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
 
 
 def live(j):
     ev = list(j.events)
-    n = sum(e.get("kind") == "epoch" for e in ev)
+    part = max((e.get("part", 0) for e in ev), default=0)
+    ev = [e for e in ev if e.get("part", 0) == part]        # several thieves: the current one's epochs
+    n = (part, sum(e.get("kind") == "epoch" for e in ev))
     a, b = st.columns(2)
     a.plotly_chart(charts.cached((j.id, "t_acc", n), lambda: charts.metric_figure(
         ev, "accuracy", "Thief's accuracy", models=charts.THIEF_MODELS, y_title="test accuracy",
@@ -116,6 +125,14 @@ if any(k in (result.get("models") or {}) for k in charts.THIEF_MODELS):
                    f"epochs · {f'{budget:,} queries' if budget else 'every attacker input'}"
                    + (f" · thief's seed {thief_used['seed']}" if thief_used.get("seed") is not None else ""))
     widgets.models_table(result, names)
+    draws = same_thief((run or {}).get("thieves") or [], thief_used) if thief_used else []
+    if len(draws) > 1:
+        st.subheader(f"{len(draws)} thieves with these settings")
+        st.plotly_chart(charts.thieves_figure(draws), key="thieves")
+        st.caption(widgets.thieves_sentence(draws))
+    elif thief_used:
+        st.caption("One thief so far. Steal again with another seed (or set Thieves above 1) to see how much "
+                   "the outcome depends on the thief's luck.")
     with st.expander("Did the entanglement reach the stolen copies?", expanded=True):
         widgets.entanglement_view(run or {}, key="attack_entanglement", projection=False)
     if result.get("verification"):

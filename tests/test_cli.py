@@ -27,6 +27,13 @@ def test_cli_run_writes_run_folder(tiny_data_dir, tmp_path, capsys):
     assert json.loads((out / "result.json").read_text())["thief"]["student"] == "mlp"
     assert main(["steal", str(out), "--thief-seed", "3", "--extract-epochs", "1", "--threads", "1"]) == 0
     assert json.loads((out / "result.json").read_text())["thief"]["seed"] == 3
+    capsys.readouterr()
+    assert main(["steal", str(out), "--thieves", "2", "--extract-epochs", "1", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    # the run's own thief (seed 1 + 20000, replaced by the same thief) and the next; seed 3's thief is alike
+    assert "3 thieves with these settings (seeds 3, 20001, 20002)" in printed and "proven by" in printed
+    assert main(["steal", str(out), "--thieves", "0"]) == 2
+    assert "thieves must be at least 1" in capsys.readouterr().err
     assert main(["steal", str(out), "--thief-seed", "-2"]) == 2
     assert "thief_seed must be 0 or more" in capsys.readouterr().err
     assert main(["steal", str(out), "--threads", "0"]) == 2

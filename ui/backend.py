@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ewe.callbacks import part_of
 from ewe.config import PRESETS, ConfigError, RunConfig, preset
 from ewe.report import ablation_gains
 
@@ -166,8 +167,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     res = run_dir / "result.json"
     if not res.exists():
         return None
-    key = (str(run_dir), res.stat().st_mtime, (run_dir / "history.json").stat().st_mtime
-           if (run_dir / "history.json").exists() else 0.0)
+    key = (str(run_dir), *(p.stat().st_mtime if p.exists() else 0.0
+                           for p in (res, run_dir / "history.json", run_dir / "thieves.json")))
     if key in _RUN_CACHE:
         return _RUN_CACHE[key]
     try:
@@ -230,11 +231,11 @@ def train_job(cfg: RunConfig, out_dir: Path):
     return fn
 
 
-def attack_job(run_dir: Path, thief: dict[str, Any]):
+def attack_job(run_dir: Path, thief: dict[str, Any], thieves: int = 1):
     pipeline()
 
     def fn(ctx):
-        return pipeline().steal(run_dir, thief, listeners=[ctx.listener], stop=ctx.stop)
+        return pipeline().steal_several(run_dir, thief, thieves, listeners=[ctx.listener], stop=ctx.stop)
     return fn
 
 
@@ -244,6 +245,7 @@ def sweep_job(cfgs: list[tuple[dict[str, Any], RunConfig]], base_dir: Path):
     pipeline()
 
     def fn(ctx):
+        started = time.perf_counter()
         points = ctx.data.setdefault("points", [])
         ctx.data["total"] = len(cfgs)
         for i, (settings, cfg) in enumerate(cfgs):
@@ -252,12 +254,8 @@ def sweep_job(cfgs: list[tuple[dict[str, Any], RunConfig]], base_dir: Path):
             ctx.data["current"] = {**settings, "index": i + 1}
             out = base_dir / f"point{i + 1:02d}-tau{settings['tau']:g}-r{settings['ratio']:g}"
 
-            def listener(event, i=i):
-                if event.get("kind") == "progress":
-                    event = {**event, "fraction": (i + float(event.get("fraction") or 0)) / len(cfgs)}
-                ctx.listener(event)
-
-            result = pipeline().run(cfg, out, listeners=[listener], stop=ctx.stop)
+            result = pipeline().run(cfg, out, listeners=[part_of(ctx.listener, i, len(cfgs), started)],
+                                    stop=ctx.stop)
             if result.get("status") != "finished":
                 break
             points.append(point_summary(settings, result, out))

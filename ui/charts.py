@@ -249,6 +249,32 @@ def geometry_figure(diagnostics: dict[str, dict], models: Iterable[str]) -> go.F
     return fig
 
 
+def thieves_figure(draws: list[dict[str, Any]]) -> go.Figure:
+    """One dot per thief for each stolen copy: the watermark it kept; filled = ownership proven, open = not.
+    The spread of one column is the thief's luck (same victim, same settings, another seed)."""
+    fig = go.Figure()
+    for name in THIEF_MODELS:
+        got = [(d["thief"].get("seed"), d["copies"][name]) for d in draws if name in d.get("copies", {})]
+        if not got:
+            continue
+        label = MODEL_LABELS.get(name, name)
+        fig.add_trace(go.Scatter(
+            x=[label] * len(got), y=[c["watermark_success"] for _, c in got], mode="markers", name=label,
+            marker=dict(size=13, color=COLORS.get(name), line=dict(width=2, color=COLORS.get(name)),
+                        symbol=["circle" if c["verified"] else "circle-open" for _, c in got]),
+            customdata=[[seed, "proven" + (f" with {c['queries_for_95']} queries" if c["queries_for_95"] else "")
+                         if c["verified"] else "not proven"] for seed, c in got],
+            hovertemplate="thief's seed %{customdata[0]}<br>watermark kept %{y:.1%}<br>%{customdata[1]}"
+                          "<extra>" + label + "</extra>"))
+    _layout(fig, "One dot per thief: watermark kept by its copy (filled = ownership proven)", "stolen copy",
+            "labelled as target", height=380, showlegend=False)
+    fig.update_layout(hovermode="closest")
+    fig.update_yaxes(range=[-0.03, 1.03], tickformat=".0%")
+    if not fig.data:
+        _empty(fig, "no thieves recorded for this run yet")
+    return fig
+
+
 DATASET_COLORS = {"mnist": "#1f77b4", "fashion-mnist": "#ff7f0e", "digits": "#2ca02c",
                   "speech-commands": "#9467bd"}
 

@@ -265,6 +265,19 @@ def entanglement_summary(geometry: dict) -> str:
     return text
 
 
+def thieves_sentence(draws: list[dict]) -> str:
+    """How many of the thieves' copies were proven stolen, per victim, and the range of watermark kept."""
+    parts = []
+    for name in ("extracted", "plain_extracted", "ablation_extracted"):
+        got = [d["copies"][name] for d in draws if name in d.get("copies", {})]
+        if got:
+            wm = [c["watermark_success"] for c in got]
+            parts.append(f"{backend.MODEL_LABELS[name]}: proven for {sum(c['verified'] for c in got)} of "
+                         f"{len(got)} thieves (kept {pct(min(wm))}–{pct(max(wm))})")
+    return ("; ".join(parts) + ". Same victim, same settings, only the thief's seed differs: the spread is "
+            "the thief's luck, so judge a watermark over several thieves.") if parts else ""
+
+
 def trigger_gallery(run_dir: str | Path | None, n: int = 8) -> bool:
     """The run's triggers: classic (raw) and optimised. Returns False when the run has none yet."""
     tensors = backend.load_triggers(run_dir) if run_dir else None

@@ -106,6 +106,23 @@ class FakePipeline:
         (out / "result.json").write_text(json.dumps(result))
         return result
 
+    def steal_several(self, run_dir, thief=None, thieves=1, listeners=(), stop=None):
+        """steal() ``thieves`` times; each recorded in thieves.json (the real recorder) with its seed and a
+        watermark that differs from thief to thief, like real thieves'."""
+        from ewe.pipeline import record_thief
+        thief = dict(thief or {})
+        seed = thief.get("thief_seed", 20_000)
+        result = {}
+        for i in range(thieves):
+            result = self.steal(run_dir, {**thief, "thief_seed": seed + i}, listeners, stop)
+            if result.get("status") != "finished":
+                break
+            result["thief"] = {**result["thief"], "seed": seed + i}
+            result["models"]["extracted"]["watermark_success"] = round(0.1 + 0.2 * i, 3)
+            (Path(run_dir) / "result.json").write_text(json.dumps(result))
+            record_thief(run_dir, result)
+        return result
+
     def run(self, cfg, out_dir, listeners=(), stop=None):
         self.calls.append(("run", cfg, out_dir))
         r = self.train_victims(cfg, out_dir, listeners, stop)

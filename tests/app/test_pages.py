@@ -101,12 +101,17 @@ def test_attack_and_verify_flow(app_env):
     assert at.number_input(key="keep_thief_seed").value == 20_000 + json.loads(
         (app_env["pipeline"].calls[0][2] / "config.json").read_text())["seed"]        # the run's own thief
     at.number_input(key="keep_thief_seed").set_value(5).run()
+    at.number_input(key="keep_thieves").set_value(2).run()
     at = click(at, "Start the attack")
     no_exception(at)
     calls = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
-    assert calls and calls[0][2]["extract_labels"] == "soft" and calls[0][2]["thief_seed"] == 5
-    assert len(plotly_charts(at)) == 3                           # thief accuracy, watermark, per-layer gap
-    gaps = json.loads(plotly_charts(at)[2].proto.spec)
+    assert [c[2]["thief_seed"] for c in calls] == [5, 6] and calls[0][2]["extract_labels"] == "soft"
+    # thief accuracy, watermark, one dot per thief, per-layer gap
+    assert len(plotly_charts(at)) == 4
+    dots = json.loads(plotly_charts(at)[2].proto.spec)
+    assert sorted(y for t in dots["data"] if t["name"] == "stolen from defended" for y in t["y"]) == [0.1, 0.3]
+    assert "proven for" in " ".join(texts(at, "caption"))
+    gaps = json.loads(plotly_charts(at)[3].proto.spec)
     assert "stolen from defended" in {t["name"] for t in gaps["data"]}
     assert "stolen copy kept" in " ".join(texts(at, "caption"))
     assert "Stolen with hard labels" in " ".join(texts(at, "caption"))     # the template run's thief

@@ -3,6 +3,7 @@ attacker data. Tiny data; seconds each."""
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 from ewe.attacks.extraction import (QueryCounter, ThiefConfig, attacker_queries, extract,
                                     label_queries)
 from ewe.callbacks import Reporter
+from ewe.config import ConfigError
 from ewe.models import build_model
 
 
@@ -162,6 +164,47 @@ def test_thief_seed_draws_another_thief_and_repeats_exactly(tiny_run):
     first, again, other = stolen(7), stolen(7), stolen(8)
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["conv1.weight"], other["conv1.weight"])
+
+
+def test_several_thieves_are_recorded_one_entry_each(tiny_run):
+    """steal_several: one thieves.json entry per seed (seed, seed + 1), progress over the whole job, the last
+    thief's copies in the run folder; stealing again with a recorded thief replaces its entry."""
+    from ewe import pipeline
+    from ewe.runs import load_run, same_thief
+    thieves = json.loads((tiny_run / "thieves.json").read_text())
+    assert len(thieves) == 1 and thieves[0]["thief"]["seed"] == 20_000 + json.loads(
+        (tiny_run / "config.json").read_text())["seed"]                    # the run's own thief, recorded by run()
+    events = []
+    result = pipeline.steal_several(tiny_run, {"thief_seed": 40}, thieves=2, listeners=[events.append])
+    assert result["status"] == "finished" and result["thief"]["seed"] == 41
+    draws = load_run(tiny_run)["thieves"]
+    assert [d["thief"]["seed"] for d in draws] == [thieves[0]["thief"]["seed"], 40, 41]
+    last = draws[-1]["copies"]
+    assert set(last) == {"extracted", "ablation_extracted", "plain_extracted"}
+    for name, copy in last.items():           # the entry is the run folder's result for that thief
+        assert copy["watermark_success"] == result["models"][name]["watermark_success"]
+        assert copy["verified"] == result["verification"][name]["verified"]
+    fractions = [e["fraction"] for e in events if e["kind"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and max(f for f in fractions if f < 0.5) > 0.3
+    assert {e["part"] for e in events} == {0, 1}
+    pipeline.steal_several(tiny_run, {"thief_seed": 41})                    # the same thief again: replaced
+    assert [d["thief"]["seed"] for d in load_run(tiny_run)["thieves"]] == [thieves[0]["thief"]["seed"], 40, 41]
+    pipeline.steal(tiny_run, {"thief_seed": 40, "extract_labels": "soft"})    # another kind of thief
+    draws = load_run(tiny_run)["thieves"]
+    assert len(draws) == 4 and [d["thief"]["seed"] for d in same_thief(draws, draws[-1]["thief"])] == [40]
+    assert len(same_thief(draws, draws[0]["thief"])) == 3
+    with pytest.raises(ConfigError, match="at least 1"):
+        pipeline.steal_several(tiny_run, thieves=0)
+
+
+def test_several_thieves_stop_after_a_stop_request(tiny_run):
+    from ewe import pipeline
+    stop = threading.Event()
+    stop.set()
+    result = pipeline.steal_several(tiny_run, {"thief_seed": 3}, thieves=3, stop=stop)
+    assert result["status"] == "stopped"
+    before = json.loads((tiny_run / "thieves.json").read_text())
+    assert len(before) == 1 and before[0]["thief"]["seed"] != 3           # only the run's own thief
 
 
 def test_disjoint_thief_refused_on_victims_trained_on_all_the_data(tiny_run):
