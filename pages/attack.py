@@ -39,6 +39,13 @@ for k, v in {"keep_labels": "hard", "keep_distill": 1.0, "keep_student": backend
 if ss.get("keep_attack_for") != ref["key"]:          # a new victim: its own defaults
     ss["keep_xepochs"], ss["keep_attack_for"] = max(1, default_epochs), ref["key"]
     ss["keep_thief_seed"] = default_thief_seed
+job_id = ss.get("keep_attack_job")
+job = reg.get(job_id, sid) if job_id else None
+if job is not None and job.done and job.meta.get("run") == ref["key"] and ss.get("keep_seeded_after") != job.id:
+    # after an attack, the next one draws new thieves instead of repeating these (set before the widget exists)
+    ss["keep_seeded_after"] = job.id
+    if job.status == "finished":
+        ss["keep_thief_seed"] = job.meta["thief"]["thief_seed"] + job.meta.get("thieves", 1)
 
 c1, c2, c3 = st.columns(3)
 c1.radio("Labels the thief gets", ("hard", "soft"), key="keep_labels", horizontal=True,
@@ -78,14 +85,12 @@ except ConfigError as exc:
     ok = False
     widgets.show_config_error(exc)
 
-job_id = ss.get("keep_attack_job")
-job = reg.get(job_id, sid) if job_id else None
 busy = job is not None and job.active
 if st.button("Start the attack", type="primary", disabled=not ok or busy):
     n_thieves = int(ss["keep_thieves"])
     job = reg.submit(sid, "attack", backend.attack_job(ref["dir"], thief, n_thieves),
                      label=f"Attack on {ref['label']}" + (f" by {n_thieves} thieves" if n_thieves > 1 else ""),
-                     out_dir=ref["dir"], meta={"run": ref["key"], "thief": thief})
+                     out_dir=ref["dir"], meta={"run": ref["key"], "thief": thief, "thieves": n_thieves})
     ss["keep_attack_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
 

@@ -60,8 +60,13 @@ def test_whole_flow_in_chromium(tmp_path):
             _no_errors(page, "train")
 
             _nav(page, "Attack", "Steal the model")
+            thieves = page.get_by_label("Thieves", exact=True)
+            thieves.fill("2")
+            thieves.press("Enter")
+            time.sleep(1.0)      # let the rerun with 2 thieves reach the server before the click
             page.get_by_role("button", name="Start the attack").click()
             page.get_by_text("Next: verify ownership").wait_for(timeout=300_000)
+            page.get_by_text("2 thieves with these settings").wait_for(timeout=30_000)   # one dot per thief
             _shot(page, "browser-04-attack")
             _no_errors(page, "attack")
 

@@ -111,6 +111,7 @@ def test_attack_and_verify_flow(app_env):
     dots = json.loads(plotly_charts(at)[2].proto.spec)
     assert sorted(y for t in dots["data"] if t["name"] == "stolen from defended" for y in t["y"]) == [0.1, 0.3]
     assert "proven for" in " ".join(texts(at, "caption"))
+    assert at.number_input(key="keep_thief_seed").value == 7                # the next attack: new thieves
     gaps = json.loads(plotly_charts(at)[3].proto.spec)
     assert "stolen from defended" in {t["name"] for t in gaps["data"]}
     assert "stolen copy kept" in " ".join(texts(at, "caption"))
