@@ -7,8 +7,8 @@ import zipfile
 from pathlib import Path
 
 REQUIRED = ("config.json", "result.json")
-OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", "thieves.json", "triggers.pt", "triggers.png")
 THIEVES_FILE = "thieves.json"    # one entry per thief that stole the run's victims (ewe.pipeline.record_thief)
+OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", THIEVES_FILE, "triggers.pt", "triggers.png")
 MAX_UNZIPPED = 512 * 1024 * 1024
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from ewe.callbacks import part_of
 from ewe.config import PRESETS, ConfigError, RunConfig, preset
 from ewe.report import ablation_gains
+from ewe.runs import THIEVES_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = None          # None = ewe.pipeline (imported lazily: it imports torch); tests may swap it
@@ -168,7 +169,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     if not res.exists():
         return None
     key = (str(run_dir), *(p.stat().st_mtime if p.exists() else 0.0
-                           for p in (res, run_dir / "history.json", run_dir / "thieves.json")))
+                           for p in (res, run_dir / "history.json", run_dir / THIEVES_FILE)))
     if key in _RUN_CACHE:
         return _RUN_CACHE[key]
     try:
