@@ -80,3 +80,21 @@ def test_old_finished_jobs_are_trimmed():
     for _ in range(6):
         reg.submit("me", "train", lambda ctx: None)
     assert len(reg.jobs(owner="me")) <= 4
+
+
+def test_runs_get_every_core_shared_among_the_runs_allowed_at_once(monkeypatch):
+    from ui import jobs
+    monkeypatch.delenv("EWE_APP_TORCH_THREADS", raising=False)
+    monkeypatch.delenv("EWE_APP_MAX_RUNS", raising=False)
+    monkeypatch.setattr(jobs.os, "cpu_count", lambda: 2)
+    assert jobs.default_torch_threads() == 2             # the 2-core target: both cores for the one run
+    monkeypatch.setenv("EWE_APP_MAX_RUNS", "2")
+    assert jobs.default_torch_threads() == 1
+    monkeypatch.setenv("EWE_APP_MAX_RUNS", "4")
+    assert jobs.default_torch_threads() == 1             # never below one thread
+    monkeypatch.setenv("EWE_APP_TORCH_THREADS", "3")
+    assert jobs.default_torch_threads() == 3
+    monkeypatch.setattr(jobs.os, "cpu_count", lambda: None)
+    monkeypatch.delenv("EWE_APP_TORCH_THREADS")
+    monkeypatch.delenv("EWE_APP_MAX_RUNS")
+    assert jobs.default_torch_threads() == 1
