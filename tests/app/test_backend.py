@@ -23,3 +23,15 @@ def test_make_config_says_what_to_change():
 def test_unzip_refuses_what_is_not_a_run_folder(tmp_path):
     with pytest.raises(backend.UploadError):
         backend.unzip_run(b"plain text", tmp_path / "x")
+
+
+
+def test_sweep_points_report_as_parts_of_one_job(app_env, tmp_path):
+    """The sweep passes each grid point's events through ewe.callbacks.part_of (tested there): they carry
+    the point's index, and the job ends at 100 % with every point's summary."""
+    cfg = backend.make_config("digits", "tiny")
+    job = app_env["registry"].submit("me", "sweep", backend.sweep_job(
+        [({"tau": 1.0, "ratio": 1.0}, cfg), ({"tau": 2.0, "ratio": 1.0}, cfg)], tmp_path / "grid"))
+    assert job.status == "finished" and len(job.data["points"]) == 2
+    assert {e.get("part") for e in job.events if e.get("kind") == "epoch"} == {0, 1}
+    assert job.progress["fraction"] == 1.0
