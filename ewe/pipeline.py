@@ -32,7 +32,7 @@ from .callbacks import Reporter, Stopped, part_of
 from .config import ConfigError, RunConfig, from_dict
 from .diagnostics import layer_geometry, projection, save_projection_png
 from .models import build_model, load_state
-from .runs import THIEVES_FILE, RunFolderError, load_run
+from .runs import STOLEN_COPIES, THIEVES_FILE, RunFolderError, load_run
 from .snnl import Temperatures
 from .train import (Probe, accuracy, predict, train_clean, train_watermark, watermark_schedule,
                     watermark_success)
@@ -466,9 +466,6 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     result = verify_run(run_dir)
     record_thief(run_dir, result)
     return result
-
-
-STOLEN_COPIES = ("extracted", "ablation_extracted", "plain_extracted")
 
 
 def record_thief(run_dir: str | Path, result: dict) -> list[dict]:

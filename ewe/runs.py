@@ -8,6 +8,7 @@ from pathlib import Path
 
 REQUIRED = ("config.json", "result.json")
 THIEVES_FILE = "thieves.json"    # one entry per thief that stole the run's victims (ewe.pipeline.record_thief)
+STOLEN_COPIES = ("extracted", "plain_extracted", "ablation_extracted")   # the thief's copies of the 3 victims
 OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", THIEVES_FILE, "triggers.pt", "triggers.png")
 MAX_UNZIPPED = 512 * 1024 * 1024
 

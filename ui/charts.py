@@ -7,13 +7,14 @@ from typing import Any, Iterable
 import pandas  # noqa: F401  - imported up front: plotly imports it lazily, racing with worker threads
 import plotly.graph_objects as go
 
+from ewe.runs import STOLEN_COPIES
 from ui.backend import MODEL_LABELS
 
 COLORS = {"pretrain": "#7f7f7f", "defended": "#1f77b4", "plain_watermark": "#d62728",
           "ablation_no_snnl": "#9467bd", "clean": "#2ca02c", "independent_clean": "#17becf",
           "extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd"}
 VICTIM_MODELS = ("pretrain", "clean", "defended", "plain_watermark", "ablation_no_snnl")
-THIEF_MODELS = ("extracted", "plain_extracted", "ablation_extracted")
+THIEF_MODELS = STOLEN_COPIES
 LAYER_DASH = ("solid", "dash", "dot")
 
 

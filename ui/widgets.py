@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from ewe.config import DATASETS
+from ewe.runs import STOLEN_COPIES
 from ui import backend, state
 from ui.jobs import Job
 
@@ -268,7 +269,7 @@ def entanglement_summary(geometry: dict) -> str:
 def thieves_sentence(draws: list[dict]) -> str:
     """How many of the thieves' copies were proven stolen, per victim, and the range of watermark kept."""
     parts = []
-    for name in ("extracted", "plain_extracted", "ablation_extracted"):
+    for name in STOLEN_COPIES:
         got = [d["copies"][name] for d in draws if name in d.get("copies", {})]
         if got:
             wm = [c["watermark_success"] for c in got]
