@@ -65,7 +65,7 @@ class RunConfig:
     student: str | None = None         # None = same architecture as the victim
     query_budget: int | None = None    # None = the whole attacker set
     attacker_data: str = "same"        # same (defender's training set, as the reference) | disjoint
-    thief_seed: int | None = None      # the student's initialisation and data order; None = seed + 20000
+    thief_seed: int | None = None      # the student's initialisation and data order; see run_thief_seed
     # verification
     alpha: float = 0.05
     # H0: suspect's target rate <= the clean reference's + margin (verify.py). 0.1: the smallest margin that
@@ -215,6 +215,12 @@ def check_verify_margin(margin: float, name: str = "verify_margin") -> float:
     if not 0 <= margin < 1:
         raise ConfigError(f"{name} is a difference of rates in [0, 1)")
     return margin
+
+
+def run_thief_seed(seed: int, thief_seed: int | None = None) -> int:
+    """The seed of a run's own thief: its ``thief_seed``, or by default the run's seed + 20000 (away from
+    the seeds the victims and clean models are drawn with)."""
+    return int(seed) + 20_000 if thief_seed is None else int(thief_seed)
 
 
 def validate(cfg: RunConfig) -> RunConfig:

@@ -29,7 +29,7 @@ import torch
 from . import triggers as trig
 from .attacks.extraction import ThiefConfig, extract
 from .callbacks import Reporter, Stopped, part_of
-from .config import ConfigError, RunConfig, from_dict
+from .config import ConfigError, RunConfig, from_dict, run_thief_seed
 from .diagnostics import layer_geometry, projection, save_projection_png
 from .models import build_model, load_state
 from .runs import STOLEN_COPIES, THIEVES_FILE, RunFolderError, load_run
@@ -425,7 +425,7 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
         if not victims:
             raise ValueError("this run has no trained victim models to attack; train first")
         thief_cfg = ThiefConfig.from_run_config(cfg)
-        thief_seed = cfg.seed + 20_000 if cfg.thief_seed is None else cfg.thief_seed
+        thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
         nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
         plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
         if not all(k in rep.plan for k in plan):
@@ -494,8 +494,8 @@ def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int =
         raise ConfigError(f"the number of thieves must be at least 1, got {thieves}")
     thief = dict(thief or {})
     if thief.get("thief_seed") is None:
-        load_run(run_dir)
-        thief["thief_seed"] = int(RunFolder(run_dir).read_json("config.json")["seed"]) + 20_000
+        saved = load_run(run_dir)["config"]
+        thief["thief_seed"] = run_thief_seed(saved.get("seed", 0), saved.get("thief_seed"))
     started, result = time.perf_counter(), {}
     for i in range(thieves):
         parts = [part_of(fn, i, thieves, started) for fn in listeners or []]

@@ -1,7 +1,7 @@
 """Attack: the thief copies the defended and the plain-watermark models by querying them."""
 import streamlit as st
 
-from ewe.config import ConfigError, from_dict
+from ewe.config import ConfigError, from_dict, run_thief_seed
 from ewe.runs import same_thief
 from ui import backend, charts, page, state, widgets
 
@@ -30,8 +30,7 @@ n_attack = int(result.get("n_attack") or result.get("n_train") or 0)   # runs be
 batch = int(cfg_saved.get("batch_size", 64))
 default_epochs = int(cfg_saved.get("extract_epochs") or (cfg_saved.get("epochs", 0)
                                                          + round(cfg_saved.get("w_epochs", 1))))
-default_thief_seed = int(cfg_saved.get("thief_seed") if cfg_saved.get("thief_seed") is not None
-                         else cfg_saved.get("seed", 0) + 20_000)      # the run's own thief (ewe.pipeline.steal)
+default_thief_seed = run_thief_seed(cfg_saved.get("seed", 0), cfg_saved.get("thief_seed"))   # the run's own thief
 for k, v in {"keep_labels": "hard", "keep_distill": 1.0, "keep_student": backend.STUDENTS[0],
              "keep_budget": 0, "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed,
              "keep_thieves": 1}.items():

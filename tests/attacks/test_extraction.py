@@ -197,6 +197,16 @@ def test_several_thieves_are_recorded_one_entry_each(tiny_run):
         pipeline.steal_several(tiny_run, thieves=0)
 
 
+def test_several_thieves_start_from_the_runs_own_thief(tiny_run):
+    """A run made with --thief-seed keeps that thief as its own: several thieves start there."""
+    from ewe import pipeline
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    (tiny_run / "config.json").write_text(json.dumps({**cfg, "thief_seed": 70}))
+    pipeline.steal_several(tiny_run, thieves=2)
+    seeds = [d["thief"]["seed"] for d in json.loads((tiny_run / "thieves.json").read_text())]
+    assert seeds[-2:] == [70, 71]
+
+
 def test_several_thieves_stop_after_a_stop_request(tiny_run):
     from ewe import pipeline
     stop = threading.Event()
