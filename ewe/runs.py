@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import shutil
+import stat
+import tempfile
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 REQUIRED = ("config.json", "result.json")
 THIEVES_FILE = "thieves.json"    # one entry per thief that stole the run's victims (ewe.pipeline.record_thief)
@@ -61,8 +65,25 @@ def zip_run(run_dir: str | Path) -> bytes:
     return buf.getvalue()
 
 
+def _unsafe(info: zipfile.ZipInfo, rel: str, root: Path) -> str | None:
+    """Why the zip member ``info`` (``rel`` inside the run folder ``root``, resolved) may not be unpacked, or
+    None: an absolute name, a name that climbs out of the folder, or a symbolic link."""
+    name = info.filename
+    if name.startswith(("/", "\\")) or PureWindowsPath(name).drive or PurePosixPath(name).is_absolute():
+        return "an absolute path"
+    if stat.S_ISLNK(info.external_attr >> 16):
+        return "a symbolic link"
+    for part in (name, rel):
+        # resolved, not compared as strings: "../up-1evil/x" starts with "up-1" but lands beside it
+        target = (root / part).resolve()
+        if not target.is_relative_to(root) or (target == root and not info.is_dir()):
+            return "outside the run folder"
+    return None
+
+
 def unzip_run(data: bytes, dest_dir: str | Path) -> Path:
-    """Unpack an uploaded run zip into ``dest_dir`` after checking it is one; returns the folder."""
+    """Unpack an uploaded run zip into ``dest_dir`` (a new or empty folder) after checking it is one; returns
+    the folder. Nothing is written unless the whole zip is a safe, valid run folder."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -74,25 +95,44 @@ def unzip_run(data: bytes, dest_dir: str | Path) -> Path:
         tops = {n.split("/", 1)[0] for n in names if "/" in n}
         if len(tops) == 1 and f"{next(iter(tops))}/result.json" in names:
             prefix = next(iter(tops)) + "/"
+    dest = Path(dest_dir)
+    root = dest.resolve()
+    # every member is checked before anything is written: one bad member refuses the whole upload
+    for info in zf.infolist():
+        rel = info.filename[len(prefix):] if info.filename.startswith(prefix) else info.filename
+        why = _unsafe(info, rel, root)
+        if why:
+            raise RunFolderError(f"refused the upload: the zip member {info.filename!r} is {why}")
     missing = [n for n in REQUIRED if prefix + n not in names]
     if missing:
         raise RunFolderError(f"not a run folder: {', '.join(missing)} missing from the zip")
     if sum(i.file_size for i in zf.infolist()) > MAX_UNZIPPED:
         raise RunFolderError("the zip unpacks to more than 512 MB; that is not a run folder")
-    dest = Path(dest_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    for info in zf.infolist():
-        rel = info.filename[len(prefix):]
-        if not rel or info.is_dir():
-            continue
-        target = (dest / rel).resolve()
-        if not str(target).startswith(str(dest.resolve())):   # zip-slip
-            raise RunFolderError(f"unsafe path in zip: {info.filename}")
-        allowed = rel in REQUIRED + OPTIONAL or (rel.startswith("models/") and rel.endswith(".pt")) \
-            or rel.endswith(".png") or rel.endswith(".json")
-        if not allowed:
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(zf.read(info))
-    load_run(dest)   # validates the JSON
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise RunFolderError(f"{dest} already holds files; unpack the upload into a new folder")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # unpack beside the destination and move it in whole once valid: a refused zip leaves nothing behind
+    staging = Path(tempfile.mkdtemp(prefix=".upload-", dir=dest.parent))
+    try:
+        tmp = staging / dest.name      # same name, so load_run's messages name the folder the user sees
+        tmp.mkdir()
+        for info in zf.infolist():
+            if not info.filename.startswith(prefix):
+                continue
+            rel = info.filename[len(prefix):]
+            if not rel or info.is_dir():
+                continue
+            allowed = rel in REQUIRED + OPTIONAL or (rel.startswith("models/") and rel.endswith(".pt")) \
+                or rel.endswith(".png") or rel.endswith(".json")
+            if not allowed:
+                continue
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(zf.read(info))
+        load_run(tmp)   # validates the JSON
+        if dest.exists():
+            dest.rmdir()     # empty (checked above); os.rename cannot replace a folder on every platform
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return dest

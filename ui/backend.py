@@ -6,6 +6,7 @@ that has the same ``train_victims`` / ``steal`` / ``run`` signatures.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -145,14 +146,23 @@ def runs_root() -> Path:
 
 def new_run_dir(session: str, cfg: RunConfig, label: str | None = None) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    name = f"{stamp}-{cfg.dataset}-{label or cfg.preset}-s{cfg.seed}"
-    base = runs_root() / _safe(session)
-    path, k = base / name, 1
-    while path.exists():
-        k += 1
-        path = base / f"{name}-{k}"
-    path.mkdir(parents=True)
-    return path
+    return claim_new_dir(runs_root() / _safe(session) / f"{stamp}-{cfg.dataset}-{label or cfg.preset}-s{cfg.seed}")
+
+
+def claim_new_dir(path: Path) -> Path:
+    """Create and return a folder that did not exist: ``path``, else ``path-2``, ``path-3``, ... A run never
+    reuses a folder (two runs in one folder would mix their files). ``mkdir`` without ``exist_ok`` is the
+    atomic test, so two sessions or threads asking for the same name at once still get two folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate, k = path, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = path.with_name(f"{path.name}-{k}")
 
 
 def _safe(text: str) -> str:
@@ -216,11 +226,16 @@ class UploadError(ValueError):
 
 
 def unzip_run(data: bytes, dest: Path) -> Path:
+    """Unpack an uploaded run into a new folder named after ``dest`` (another name if it exists); returns it."""
     from ewe.runs import RunFolderError, unzip_run as u
+    folder = claim_new_dir(dest)
     try:
-        return Path(u(data, dest))
+        return Path(u(data, folder))
     except RunFolderError as exc:
         raise UploadError(str(exc)) from None
+    finally:
+        with contextlib.suppress(OSError):   # removes the folder only if still empty: a refused upload
+            folder.rmdir()                    # leaves nothing behind
 
 
 def train_job(cfg: RunConfig, out_dir: Path):

@@ -23,6 +23,41 @@ def test_make_config_says_what_to_change():
 def test_unzip_refuses_what_is_not_a_run_folder(tmp_path):
     with pytest.raises(backend.UploadError):
         backend.unzip_run(b"plain text", tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []        # the folder claimed for it is gone again
+
+
+def test_run_folders_are_never_reused(tmp_path, monkeypatch):
+    """Two runs (or two uploads) started in the same second with the same settings get two folders."""
+    monkeypatch.setenv("EWE_APP_RUNS_DIR", str(tmp_path))
+    monkeypatch.setattr(backend.time, "strftime", lambda *_: "20260101-000000")
+    cfg = backend.make_config("digits", "quick")
+    first, second = backend.new_run_dir("me", cfg), backend.new_run_dir("me", cfg)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert second.name == first.name + "-2"
+    (tmp_path / "me" / "taken-3").mkdir()      # an older folder that happens to own the next name
+    claimed = [backend.claim_new_dir(tmp_path / "me" / "taken") for _ in range(2)]
+    assert [p.name for p in claimed] == ["taken", "taken-2"]
+
+
+def test_an_upload_goes_to_a_new_folder_when_its_name_is_taken(tmp_path):
+    import io
+    import json
+    import zipfile
+
+    from ewe.runs import load_run
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("config.json", json.dumps({"dataset": "digits"}))
+        zf.writestr("result.json", json.dumps({"models": {}}))
+    data = buf.getvalue()
+    dest = tmp_path / "uploaded"
+    first = backend.unzip_run(data, dest)
+    (first / "result.json").write_text((first / "result.json").read_text())   # touched: must survive
+    before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
+    second = backend.unzip_run(data, dest)
+    assert first == dest and second == tmp_path / "uploaded-2"
+    assert {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()} == before
+    assert load_run(second)["result"] == {"models": {}}
 
 
 
