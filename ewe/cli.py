@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--data-dir", help="folder with mnist/, fashion-mnist/, speech_commands/ "
                      "(default: $EWE_DATA_DIR, then the cache, then a download)")
-    run.add_argument("--out", help="run folder to write (default: runs/<dataset>-<preset>-s<seed>-<time>)")
+    run.add_argument("--out", help="run folder to write (default: runs/<dataset>-<preset>-s<seed>-<time>); "
+                     "a folder that already holds a run is refused unless --overwrite")
+    run.add_argument("--overwrite", action="store_true",
+                     help="delete the run already in --out before writing this one (never mixed)")
     run.add_argument("--device", default="auto", help=HELP["device"])
     run.add_argument("--train-only", action="store_true", help="stop after training the victims")
     run.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
@@ -187,10 +190,38 @@ def _thieves_summary(run_dir: str) -> str:
     return "\n".join(lines)
 
 
+class OutFolderError(ValueError):
+    """--out names a folder that cannot take this run."""
+
+
+def _check_out(out: str, overwrite: bool) -> None:
+    from .runs import describe_run, holds_run
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise OutFolderError(f"--out {out} is a file, not a folder")
+    if holds_run(path) and not overwrite:
+        raise OutFolderError(f"{describe_run(path)} already holds a run; pass --overwrite to replace it, or "
+                             "choose a new folder with --out")
+
+
+def _new_default_out(cfg) -> str:
+    """runs/<dataset>-<preset>-s<seed>-<time>, with -2, -3, ... if a run started in the same second."""
+    base = Path("runs") / f"{cfg.dataset}-{cfg.preset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    path, k = base, 1
+    while True:
+        try:
+            path.mkdir()        # atomic: never a folder another run already took
+            return str(path)
+        except FileExistsError:
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .models import CheckpointError
-    from .runs import RunFolderError
+    from .runs import RunFolderError, clear_run
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "handler", None):      # sweep / report
@@ -207,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
             print(_summary(result))
             return 0
         cfg = _config_from_args(args) if args.command == "run" else None
+        if cfg is not None and args.out:
+            _check_out(args.out, args.overwrite)    # before any file is touched
         stop = _install_stop_handler()
         progress = _Progress()
         try:
@@ -220,8 +253,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(_thieves_summary(args.run_dir))
                 out = args.run_dir
             else:
-                out = args.out or f"runs/{cfg.dataset}-{cfg.preset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-                Path(out).mkdir(parents=True, exist_ok=True)
+                if args.out:
+                    if args.overwrite:
+                        clear_run(args.out)
+                    out = args.out
+                    Path(out).mkdir(parents=True, exist_ok=True)
+                else:
+                    out = _new_default_out(cfg)
                 if args.train_only:
                     result = pipeline.train_victims(cfg, out, [progress], stop)
                 else:
@@ -231,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_summary(result))
         print(f"run folder: {out}")
         return 0 if result.get("status") in ("finished", "trained") else 1
-    except (ConfigError, DataError, CheckpointError, RunFolderError, FileNotFoundError) as exc:
+    except (ConfigError, DataError, CheckpointError, RunFolderError, OutFolderError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -47,6 +47,39 @@ def load_run(run_dir: str | Path) -> dict:
     return out
 
 
+def holds_run(folder: str | Path) -> bool:
+    """True if ``folder`` already holds a run (finished or not): writing another there would mix the two."""
+    folder = Path(folder)
+    return any((folder / name).exists() for name in REQUIRED) or any((folder / "models").glob("*.pt"))
+
+
+def describe_run(folder: str | Path) -> str:
+    """A run folder in a few words for messages: dataset, preset, seed and status when readable."""
+    folder = Path(folder)
+    words = []
+    for name, keys in (("config.json", ("dataset", "preset", "seed")), ("result.json", ("status",))):
+        try:
+            data = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            words += [f"seed {data[k]}" if k == "seed" else str(data[k]) for k in keys if k in data]
+    return f"{folder} ({', '.join(words)})" if words else str(folder)
+
+
+def clear_run(folder: str | Path) -> None:
+    """Delete the run files of ``folder`` (JSON, tensors, pictures, checkpoints, half-written .tmp files), so
+    a new run written there is not mixed with the old one; anything else in the folder is left alone."""
+    folder = Path(folder)
+    for pattern in ("*.json", "*.pt", "*.png", "*.tmp", "models/*.pt", "models/*.tmp"):
+        for path in folder.glob(pattern):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+    models = folder / "models"
+    if models.is_dir() and not any(models.iterdir()):
+        models.rmdir()
+
+
 def same_thief(draws: list[dict], thief: dict) -> list[dict]:
     """The entries of thieves.json made by a thief with ``thief``'s settings, whatever its seed."""
     def settings(t):

@@ -48,3 +48,68 @@ def test_cli_bad_input_is_one_clear_line(tiny_data_dir, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error:" in err and "How to fix" in err
     assert main(["verify", str(tmp_path / "not-a-run")]) == 2
+
+
+def _fake_pipeline(monkeypatch):
+    """ewe.pipeline.train_victims / run replaced by one that writes config.json first, as the real one
+    does, and records which files the folder held when the run started."""
+    import ewe.pipeline
+    seen = []
+
+    def fake(cfg, out, listeners=None, stop=None):
+        from pathlib import Path
+        seen.append(sorted(p.relative_to(out).as_posix() for p in Path(out).rglob("*")))
+        (Path(out) / "config.json").write_text(json.dumps({**cfg.to_dict(), "new": True}))
+        return {"status": "trained", "models": {}}
+    monkeypatch.setattr(ewe.pipeline, "train_victims", fake)
+    monkeypatch.setattr(ewe.pipeline, "run", fake)
+    return seen
+
+
+def _old_run(folder):
+    (folder / "models").mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"dataset": "mnist", "preset": "quick", "seed": 7}))
+    (folder / "result.json").write_text(json.dumps({"status": "finished", "models": {}}))
+    (folder / "thieves.json").write_text("[]")
+    (folder / "models" / "ewe.pt").write_bytes(b"old weights")
+    (folder / "notes.txt").write_text("mine")     # not a run file: --overwrite keeps it
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_run_refuses_an_out_folder_that_holds_a_run(tmp_path, monkeypatch, capsys):
+    seen = _fake_pipeline(monkeypatch)
+    out = tmp_path / "old"
+    before = _old_run(out)
+    for extra in ([], ["--train-only"]):
+        assert main(["run", "--dataset", "mnist", "--seed", "1", "--out", str(out), "--device", "cpu", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith("error: ") and "Traceback" not in err
+        assert f"{out} (mnist, quick, seed 7, finished) already holds a run" in err
+        assert "--overwrite" in err and "new folder" in err
+    assert seen == []
+    assert {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # an existing folder without a run is fine
+    (tmp_path / "empty").mkdir()
+    assert main(["run", "--dataset", "mnist", "--out", str(tmp_path / "empty"), "--train-only", "--device", "cpu"]) == 0
+
+
+def test_run_overwrite_clears_the_old_run_first(tmp_path, monkeypatch, capsys):
+    seen = _fake_pipeline(monkeypatch)
+    out = tmp_path / "old"
+    _old_run(out)
+    assert main(["run", "--dataset", "mnist", "--seed", "1", "--out", str(out), "--overwrite", "--train-only",
+                 "--device", "cpu"]) == 0
+    assert seen == [["notes.txt"]]       # the old run's files were gone before the new run started
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+
+
+def test_run_without_out_never_reuses_a_folder(tmp_path, monkeypatch):
+    import ewe.cli
+    seen = _fake_pipeline(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ewe.cli.time, "strftime", lambda *_: "20260101-000000")   # both in the same second
+    for _ in range(2):
+        assert main(["run", "--dataset", "mnist", "--seed", "1", "--train-only", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mnist-quick-s1-20260101-000000",
+                                                                     "mnist-quick-s1-20260101-000000-2"]
+    assert seen == [[], []]
