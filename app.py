@@ -7,6 +7,9 @@ import logging
 
 import streamlit as st
 
+from ewe.malloc import apply_unless_disabled
+
+apply_unless_disabled()   # the app's process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
 st.set_page_config(page_title="EWE Lab", page_icon=":material/water_drop:", layout="wide")
 
 from ui import backend, page as page_setup, state, widgets  # noqa: E402  (after set_page_config)

@@ -144,7 +144,9 @@ def compare_models(names: list[str], epochs: int, batch_size: int, seed: int = 0
     from ewe.models import build_model
     from ewe.speech import load_speech_commands
     from ewe.train import accuracy, make_optimizer
+    from ewe.malloc import apply_unless_disabled
 
+    apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
     torch.set_num_threads(1)
     ds = load_speech_commands(download=False)
     x, y = ds.train.x, ds.train.y

@@ -21,6 +21,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ewe.models import ConvNet  # noqa: E402
 from ewe.snnl import Temperatures, snnl_layers  # noqa: E402
 from ewe.train import make_optimizer  # noqa: E402
+from ewe.malloc import apply_unless_disabled  # noqa: E402
+
+apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
 
 
 def timeit(fn, repeats: int) -> tuple[float, float]:

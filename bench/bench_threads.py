@@ -24,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ewe.callbacks import Reporter  # noqa: E402
 from ewe.models import build_model  # noqa: E402
 from ewe.train import train_clean  # noqa: E402
+from ewe.malloc import apply_unless_disabled  # noqa: E402
+
+apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
 
 
 def train_one(x, y, args, seed: int) -> None:

@@ -30,6 +30,9 @@ from ewe.report import ablation_gains  # noqa: E402
 from ewe.snnl import Temperatures  # noqa: E402
 from ewe.train import accuracy, predict, train_clean, train_watermark, watermark_success  # noqa: E402
 from ewe.verify import verify  # noqa: E402
+from ewe.malloc import apply_unless_disabled  # noqa: E402
+
+apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
 
 
 def parse_variant(text: str) -> dict:

@@ -23,6 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ewe import pipeline  # noqa: E402
 from ewe.diagnostics import layer_geometry  # noqa: E402
 from ewe.train import watermark_success  # noqa: E402
+from ewe.malloc import apply_unless_disabled  # noqa: E402
+
+apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
 
 ORDER = ["clean", "independent_clean", "plain_watermark", "plain_extracted", "ablation_no_snnl",
          "ablation_extracted", "defended", "extracted"]

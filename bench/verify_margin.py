@@ -18,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ewe.verify import run_settings, verify, verify_predictions  # noqa: E402
+from ewe.malloc import apply_unless_disabled  # noqa: E402
+
+apply_unless_disabled()   # an entry point: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
 
 COLUMNS = ("extracted", "ablation_extracted", "plain_extracted", "clean", "clean_classic", "clean_swapped",
            "clean_classic_swapped")

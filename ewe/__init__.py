@@ -1,7 +1,4 @@
 """EWE Lab: entangled watermarks (Jia et al., USENIX Security 2021) as a defence against model extraction."""
-from .malloc import reuse_freed_memory
-
 __version__ = "0.1.0"
 
-# every entry point (CLI, app, benchmarks, notebooks) trains in this process: stop the page-fault churn first
-reuse_freed_memory()
+# No side effects on import: the allocator tuning (ewe.malloc) is applied by the entry points, not here.

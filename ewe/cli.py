@@ -221,7 +221,9 @@ def _new_default_out(cfg) -> str:
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .models import CheckpointError
+    from .malloc import apply_unless_disabled
     from .runs import RunFolderError, clear_run
+    apply_unless_disabled()      # this process is ours: reuse freed memory (EWE_MALLOC=0 turns it off)
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "handler", None):      # sweep / report

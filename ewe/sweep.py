@@ -282,6 +282,9 @@ def run_point(config: dict, out_dir: str, threads: int | None = None) -> dict:
 
 def _init_worker(threads: int) -> None:
     import torch
+
+    from .malloc import apply_unless_disabled
+    apply_unless_disabled()     # a worker process of ours, like the CLI's (EWE_MALLOC=0 turns it off)
     torch.set_num_threads(threads)
 
 
