@@ -4,7 +4,6 @@ Public API (see docs/ARCHITECTURE.md)::
 
     load_dataset(name, data_dir=None, *, download=True) -> Dataset        # raises DataError
     load_ood_source(dataset_name, data_dir=None, *, download=True) -> (Split, Split)
-    subset(split, n, seed) -> Split
     class_names(name) -> list[str]
 
 Where MNIST / Fashion-MNIST come from, in order:
@@ -42,7 +41,7 @@ import torch
 
 __all__ = [
     "Split", "Dataset", "DataError", "IMAGE_DATASETS",
-    "load_dataset", "load_ood_source", "subset", "class_names",
+    "load_dataset", "load_ood_source", "class_names",
     "data_dir_from_env", "cache_dir", "clear_cache",
 ]
 
@@ -575,22 +574,6 @@ def load_ood_source(dataset_name: str, data_dir: str | os.PathLike | None = None
         raise DataError("speech-commands has no out-of-distribution trigger source; use in-distribution "
                         "triggers (--trigger in)")
     raise DataError(f"unknown dataset {dataset_name!r}; choose one of {', '.join(_known_names())}")
-
-
-def subset(split: Split, n: int | None, seed: int) -> Split:
-    """A seeded random subset of ``n`` examples (original order kept); ``n=None`` or ``n >= len``
-    returns ``split`` unchanged (the same object)."""
-    if n is None:
-        return split
-    n = int(n)
-    if n < 0:
-        raise ValueError(f"subset size must be >= 0, got {n}")
-    total = len(split)
-    if n >= total:
-        return split
-    gen = torch.Generator().manual_seed(int(seed))
-    idx = torch.randperm(total, generator=gen)[:n].sort().values
-    return Split(split.x[idx], split.y[idx])
 
 
 def clear_cache() -> None:

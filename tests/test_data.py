@@ -1,4 +1,4 @@
-"""ewe.data: IDX parsing, the source chain, the issue-#6 guards, digits, OOD pools, subset.
+"""ewe.data: IDX parsing, the source chain, the issue-#6 guards, digits, OOD pools.
 
 Everything runs on tiny files written to tmp_path; /work/shared and the network are never touched
 (EWE_DATA_DIR / EWE_CACHE_DIR point into tmp_path and the download function is replaced).
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ewe import data
-from ewe.data import DataError, Split, load_dataset, load_ood_source, subset
+from ewe.data import DataError, Split, load_dataset, load_ood_source
 
 try:
     from idx_files import STEMS, idx_bytes, make_arrays, write_idx_dataset
@@ -273,19 +273,6 @@ def test_digits_ood_patches():
     assert float(train.x.std()) > 0.05
     data.clear_cache()
     assert torch.equal(load_ood_source("digits")[1].x, test.x)  # seeded
-
-
-# ---------------------------------------------------------------------------------------------- subset
-
-def test_subset_seeded_and_deterministic():
-    split = Split(torch.arange(100, dtype=torch.float32).view(100, 1, 1, 1), torch.arange(100) % 10)
-    a, b, c = subset(split, 10, seed=1), subset(split, 10, seed=1), subset(split, 10, seed=2)
-    assert len(a) == 10 and torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
-    assert not torch.equal(a.x, c.x)
-    assert torch.equal(a.y, a.x.view(-1).long() % 10)  # pairs stay aligned
-    assert subset(split, None, seed=0) is split and subset(split, 1000, seed=0) is split
-    with pytest.raises(ValueError):
-        subset(split, -1, seed=0)
 
 
 def test_class_names():

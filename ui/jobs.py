@@ -59,9 +59,6 @@ class Job:
     def active(self) -> bool:
         return not self.done
 
-    def epochs(self) -> list[dict[str, Any]]:
-        return [e for e in list(self.events) if e.get("kind") == "epoch"]
-
 
 class JobContext:
     """What a job function gets: the listener for ewe events, the stop flag, a dict for partial data."""

@@ -37,7 +37,6 @@ run's clean reference model on the same triggers (``predictions.json``), as in `
 from __future__ import annotations
 
 import copy
-import json
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
@@ -314,26 +313,6 @@ def _plan(settings: RemovalConfig, victims: list[str], n_batches: int, n_eval: f
     return plan
 
 
-def _true_attack_labels(cfg, data) -> torch.Tensor:
-    """True labels of the run's attacker set (``pipeline.Data`` keeps only the inputs)."""
-    if getattr(data, "y_attack", None) is not None:
-        return data.y_attack
-    if cfg.attacker_data == "same":
-        return data.y_train
-    # disjoint: rebuild pipeline.load_data's seeded split and check it is the same one
-    from ..pipeline import _subset
-    from ..data import load_dataset
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
-    x_all, y_all = _subset(ds.train.x, ds.train.y, cfg.train_size, cfg.seed)
-    perm = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(cfg.seed + 2))
-    half = len(x_all) // 2
-    x_att, y_att = x_all[perm[half:]], y_all[perm[half:]]
-    if x_att.shape != data.x_attack.shape or not torch.equal(x_att.to(data.x_attack.device), data.x_attack):
-        raise ValueError("cannot recover the true labels of the disjoint attacker set (pipeline.load_data's "
-                         "split changed); use labels='victim'")
-    return y_att.to(data.x_attack.device)
-
-
 def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
               listeners: Iterable[Callable] | None = None, stop=None, reporter: Reporter | None = None,
               data=None) -> dict:
@@ -384,7 +363,8 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
         idx = (torch.randperm(n_att, generator=g)[:settings.attacker_size]
                if settings.attacker_size and settings.attacker_size < n_att else torch.arange(n_att))
         x_att = data.x_attack[idx.to(data.x_attack.device)]
-        y_true = _true_attack_labels(cfg, data)[idx.to(data.x_attack.device)] if settings.labels == "true" else None
+        # pipeline.load_data keeps the attacker set's true labels for either attacker_data
+        y_true = data.y_attack[idx.to(data.x_attack.device)] if settings.labels == "true" else None
         batch = settings.batch_size or cfg.batch_size
         draws = settings.query_draws or cfg.query_draws
         n_eval = (len(data.x_test) + cfg.n_heldout) / batch * 0.3
@@ -509,11 +489,6 @@ def _point_metrics(rec: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------------
 # reading
-
-def load_robustness(run_dir: str | Path) -> dict | None:
-    path = Path(run_dir) / "robustness.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
 
 def curve(robustness: dict, attack: str, victim: str, metric: str = "watermark_success"
           ) -> tuple[list[float], list[Any]]:

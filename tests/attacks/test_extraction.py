@@ -123,17 +123,16 @@ def test_disjoint_attacker_data_is_really_disjoint(monkeypatch):
     assert torch.equal(same.x_attack, same.x_train) and len(same.x_train) == 200
 
 
-def test_true_labels_of_disjoint_attacker_set(monkeypatch):
-    """The removal suite's 'true labels' option recovers the labels of the thief's half."""
-    from ewe.attacks.removal import _true_attack_labels
+@pytest.mark.parametrize("attacker_data", ["disjoint", "same"])
+def test_true_labels_of_the_attacker_set(monkeypatch, attacker_data):
+    """Data.y_attack (the removal suite's 'true labels' option) holds the labels of the thief's inputs."""
     from ewe.config import preset
     from ewe.pipeline import load_data
     xtr, ytr = _unique_dataset(monkeypatch)
     labels = {r.flatten().numpy().tobytes(): int(c) for r, c in zip(xtr, ytr)}
-    cfg = preset("digits", "quick", attacker_data="disjoint", train_size=None, batch_size=32, seed=1)
+    cfg = preset("digits", "quick", attacker_data=attacker_data, train_size=None, batch_size=32, seed=1)
     d = load_data(cfg)
-    y = _true_attack_labels(cfg, d)
-    assert [labels[r.flatten().numpy().tobytes()] for r in d.x_attack] == y.tolist()
+    assert [labels[r.flatten().numpy().tobytes()] for r in d.x_attack] == d.y_attack.tolist()
 
 
 def test_steal_with_thief_variants(tiny_run):
