@@ -149,10 +149,40 @@ MODELS = {
 }
 
 
-def build_model(name: str, input_shape, n_classes: int = 10) -> nn.Module:
+def init_parameters(model: nn.Module, generator: torch.Generator) -> nn.Module:
+    """Re-draw every parameter of ``model`` from ``generator`` alone, with each model's scheme: Glorot-uniform
+    weights and zero biases for convolutions and dense layers, torch's U(-1/sqrt(hidden), 1/sqrt(hidden))
+    for LSTMs, ones and zeros for batch norm. Nothing is drawn from torch's global generator, which every
+    thread of the process shares: two runs in parallel threads would otherwise disturb each other.
+    Draws follow ``model.modules()`` order, so a seed always gives the same weights."""
+    for m in model.modules():
+        if not list(m.parameters(recurse=False)):
+            continue
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            nn.init.xavier_uniform_(m.weight, generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LSTM):
+            bound = 1.0 / math.sqrt(m.hidden_size)
+            for p in m.parameters(recurse=False):
+                nn.init.uniform_(p, -bound, bound, generator=generator)
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_parameters()   # constant: nothing random
+        else:   # a new layer type must say how it is seeded rather than fall back to the global generator
+            raise TypeError(f"no seeded initialisation for {type(m).__name__}; add it to init_parameters")
+    return model
+
+
+def build_model(name: str, input_shape, n_classes: int = 10, *, seed: int | None = None) -> nn.Module:
+    """A fresh model. With ``seed`` its initial weights come from ``torch.Generator().manual_seed(seed)``
+    only (see :func:`init_parameters`); without, from torch's global generator (fine when a checkpoint is
+    loaded into it next)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    return MODELS[name](tuple(input_shape), n_classes)
+    model = MODELS[name](tuple(input_shape), n_classes)
+    if seed is not None:
+        init_parameters(model, torch.Generator().manual_seed(int(seed)))
+    return model
 
 
 class CheckpointError(ValueError):

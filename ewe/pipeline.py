@@ -11,19 +11,34 @@
 
 Everything finished is written as soon as it finishes; a stop request ends the run at the next batch with
 status "stopped" and keeps what is done.
+
+Seeds. Every random draw comes from its own generator seeded from the run's seed, never from the global
+generators (torch.manual_seed, random, numpy.random), which all threads of a process share: two runs in
+parallel threads (the app, a sweep) give exactly the numbers they give one after the other. With s the
+run's seed (a model's initial weights and its batch order are separate ``torch.Generator`` objects):
+
+    data subsets (load_data)           training s, test s + 1, disjoint thief half s + 2
+    pre-trained base model             initial weights s, batch order s
+    watermark phase (all victims)      clean batches and target samples s + 7919
+    clean reference                    initial weights s + 1, batch order s + 1
+    independent clean model            initial weights s + 10000, batch order s + 10000
+    thief (steal)                      query subset, student weights and batch order: the thief seed
+                                       (config.run_thief_seed: s + 20000 unless set)
+    removal attacks                    attacker subset s + 30000, fine-tuning batches s + 30001
+    projections, verification          random_state s (scikit-learn), numpy default_rng(s)
+
+Trigger making draws nothing at random (tiling, patch location and optimisation are deterministic).
 """
 from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
 import json
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-import numpy as np
 import torch
 
 from . import triggers as trig
@@ -58,12 +73,6 @@ class Data:
     source: str
     classes: list[str]
     y_attack: torch.Tensor | None = None   # true labels of the thief's set (for removal attacks with labels)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _subset(x, y, n, seed):
@@ -172,7 +181,6 @@ class RunFolder:
 
 
 def _start(cfg: RunConfig, listeners, stop) -> Reporter:
-    seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     return Reporter(list(listeners or []), stop)
@@ -245,8 +253,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             return out
 
         # 1. shared clean pre-training
-        torch.manual_seed(cfg.seed)
-        base = build_model(cfg.model, shape).to(cfg.device)
+        base = build_model(cfg.model, shape, seed=cfg.seed).to(cfg.device)
         base_opt = timed("pretrain", lambda: train_clean(
             base, data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
             reporter=rep, stage="pretrain", name="pretrain", probe=live, seed=cfg.seed)
@@ -325,8 +332,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
         #    weights* (false-positive control), so a continuation of them under-states how often an
         #    innocent model labels triggers as the target, and an independent model then gets claimed
         #    (measured: quick MNIST seed 0, independent model claimed with p = 0.0002).
-        torch.manual_seed(cfg.seed + 1)
-        clean = build_model(cfg.model, shape).to(cfg.device)
+        clean = build_model(cfg.model, shape, seed=cfg.seed + 1).to(cfg.device)
         probe = Probe(live.x_test, live.y_test, sets["optimised"], cfg.target)
         timed("clean", lambda: train_clean(
             clean, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
@@ -336,8 +342,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
 
         # 5. an independently trained clean model (other initialisation and data order): the innocent
         #    suspect that verification must not claim
-        torch.manual_seed(cfg.seed + 10_000)
-        indep = build_model(cfg.model, shape).to(cfg.device)
+        indep = build_model(cfg.model, shape, seed=cfg.seed + 10_000).to(cfg.device)
         timed("independent_clean", lambda: train_clean(
             indep, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
             batch_size=cfg.batch_size,

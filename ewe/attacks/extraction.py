@@ -53,8 +53,8 @@ def attacker_queries(x_attack: torch.Tensor, budget: int | None, seed: int) -> t
     """The inputs the thief sends: all attacker data, or a seeded random subset of ``budget`` of them."""
     if budget is None or budget >= len(x_attack):
         return x_attack
-    g = torch.Generator().manual_seed(seed)
-    return x_attack[torch.randperm(len(x_attack), generator=g)[:budget]]
+    g = torch.Generator().manual_seed(seed)   # a CPU generator draws CPU indices: move them to the data
+    return x_attack[torch.randperm(len(x_attack), generator=g)[:budget].to(x_attack.device)]
 
 
 def label_queries(victim: QueryCounter, x: torch.Tensor, thief: ThiefConfig) -> torch.Tensor:
@@ -73,8 +73,8 @@ def extract(victim: torch.nn.Module, x_attack: torch.Tensor, thief: ThiefConfig,
     box = QueryCounter(victim)
     x = attacker_queries(x_attack, thief.query_budget, seed)
     y = labels if labels is not None else label_queries(box, x, thief)
-    torch.manual_seed(seed)
-    student = build_model(thief.student, tuple(x.shape[1:])).to(x.device)
+    # the student's weights, like its batch order and query subset, come from its own seeded generator
+    student = build_model(thief.student, tuple(x.shape[1:]), seed=seed).to(x.device)
     train_clean(student, x, y, epochs=thief.epochs, batch_size=thief.batch_size, lr=thief.lr,
                 reporter=reporter, stage=stage, name=name, probe=probe, seed=seed,
                 label_temperature=thief.temperature if thief.labels == "soft" else 1.0)

@@ -323,7 +323,7 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     suite at the next batch with status "stopped"; finished points are kept.
     """
     from ..config import from_dict
-    from ..pipeline import TRIGGER_SET, RunFolder, load_data, load_run_models, seed_everything
+    from ..pipeline import TRIGGER_SET, RunFolder, load_data, load_run_models
 
     run_dir = Path(run_dir)
     settings = settings if isinstance(settings, RemovalConfig) else RemovalConfig.from_dict(settings)
@@ -345,7 +345,6 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
                            "settings": asdict(settings), "verify_margin": cfg.verify_margin, "status": "running",
                            "seconds": {}, "records": []}
     t_all = time.perf_counter()
-    seed_everything(cfg.seed)
     status = "failed"
     try:
         data = data or load_data(cfg)
