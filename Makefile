@@ -4,19 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv test-venv bench clean
 
+# runtime packages (requirements.txt): all `make run` needs
 $(BIN)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
+# plus the test tools (requirements-test.txt), for `make test` only; its own stamp so a change to either
+# file reinstalls what it lists
+$(BIN)/.installed-test: $(BIN)/.installed requirements-test.txt
+	$(BIN)/pip install -q -r requirements-test.txt
+	touch $@
+
 venv: $(BIN)/.installed
+
+test-venv: $(BIN)/.installed-test
 
 run: venv
 	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
-test: venv
+test: test-venv
 	$(BIN)/python -m pytest -q tests
 
 bench: venv
