@@ -38,8 +38,7 @@ for k, v in {"keep_labels": "hard", "keep_distill": 1.0, "keep_student": backend
 if ss.get("keep_attack_for") != ref["key"]:          # a new victim: its own defaults
     ss["keep_xepochs"], ss["keep_attack_for"] = max(1, default_epochs), ref["key"]
     ss["keep_thief_seed"] = default_thief_seed
-job_id = ss.get("keep_attack_job")
-job = reg.get(job_id, sid) if job_id else None
+job = state.latest_job("attack", "keep_attack_job")   # after a reload too: the running attack's panel
 if job is not None and job.done and job.meta.get("run") == ref["key"] and ss.get("keep_seeded_after") != job.id:
     # after an attack, the next one draws new thieves instead of repeating these (set before the widget exists)
     ss["keep_seeded_after"] = job.id
@@ -140,6 +139,6 @@ if any(k in (result.get("models") or {}) for k in charts.THIEF_MODELS):
     with st.expander("Did the entanglement reach the stolen copies?", expanded=True):
         widgets.entanglement_view(run or {}, key="attack_entanglement", projection=False)
     if result.get("verification"):
-        widgets.next_link("pages/verify.py", "Next: verify ownership")
+        widgets.next_link("pages/verify.py", "Next: verify ownership", run=ref["key"])
 elif job is None or job.meta.get("run") != ref["key"]:
     st.caption("This victim has not been attacked yet.")

@@ -94,7 +94,7 @@ st.image(str(ASSETS / "trigger_examples.png"), width="stretch",
 runs = [r for r in state.session_runs() if (Path(r["dir"]) / "triggers.pt").exists()]
 if runs:
     with st.expander("Triggers of your latest run"):
-        widgets.trigger_gallery(runs[-1]["dir"])
+        widgets.trigger_gallery(runs[0]["dir"])     # newest first
 
 st.subheader("How to read the charts")
 st.markdown(

@@ -1,6 +1,4 @@
-"""Runs: this session's history, side-by-side comparison, download and upload of run folders."""
-import time
-
+"""Runs: this workspace's history, side-by-side comparison, download and upload of run folders."""
 import pandas as pd
 import streamlit as st
 
@@ -31,7 +29,7 @@ def row(r):
 
 
 if not runs:
-    st.info("No runs in this session yet. Train one, or upload a run folder below.")
+    st.info("No runs in this workspace yet. Train one, or upload a run folder below.")
 else:
     st.dataframe(pd.DataFrame([row(r) for r in runs]), hide_index=True, width="stretch",
                  column_config={"defended accuracy": st.column_config.NumberColumn(format="percent"),
@@ -40,7 +38,7 @@ else:
     labels = {r["key"]: r["label"] for r in runs}
     st.subheader("Compare")
     valid = [k for k in ss.get("keep_compare", []) if k in labels]
-    ss["keep_compare"] = valid or [r["key"] for r in runs[-2:]]
+    ss["keep_compare"] = valid or [r["key"] for r in runs[:2]]
     chosen = st.multiselect("Runs to compare", list(labels), key="keep_compare", format_func=labels.get)
     if chosen:
         rows = [{"label": labels[k], "result": (loaded.get(k) or {}).get("result")} for k in chosen]
@@ -54,9 +52,9 @@ else:
                                       index=differ), width="stretch")
 
     st.subheader("Download a run folder")
-    ss.setdefault("keep_download", runs[-1]["key"])
+    ss.setdefault("keep_download", runs[0]["key"])
     if ss["keep_download"] not in labels:
-        ss["keep_download"] = runs[-1]["key"]
+        ss["keep_download"] = runs[0]["key"]
     pick = st.selectbox("Run", list(labels), key="keep_download", format_func=labels.get)
     ref = next(r for r in runs if r["key"] == pick)
     if loaded.get(pick):
@@ -80,11 +78,12 @@ else:
 st.subheader("Upload a run folder")
 st.caption("A .zip downloaded from this page (here or on another machine) to view it again; it appears in "
            "the run lists of Attack, Verify and this page.")
-up = st.file_uploader("Run folder (.zip)", type=["zip"], key="run_upload")
+up = st.file_uploader("Run folder (.zip)", type=["zip"], key="run_upload", max_upload_size=backend.max_upload_mb(),
+                      help=f"At most {backend.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
 if up is not None and up.file_id not in ss.get("keep_seen_uploads", []):
-    dest = backend.runs_root() / backend._safe(sid) / f"uploaded-{time.strftime('%Y%m%d-%H%M%S')}-{len(runs)}"
     try:
-        path = backend.unzip_run(up.getvalue(), dest)
+        backend.check_upload(up.size, up.getvalue())
+        path = backend.unzip_run(up.getvalue(), backend.upload_dir(sid, up.name))
         run = backend.read_run(path)
         if not run or not run.get("result"):
             raise backend.UploadError("the archive has no readable result.json")
@@ -92,10 +91,7 @@ if up is not None and up.file_id not in ss.get("keep_seen_uploads", []):
         st.error(f"Cannot open {up.name}: {exc}")
     except Exception as exc:  # a damaged archive: say so, keep the other runs
         st.error(f"Cannot open {up.name}: {type(exc).__name__}: {exc}. Upload a zip made by the Runs page.")
-    else:
-        ss.setdefault("uploaded_runs", []).append(
-            {"key": f"upload-{len(ss.get('uploaded_runs', []))}-{up.file_id}", "label": f"uploaded: {up.name}",
-             "dir": path, "job": None})
+    else:       # the folder is in the workspace: every run list finds it on disk, also after a reload
         ss.setdefault("keep_seen_uploads", []).append(up.file_id)
-        ss["_flash"] = f"Added {up.name} to this session's runs."
+        ss["_flash"] = f"Added {up.name} to this workspace's runs."
         st.rerun()

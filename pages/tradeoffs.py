@@ -48,8 +48,7 @@ else:
         note = f" The *{ss['preset']}* preset is slow: prefer *quick* for a sweep."
     st.caption(f"{len(grid)} runs on {backend.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note}")
 
-job_id = ss.get("keep_sweep_job")
-job = reg.get(job_id, sid) if job_id else None
+job = state.latest_job("sweep", "keep_sweep_job")     # after a reload too: the running sweep's panel
 busy = job is not None and job.active
 if st.button("Start the sweep", type="primary", disabled=bool(problem) or busy):
     n = len(reg.jobs(owner=sid, kind="sweep")) + 1

@@ -70,14 +70,13 @@ if cfg is not None and ood and ss["source"] == ss["target"] and ss["dataset"] !=
                "dataset, so its class "
                f"{ss['source']} is not your target class.")
 
-job_id = ss.get("keep_train_job")
-job = reg.get(job_id, sid) if job_id else None
+job = state.latest_job("train", "keep_train_job")     # after a reload too: the running job's panel
 busy = job is not None and job.active
 start = st.button("Start training", type="primary", disabled=cfg is None or busy,
                   help="Trains the defended model, the plain watermark, the ablation and two clean "
                        "models. Runs one at a time on this server; others wait in a queue.")
 if start and cfg is not None and not busy:
-    n = len(reg.jobs(owner=sid, kind="train")) + 1
+    n = sum(r["origin"] == "trained here" for r in state.session_runs()) + 1
     out = backend.new_run_dir(sid, cfg, ss["preset"])
     label = (f"#{n} {ss['dataset']} · {ss['preset']} · τ={ss['tau']:g} · r={ss['ratio']:g} · "
              f"κ={ss['kappa']:g} · {ss['trigger']} {ss['source']}→{ss['target']} · seed {ss['seed']}"
@@ -147,4 +146,4 @@ else:
                        "without it they stay apart.")
             widgets.entanglement_view(run, key="train_entanglement")
         if (result.get("models") or {}).get("defended"):
-            widgets.next_link("pages/attack.py", "Next: attack this model")
+            widgets.next_link("pages/attack.py", "Next: attack this model", run=state.run_key(job.out_dir))

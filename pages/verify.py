@@ -45,14 +45,33 @@ margin = st.slider(
 if stored_margin is None or not math.isclose(margin, stored_margin, abs_tol=1e-9):
     ver = backend.reverify(ref["dir"], run, margin)
 
-widgets.verdict_card("extracted", ver.get("extracted"), alpha, big=True)
+# several thieves (thieves.json): say which one each card judges, let the user pick, summarise them all
+draws = list((run or {}).get("thieves") or [])
+latest = widgets.latest_thief(draws, result) if draws else None
+pick, stolen = latest, ver          # the latest thief's copies: result.json and predictions.json hold them
+if len(draws) > 1:
+    st.markdown(widgets.thieves_summary(draws))
+    thief_key = f"keep_verify_thief_{ref['key']}"
+    if ss.get(thief_key) not in range(len(draws)):
+        ss[thief_key] = latest
+    pick = st.selectbox("Thief whose stolen copies the cards below judge", list(range(len(draws))),
+                        key=thief_key, format_func=lambda i: widgets.thief_name(draws, i)
+                        + (" · the latest" if i == latest else ""))
+    if pick != latest:
+        stolen = dict(draws[pick].get("copies") or {})
+        st.caption("This thief's copies are judged as they were when it stole them (with the margin of that "
+                   "time). Only the latest thief's answers are kept in the run folder, so the margin above "
+                   "and the chart apply to the latest thief's copies.")
+thief_label = widgets.thief_name(draws, pick) if draws else None
+widgets.verdict_card("extracted", stolen.get("extracted"), alpha, big=True, thief=thief_label)
 chart_slot = st.container()
 st.caption("Each line is the median p-value over random subsets of that many queries. The stolen copy "
            "of the EWE model should cross the dashed line early; the plain watermark's copy and the "
-           "innocent clean model should stay above it.")
+           "innocent clean model should stay above it."
+           + (f" The stolen copies drawn are {widgets.thief_name(draws, latest)}'s." if len(draws) > 1 else ""))
 c1, c2 = st.columns(2)
 with c1:
-    widgets.verdict_card("plain_extracted", ver.get("plain_extracted"), alpha)
+    widgets.verdict_card("plain_extracted", stolen.get("plain_extracted"), alpha, thief=thief_label)
 with c2:
     widgets.verdict_card("clean", ver.get("clean"), alpha)
 if ver.get("clean_classic"):
@@ -63,7 +82,7 @@ if ver.get("clean_classic"):
         widgets.verdict_card("clean_classic", ver.get("clean_classic"), alpha)
 if ver.get("ablation_extracted"):
     with st.expander("Ablation: optimised triggers without SNNL"):
-        widgets.verdict_card("ablation_extracted", ver.get("ablation_extracted"), alpha)
+        widgets.verdict_card("ablation_extracted", stolen.get("ablation_extracted"), alpha, thief=thief_label)
 
 st.subheader("Test a suspect model of your own")
 st.markdown("Upload a PyTorch **state_dict** checkpoint (`torch.save(model.state_dict(), 'suspect.pt')`), "
@@ -71,9 +90,12 @@ st.markdown("Upload a PyTorch **state_dict** checkpoint (`torch.save(model.state
 a, b = st.columns([1, 2])
 ss.setdefault("keep_suspect_arch", cfg.get("model", "conv2") if cfg.get("model") in MODELS else "conv2")
 a.selectbox("Architecture", list(MODELS), key="keep_suspect_arch")
-file = b.file_uploader("Suspect checkpoint (.pt)", type=["pt", "pth"], key="suspect_file")
+file = b.file_uploader("Suspect checkpoint (.pt)", type=["pt", "pth"], key="suspect_file",
+                      max_upload_size=backend.max_upload_mb(),
+                      help=f"At most {backend.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
 if file is not None:
     try:
+        backend.check_upload(file.size)
         v = backend.verify_checkpoint(run, ref["dir"], file.getvalue(), ss["keep_suspect_arch"],
                                      file.name, margin=margin)
     except backend.UploadError as exc:

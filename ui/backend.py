@@ -145,7 +145,7 @@ def runs_root() -> Path:
 
 
 def new_run_dir(session: str, cfg: RunConfig, label: str | None = None) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = stamp_now()
     return claim_new_dir(runs_root() / _safe(session) / f"{stamp}-{cfg.dataset}-{label or cfg.preset}-s{cfg.seed}")
 
 
@@ -167,6 +167,102 @@ def claim_new_dir(path: Path) -> Path:
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", str(text))[:64] or "session"
+
+
+def workspace_dir(workspace: str) -> Path:
+    return runs_root() / _safe(workspace)
+
+
+def stamp_now() -> str:
+    """Folder-name time stamp to the millisecond: run lists sort by it (two runs a second apart or less
+    still list newest first)."""
+    now = time.time()
+    return time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f".{int(now * 1000) % 1000:03d}"
+
+
+def upload_dir(workspace: str, filename: str) -> Path:
+    """Where an uploaded run folder goes: its name keeps the upload time and the file's name (the run lists
+    show both, also after a restart)."""
+    return workspace_dir(workspace) / f"uploaded-{stamp_now()}-{_safe(Path(filename).stem)[:40]}"
+
+
+_STAMP = re.compile(r"(\d{8}-\d{6})(?:\.(\d{1,6}))?")
+
+
+def run_time(folder: Path) -> float:
+    """When a run folder was made: the stamp in its name (``new_run_dir``, uploads), else its mtime."""
+    m = _STAMP.search(folder.name)
+    if m:
+        try:
+            return time.mktime(time.strptime(m.group(1), "%Y%m%d-%H%M%S")) + float(f"0.{m.group(2) or 0}")
+        except ValueError:
+            pass
+    try:
+        return folder.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def run_label(cfg: dict[str, Any]) -> str:
+    """A run's settings in one line (the same words as the Train page's job label)."""
+    def first(x):
+        return x[0] if isinstance(x, (list, tuple)) and x else x
+    try:
+        return (f"{cfg['dataset']} · {cfg.get('preset')} · τ={float(first(cfg.get('temperature'))):g} · "
+                f"r={float(cfg.get('ratio')):g} · κ={float(first(cfg.get('kappa'))):g} · {cfg.get('trigger')} "
+                f"{cfg.get('source')}→{cfg.get('target')} · seed {cfg.get('seed')}"
+                + (" · thief data disjoint" if cfg.get("attacker_data") == "disjoint" else ""))
+    except (KeyError, TypeError, ValueError):
+        return f"{cfg.get('dataset', '?')} · seed {cfg.get('seed', '?')}"
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    try:
+        cfg = json.loads((folder / "config.json").read_text())
+        return cfg if isinstance(cfg, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def workspace_runs(workspace: str, active: dict[Path, Any] | None = None) -> list[dict[str, Any]]:
+    """Every run folder of a workspace, read from disk (so runs survive a reload and a server restart),
+    newest first: trained runs, the points of trade-off sweeps and uploads. ``active`` maps the folders of
+    queued / running jobs to their job ids: such a folder is listed even before it holds a config.
+
+    Each entry: key (the folder relative to the workspace: stable across reloads and restarts), label, dir,
+    origin, time, job (id or None)."""
+    base = workspace_dir(workspace)
+    active = {Path(k).resolve(): v for k, v in (active or {}).items()}
+    if not base.is_dir():
+        return []
+    found: list[dict[str, Any]] = []
+    for folder in base.iterdir():
+        if not folder.is_dir():
+            continue
+        cfg, job = _read_config(folder), active.get(folder.resolve())
+        t = run_time(folder)
+        if folder.name.startswith("uploaded-"):
+            if cfg is not None:
+                stem = _STAMP.split(folder.name.removeprefix("uploaded-"), maxsplit=1)[-1].strip("-")
+                found.append({"label": f"uploaded: {stem + '.zip' if stem else folder.name} · {run_label(cfg)}",
+                              "origin": "uploaded", "dir": folder, "time": t, "job": None})
+        elif cfg is not None or job is not None or (folder / "result.json").exists():
+            found.append({"label": run_label(cfg) if cfg else folder.name + (" (waiting to start)" if job else ""),
+                          "origin": "trained here", "dir": folder, "time": t, "job": job})
+        else:   # a trade-off sweep: one run per grid point
+            points = sorted(p for p in folder.glob("point*") if p.is_dir() and (p / "result.json").exists())
+            for i, p in enumerate(points):
+                pc = _read_config(p) or {}
+                found.append({"label": f"sweep {folder.name} · point {i + 1} · {run_label(pc)}",
+                              "origin": "trade-off sweep", "dir": p, "time": t + 1e-3 * i, "job": None})
+    n = 0
+    for r in sorted(found, key=lambda r: r["time"]):
+        if r["origin"] == "trained here":
+            n += 1
+            r["label"] = f"#{n} {r['label']}"
+    for r in found:
+        r["key"] = r["dir"].relative_to(base).as_posix()
+    return sorted(found, key=lambda r: (r["time"], r["key"]), reverse=True)
 
 
 _RUN_CACHE: dict[tuple[str, float], dict] = {}
@@ -223,6 +319,39 @@ def zip_run(run_dir: str | Path) -> bytes:
 
 class UploadError(ValueError):
     """An upload that is not a run folder / not a checkpoint; the message says what to do."""
+
+
+# The largest run folder this app makes: a digits quick run measures 17.0 MB (15.2 MB zipped; 8 checkpoints
+# of 1.7 MB and 2.9 MB of triggers); MNIST's reference preset (6,265 + 1,000 triggers, each kept raw and
+# optimised, 3.1 kB apiece) comes to about 60 MB; a checkpoint is 0.2-2.3 MB. 100 MB leaves headroom.
+DEFAULT_MAX_UPLOAD_MB = 100
+
+
+def max_upload_mb() -> int:
+    """The upload cap in MB (``EWE_APP_MAX_UPLOAD_MB``): for the file, and for a zip once unpacked."""
+    try:
+        return max(1, int(float(os.environ.get("EWE_APP_MAX_UPLOAD_MB", "") or DEFAULT_MAX_UPLOAD_MB)))
+    except ValueError:
+        return DEFAULT_MAX_UPLOAD_MB
+
+
+def check_upload(data_size: int, data: bytes | None = None) -> None:
+    """Refuse an upload above the cap (UploadError naming it), before it is unzipped or loaded; for a zip,
+    the unpacked size counts too (the sizes its directory declares, read without unpacking)."""
+    cap = max_upload_mb()
+    if data_size > cap * 2**20:
+        raise UploadError(f"the file is {data_size / 2**20:.1f} MB, above this app's {cap} MB limit for "
+                          "uploads (EWE_APP_MAX_UPLOAD_MB); a run folder of this app is far smaller")
+    if data is not None:
+        import io
+        import zipfile
+        try:
+            unpacked = sum(i.file_size for i in zipfile.ZipFile(io.BytesIO(data)).infolist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return                        # not a zip: unzip_run says so
+        if unpacked > cap * 2**20:
+            raise UploadError(f"the zip unpacks to {unpacked / 2**20:.1f} MB, above this app's {cap} MB limit "
+                              "for uploads (EWE_APP_MAX_UPLOAD_MB); a run folder of this app is far smaller")
 
 
 def unzip_run(data: bytes, dest: Path) -> Path:

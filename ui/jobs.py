@@ -1,8 +1,10 @@
 """Job registry: runs execute in worker threads, pages only read snapshots.
 
 Plain threading, no Streamlit here: worker code never calls ``st.*``. One registry per process (the page
-layer keeps it in ``st.cache_resource``); each job belongs to one browser session (``owner``), so sessions
-only see their own jobs. At most ``max_running`` jobs train at once; the rest wait in a FIFO queue whose
+layer keeps it in ``st.cache_resource``); each job belongs to one workspace (``owner``, the ``ws`` id in the
+URL), so workspaces only see their own jobs, and a reload or a second tab of a workspace finds its jobs again.
+Finished jobs are bounded per workspace and over all workspaces (``keep_total``); runs live on in their run
+folders. At most ``max_running`` jobs train at once; the rest wait in a FIFO queue whose
 positions are visible to the pages. ``torch.set_num_threads`` is set once so concurrent runs do not
 oversubscribe the cores.
 
@@ -88,10 +90,11 @@ class JobContext:
 
 class JobRegistry:
     def __init__(self, max_running: int = 1, torch_threads: int | None = None, synchronous: bool = False,
-                 keep_per_owner: int = 50):
+                 keep_per_owner: int = 50, keep_total: int | None = None):
         self.max_running = max(1, int(max_running))
         self.synchronous = synchronous
         self.keep_per_owner = keep_per_owner
+        self.keep_total = default_keep_total() if keep_total is None else max(0, int(keep_total))
         self._jobs: dict[str, Job] = {}
         self._queue: list[str] = []
         self._lock = threading.Lock()
@@ -172,10 +175,16 @@ class JobRegistry:
             self._wake.notify_all()
 
     # ---- internals --------------------------------------------------------------------------------
-    def _trim(self, owner: str) -> None:
-        """Forget the oldest finished jobs of an owner beyond ``keep_per_owner`` (memory bound)."""
-        mine = [j for j in self._jobs.values() if j.owner == owner and j.done]
-        for job in sorted(mine, key=lambda j: j.created)[: max(0, len(mine) - self.keep_per_owner)]:
+    def _trim(self, owner: str | None = None) -> None:
+        """Memory bound: forget the oldest finished jobs of an owner beyond ``keep_per_owner``, and the oldest
+        over all owners beyond ``keep_total``. A forgotten job loses only its in-memory copy (events, live
+        data): its run folder stays on disk, where the pages read runs from."""
+        done = [j for j in self._jobs.values() if j.done]
+        mine = [j for j in done if j.owner == owner]
+        old = sorted(mine, key=lambda j: j.created)[: max(0, len(mine) - self.keep_per_owner)]
+        gone = {j.id for j in old}
+        rest = sorted((j for j in done if j.id not in gone), key=lambda j: j.created)
+        for job in old + rest[: max(0, len(rest) - self.keep_total)]:
             self._jobs.pop(job.id, None)
 
     def _work(self) -> None:
@@ -207,6 +216,8 @@ class JobRegistry:
         finally:
             job.ended = time.time()
             job.fn = None   # drop the closure (configs, tensors) once done
+            with self._lock:
+                self._trim(job.owner)   # the bound holds once jobs end, not only when new ones arrive
 
 
 def _is_stop(exc: BaseException) -> bool:
@@ -228,6 +239,12 @@ def _set_torch_threads(n: int) -> None:
         torch.set_num_threads(int(n))
     except Exception:  # pragma: no cover - torch missing is reported elsewhere
         pass
+
+
+def default_keep_total() -> int:
+    """Finished jobs kept in memory over all workspaces (``EWE_APP_KEEP_JOBS``, default 200): a job holds its
+    events and live data, up to a few MB for a long run; older ones live on in their run folders."""
+    return max(0, int(os.environ.get("EWE_APP_KEEP_JOBS", "200")))
 
 
 def default_max_running() -> int:

@@ -6,7 +6,8 @@ the URL are parsed and range-checked; a bad one is reported and replaced by the 
 """
 from __future__ import annotations
 
-import uuid
+import re
+import secrets
 from pathlib import Path
 from typing import Any, Callable
 
@@ -52,10 +53,20 @@ def registry() -> JobRegistry:
     return _override_registry or _process_registry()
 
 
+WS_PARAM = "ws"
+_WS_OK = re.compile(r"[A-Za-z0-9_-]{6,64}")
+
+
 def session_id() -> str:
-    if "sid" not in st.session_state:
-        st.session_state["sid"] = uuid.uuid4().hex[:10]
-    return st.session_state["sid"]
+    """The workspace id: whose runs and jobs this tab sees. It lives in the URL (``?ws=...``) as well as in
+    the session, so a reload, a second tab opened with the same link and a server restart all find the same
+    run folders (``runs_root()/<ws>``) and running jobs; another id sees none of them. A new visitor gets a
+    fresh random id (64 bits: not guessable)."""
+    ss = st.session_state
+    if "sid" not in ss:
+        raw = st.query_params.get(WS_PARAM, "")
+        ss["sid"] = raw if _WS_OK.fullmatch(raw or "") else secrets.token_hex(8)
+    return ss["sid"]
 
 
 # ---- settings -----------------------------------------------------------------------------------------
@@ -86,6 +97,10 @@ def init_settings() -> None:
                 ss[k] = ss[k]
         return
     problems = []
+    raw_ws = st.query_params.get(WS_PARAM)
+    if raw_ws is not None and not _WS_OK.fullmatch(raw_ws):
+        ss["_ws_problem"] = (f"Link parameter ignored: `{WS_PARAM}={raw_ws}` is not a workspace id (6-64 "
+                             "letters, digits, - or _), so this tab has a new, empty workspace.")
     from_url: dict[str, Any] = {}
     for name in FIELDS:
         if name in st.query_params:
@@ -117,6 +132,7 @@ def settings() -> dict[str, Any]:
 def sync_query_params() -> None:
     """Mirror the settings into the URL (only when something changed)."""
     want = {k: _fmt(st.session_state.get(k)) for k in FIELDS if st.session_state.get(k) is not None}
+    want[WS_PARAM] = session_id()
     have = {k: st.query_params.get(k) for k in want}
     if want != have:
         st.query_params.update(want)
@@ -142,18 +158,33 @@ def remember(key: str, value: Any) -> None:
 
 
 def session_runs() -> list[dict[str, Any]]:
-    """Every run folder of this session: trained here (train jobs, sweep points) or uploaded."""
+    """Every run folder of this workspace, newest first, read from disk: trained (train jobs, sweep
+    points) or uploaded. A run whose job is still in the registry carries the job's status."""
     reg, sid = registry(), session_id()
+    jobs = {j.out_dir.resolve(): j for j in reg.jobs(owner=sid, kind="train") if j.out_dir is not None}
     out = []
-    for job in sorted(reg.jobs(owner=sid), key=lambda j: j.created):
-        if job.kind == "train" and job.out_dir is not None:
-            out.append({"key": job.id, "label": job.label, "dir": job.out_dir, "job": job.id,
-                        "status": job.status, "origin": "trained here"})
-        elif job.kind == "sweep":
-            for i, p in enumerate(list(job.data.get("points", []))):
-                out.append({"key": f"{job.id}-{i}", "label": f"{job.label} · τ={p['tau']:g}, r={p['ratio']:g}",
-                            "dir": Path(p["dir"]), "job": None, "status": "finished",
-                            "origin": "trade-off sweep"})
-    for up in st.session_state.get("uploaded_runs", []):
-        out.append({**up, "dir": Path(up["dir"]), "status": "uploaded", "origin": "uploaded"})
+    for r in backend.workspace_runs(sid, {d: j.id for d, j in jobs.items() if j.active}):
+        job = jobs.get(r["dir"].resolve())
+        status = (job.status if job is not None else "uploaded" if r["origin"] == "uploaded"
+                  else "finished" if (r["dir"] / "result.json").exists() else "incomplete")
+        out.append({**r, "job": job.id if job is not None else None, "status": status})
     return out
+
+
+def run_key(folder: str | Path) -> str | None:
+    """A run folder's key in this workspace's run lists (its path inside the workspace folder)."""
+    try:
+        return Path(folder).resolve().relative_to(backend.workspace_dir(session_id()).resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def latest_job(kind: str, key: str):
+    """The job of ``kind`` a page shows: this workspace's newest active one, else its newest one (so a
+    reload or a second tab re-attaches to a running job, with its live panel and Cancel). Remembered
+    under ``key`` in the session."""
+    mine = sorted(registry().jobs(owner=session_id(), kind=kind), key=lambda j: j.created)
+    active = [j for j in mine if j.active]
+    job = (active or mine or [None])[-1]
+    st.session_state[key] = job.id if job is not None else None
+    return job

@@ -63,10 +63,14 @@ def sidebar() -> None:
         (st.info if level == "info" else st.warning)(text)
         for problem in ss.get("_url_problems", []):
             st.warning(f"Link parameter ignored: {problem}; the preset's value is used instead.")
+        if ss.get("_ws_problem"):
+            st.warning(ss["_ws_problem"])
         counts = state.registry().counts()
         if counts["running"] or counts["queued"]:
             st.caption(f"Server: {counts['running']} run(s) training, {counts['queued']} waiting.")
-        st.caption("This link reproduces the current settings: copy it from the address bar.")
+        st.caption("This link reproduces the current settings and opens your workspace (`ws`): its runs "
+                   "survive a reload or a restart. Keep it to come back; whoever has it sees and can cancel "
+                   "your runs.")
 
 
 # ---- the live job panel ---------------------------------------------------------------------------
@@ -138,9 +142,15 @@ def _status_text(job: Job) -> str:
 
 
 # ---- picking a run --------------------------------------------------------------------------------
+RUN_PARAM = "run"
+
+
 def run_picker(label: str, key: str, need: Callable[[dict | None], bool] | None = None,
                empty: str = "No runs yet.") -> tuple[dict | None, dict | None]:
-    """Select one of this session's runs; returns (run ref, loaded run) or (None, None)."""
+    """Select one of this workspace's runs (newest first); returns (run ref, loaded run) or (None, None).
+
+    The choice is mirrored in the URL (``?run=<key>``): a "Next" link that carries a run opens it, and a
+    reload keeps it. A URL value is applied once (when it changes), so picking another run still works."""
     runs = state.session_runs()
     loaded = {r["key"]: backend.read_run(r["dir"]) for r in runs}
     if need is not None:
@@ -148,12 +158,20 @@ def run_picker(label: str, key: str, need: Callable[[dict | None], bool] | None 
     if not runs:
         st.info(empty)
         return None, None
-    keys = [r["key"] for r in runs][::-1]           # newest first
+    ss = st.session_state
+    keys = [r["key"] for r in runs]                 # newest first
     full_key = f"keep_{key}"
-    if st.session_state.get(full_key) not in keys:
-        st.session_state[full_key] = keys[0]
+    wanted = st.query_params.get(RUN_PARAM)
+    if wanted and wanted != ss.get(f"_{key}_from_url"):
+        ss[f"_{key}_from_url"] = wanted
+        if wanted in keys:
+            ss[full_key] = wanted
+    if ss.get(full_key) not in keys:
+        ss[full_key] = keys[0]
     by_key = {r["key"]: r for r in runs}
     choice = st.selectbox(label, keys, key=full_key, format_func=lambda k: by_key[k]["label"])
+    if st.query_params.get(RUN_PARAM) != choice:
+        st.query_params[RUN_PARAM] = ss[f"_{key}_from_url"] = choice
     return by_key[choice], loaded[choice]
 
 
@@ -191,32 +209,82 @@ def accused(v: dict) -> bool:
     return v.get("queries_for_95") is not None
 
 
-def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = False) -> None:
+def is_proven(v: dict) -> bool:
+    """A verdict's "proven", read defensively: ``proven`` when the entry has it, else ``verified``, else
+    whether some number of queries proved it (older entries)."""
+    for k in ("proven", "verified"):
+        if v.get(k) is not None:
+            return bool(v[k])
+    return v.get("queries_for_95") is not None
+
+
+def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = False,
+                 thief: str | None = None) -> None:
+    """A plain-words verdict; ``thief`` names the thief whose stolen copy is judged."""
     subject = VERDICT_SUBJECT.get(key, key)
     if not v:
-        st.info(f"No verification for {subject} yet.")
+        st.info(f"No verification for {subject} yet" + (f" from {thief}." if thief else "."))
         return
     n_all, n95 = v.get("n_queries"), v.get("queries_for_95")
     conf = f"{100 * (1 - alpha):.0f} %"
-    proven = n95 is not None
+    proven = n95 is not None if key in ("clean", "clean_classic") else is_proven(v)
+    if thief and v.get("suspect_rate") is None and v.get("watermark_success") is not None:
+        v = {**v, "suspect_rate": v["watermark_success"]}      # a thieves.json entry: its watermark kept
     with st.container(border=True):
+        if thief:
+            st.caption(f":material/person: Judges the copy stolen by **{thief}**.")
         if key in ("clean", "clean_classic"):
             headline = (":red[:material/gpp_bad:] Falsely accused — the test would wrongly claim this "
                         "innocent model" if proven else
                         ":green[:material/verified_user:] Not accused — the test correctly leaves this "
                         "innocent model alone")
         elif proven:
-            headline = f":green[:material/verified:] Ownership proven with {n95} queries, {conf} confidence"
+            headline = (f":green[:material/verified:] Ownership proven with "
+                        f"{n95 if n95 is not None else f'all {n_all or 0}'} queries, {conf} confidence")
         else:
-            headline = (f":red[:material/cancel:] Not proven — {n_all} queries were not enough for "
+            headline = (f":red[:material/cancel:] Not proven — {n_all or 'the'} queries were not enough for "
                         f"{conf} confidence")
         st.markdown(f"{'####' if big else '#####'} {headline}")
+        p_value = v.get("p_value")
         st.markdown(
-            f"Suspect: **{subject}**. On {n_all} secret watermark queries it answered the watermark class "
-            f"**{pct(v.get('suspect_rate'))}** of the time, a clean model **{pct(v.get('reference_rate'))}**"
+            f"Suspect: **{subject}**. On {n_all or 'the'} secret watermark queries it answered the watermark "
+            f"class **{pct(v.get('suspect_rate'))}** of the time"
+            + (f", a clean model **{pct(v.get('reference_rate'))}**" if v.get("reference_rate") is not None else "")
             + (f" (to count as stolen it must beat that by more than {100 * v['margin']:g} percentage points)"
-               if v.get("margin") else "")
-            + f". p-value with all queries: **{v.get('p_value', float('nan')):.2g}**.")
+               if v.get("margin") and v.get("reference_rate") is not None else "")
+            + (f". p-value with all queries: **{p_value:.2g}**." if isinstance(p_value, (int, float)) else "."))
+
+
+def latest_thief(draws: list[dict], result: dict) -> int:
+    """Index in thieves.json of the thief whose copies result.json (and predictions.json) hold: the entry
+    with result's thief, else the last one (record_thief appends the newest)."""
+    mine = result.get("thief")
+    for i in range(len(draws) - 1, -1, -1):
+        if mine is not None and draws[i].get("thief") == mine:
+            return i
+    return len(draws) - 1
+
+
+def thief_name(draws: list[dict], i: int) -> str:
+    """'thief 2 of 3 (seed 20001, soft labels, mlp student)': which thief, in words."""
+    t = draws[i].get("thief") or {}
+    bits = [f"seed {t['seed']}" if t.get("seed") is not None else None,
+            f"{t['labels']} labels" if t.get("labels") else None,
+            f"{t['student']} student" if t.get("student") else None,
+            f"{t['query_budget']:,} queries" if t.get("query_budget") else None]
+    bits = [b for b in bits if b]
+    return f"thief {i + 1} of {len(draws)}" + (f" ({', '.join(bits)})" if bits else "")
+
+
+def thieves_summary(draws: list[dict]) -> str:
+    """'Proven for k of n thieves' per stolen copy, over every thief in thieves.json."""
+    parts = []
+    for name in STOLEN_COPIES:
+        got = [d["copies"][name] for d in draws if name in (d.get("copies") or {})]
+        if got:
+            parts.append(f"{backend.MODEL_LABELS.get(name, name)}: proven for **{sum(map(is_proven, got))} of "
+                         f"{len(got)}** thieves")
+    return (f"Across all {len(draws)} thieves that stole this run — " + "; ".join(parts) + ".") if parts else ""
 
 
 VICTIM_DIAGNOSTICS = ("defended", "ablation_no_snnl", "plain_watermark")
@@ -338,10 +406,14 @@ def show_config_error(exc: Exception) -> None:
     st.error(f"These settings cannot run: {exc}")
 
 
-def next_link(path: str, label: str) -> None:
-    """st.page_link to another page; plain text when the page runs outside app.py's navigation (tests)."""
+def next_link(path: str, label: str, run: str | None = None) -> None:
+    """st.page_link to another page, carrying ``run`` (a run key) so that page opens that run; plain text
+    when the page runs outside app.py's navigation (tests)."""
     from streamlit.errors import StreamlitAPIException
+    params = None
+    if run is not None:
+        params = {**st.query_params.to_dict(), RUN_PARAM: run}
     try:
-        st.page_link(path, label=label, icon=":material/arrow_forward:")
+        st.page_link(path, label=label, icon=":material/arrow_forward:", query_params=params)
     except StreamlitAPIException:
-        st.markdown(f"→ {label}")
+        st.markdown(f"→ {label}" + (f" (run `{run}`)" if run else ""))
