@@ -118,6 +118,8 @@ def build_triggers_raw(cfg: RunConfig, data: Data) -> tuple[torch.Tensor, torch.
         cls = cfg.source if int(ood_train.y.max()) >= cfg.source else 0
         pool, held = ood_train.x[ood_train.y == cls], ood_test.x[ood_test.y == cls]
         what = f"out-of-distribution: class {cls} of the dataset paired with {cfg.dataset}"
+        if int(ood_train.y.max()) == 0:   # digits: photo patches, one class whatever the source says
+            what = "out-of-distribution: patches of scikit-learn's sample photos (a single class)"
     else:
         pool, held = data.x_train[data.y_train == cfg.source], data.x_test[data.y_test == cfg.source]
         what = f"in-distribution: class {cfg.source} ({data.classes[cfg.source]}) with a 3x3 patch"

@@ -24,7 +24,8 @@ def row(r):
             "dataset": cfg.get("dataset"), "preset": cfg.get("preset"), "seed": cfg.get("seed"),
             "defended accuracy": (m.get("defended") or {}).get("accuracy"),
             "watermark in stolen copy": (m.get("extracted") or {}).get("watermark_success"),
-            "queries for 95 %": (v.get("extracted") or {}).get("queries_for_95"),
+            "queries for 95 %": (widgets.queries_text(v["extracted"].get("queries_for_95")) if v.get("extracted")
+                                 else "not attacked"),
             "folder": str(r["dir"])}
 
 
@@ -34,6 +35,7 @@ else:
     st.dataframe(pd.DataFrame([row(r) for r in runs]), hide_index=True, width="stretch",
                  column_config={"defended accuracy": st.column_config.NumberColumn(format="percent"),
                                 "watermark in stolen copy": st.column_config.NumberColumn(format="percent")})
+    st.caption(widgets.QUERIES_95_NOTE)
 
     labels = {r["key"]: r["label"] for r in runs}
     st.subheader("Compare")

@@ -73,10 +73,12 @@ def live(j):
                             "stolen copy accuracy": p["extracted_accuracy"],
                             "watermark in stolen copy": p["extracted_watermark"],
                             "plain watermark in its stolen copy": p["plain_extracted_watermark"],
-                            "queries for 95 %": p["queries_for_95"]} for p in points])
+                            "queries for 95 %": widgets.queries_text(p["queries_for_95"])} for p in points])
         pct = st.column_config.NumberColumn(format="percent")
         st.dataframe(df, hide_index=True, width="stretch",
                      column_config={c: pct for c in df.columns if c not in ("τ", "ratio", "queries for 95 %")})
+        if any(p["queries_for_95"] is None for p in points):
+            st.caption(widgets.QUERIES_95_NOTE)
 
 
 if job is None:

@@ -20,14 +20,16 @@ st.markdown(f"**Dataset:** {backend.PRETTY[ss['dataset']]} · **preset:** {ss['p
 
 c1, c2, c3 = st.columns(3)
 R = state.RANGES
-c1.number_input("Temperature τ (SNNL)", min_value=R["tau"][1], max_value=R["tau"][2], key="tau",
+# no min/max on these inputs: a browser keeps the old value of an out-of-range entry behind a mere warning
+# icon (κ = −1 ran with κ = 2), so every typed value reaches the checks below and is refused with an error
+c1.number_input("Temperature τ (SNNL)", min_value=None, max_value=None, key="tau",
                 step=0.5, format="%.3g",
                 help="SNNL kernel exp(−d/τ); the same start value for all three layers. Must be > 0. "
                      "The reference code's T maps to τ = 100/T.")
-c2.number_input("Ratio r (clean batches per watermark batch)", min_value=R["ratio"][1],
-                max_value=R["ratio"][2], key="ratio", step=1.0, format="%g",
+c2.number_input("Ratio r (clean batches per watermark batch)", min_value=None,
+                max_value=None, key="ratio", step=1.0, format="%g",
                 help="More clean batches keep accuracy up; fewer make the watermark stronger. Must be > 0.")
-c3.number_input("κ (SNNL weight)", min_value=R["kappa"][1], max_value=R["kappa"][2], key="kappa",
+c3.number_input("κ (SNNL weight)", min_value=None, max_value=None, key="kappa",
                 step=0.05, format="%.4g",
                 help="Weight of the entanglement term (mean cross-entropy scale). 0 = no entanglement.")
 c4, c5, c6 = st.columns(3)
@@ -36,18 +38,23 @@ c4.radio("Trigger type", ("ood", "in"), key="trigger", horizontal=True,
          help="Out-of-distribution: images from another source. In-distribution: source-class images "
               "with a 3×3 patch.")
 ood = ss["trigger"] == "ood"
-c5.selectbox("Source class" + (" (of the other dataset)" if ood else ""), list(range(10)), key="source",
-             format_func=lambda i: f"{i} · {classes[i]}" if not ood and classes[i] != str(i) else str(i),
-             help="Where triggers come from. For OOD triggers this is a class of the paired dataset "
-                  "(digits uses photo patches, a single class).")
+if ood and ss["dataset"] == "digits":
+    # digits' OOD source is one class of photo patches: a class picker here would not change the run
+    c5.selectbox("Source (of the other dataset)", ["photos"], key="digits_ood_source", disabled=True,
+                 format_func=lambda _: "patches of sample photos (one class)",
+                 help="Digits' out-of-distribution triggers are patches of scikit-learn's sample photos: a "
+                      "single class, so there is nothing to pick.")
+else:
+    c5.selectbox("Source class" + (" (of the other dataset)" if ood else ""), list(range(10)), key="source",
+                 format_func=lambda i: f"{i} · {classes[i]}" if not ood and classes[i] != str(i) else str(i),
+                 help="Where triggers come from. For OOD triggers this is a class of the paired dataset.")
 c6.selectbox("Target class (what triggers are labelled)", list(range(10)), key="target",
              format_func=lambda i: f"{i} · {classes[i]}" if classes[i] != str(i) else str(i))
 with st.expander("Schedule"):
     a1, a2 = st.columns(2)
-    a1.number_input("Clean pre-training epochs", min_value=R["epochs"][1], max_value=R["epochs"][2],
-                    step=1, key="epochs")
-    a2.number_input("Watermark phase (epochs)", min_value=R["w_epochs"][1], max_value=R["w_epochs"][2],
-                    step=1.0, format="%g", key="w_epochs", help="Must be > 0.")
+    a1.number_input("Clean pre-training epochs", min_value=None, max_value=None, step=1, key="epochs")
+    a2.number_input("Watermark phase (epochs)", min_value=None, max_value=None, step=1.0, format="%g",
+                    key="w_epochs", help="Must be > 0.")
 with st.expander("The thief's data"):
     st.radio("What the thief will query the model with", ATTACKER_DATA, key="attacker_data",
              horizontal=True,
@@ -58,6 +65,11 @@ with st.expander("The thief's data"):
 
 cfg, problem = None, None
 try:
+    for name, label in (("tau", "temperature τ"), ("ratio", "ratio r"), ("kappa", "κ (SNNL weight)"),
+                        ("epochs", "pre-training epochs"), ("w_epochs", "watermark phase")):
+        lo, hi = R[name][1:]
+        if not lo <= ss[name] <= hi:
+            raise ConfigError(f"{label} must be between {lo:g} and {hi:g}, got {ss[name]:g}")
     if ss["trigger"] == "in" and ss["source"] == ss["target"]:
         raise ConfigError(f"source and target are both class {ss['source']}: pick a different source or "
                           "target class (an in-distribution trigger must come from another class)")
@@ -78,8 +90,9 @@ start = st.button("Start training", type="primary", disabled=cfg is None or busy
 if start and cfg is not None and not busy:
     n = sum(r["origin"] == "trained here" for r in state.session_runs()) + 1
     out = backend.new_run_dir(sid, cfg, ss["preset"])
+    source_label = "photos" if ood and ss["dataset"] == "digits" else ss["source"]   # as the run says
     label = (f"#{n} {ss['dataset']} · {ss['preset']} · τ={ss['tau']:g} · r={ss['ratio']:g} · "
-             f"κ={ss['kappa']:g} · {ss['trigger']} {ss['source']}→{ss['target']} · seed {ss['seed']}"
+             f"κ={ss['kappa']:g} · {ss['trigger']} {source_label}→{ss['target']} · seed {ss['seed']}"
              + (" · thief data disjoint" if ss["attacker_data"] == "disjoint" else ""))
     job = reg.submit(sid, "train", backend.train_job(cfg, out), label=label, out_dir=out,
                      meta={"config": cfg.to_dict()})

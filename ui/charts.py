@@ -95,9 +95,22 @@ def layer_figure(events, metric: str, title: str, y_title: str, log: bool = Fals
     _layout(fig, title, "epoch", y_title)
     if log:
         fig.update_yaxes(type="log")
+    values = [float(v) for _, vs in pts for v in vs[:3] if v is not None and float(v) > 0]
+    if values and max(values) / min(values) < FLAT_RATIO:
+        # plotly would zoom into e.g. 0.9999..1.0 and a flat line would look like a steep fall: show a
+        # fixed factor-of-4 window around it and say that it barely moved
+        mid = math.sqrt(max(values) * min(values))
+        lo, hi = mid / 2, mid * 2
+        fig.update_yaxes(range=[math.log10(lo), math.log10(hi)] if log else [0, hi])
+        first, last = pts[0][1], pts[-1][1]
+        _empty(fig, f"{y_title} barely moved: " + ", ".join(f"{a:.4g} → {b:.4g}" for a, b in zip(first, last)),
+               y=0.9)
     if not fig.data:
         _empty(fig, "appears during the watermark phase")
     return fig
+
+
+FLAT_RATIO = 1.05    # a layer figure whose values all lie within 5 % of each other is drawn as flat
 
 
 P_FLOOR = 1e-12
@@ -171,6 +184,7 @@ def tradeoff_figure(points: list[dict[str, Any]]) -> go.Figure:
     fig.update_xaxes(tickformat=".0%")
     fig.update_yaxes(tickformat=".0%", range=[-0.05, 1.1])
     if not fig.data:
+        fig.update_xaxes(range=[0, 1.02])    # plotly's empty default (-1..6) would read −100 %..600 %
         _empty(fig, "points appear here as the runs finish")
     return fig
 
@@ -326,6 +340,6 @@ def _setting_label(g: dict[str, Any]) -> str:
     return label + (" (paper)" if g.get("preset") == "paper" else "")
 
 
-def _empty(fig: go.Figure, text: str) -> None:
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
+def _empty(fig: go.Figure, text: str, y: float = 0.5) -> None:
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=y, xref="paper", yref="paper",
                        font=dict(size=13, color="#888"))

@@ -116,7 +116,7 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
             elapsed = (p.get("elapsed") if p.get("elapsed") is not None
                        else (None if job.started is None else __import__("time").time() - job.started))
             st.progress(min(1.0, max(0.0, frac)),
-                        text=f"{backend.MODEL_LABELS.get(p.get('stage'), p.get('stage') or 'starting')} · "
+                        text=f"{progress_label(job)} · "
                              f"{100 * frac:.0f} % · elapsed {fmt_seconds(elapsed)} · "
                              f"ETA {fmt_seconds(p.get('eta'))}")
         elif job.status == "failed":
@@ -131,6 +131,26 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
         live(job)
     if ended_rerun and job.done:
         st.rerun()
+
+
+STAGE_LABELS = {"triggers": "optimising the triggers", "pretrain": "clean pre-training (shared)",
+                **{f"steal_{victim}": f"stealing the {label} model" for victim, label in
+                   (("defended", "defended (EWE)"), ("plain_watermark", "plain-watermark"),
+                    ("ablation_no_snnl", "ablation (no SNNL)"))}}
+
+
+def progress_label(job: Job) -> str:
+    """What the running job is doing, in words: the stage's name, and which thief / grid point of how many
+    when the job has several parts (their progress events carry ``part``, see ewe.callbacks.part_of)."""
+    p = job.progress
+    stage = p.get("stage")
+    text = STAGE_LABELS.get(stage) or (f"training {backend.MODEL_LABELS[stage]}" if stage in backend.MODEL_LABELS
+                                       else stage or "starting")
+    parts = int(job.meta.get("thieves") or 1) if job.kind == "attack" else int(job.data.get("total") or 1)
+    if parts > 1 and p.get("part") is not None:
+        what = "thief" if job.kind == "attack" else "grid point"
+        text = f"{what} {int(p['part']) + 1} of {parts} · {text}"
+    return text
 
 
 def _status_text(job: Job) -> str:
@@ -185,15 +205,31 @@ def models_table(result: dict, names: tuple[str, ...] | None = None) -> None:
             continue
         rows.append({"model": backend.MODEL_LABELS.get(name, name), "accuracy": m.get("accuracy"),
                      "watermark success": m.get("watermark_success"),
-                     **({"queries used": m["queries"]} if "queries" in m else {})})
+                     # text, so that a model nobody queried reads "—" and not "None"
+                     "queries used": "—" if m.get("queries") is None else f"{int(m['queries']):,}"})
     if not rows:
         st.caption("No model has finished yet.")
         return
+    if not any(r["queries used"] != "—" for r in rows):
+        for r in rows:
+            del r["queries used"]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
                  column_config={"accuracy": st.column_config.ProgressColumn("accuracy", format="percent",
                                                                             min_value=0, max_value=1),
                                 "watermark success": st.column_config.ProgressColumn(
                                     "watermark success", format="percent", min_value=0, max_value=1)})
+    if any(r.get("queries used") == "—" for r in rows):
+        st.caption("Queries used: how many inputs the thief sent to the victim's API. — : the model was "
+                   "trained by its owner, not stolen, so it made no queries.")
+
+
+QUERIES_95_NOTE = ("Queries for 95 %: how many secret triggers the owner must send to the stolen copy to "
+                   "prove ownership with 95 % confidence. — : not proven even with every held-out trigger.")
+
+
+def queries_text(n: int | None) -> str:
+    """A query count for a table: "—" when ownership was not proven (None), never the word None."""
+    return "—" if n is None else f"{int(n):,}"
 
 
 VERDICT_SUBJECT = {"extracted": "the stolen copy of the defended (EWE) model",
