@@ -121,10 +121,13 @@ def _config_from_args(args) -> RunConfig:
 
 
 def _device(name: str) -> str:
+    """auto: CUDA when present. An asked-for device this machine lacks is a ConfigError (one line, exit 2)
+    here, before any data are loaded."""
+    import torch
     if name == "auto":
-        import torch
         return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    from .pipeline import check_device
+    return check_device(name)
 
 
 class _Progress:

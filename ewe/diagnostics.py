@@ -28,8 +28,9 @@ def group_distances(z: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
     """Mean cosine distance within the triggers (w = 1), within the target samples (w = 0), and between
     them; ``gap`` = between - mean(within): 0 when the two groups are perfectly mixed."""
     d = pairwise_distance(z.double(), "cosine")
+    w = w.to(z.device)   # masks must live on the features' device
     a, b = w == 1, w == 0
-    off = ~torch.eye(len(z), dtype=torch.bool)
+    off = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
     within_t = d[a][:, a][off[a][:, a]].mean().item()
     within_c = d[b][:, b][off[b][:, b]].mean().item()
     between = d[a][:, b].mean().item()
@@ -56,7 +57,7 @@ def projection(model, triggers: torch.Tensor, target_samples: torch.Tensor, *, m
     groups = ["trigger"] * len(triggers[:n]) + ["target"] * len(target_samples[:n])
     layers = []
     for z in hidden_features(model, x):
-        z = F.normalize(z, dim=1).numpy().astype(np.float64)   # the cosine geometry SNNL uses
+        z = F.normalize(z, dim=1).cpu().numpy().astype(np.float64)   # the cosine geometry SNNL uses
         if method == "tsne":
             z50 = PCA(n_components=min(50, z.shape[1], len(z) - 1), random_state=seed).fit_transform(z)
             xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(z) - 1) / 3),

@@ -82,7 +82,27 @@ def _subset(x, y, n, seed):
     return x[idx], y[idx]
 
 
+def check_device(device: str) -> str:
+    """``device`` when torch can use it on this machine; otherwise one ConfigError line, raised before any
+    data are loaded or files written (a missing GPU would otherwise fail minutes later, mid-run)."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was asked for, but torch finds no usable CUDA GPU on this "
+                              "machine: use --device cpu (or auto)")
+        n = torch.cuda.device_count()
+        if d.index is not None and d.index >= n:
+            raise ConfigError(f"device {device!r}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
+    elif d.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
+    return device
+
+
 def load_data(cfg: RunConfig) -> Data:
+    check_device(cfg.device)
     if cfg.dataset == "speech-commands":
         from .speech import load_speech_commands
         ds = load_speech_commands(cfg.data_dir)
@@ -223,6 +243,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
                   listeners: Iterable[Callable] | None = None, stop=None,
                   reporter: Reporter | None = None, with_steal: bool = False) -> dict:
     """Train every victim and baseline; return (and write) result.json with status and timings."""
+    check_device(cfg.device)   # before anything is written
     rep = reporter or _start(cfg, listeners, stop)
     folder = RunFolder(out_dir)
     folder.write_json("config.json", {**cfg.to_dict(), "effective": _effective(cfg)})
@@ -263,7 +284,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
 
         # 2. triggers: patch location (in-distribution), then optimisation against the pre-trained model
         def make_triggers():
-            temps = Temperatures(cfg.temperature, "fixed")
+            temps = Temperatures(cfg.temperature, "fixed", device=data.x_train.device)
             loc = None
             pool, held = raw_train, raw_held
             vr = _value_range(cfg, data)

@@ -71,15 +71,17 @@ class Temperatures:
     ``mode="learned"``: after each watermark batch, T_l <- T_l - t_lr * dSNNL_l/dT_l (each layer's
     temperature descends its own SNNL while the weights ascend it: the reference code's min-max).
     ``mode="fixed"``: no update.
+    ``device``: where T lives (the model's device); ``snnl_layers`` moves T to the features' device anyway.
     """
 
-    def __init__(self, tau: list[float], mode: str = "learned", t_lr: float = 0.1):
-        self.T = torch.tensor([100.0 / t for t in tau], dtype=torch.float32, requires_grad=True)
+    def __init__(self, tau: list[float], mode: str = "learned", t_lr: float = 0.1,
+                 device: torch.device | str | None = None):
+        self.T = torch.tensor([100.0 / t for t in tau], dtype=torch.float32, device=device, requires_grad=True)
         self.mode, self.t_lr = mode, t_lr
 
     @property
     def tau(self) -> list[float]:
-        return [100.0 / float(t) for t in self.T.detach()]
+        return [100.0 / t for t in self.T.detach().cpu().tolist()]
 
     def for_layer(self, layer: int) -> torch.Tensor:
         # tau as a differentiable function of T; floor T so tau stays finite if T were pushed to 0.
@@ -106,4 +108,5 @@ class Temperatures:
 def snnl_layers(hidden: list[torch.Tensor], w: torch.Tensor, temps: Temperatures,
                 metric: str = "cosine") -> list[torch.Tensor]:
     """SNNL for each of the three hidden layers, with each layer's temperature."""
-    return [snnl(h, w, temps.for_layer(i), metric) for i, h in enumerate(hidden)]
+    # .to() is a no-op on T's own device and differentiable otherwise (a learned T still gets its gradient)
+    return [snnl(h, w.to(h.device), temps.for_layer(i).to(h.device), metric) for i, h in enumerate(hidden)]

@@ -163,7 +163,7 @@ def logmel(waveforms: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     mel, to_db = _get_transforms()
     out = torch.empty(waveforms.shape[0], 1, N_FRAMES, N_MELS, dtype=torch.float32)
     for i in range(0, waveforms.shape[0], batch_size):
-        w = waveforms[i:i + batch_size].to(torch.float32)
+        w = waveforms[i:i + batch_size].to("cpu", torch.float32)   # the transforms live on the CPU
         # STFT with center=True gives 1 + 16000 // 128 = 126 frames; center=False would give only
         # 1 + (16000 - 1024) // 128 = 118. kapre's 'same' padding gives ceil(16000 / 128) = 125, so we keep
         # center=True and take the first 125 frames.
@@ -192,7 +192,7 @@ def features_to_audio(features: torch.Tensor, n_iter: int = 32, db_std: float = 
     the dynamic range back to a typical value. Expect a recognisable but robotic voice.
     """
     single = features.dim() <= 3
-    x = features.reshape(-1, N_FRAMES, N_MELS).to(torch.float32)
+    x = features.detach().reshape(-1, N_FRAMES, N_MELS).to("cpu", torch.float32)   # CPU transforms
     db = x * db_std
     db = db - db.amax(dim=(1, 2), keepdim=True) + _AUDIO_DB_MAX
     mag = torch.pow(10.0, db / 20.0).transpose(1, 2)                 # [N, 80, 125] magnitude mel

@@ -75,7 +75,8 @@ class BatchStream:
 
     def next(self):
         if self._pos >= self.per_epoch:
-            self._order, self._pos = torch.randperm(len(self.x), generator=self.g), 0
+            # a CPU generator (seeded, device-independent order) draws on the CPU; the indices go to the data
+            self._order, self._pos = torch.randperm(len(self.x), generator=self.g).to(self.x.device), 0
         idx = self._order[self._pos * self.b:(self._pos + 1) * self.b]
         self._pos += 1
         return self.x[idx], self.y[idx]
@@ -154,7 +155,7 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     Returns (optimizer, temperatures).
     """
     opt = optimizer or make_optimizer(model, cfg.lr)
-    temps = temps or Temperatures(cfg.temperature, cfg.temperature_mode, cfg.t_lr)
+    temps = temps or Temperatures(cfg.temperature, cfg.temperature_mode, cfg.t_lr, device=x.device)
     kappa = torch.tensor(cfg.kappa)
     g = torch.Generator().manual_seed(seed + 7919)
     clean = BatchStream(x, y, cfg.batch_size, g)
@@ -168,10 +169,10 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     w = torch.cat([torch.ones(half), torch.zeros(half)]).to(dev)
     y_wm = torch.full((2 * half,), target, dtype=torch.long, device=dev)
     reporter.emit("stage_start", stage=stage, model=name, epochs=evals)
-    sums = {"loss": 0.0, "snnl": torch.zeros(3), "n": 0}
+    sums = {"loss": 0.0, "snnl": torch.zeros(3, device=dev), "n": 0}
     model.train()
     for p in range(1, passes + 1):
-        t_order = torch.randperm(len(x_target), generator=g)
+        t_order = torch.randperm(len(x_target), generator=g).to(x_target.device)
         for b in range(w_num_batch):
             for _ in range(clean_before[b]):
                 reporter.check()
@@ -208,10 +209,10 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
             n = max(1, sums["n"])
             metrics = {"loss": sums["loss"] / n, **(probe(model) if probe else {})}
             if use_snnl:
-                metrics["snnl"] = [round(float(v), 5) for v in sums["snnl"] / n]
+                metrics["snnl"] = [round(v, 5) for v in (sums["snnl"] / n).cpu().tolist()]
                 metrics["temperature"] = [round(t, 5) for t in temps.tau]
             model.train()
             reporter.emit("epoch", stage=stage, model=name, epoch=len([c for c in checkpoints if c <= p]),
                           epochs=evals, metrics=metrics)
-            sums = {"loss": 0.0, "snnl": torch.zeros(3), "n": 0}
+            sums = {"loss": 0.0, "snnl": torch.zeros(3, device=dev), "n": 0}
     return opt, temps
