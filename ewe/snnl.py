@@ -76,8 +76,15 @@ class Temperatures:
 
     def __init__(self, tau: list[float], mode: str = "learned", t_lr: float = 0.1,
                  device: torch.device | str | None = None):
-        self.T = torch.tensor([100.0 / t for t in tau], dtype=torch.float32, device=device, requires_grad=True)
         self.mode, self.t_lr = mode, t_lr
+        # only a temperature that is stepped needs a gradient: a fixed one would otherwise collect .grad from
+        # every backward pass of the weights, with nothing ever clearing it
+        self.T = torch.tensor([100.0 / t for t in tau], dtype=torch.float32, device=device,
+                              requires_grad=self.learns)
+
+    @property
+    def learns(self) -> bool:
+        return self.mode == "learned" and self.t_lr != 0
 
     @property
     def tau(self) -> list[float]:
@@ -90,7 +97,7 @@ class Temperatures:
     def gradient(self, snnl_values: list[torch.Tensor]) -> torch.Tensor | None:
         """dSNNL_l/dT_l for each layer (None when fixed). Call before the weights' backward pass, which
         frees the graph; apply it after, so the step uses the pre-update weights as the reference."""
-        if self.mode != "learned" or self.t_lr == 0:
+        if not self.learns:
             return None
         grad, = torch.autograd.grad(torch.stack(snnl_values).sum(), self.T, retain_graph=True)
         return grad

@@ -110,3 +110,30 @@ def test_fixed_temperatures_do_not_move():
     w = torch.tensor([1.0] * 4 + [0.0] * 4)
     assert temps.gradient(snnl_layers(hidden, w, temps)) is None
     assert temps.tau == pytest.approx([1.0] * 3)
+
+
+@pytest.mark.parametrize("mode, t_lr", [("fixed", 0.1), ("learned", 0.0)])
+def test_temperatures_that_never_move_collect_no_gradient(mode, t_lr):
+    """A fixed temperature (or a learned one with t_lr 0) takes no part in autograd: the weights' backward
+    passes used to pile up .grad on it forever."""
+    temps = Temperatures([1.0, 2.0, 0.5], mode=mode, t_lr=t_lr)
+    assert not temps.T.requires_grad
+    hidden = [torch.randn(8, 3, requires_grad=True) for _ in range(3)]
+    w = torch.tensor([1.0] * 4 + [0.0] * 4)
+    for _ in range(3):
+        torch.stack(snnl_layers(hidden, w, temps)).sum().backward()
+        temps.apply(temps.gradient(snnl_layers(hidden, w, temps)))
+    assert temps.T.grad is None
+    assert all(h.grad is not None for h in hidden)   # the representations still get their gradient
+    assert temps.tau == pytest.approx([1.0, 2.0, 0.5])
+
+
+def test_learned_temperatures_clear_their_gradient_after_each_step():
+    temps = Temperatures([1.0] * 3, mode="learned", t_lr=0.1)
+    hidden = [torch.randn(8, 3, requires_grad=True) for _ in range(3)]
+    w = torch.tensor([1.0] * 4 + [0.0] * 4)
+    layer_snnl = snnl_layers(hidden, w, temps)
+    grad = temps.gradient(layer_snnl)
+    torch.stack(layer_snnl).sum().backward()     # the weights' backward also reaches T
+    temps.apply(grad)
+    assert temps.T.requires_grad and temps.T.grad is None
