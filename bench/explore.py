@@ -105,8 +105,7 @@ def main() -> None:
         data = pipeline.load_data(cfg0)
         raw_train, raw_held, _ = pipeline.build_triggers_raw(cfg0, data)
         shape = tuple(data.x_train.shape[1:])
-        torch.manual_seed(seed)
-        pre = build_model(cfg0.model, shape)
+        pre = build_model(cfg0.model, shape, seed=seed)   # the pipeline's draws (its own generator)
         pre_opt = train_clean(pre, data.x_train, data.y_train, epochs=cfg0.epochs, batch_size=cfg0.batch_size,
                               lr=cfg0.lr, reporter=rep, stage="pretrain", name="pretrain", seed=seed)
         x_target = data.x_train[data.y_train == cfg0.target]
@@ -119,8 +118,7 @@ def main() -> None:
         # the reference clean model is trained from scratch (see pipeline.train_victims, step 4); rows
         # written before this change used a continuation of the pre-training, whose false-positive rate
         # on the triggers is biased low, so their p-values and query counts are optimistic
-        torch.manual_seed(seed + 1)
-        clean = build_model(cfg0.model, shape)
+        clean = build_model(cfg0.model, shape, seed=seed + 1)
         train_clean(clean, data.x_train, data.y_train, epochs=cfg0.epochs + round(cfg0.w_epochs),
                     batch_size=cfg0.batch_size, lr=cfg0.lr, reporter=rep, stage="clean", name="clean", seed=seed + 1)
         clean_acc = accuracy(clean, data.x_test, data.y_test)
