@@ -92,6 +92,12 @@ def init_settings() -> None:
     values alive across pages (Streamlit drops the state of widgets that a page does not draw)."""
     ss = st.session_state
     if ss.get("_settings_ready"):
+        # Streamlit may still drop a widget's state: seen in Chromium when a run's live panel (a fragment)
+        # ended while the user was on another page after a reload, which reset every Train setting to 0.
+        # A plain copy taken at the end of each run (sync_query_params) puts them back.
+        for k, v in (ss.get("_settings_copy") or {}).items():
+            if k not in ss:
+                ss[k] = v
         for k in list(ss.keys()):
             if k in FIELDS or str(k).startswith("keep_"):
                 ss[k] = ss[k]
@@ -130,7 +136,9 @@ def settings() -> dict[str, Any]:
 
 
 def sync_query_params() -> None:
-    """Mirror the settings into the URL (only when something changed)."""
+    """Mirror the settings into the URL (only when something changed), and keep a plain copy of them."""
+    st.session_state["_settings_copy"] = {k: v for k, v in st.session_state.items()
+                                          if k in FIELDS or (str(k).startswith("keep_") and k != "keep_seen_uploads")}
     want = {k: _fmt(st.session_state.get(k)) for k in FIELDS if st.session_state.get(k) is not None}
     want[WS_PARAM] = session_id()
     have = {k: st.query_params.get(k) for k in want}
