@@ -100,6 +100,21 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
     verify.add_argument("run_dir")
     verify.add_argument("--verify-margin", type=float, help=HELP["verify_margin"] + " (default: the run's)")
+    verify.add_argument("--test", choices=("binomial", "welch"),
+                        help="binomial: exact test against the innocent population's null rate (default); "
+                        "welch: the paper's t-test against the run's clean model, with the margin")
+
+    nulls = sub.add_parser("nulls", help="build the population of innocent models that verdicts are calibrated "
+                           "on (once per dataset and training budget; cached, resumable)")
+    nulls.add_argument("--dataset", choices=DATASETS, default="mnist")
+    nulls.add_argument("--preset", choices=PRESETS, default="quick")
+    nulls.add_argument("--data-dir", help="as for run")
+    nulls.add_argument("--device", default="auto", help=HELP["device"])
+    nulls.add_argument("--innocents", type=int, default=None, help="how many models (default: the preset's)")
+    nulls.add_argument("--threads", type=int, help="CPU threads")
+    nulls.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
+                       help="build the population of these runs' task instead (their own data and budget), query "
+                       "it on their triggers and re-verify them")
 
     sub.add_parser("presets", help="print every preset as JSON")
     from .report import add_report_parser
@@ -171,9 +186,16 @@ def _summary(result: dict) -> str:
     lines = [f"status: {result.get('status')}", "model                 accuracy  watermark"]
     for name, m in result.get("models", {}).items():
         lines.append(f"  {name:<20} {m['accuracy']:.4f}    {m['watermark_success']:.3f}")
-    for name, v in result.get("verification", {}).items():
+    verdicts = result.get("verification", {})
+    for name, v in verdicts.items():
         q = v["queries_for_95"]
-        lines.append(f"  verify {name:<13} p={v['p_value']:.3g}  queries for 95%: {q if q else 'not reached'}")
+        lines.append(f"  verify {name:<13} p={v['p_value']:.3g}  {'PROVEN' if v.get('proven', v.get('verified')) else 'not proven'}"
+                     f"  queries for 95%: {q if q else 'not reached'}")
+    if verdicts:
+        v = next(iter(verdicts.values()))
+        lines.append("  test: " + (f"exact binomial against a null rate from {v.get('null_source')}"
+                                   if v.get("test", "welch") == "binomial" else
+                                   f"Welch t-test against the clean reference + margin {v.get('margin', 0):g}"))
     if "total" in result.get("seconds", {}):
         lines.append(f"total {result['seconds']['total']:.1f} s")
     return "\n".join(lines)
@@ -189,8 +211,52 @@ def _thieves_summary(run_dir: str) -> str:
         got = [d["copies"][name] for d in draws if name in d["copies"]]
         wm = [c["watermark_success"] for c in got]
         lines.append(f"  {name:<20} watermark kept {min(wm):.3f}..{max(wm):.3f} (mean {sum(wm) / len(wm):.3f}), "
-                     f"proven by {sum(c['verified'] for c in got)} of {len(got)}")
+                     f"proven by {sum(bool(c.get('proven', c.get('verified'))) for c in got)} of {len(got)}")
     return "\n".join(lines)
+
+
+def _nulls(args) -> int:
+    """Build (or finish) the innocent population of a dataset/preset, or of each run folder's task and attach
+    it to the run (innocents.json), re-verifying the run."""
+    from . import pipeline
+    from .callbacks import Stopped
+    from .config import from_dict, preset
+    from .innocents import POPULATION_SIZE, attach_population, build_population
+    n = POPULATION_SIZE if args.innocents is None else args.innocents
+    if n < 4:
+        raise ConfigError("--innocents must be at least 4 for a population")
+    if args.run_dirs:
+        from .runs import load_run
+        jobs = []
+        for run_dir in args.run_dirs:
+            saved = load_run(run_dir)["config"]
+            jobs.append((run_dir, from_dict({**{k: v for k, v in saved.items() if k != "effective"},
+                                             "innocents": n, "device": _device(args.device),
+                                             **({"data_dir": args.data_dir} if args.data_dir else {})})))
+    else:
+        jobs = [(None, preset(args.dataset, args.preset, data_dir=args.data_dir, device=_device(args.device),
+                              innocents=n))]
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    stop = _install_stop_handler()
+    for run_dir, cfg in jobs:
+        progress = _Progress()
+        try:
+            folder = build_population(cfg, n=n, listeners=[progress], stop=stop)
+        except Stopped:
+            print("stopped; the models already trained are kept: run the same command again to resume",
+                  file=sys.stderr)
+            return 1
+        finally:
+            progress.close()
+        acc = [m["accuracy"] for m in json.loads((folder / "manifest.json").read_text())["models"].values()]
+        print(f"{len(acc)} innocent models in {folder} (test accuracy {min(acc):.3f}..{max(acc):.3f})")
+        if run_dir:
+            attach_population(run_dir, folder)
+            print(f"{run_dir}:")
+            print(_summary(pipeline.verify_run(run_dir)))
+    return 0
 
 
 class OutFolderError(ValueError):
@@ -239,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             if args.verify_margin is not None:
                 check_verify_margin(args.verify_margin, "--verify-margin")
-            result = pipeline.verify_run(args.run_dir, margin=args.verify_margin)
+            result = pipeline.verify_run(args.run_dir, margin=args.verify_margin, test=args.test)
             print(_summary(result))
             return 0
+        if args.command == "nulls":
+            return _nulls(args)
         cfg = _config_from_args(args) if args.command == "run" else None
         if cfg is not None and args.out:
             _check_out(args.out, args.overwrite)    # before any file is touched

@@ -68,10 +68,14 @@ class RunConfig:
     thief_seed: int | None = None      # the student's initialisation and data order; see run_thief_seed
     # verification
     alpha: float = 0.05
-    # H0: suspect's target rate <= the clean reference's + margin (verify.py). 0.1: the smallest margin that
-    # accused no innocent model on the optimised triggers in 17 measured runs (docs/RESULTS.md section 7)
+    # welch test: H0 is rate(suspect) <= rate(clean reference) + margin (verify.py); also the allowance over
+    # the clean reference when a run has no innocent population. 0.1: the smallest margin that accused no
+    # innocent model in 17 measured runs (docs/RESULTS.md section 7) -- an in-sample choice, hence the
+    # binomial test against an innocent population by default
     verify_margin: float = 0.1
     query_draws: int = 200
+    test: str = "binomial"             # binomial (against the innocent population) | welch (the paper's)
+    innocents: int = 24                # innocent models behind the null rate (0: the run's clean model only)
     # run control
     train_baselines: bool = True       # clean, classic watermark, ablation and their extractions
     threads: int | None = None
@@ -271,6 +275,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(0 < cfg.alpha < 1, "alpha is a significance level in (0, 1)")
     check_verify_margin(cfg.verify_margin)
     need(cfg.query_draws >= 1, "query_draws must be at least 1")
+    need(cfg.test in ("binomial", "welch"), f"test is 'binomial' or 'welch', got {cfg.test!r}")
+    need(cfg.innocents == 0 or cfg.innocents >= 4,
+         f"innocents must be 0 (no population) or at least 4 models, got {cfg.innocents}")
     need(cfg.threads is None or cfg.threads >= 1, "threads must be at least 1")
     need(cfg.device == "cpu" or cfg.device.startswith("cuda"), "device is 'cpu' or 'cuda[:N]'")
     from .models import MODELS  # late import: models imports torch

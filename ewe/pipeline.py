@@ -47,11 +47,12 @@ from .callbacks import Reporter, Stopped, part_of
 from .config import ConfigError, RunConfig, from_dict, run_thief_seed
 from .diagnostics import layer_geometry, projection, save_projection_png
 from .models import build_model, load_state
+from .innocents import INNOCENTS_FILE
 from .runs import STOLEN_COPIES, THIEVES_FILE, RunFolderError, load_run
 from .snnl import Temperatures
 from .train import (Probe, accuracy, predict, train_clean, train_watermark, watermark_schedule,
                     watermark_success)
-from .verify import run_settings, verify_predictions
+from .verify import nulls_for_run, run_settings, verify_predictions
 
 VICTIMS = {"defended": "extracted", "plain_watermark": "plain_extracted",
            "ablation_no_snnl": "ablation_extracted"}
@@ -155,8 +156,27 @@ def _value_range(cfg: RunConfig, data: Data) -> tuple[float, float]:
     return 0.0, 1.0
 
 
+STAGE_COSTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "stage_costs.json"
+
+
 def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
-    """Relative cost of each stage in clean-batch units, for the ETA."""
+    """Expected seconds of each stage on a quiet machine, for the ETA and the app's estimate before Start:
+    the stage's work in batch units (``_stage_units``) times the seconds per unit measured for that stage
+    by ``bench/bench_eta.py --calibrate`` (bench/results/stage_costs.json, a digits quick run), scaled by
+    the batch size. Without that file, the units themselves (relative costs only)."""
+    units = _stage_units(cfg, n_train, n_triggers, with_steal)
+    try:
+        costs = json.loads(STAGE_COSTS.read_text())
+        per_unit, ref = costs["seconds_per_unit"], costs["measured_with"]
+        scale = cfg.batch_size / ref["batch_size"] * (1 + costs.get("overhead", 0.0))
+    except (OSError, ValueError, KeyError):
+        return units
+    return {k: v * per_unit.get(k.split("_")[0] if k.startswith("steal_") else k, 1.0) * scale
+            for k, v in units.items()}
+
+
+def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
+    """Work of each stage in clean-batch units."""
     nb = max(1, n_train // cfg.batch_size)
     passes, wnb, clean_before = watermark_schedule(n_train, n_triggers, cfg.batch_size, cfg.w_epochs,
                                                    cfg.ratio)
@@ -372,6 +392,9 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             lr=cfg.lr, reporter=rep, stage="independent_clean", name="independent_clean", probe=probe,
             seed=cfg.seed + 10_000))
         finish("independent_clean", indep)
+        # 6. the innocent population behind every verdict (built once per task, then only queried)
+        if folder.path:
+            ensure_innocents(cfg, folder.path, rep)
         result["status"] = "trained"
     return result
 
@@ -496,18 +519,25 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     return result
 
 
+# what thieves.json keeps of each copy's verdict (ewe.verify.verify)
+VERDICT_KEYS = ("test", "p_value", "queries_for_95", "proven", "verified", "null_rate", "null_models", "margin")
+
+
 def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
     """Add a finished steal to the run's thieves.json: the thief (settings and seed) and, per stolen copy,
     accuracy, watermark kept and verdict. Stealing again with the same thief replaces its entry, so the file
     holds one entry per distinct thief: how much of each watermark survives depends on the thief's luck."""
     folder = RunFolder(run_dir)
     draws = [d for d in folder.read_json(THIEVES_FILE, []) if d.get("thief") != result["thief"]]
+    preds = folder.read_json("predictions.json", {}).get("sets", {})
     copies = {}
     for name in STOLEN_COPIES:
         m, v = result["models"].get(name), result.get("verification", {}).get(name)
         if m and v:
             copies[name] = {"accuracy": m["accuracy"], "watermark_success": m["watermark_success"],
-                            **{k: v[k] for k in ("p_value", "queries_for_95", "verified", "margin")}}
+                            **{k: v.get(k) for k in VERDICT_KEYS},
+                            # the copy's answers on its held-out triggers: any later test can re-judge it
+                            "predictions": preds.get(TRIGGER_SET[name], {}).get(name)}
     draws.append({"thief": result["thief"], "copies": copies})
     folder.write_json(THIEVES_FILE, draws)
     return draws
@@ -533,23 +563,99 @@ def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int =
     return result
 
 
-def verify_run(run_dir: str | Path, margin: float | None = None) -> dict:
-    """Recompute every verification entry from predictions.json and store it in result.json.
+def verify_run(run_dir: str | Path, margin: float | None = None, test: str | None = None) -> dict:
+    """Recompute every verdict from predictions.json (and innocents.json: the innocent population's answers
+    on the run's triggers) and store them in result.json; re-judge every thief in thieves.json the same way.
 
-    ``margin`` replaces the run's ``verify_margin`` and is saved in config.json, so later steals and the
-    app judge the run the same way (runs made before the margin existed get today's default)."""
+    ``margin`` / ``test`` replace the run's ``verify_margin`` / ``test`` and are saved in config.json, so
+    later steals and the app judge the run the same way (older runs get today's defaults). When the run has
+    no innocents.json but the population for its task is already built (``python -m ewe nulls``), it is
+    queried first."""
     run = load_run(run_dir)
     if not run["predictions"]:
         raise RunFolderError(f"{Path(run_dir).name} has no predictions.json: nothing to verify yet")
     folder = RunFolder(run_dir)
     cfg, result, preds = run["config"], run["result"], run["predictions"]
-    if margin is not None:
-        cfg["verify_margin"] = float(margin)
-        folder.write_json("config.json", cfg)
-    out = verify_predictions(preds, **run_settings(cfg))
-    result["verification"] = out
+    for key, value in (("verify_margin", margin), ("test", test)):
+        if value is not None:
+            cfg[key] = value
+            folder.write_json("config.json", cfg)
+    innocents = folder.read_json(INNOCENTS_FILE) or _cached_innocents(run_dir, cfg)
+    settings = run_settings(cfg)
+    result["verification"] = verify_predictions(preds, innocents, **settings)
     folder.write_json("result.json", result)
+    draws = folder.read_json(THIEVES_FILE)
+    if draws:
+        folder.write_json(THIEVES_FILE, rejudge_thieves(draws, preds, innocents, settings))
     return result
+
+
+def run_verdicts(run_dir: str | Path, **overrides) -> dict:
+    """The run's verdicts recomputed with ``overrides`` of its settings (test, margin, alpha ...), without
+    writing anything: what the app shows beside the stored verdicts (e.g. the paper's Welch test)."""
+    run = load_run(run_dir)
+    if not run["predictions"]:
+        return {}
+    innocents = RunFolder(run_dir).read_json(INNOCENTS_FILE)
+    return verify_predictions(run["predictions"], innocents, **{**run_settings(run["config"]), **overrides})
+
+
+def judge_suspect(run_dir: str | Path, suspect_pred, set_name: str = "optimised", **overrides) -> dict:
+    """A verdict for any suspect (an uploaded checkpoint, a model after a removal attack) from its answers on
+    one of the run's held-out trigger sets, judged like the run's own suspects."""
+    run = load_run(run_dir)
+    preds = run["predictions"] or {}
+    if set_name not in preds.get("sets", {}):
+        raise RunFolderError(f"{Path(run_dir).name} has no predictions on its {set_name} triggers yet")
+    sets = {k: dict(v) for k, v in preds["sets"].items()}
+    sets[set_name]["__suspect__"] = list(suspect_pred)
+    innocents = RunFolder(run_dir).read_json(INNOCENTS_FILE)
+    settings = {**run_settings(run["config"]), **overrides}
+    nulls = nulls_for_run({**preds, "sets": sets}, innocents, settings["margin"])
+    if set_name not in nulls:
+        raise RunFolderError(f"{Path(run_dir).name} has no innocent population or clean reference to judge with")
+    from .verify import verify
+    return {**verify(suspect_pred, preds["target"], null=nulls[set_name],
+                     reference_pred=sets[set_name].get("clean"), **settings), "trigger_set": set_name}
+
+
+def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, settings: dict) -> list[dict]:
+    """Every recorded thief's copies judged with ``settings`` (entries without stored predictions, made
+    before thieves.json kept them, keep their old verdict)."""
+    for d in draws:
+        for name, c in d.get("copies", {}).items():
+            if not c.get("predictions"):
+                continue
+            sets = {k: dict(v) for k, v in preds["sets"].items()}
+            sets[TRIGGER_SET[name]][name] = c["predictions"]
+            v = verify_predictions({**preds, "sets": sets}, innocents, **settings).get(name)
+            if v:
+                c.update({k: v.get(k) for k in VERDICT_KEYS})
+    return draws
+
+
+def _cached_innocents(run_dir: str | Path, cfg: dict) -> dict | None:
+    """Attach the task's innocent population when it is already built (never trains here)."""
+    from .innocents import MANIFEST, attach_population, population_dir
+    try:
+        run_cfg = from_dict({k: v for k, v in cfg.items() if k != "effective"})
+    except ConfigError:
+        return None
+    folder = population_dir(run_cfg)
+    if not (folder / MANIFEST).exists() or not (Path(run_dir) / "triggers.pt").exists():
+        return None
+    return attach_population(run_dir, folder)
+
+
+def ensure_innocents(cfg: RunConfig, run_dir: str | Path, reporter: Reporter) -> dict | None:
+    """Build the task's innocent population if it is missing (once per task: cached), then query it on the
+    run's triggers. ``cfg.innocents`` = 0 skips it (verdicts then fall back to the run's clean model)."""
+    if not cfg.innocents:
+        return None
+    from .innocents import attach_population, build_population
+    reporter.message(f"Innocent population: {cfg.innocents} models that never saw the watermark "
+                     "(trained once per task, then reused)")
+    return attach_population(run_dir, build_population(cfg, n=cfg.innocents, reporter=reporter))
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, listeners: Iterable[Callable] | None = None,

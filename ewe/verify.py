@@ -1,52 +1,96 @@
-"""Ownership verification (spec section 0): a one-sided Welch t-test of the suspect's per-query indicator
-"predicted the target class" on watermarked inputs against a clean reference model's indicators on the
-same inputs. H0: the suspect outputs the target no more often than a model trained without the watermark,
-plus a margin: ``rate(suspect) <= rate(reference) + margin``.
+"""Ownership verification (spec section 0): is the suspect's rate of "predicted the target class" on the
+owner's held-out watermark inputs higher than an innocent model's could be?
 
-Why the margin: the t-test's variance is only the per-query sampling noise of one reference model, but
-independently trained clean models differ in how often they answer the target on the same triggers (by up
-to 13 points on the optimised triggers in this lab's runs, docs/RESULTS.md section 7). Without a margin,
-enough queries "prove" such a difference and an innocent model gets accused. The margin is the smallest
-excess over the clean reference that counts as evidence of theft.
+Default test (``binomial``): the suspect's k hits in n queries against a null rate p0 calibrated from a
+population of innocent models (``ewe.innocents``: models that never saw the watermark) queried on the
+*same* trigger set. The exact one-sided binomial p-value is P(X >= k | n, p0): two hits in two queries
+give p0 squared, never 0, so small samples are judged exactly.
+
+The null rate p0 is an upper bound for the rate of an innocent model not in the population
+(``null_rate``): innocent models disagree with each other far more than one model's sampling noise
+(0-47 % of the optimised MNIST triggers, docs/RESULTS.md), so a single clean reference is not a null
+distribution. It is the larger of
+  - the highest 95 % Clopper-Pearson upper bound of any one innocent's rate (each rate is measured on a
+    finite trigger set: a model seen to hit 0 of 200 triggers may well hit 1 %), and
+  - a one-sided 99 % normal prediction bound for a new innocent's rate, which widens with the spread
+    between models: mean + t(0.99, m-1) * sd * sqrt(1 + 1/m).
+
+The paper's test (``welch``) stays as an option: a one-sided Welch t-test of the suspect's per-query
+indicators against the run's clean reference on the same queries, with the margin ``verify_margin``
+(H0: rate(suspect) <= rate(reference) + margin). With constant samples its t statistic is undefined; it
+then reports p = 1 (no evidence) rather than 0.
+
+"Proven" means one thing everywhere: the p-value on every held-out query is below alpha. The number of
+queries it takes (``queries_for_95``) is the smallest n of the grid from which the median p over random
+query subsets stays below alpha at every larger n.
 """
 from __future__ import annotations
 
 import warnings
+from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats
 
+TESTS = ("binomial", "welch")
+PREDICTION_LEVEL = 0.99   # the null rate bounds a new innocent model's rate at this level
+MODEL_LEVEL = 0.95        # the Clopper-Pearson level of each innocent model's own rate
 
-def _ttest(x, y, **kw):
-    # scipy warns about "catastrophic cancellation" when a sample is (nearly) constant, which 0/1 hit
-    # vectors often are; the degenerate cases are handled explicitly below.
+
+@dataclass
+class Null:
+    """What the binomial test compares a suspect with."""
+    rate: float                  # p0
+    n_models: int                # innocent models behind it
+    source: str                  # where they came from (a population folder, or the run's clean model)
+    rates: list[float] | None = None   # each innocent model's rate on this trigger set
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def null_rate(innocent_rates, n_triggers: int) -> float:
+    """p0 from the innocent models' target rates on one trigger set of ``n_triggers`` inputs (see the
+    module docstring for why each term)."""
+    r = np.asarray(innocent_rates, dtype=float)
+    if r.size == 0:
+        raise ValueError("no innocent model rates to calibrate the null rate from")
+    m = r.size
+    k_max = int(round(float(r.max()) * n_triggers))
+    bounds = [1.0 if k_max >= n_triggers else float(stats.beta.ppf(MODEL_LEVEL, k_max + 1, n_triggers - k_max))]
+    if m >= 2:
+        sd = float(r.std(ddof=1))
+        bounds.append(float(r.mean() + stats.t.ppf(PREDICTION_LEVEL, m - 1) * sd * np.sqrt(1 + 1 / m)))
+    return float(min(max(bounds), 0.999))
+
+
+def binomial_p(hits, n, p0: float):
+    """Exact one-sided binomial p-value P(X >= hits), X ~ Binomial(n, p0); vectorised over ``hits``."""
+    p = stats.binom.sf(np.asarray(hits) - 1, n, p0)
+    return float(p) if np.ndim(p) == 0 else p
+
+
+def _welch(x, y, **kw):
+    # scipy warns about "catastrophic cancellation" for (nearly) constant samples, which 0/1 hit vectors
+    # often are; those cases get p = 1 below
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return stats.ttest_ind(x, y, equal_var=False, alternative="greater", **kw).pvalue
 
 
-def p_value(suspect_hits, reference_hits, margin: float = 0.0) -> float:
-    """One-sided Welch t-test p-value that the suspect hits the target more often than the reference does
-    plus ``margin`` (shifting the suspect's sample by a constant leaves its variance unchanged).
-
-    Degenerate case (both samples constant, where scipy returns nan): the t statistic is +inf when the
-    suspect's rate is higher (p = 0) and undefined or -inf otherwise (p = 1). (A constant sample shifted by
-    the margin can keep a rounding-size variance; t is then huge and p is 0 or 1 all the same.)
-    """
+def welch_p(suspect_hits, reference_hits, margin: float = 0.0) -> float:
+    """The paper's one-sided Welch t-test of the suspect's hits against the reference's plus ``margin``
+    (shifting a sample by a constant keeps its variance). Undefined t (both samples constant): p = 1."""
     x = np.asarray(suspect_hits, dtype=float) - margin
     y = np.asarray(reference_hits, dtype=float)
-    p = _ttest(x, y)
-    if np.isnan(p):
-        return 0.0 if x.mean() > y.mean() else 1.0
-    return float(p)
+    return float(_welch_defined(_welch(x, y), x, y))
 
 
-def _p_values_batched(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """p-values for each row of x [draws, n] against the same rows of y (same query subsets)."""
-    p = _ttest(x, y, axis=1)
-    bad = np.isnan(p)
-    p[bad] = np.where(x[bad].mean(1) > y[bad].mean(1), 0.0, 1.0)
-    return p
+def _welch_defined(p, x, y):
+    """p = 1 where the t statistic is undefined: both samples constant (scipy then gives nan, or 0 for an
+    infinite t, which would "prove" a copy from two queries)."""
+    const = (np.ptp(x, axis=-1) == 0) & (np.ptp(y, axis=-1) == 0)
+    return np.where(const | np.isnan(p), 1.0, p)
 
 
 def query_grid(n_max: int) -> list[int]:
@@ -59,70 +103,120 @@ def query_grid(n_max: int) -> list[int]:
     return sizes
 
 
-def query_curve(suspect_hits, reference_hits, *, draws: int = 200, seed: int = 0,
-                sizes: list[int] | None = None, margin: float = 0.0) -> dict:
-    """Median p-value over ``draws`` random query subsets of each size (the same inputs for both models)."""
-    x = np.asarray(suspect_hits, dtype=float) - margin
-    y = np.asarray(reference_hits, dtype=float)
-    if len(x) != len(y):
-        raise ValueError("suspect and reference must be queried on the same inputs")
+def _subset_orders(n: int, draws: int, seed: int) -> np.ndarray:
+    """One random query order per draw; a subset of size k is an order's first k queries."""
     rng = np.random.default_rng(seed)
+    return np.argsort(rng.random((draws, n)), axis=1)
+
+
+def query_curve(suspect_hits, *, null: Null | None = None, reference_hits=None, test: str = "binomial",
+                draws: int = 200, seed: int = 0, sizes: list[int] | None = None,
+                margin: float = 0.0) -> dict:
+    """Median p-value over ``draws`` random query subsets of each size."""
+    x = np.asarray(suspect_hits, dtype=float)
+    orders = _subset_orders(len(x), draws, seed)
     sizes = sizes or query_grid(len(x))
-    # one random query order per draw; a subset of size n is its first n queries
-    orders = np.argsort(rng.random((draws, len(x))), axis=1)
     medians = []
-    for n in sizes:
-        idx = orders[:, :n]
-        medians.append(float(np.median(_p_values_batched(x[idx], y[idx]))))
-    return {"queries": sizes, "p_median": medians}
+    if test == "binomial":
+        cum = np.cumsum(x[orders], axis=1)          # hits among each order's first k queries
+        for n in sizes:
+            medians.append(float(np.median(binomial_p(cum[:, n - 1], n, null.rate))))
+    else:
+        y = np.asarray(reference_hits, dtype=float)
+        if len(x) != len(y):
+            raise ValueError("suspect and reference must be queried on the same inputs")
+        for n in sizes:
+            idx = orders[:, :n]
+            xs, ys = x[idx] - margin, y[idx]
+            medians.append(float(np.median(_welch_defined(_welch(xs, ys, axis=1), xs, ys))))
+    return {"queries": list(sizes), "p_median": medians}
 
 
 def queries_for_confidence(curve: dict, alpha: float = 0.05) -> int | None:
-    """Smallest number of queries whose median p-value is below ``alpha`` (None if never)."""
-    for n, p in zip(curve["queries"], curve["p_median"]):
-        if p < alpha:
-            return n
-    return None
+    """Smallest n of the curve from which the median p stays below ``alpha`` at every larger n (None if
+    it is not below alpha at the largest n)."""
+    found = None
+    for n, p in zip(reversed(curve["queries"]), reversed(curve["p_median"])):
+        if p >= alpha:
+            break
+        found = n
+    return found
 
 
-def verify(suspect_pred, reference_pred, target: int, *, alpha: float = 0.05, draws: int = 200,
-           seed: int = 0, margin: float = 0.0) -> dict:
-    """Everything the result needs for one suspect: p on all queries, queries for 1 - alpha, the curve."""
+def verify(suspect_pred, target: int, *, null: Null | None = None, reference_pred=None,
+           test: str = "binomial", alpha: float = 0.05, draws: int = 200, seed: int = 0,
+           margin: float = 0.0) -> dict:
+    """Everything a verdict needs for one suspect: p on all queries, queries for 1 - alpha, the curve."""
+    if test not in TESTS:
+        raise ValueError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
     x = (np.asarray(suspect_pred) == target).astype(float)
-    y = (np.asarray(reference_pred) == target).astype(float)
-    curve = query_curve(x, y, draws=draws, seed=seed, margin=margin)
-    p = p_value(x, y, margin)
-    return {"p_value": p, "queries_for_95": queries_for_confidence(curve, alpha),
-            "suspect_rate": float(x.mean()), "reference_rate": float(y.mean()), "margin": float(margin),
-            "n_queries": int(len(x)), "verified": bool(p < alpha), "curve": curve}
+    out = {"test": test, "suspect_rate": float(x.mean()), "n_queries": int(len(x))}
+    if test == "binomial":
+        if null is None:
+            raise ValueError("the binomial test needs a null rate (a population of innocent models)")
+        p = binomial_p(int(x.sum()), len(x), null.rate)
+        curve = query_curve(x, null=null, draws=draws, seed=seed)
+        out.update(null_rate=null.rate, null_models=null.n_models, null_source=null.source)
+    else:
+        y = (np.asarray(reference_pred) == target).astype(float)
+        p = welch_p(x, y, margin)
+        curve = query_curve(x, reference_hits=y, test="welch", draws=draws, seed=seed, margin=margin)
+        out.update(reference_rate=float(y.mean()), margin=float(margin))
+    proven = bool(p < alpha)
+    return {**out, "p_value": float(p), "queries_for_95": queries_for_confidence(curve, alpha),
+            "proven": proven, "verified": proven, "alpha": alpha, "curve": curve}
 
 
-# result key -> (suspect model, trigger set); the reference is always the run's clean model. The innocent
-# model is tested on both trigger sets: clean models disagree most on the classic (unoptimised) triggers.
+# result key -> (suspect model, trigger set). The innocent model is tested on both trigger sets: clean
+# models disagree most on the classic (unoptimised) triggers.
 SUSPECTS = {"defended": ("defended", "optimised"), "extracted": ("extracted", "optimised"),
             "plain_extracted": ("plain_extracted", "classic"),
             "ablation_extracted": ("ablation_extracted", "optimised"),
             "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic")}
 
 
-def verify_predictions(preds: dict, *, alpha: float = 0.05, draws: int = 200, seed: int = 0,
-                       margin: float = 0.0) -> dict:
-    """Every suspect in ``SUSPECTS`` that a run's predictions.json holds, against its clean model."""
+def nulls_for_run(preds: dict, innocents: dict | None, margin: float) -> dict[str, Null]:
+    """The null of each trigger set: the innocent population's rates when the run has them
+    (innocents.json), else the run's own clean reference plus ``margin`` (one model: weak, and said so)."""
+    target, out = preds["target"], {}
+    for set_name, models in preds["sets"].items():
+        inn = ((innocents or {}).get("sets") or {}).get(set_name) or {}
+        if inn:
+            rates = [float(np.mean(np.asarray(p) == target)) for p in inn.values()]
+            n = len(next(iter(inn.values())))
+            out[set_name] = Null(null_rate(rates, n), len(rates), innocents.get("source", "innocent population"),
+                                 rates)
+        elif "clean" in models:
+            ref = np.asarray(models["clean"]) == target
+            rate = min(0.999, null_rate([ref.mean()], len(ref)) + margin)
+            out[set_name] = Null(rate, 1, f"the run's clean reference model + margin {margin:g} "
+                                 "(no innocent population: build one with `python -m ewe nulls`)",
+                                 [float(ref.mean())])
+    return out
+
+
+def verify_predictions(preds: dict, innocents: dict | None = None, *, test: str = "binomial",
+                       alpha: float = 0.05, draws: int = 200, seed: int = 0, margin: float = 0.0) -> dict:
+    """Every suspect in ``SUSPECTS`` that a run's predictions.json holds."""
     out = {}
     target = preds["target"]
+    nulls = nulls_for_run(preds, innocents, margin)
     for key, (suspect, set_name) in SUSPECTS.items():
         s = preds["sets"].get(set_name, {})
-        if suspect in s and "clean" in s:
-            out[key] = {**verify(s[suspect], s["clean"], target, alpha=alpha, draws=draws, seed=seed,
-                                 margin=margin),
-                        "trigger_set": set_name, "reference": "clean"}
+        if suspect not in s or set_name not in nulls:
+            continue
+        if test == "welch" and "clean" not in s:
+            continue
+        out[key] = {**verify(s[suspect], target, null=nulls[set_name], reference_pred=s.get("clean"),
+                             test=test, alpha=alpha, draws=draws, seed=seed, margin=margin),
+                    "trigger_set": set_name}
     return out
 
 
 def run_settings(cfg: dict) -> dict:
-    """The keyword arguments of ``verify`` a run folder's config.json asks for (runs made before the margin
-    existed get today's default)."""
+    """The keyword arguments of ``verify_predictions`` a run folder's config.json asks for (runs made
+    before a setting existed get today's default)."""
     from .config import RunConfig
-    return {"alpha": float(cfg.get("alpha", RunConfig.alpha)),
+    return {"test": str(cfg.get("test", RunConfig.test)), "alpha": float(cfg.get("alpha", RunConfig.alpha)),
             "draws": int(cfg.get("query_draws", RunConfig.query_draws)), "seed": int(cfg.get("seed", 0)),
             "margin": float(cfg.get("verify_margin", RunConfig.verify_margin))}

@@ -9,7 +9,7 @@ def test_cli_run_writes_run_folder(tiny_data_dir, tmp_path, capsys):
     code = main(["run", "--dataset", "mnist", "--preset", "quick", "--seed", "1", "--data-dir", str(tiny_data_dir),
                  "--out", str(out), "--batch-size", "32", "--epochs", "1", "--w-epochs", "1", "--n-triggers", "32",
                  "--n-heldout", "8", "--maxiter", "1", "--extract-epochs", "1", "--query-draws", "10",
-                 "--temperature", "2", "--kappa", "0.5", "0.5", "0.25", "--threads", "1", "--device", "cpu"])
+                 "--temperature", "2", "--kappa", "0.5", "0.5", "0.25", "--threads", "1", "--device", "cpu", "--innocents", "4"])
     assert code == 0
     result = json.loads((out / "result.json").read_text())
     config = json.loads((out / "config.json").read_text())
@@ -17,10 +17,15 @@ def test_cli_run_writes_run_folder(tiny_data_dir, tmp_path, capsys):
     assert config["effective"]["reference_T"] == [50.0] * 3
     assert "verify extracted" in capsys.readouterr().out
     assert main(["verify", str(out)]) == 0
-    assert json.loads((out / "result.json").read_text())["verification"]["clean"]["margin"] == 0.1
-    assert main(["verify", str(out), "--verify-margin", "0"]) == 0          # re-judge without the margin
-    assert json.loads((out / "result.json").read_text())["verification"]["clean"]["margin"] == 0
-    assert json.loads((out / "config.json").read_text())["verify_margin"] == 0     # kept for later steals
+    clean = json.loads((out / "result.json").read_text())["verification"]["clean"]
+    assert clean["test"] == "binomial" and clean["null_models"] == 4            # the innocent population
+    assert "exact binomial against a null rate from 4 innocent models" in capsys.readouterr().out
+    assert main(["verify", str(out), "--test", "welch", "--verify-margin", "0"]) == 0   # the paper's test
+    clean = json.loads((out / "result.json").read_text())["verification"]["clean"]
+    assert clean["test"] == "welch" and clean["margin"] == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["verify_margin"] == 0 and saved["test"] == "welch"             # kept for later steals
+    assert main(["verify", str(out), "--test", "binomial"]) == 0
     assert main(["verify", str(out), "--verify-margin", "1.5"]) == 2
     assert "verify-margin" in capsys.readouterr().err
     assert main(["steal", str(out), "--student", "mlp", "--extract-epochs", "1", "--threads", "1"]) == 0

@@ -46,20 +46,22 @@ def test_result_contract(finished_run):
     assert result["seconds"]["total"] > 0
     assert result["n_attack"] == result["n_train"]          # the thief queries the defender's data
     innocent = result["verification"]["clean_classic"]          # the innocent model on the classic triggers
-    assert innocent["trigger_set"] == "classic" and innocent["margin"] == cfg_margin(out)
+    assert innocent["trigger_set"] == "classic" and innocent["test"] == "binomial"
+    # every verdict rests on the innocent population the run queried (innocents.json), and says so
+    inn = json.loads((out / "innocents.json").read_text())
+    assert set(inn["sets"]) == {"optimised", "classic"} and len(inn["sets"]["optimised"]) == 4
+    assert all(v["null_models"] == 4 and v["null_source"] == inn["source"] for v in result["verification"].values())
+    assert all(v["proven"] == (v["p_value"] < 0.05) for v in result["verification"].values())
     for name in ("config.json", "history.json", "predictions.json", "triggers.png", "triggers.pt"):
         assert (out / name).exists(), name
-
-
-def cfg_margin(out) -> float:
-    return json.loads((out / "config.json").read_text())["verify_margin"]
 
 
 def test_predictions_recompute_verification(finished_run):
     out, result, _ = finished_run
     preds = json.loads((out / "predictions.json").read_text())
     cfg = json.loads((out / "config.json").read_text())
-    again = verify_predictions(preds, **run_settings(cfg))
+    innocents = json.loads((out / "innocents.json").read_text())
+    again = verify_predictions(preds, innocents, **run_settings(cfg))
     assert again == result["verification"]
     assert len(preds["sets"]["optimised"]["extracted"]) == cfg["n_heldout"]
 

@@ -18,7 +18,7 @@ from ewe.config import ConfigError  # noqa: E402
 from ewe.sweep import SweepError, SweepSpec  # noqa: E402
 
 TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
-            train_size=256, test_size=128, batch_size=32, query_draws=20)
+            train_size=256, test_size=128, batch_size=32, query_draws=20, innocents=4)
 
 
 def tiny_spec(**kw) -> SweepSpec:

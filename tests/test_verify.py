@@ -1,24 +1,63 @@
-"""Ownership test against scipy on fixed vectors; the query count."""
+"""The ownership test: exact binomial p-values against a calibrated null rate, the Welch option, the query
+count, and the false-positive rate under H0."""
 import numpy as np
 import pytest
 from scipy import stats
 
-from ewe.config import RunConfig
-from ewe.verify import p_value, queries_for_confidence, query_curve, query_grid, verify
+from ewe.verify import (Null, binomial_p, null_rate, queries_for_confidence, query_curve, query_grid, verify,
+                        verify_predictions, welch_p)
 
 
-def test_p_value_matches_scipy_welch_one_sided():
-    x = np.array([1, 1, 0, 1, 0, 1, 1, 0, 1, 1], dtype=float)
-    y = np.array([0, 0, 0, 1, 0, 0, 0, 0, 0, 0], dtype=float)
-    ref = stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue
-    assert p_value(x, y) == pytest.approx(ref)
-    assert p_value(y, x) == pytest.approx(stats.ttest_ind(y, x, equal_var=False, alternative="greater").pvalue)
+def test_binomial_is_exact_at_every_n():
+    p0 = 0.03
+    assert binomial_p(2, 2, p0) == pytest.approx(p0 ** 2)          # two hits in two queries: p0^2, not 0
+    assert binomial_p(0, 5, p0) == pytest.approx(1.0)                # no hit: no evidence
+    assert binomial_p(7, 7, p0) == pytest.approx(p0 ** 7)            # all hits
+    for k, n in [(1, 10), (3, 10), (12, 200), (40, 1000)]:
+        ref = stats.binomtest(k, n, p0, alternative="greater").pvalue
+        assert binomial_p(k, n, p0) == pytest.approx(ref, rel=1e-9)
+    assert np.allclose(binomial_p(np.array([0, 1, 2]), 2, p0), [1.0, 1 - (1 - p0) ** 2, p0 ** 2])
 
 
-def test_degenerate_constant_samples():
-    assert p_value([1, 1, 1], [0, 0, 0]) == 0.0   # t = +inf
-    assert p_value([0, 0, 0], [0, 0, 0]) == 1.0   # no evidence
-    assert p_value([0, 0, 0], [1, 1, 1]) == 1.0
+def test_false_positive_rate_under_h0_stays_below_alpha():
+    """Exactly, for every n from 2 to 1,000: P(p < alpha) when the suspect's true rate is p0."""
+    alpha = 0.05
+    for p0 in (0.001, 0.02, 0.1, 0.3):
+        for n in range(2, 1001):
+            k = np.arange(n + 1)
+            rejected = binomial_p(k, n, p0) < alpha
+            fpr = stats.binom.pmf(k, n, p0)[rejected].sum()
+            assert fpr <= alpha + 1e-12, (p0, n, fpr)
+
+
+def test_calibrated_null_spares_innocents_drawn_like_the_population():
+    """Simulation: innocent models' rates vary between models (a beta distribution); p0 is calibrated on
+    one population of 12 and tested on fresh innocents with 200 queries each. The false-accusation rate
+    stays below alpha, where a single-reference null (one model's rate) accuses far more often."""
+    rng = np.random.default_rng(0)
+    accused_pop, accused_single, tests = 0, 0, 0
+    for trial in range(300):
+        a, b = 2.0, 40.0                                              # mean rate ~5 %, sd ~3 points
+        cal = rng.binomial(200, rng.beta(a, b, 12)) / 200
+        p0 = null_rate(cal, 200)
+        single = null_rate(cal[:1], 200)
+        for r in rng.beta(a, b, 5):
+            k = rng.binomial(200, r)
+            accused_pop += binomial_p(k, 200, p0) < 0.05
+            accused_single += binomial_p(k, 200, single) < 0.05
+            tests += 1
+    assert accused_pop / tests <= 0.05
+    assert accused_single / tests > accused_pop / tests
+
+
+def test_null_rate_bounds_the_population():
+    rates = [0.0, 0.01, 0.05, 0.02]
+    p0 = null_rate(rates, 200)
+    assert p0 >= 0.05                                                  # at least the worst innocent
+    assert null_rate([0.0] * 20, 200) > 0.0                            # never 0: 0 of 200 is not "never"
+    assert null_rate([0.0, 0.3], 200) > null_rate([0.15, 0.15], 200)   # spread between models widens it
+    with pytest.raises(ValueError):
+        null_rate([], 200)
 
 
 def test_query_grid():
@@ -27,57 +66,62 @@ def test_query_grid():
     assert query_grid(5) == [2, 3, 4, 5]
 
 
-def test_queries_for_confidence_against_closed_form():
-    """s = 0.3 vs b = 0.01: the spec's normal approximation gives N ~ 7; the t-test needs a few more."""
-    rng = np.random.default_rng(0)
-    n = 2000
-    x = (rng.random(n) < 0.3).astype(float)
-    y = (rng.random(n) < 0.01).astype(float)
-    q = queries_for_confidence(query_curve(x, y, draws=300, seed=0))
-    z = 1.645
-    approx = z ** 2 * (0.3 * 0.7 + 0.01 * 0.99) / 0.29 ** 2
-    assert approx < 8 and 4 <= q <= 20
+def test_queries_for_95_is_where_the_curve_stays_below_alpha():
+    curve = {"queries": [2, 3, 4, 5, 6], "p_median": [0.01, 0.12, 0.04, 0.03, 0.02]}
+    assert queries_for_confidence(curve) == 4                          # the dip at 2 does not count
+    assert queries_for_confidence({"queries": [2, 3], "p_median": [0.01, 0.2]}) is None
 
 
-def test_curve_monotone_enough_and_independent_model_not_claimed():
+def test_strong_copy_proven_fast_and_weak_one_not():
     rng = np.random.default_rng(1)
-    same = (rng.random(500) < 0.02).astype(float)
-    other = (rng.random(500) < 0.02).astype(float)
-    res = verify(np.where(same, 7, 3), np.where(other, 7, 3), target=7, draws=50)
-    assert res["p_value"] > 0.05 and res["queries_for_95"] is None and res["verified"] is False
-    strong = verify(np.full(300, 7), np.where(rng.random(300) < 0.02, 7, 1), target=7, draws=50)
-    assert strong["queries_for_95"] is not None and strong["queries_for_95"] <= 5
-    assert strong["curve"]["p_median"][-1] < 1e-10
+    null = Null(0.02, 20, "test")
+    strong = verify(np.where(rng.random(300) < 0.6, 7, 1), 7, null=null, draws=100)
+    assert strong["proven"] and strong["verified"] and strong["queries_for_95"] <= 6
+    med = strong["curve"]["p_median"]
+    q = strong["queries_for_95"]
+    assert all(p < 0.05 for n, p in zip(strong["curve"]["queries"], med) if n >= q)
+    weak = verify(np.where(rng.random(300) < 0.02, 7, 1), 7, null=null, draws=100)
+    assert not weak["proven"] and weak["queries_for_95"] is None and weak["p_value"] > 0.05
 
 
-def test_mismatched_lengths_rejected():
-    with pytest.raises(ValueError):
-        query_curve([1, 0], [1, 0, 1])
+def test_proven_means_p_on_every_query_below_alpha():
+    rng = np.random.default_rng(3)
+    null = Null(0.05, 20, "test")
+    for rate in (0.05, 0.08, 0.1, 0.2):
+        v = verify(np.where(rng.random(200) < rate, 3, 0), 3, null=null, draws=50)
+        assert v["proven"] == (v["p_value"] < 0.05) == (v["queries_for_95"] is not None)
 
 
-def test_margin_is_welch_on_the_shifted_suspect():
-    """H0: rate(suspect) <= rate(reference) + margin, i.e. Welch on (x - margin) vs y."""
-    rng = np.random.default_rng(2)
-    x = (rng.random(400) < 0.3).astype(float)
-    y = (rng.random(400) < 0.1).astype(float)
-    for margin in (0.0, 0.05, 0.15):
+def test_welch_option_reproduces_scipy():
+    x = np.array([1, 1, 0, 1, 0, 1, 1, 0, 1, 1], dtype=float)
+    y = np.array([0, 0, 0, 1, 0, 0, 0, 0, 0, 0], dtype=float)
+    for margin in (0.0, 0.1):
         ref = stats.ttest_ind(x - margin, y, equal_var=False, alternative="greater").pvalue
-        assert p_value(x, y, margin) == pytest.approx(ref)
-    assert p_value(x, y, 0.05) > p_value(x, y, 0.0)
-    assert p_value([1, 1, 1], [0, 0, 0], 0.05) < 1e-10    # constant samples, rates still 0.95 apart
-    assert p_value([1, 1, 1], [1, 1, 1], 0.05) == 1.0
+        assert welch_p(x, y, margin) == pytest.approx(ref)
+    assert welch_p([1, 1, 1], [0, 0, 0]) == 1.0      # undefined t: no evidence, never p = 0
+    v = verify(np.where(x > 0, 7, 1), 7, reference_pred=np.where(y > 0, 7, 1), test="welch", draws=20)
+    assert v["test"] == "welch" and v["p_value"] == pytest.approx(welch_p(x, y))
 
 
-def test_margin_spares_an_innocent_model_that_differs_a_little():
-    """The lab's false claim (Fashion-MNIST paper seed 2): an independent clean model answered the target
-    on 12 of 974 triggers, the reference on 2. Enough queries make that 'significant' without a margin."""
-    target, n = 0, 974
-    innocent = np.where(np.arange(n) < 12, target, 5)
-    reference = np.where(np.arange(n) < 2, target, 5)
-    assert verify(innocent, reference, target, draws=50)["verified"] is True
-    margin = RunConfig.verify_margin          # the shipped default
-    spared = verify(innocent, reference, target, draws=50, margin=margin)
-    assert spared["verified"] is False and spared["queries_for_95"] is None and spared["margin"] == margin
-    # a stolen copy at 0.3 is still caught within a few dozen queries
-    stolen = np.where(np.arange(n) % 10 < 3, target, 5)
-    assert verify(stolen, reference, target, draws=50, margin=margin)["queries_for_95"] <= 40
+def test_mismatched_lengths_rejected_by_welch():
+    with pytest.raises(ValueError):
+        query_curve([1, 0], reference_hits=[1, 0, 1], test="welch")
+
+
+def test_verify_predictions_uses_the_population_and_says_so():
+    rng = np.random.default_rng(4)
+    n = 100
+    stolen = np.where(rng.random(n) < 0.4, 7, 1).tolist()
+    clean = np.where(rng.random(n) < 0.02, 7, 1).tolist()
+    preds = {"target": 7, "sets": {"optimised": {"extracted": stolen, "clean": clean,
+                                                 "independent_clean": clean}}}
+    innocents = {"source": "20 innocent models (t)",
+                 "sets": {"optimised": {f"m{i}": np.where(rng.random(n) < 0.03, 7, 1).tolist()
+                                        for i in range(20)}}}
+    out = verify_predictions(preds, innocents, draws=20)
+    assert out["extracted"]["proven"] and out["extracted"]["null_models"] == 20
+    assert out["extracted"]["null_source"] == "20 innocent models (t)"
+    assert not out["clean"]["proven"]
+    # without a population: the clean reference + margin, and the verdict says it rests on one model
+    weak = verify_predictions(preds, None, draws=20, margin=0.1)
+    assert weak["extracted"]["null_models"] == 1 and "no innocent population" in weak["extracted"]["null_source"]

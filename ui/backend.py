@@ -24,7 +24,7 @@ PIPELINE = None          # None = ewe.pipeline (imported lazily: it imports torc
 
 # A very small configuration for smoke tests and classroom "does it work" runs (seconds, not minutes).
 TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
-            train_size=256, test_size=128, batch_size=32, query_draws=40)
+            train_size=256, test_size=128, batch_size=32, query_draws=40, innocents=4)
 
 PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "Digits (built-in, offline)",
           "speech-commands": "Speech Commands"}
@@ -289,26 +289,28 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     return run
 
 
-_VERIFY_CACHE: dict[tuple[str, float, float], dict] = {}
+_VERIFY_CACHE: dict[tuple, dict] = {}
 
 
-def reverify(run_dir: str | Path, run: dict, margin: float) -> dict[str, dict]:
-    """The run's verification recomputed from its predictions.json with another margin (about 1 s on a
-    paper run; cached by the file's mtime), without touching the folder."""
-    from ewe.verify import run_settings, verify_predictions
+def reverify(run_dir: str | Path, run: dict, margin: float, test: str | None = None) -> dict[str, dict]:
+    """The run's verdicts recomputed from its predictions.json (and innocents.json) with another margin or
+    test (about 1 s on a paper run; cached by the files' mtimes), without touching the folder."""
+    from ewe.pipeline import run_verdicts
     path = Path(run_dir) / "predictions.json"
     if not path.exists():
         return dict((run.get("result") or {}).get("verification") or {})
-    key = (str(run_dir), path.stat().st_mtime, round(float(margin), 6))
+    inn = Path(run_dir) / "innocents.json"
+    key = (str(run_dir), path.stat().st_mtime, inn.stat().st_mtime if inn.exists() else 0.0,
+           round(float(margin), 6), test)
     if key not in _VERIFY_CACHE:
+        overrides = {"margin": float(margin), **({"test": test} if test else {})}
         try:
-            preds = json.loads(path.read_text())
+            verdicts = run_verdicts(run_dir, **overrides)
         except (OSError, ValueError):      # being rewritten by a running attack: keep what is stored
             return dict((run.get("result") or {}).get("verification") or {})
         if len(_VERIFY_CACHE) > 64:
             _VERIFY_CACHE.clear()
-        settings = {**run_settings(run.get("config") or {}), "margin": float(margin)}
-        _VERIFY_CACHE[key] = verify_predictions(preds, **settings)
+        _VERIFY_CACHE[key] = verdicts
     return dict(_VERIFY_CACHE[key])
 
 
@@ -431,7 +433,7 @@ def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, fi
 
     from ewe.models import CheckpointError, build_model, load_state
     from ewe.train import predict
-    from ewe.verify import run_settings, verify
+    from ewe.pipeline import judge_suspect
 
     cfg, result, preds = run.get("config") or {}, run.get("result") or {}, run.get("predictions") or {}
     trig_path = Path(run_dir) / "triggers.pt"
@@ -451,10 +453,7 @@ def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, fi
                               "torch.save(model.state_dict(), path) for the chosen architecture.") from None
     triggers = torch.load(trig_path, weights_only=True)["heldout"]
     suspect = predict(model, triggers).tolist()
-    settings = run_settings(cfg)
-    if margin is not None:
-        settings["margin"] = float(margin)
-    return verify(suspect, reference[: len(suspect)], int(cfg.get("target", preds.get("target", 0))), **settings)
+    return judge_suspect(run_dir, suspect, "optimised", **({"margin": float(margin)} if margin is not None else {}))
 
 
 def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ unchanged.
     fine_prune(model, x, ratio, finetune=...)                     Liu et al. 2018: the last conv layer's
                                                                   channels least active on clean data are
                                                                   removed, then the model is fine-tuned
-    evaluate(model, x_test, y_test, triggers, reference_pred, target) -> accuracy, watermark success,
+    evaluate(model, x_test, y_test, triggers, target, null=...) -> accuracy, watermark success,
                                                                   p-value, queries for 95 %
     run_suite(run_dir, settings)  every attack on the run's victims; writes ``robustness.json``
 
@@ -31,14 +31,14 @@ unchanged.
 the pruning attacks and the fine-tuning epoch for the fine-tuning attacks. The ``none`` record of each
 victim (the untouched model) is x = 0 of every curve.
 
-Verification is ``ewe.verify.verify`` of the attacked model's held-out trigger predictions against the
-run's clean reference model on the same triggers (``predictions.json``), as in ``pipeline.verify_run``.
+Verification is ``ewe.verify.verify`` of the attacked model's held-out trigger predictions, judged as in
+``pipeline.verify_run``: against the run's innocent population (``innocents.json``) by default, or with the
+Welch test against the clean reference on the same triggers (``predictions.json``).
 """
 from __future__ import annotations
 
 import copy
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -49,7 +49,7 @@ from torch.nn.utils import prune as torch_prune
 
 from ..callbacks import Reporter, Stopped
 from ..train import predict, train_clean
-from ..verify import verify
+from ..verify import Null, nulls_for_run, verify
 from .extraction import QueryCounter
 
 ATTACKS = ("fine_tune_last", "fine_tune_all", "prune", "prune_finetune", "fine_prune")
@@ -64,17 +64,17 @@ ATTACK_LABELS = {"none": "no attack", "fine_tune_last": "fine-tuning (last layer
 # measurement
 
 def evaluate(model: nn.Module, x_test: torch.Tensor, y_test: torch.Tensor, triggers: torch.Tensor,
-             reference_pred, target: int, *, alpha: float = 0.05, draws: int = 200, seed: int = 0,
-             margin: float = 0.0) -> dict:
-    """Accuracy on (x_test, y_test); watermark success, p-value and queries for 1 - alpha on ``triggers``
-    against the clean reference model's predictions ``reference_pred`` on the same triggers."""
+             target: int, *, null: Null | None = None, reference_pred=None, test: str = "binomial",
+             alpha: float = 0.05, draws: int = 200, seed: int = 0, margin: float = 0.0) -> dict:
+    """Accuracy on (x_test, y_test); watermark success, p-value and queries for 1 - alpha on ``triggers``,
+    judged like the run's own suspects (ewe.verify: against the innocent population's null rate, or the
+    Welch test against the clean reference's predictions on the same triggers)."""
     acc = (predict(model, x_test) == y_test).float().mean().item()
-    suspect = predict(model, triggers).tolist()
-    with warnings.catch_warnings():   # scipy warns about constant samples (e.g. 100 % success): harmless
-        warnings.simplefilter("ignore", RuntimeWarning)
-        v = verify(suspect, list(reference_pred), target, alpha=alpha, draws=draws, seed=seed, margin=margin)
+    suspect = predict(model, triggers).cpu().tolist()
+    v = verify(suspect, target, null=null, reference_pred=reference_pred, test=test, alpha=alpha, draws=draws,
+               seed=seed, margin=margin)
     return {"accuracy": acc, "watermark_success": v["suspect_rate"], "p_value": v["p_value"],
-            "queries_for_95": v["queries_for_95"], "verified": v["verified"]}
+            "queries_for_95": v["queries_for_95"], "verified": v["proven"], "proven": v["proven"]}
 
 
 def prunable(model: nn.Module) -> list[nn.Module]:
@@ -323,6 +323,7 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     suite at the next batch with status "stopped"; finished points are kept.
     """
     from ..config import from_dict
+    from ..innocents import INNOCENTS_FILE
     from ..pipeline import TRIGGER_SET, RunFolder, load_data, load_run_models
 
     run_dir = Path(run_dir)
@@ -376,14 +377,17 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
         def write():
             folder.write_json("robustness.json", out)
 
+        nulls = nulls_for_run(preds, folder.read_json(INNOCENTS_FILE), cfg.verify_margin)
         for vname, victim in victims.items():
             set_name = TRIGGER_SET[vname]
             triggers = sets[set_name]
             reference = preds["sets"][set_name]["clean"]
+            null = nulls[set_name]
 
             def measure(model) -> dict:
-                return evaluate(model, data.x_test, data.y_test, triggers, reference, cfg.target,
-                                alpha=cfg.alpha, draws=draws, seed=cfg.seed, margin=cfg.verify_margin)
+                return evaluate(model, data.x_test, data.y_test, triggers, cfg.target, null=null,
+                                reference_pred=reference, test=cfg.test, alpha=cfg.alpha, draws=draws,
+                                seed=cfg.seed, margin=cfg.verify_margin)
 
             def record(attack: str, stage: str, figures: dict, t0: float, emit: bool = True, **extra) -> dict:
                 rec = {"attack": attack, "victim": vname, "trigger_set": set_name, "ratio": None,

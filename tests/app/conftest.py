@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
-            train_size=256, test_size=128, batch_size=32, query_draws=20, threads=1)
+            train_size=256, test_size=128, batch_size=32, query_draws=20, threads=1, innocents=4)
 
 
 @pytest.fixture(autouse=True)

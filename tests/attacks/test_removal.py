@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ewe.attacks import removal
+from ewe.verify import Null
 from ewe.attacks.removal import (channel_activity, evaluate, fine_prune, fine_tune, last_conv, prunable,
                                  prune, sparsity)
 
@@ -104,16 +105,19 @@ def test_fine_pruning_needs_a_conv_layer(blobs):
 
 def test_evaluate_reports_accuracy_watermark_and_verification(trained_convnet, blobs):
     _, _, xt, yt = blobs
-    triggers = xt[:30]
+    target = int(trained_convnet(xt).argmax(1).mode().values)
+    triggers = xt[trained_convnet(xt).argmax(1) == target][:30]    # inputs the model answers with the target
     pred = trained_convnet(triggers).argmax(1)
-    target = int(pred.mode().values)
-    reference = [(target + 1) % 10] * 30                          # a reference that never says the target
-    out = evaluate(trained_convnet, xt, yt, triggers, reference, target, draws=20)
+    reference = [target] + [(target + 1) % 10] * (len(triggers) - 1)   # a clean model that rarely says it                         # a reference that never says the target
+    out = evaluate(trained_convnet, xt, yt, triggers, target, null=Null(0.05, 20, "t"), draws=20)
     assert out["accuracy"] == pytest.approx(float((trained_convnet(xt).argmax(1) == yt).float().mean()))
     assert out["watermark_success"] == pytest.approx(float((pred == target).float().mean()))
-    assert out["p_value"] < 0.05 and out["verified"] and out["queries_for_95"] is not None
-    same = evaluate(trained_convnet, xt, yt, triggers, pred.tolist(), target, draws=20)
+    assert out["p_value"] < 0.05 and out["proven"] and out["queries_for_95"] is not None
+    # an innocent population that answers the target as often as the model does: nothing to prove
+    same = evaluate(trained_convnet, xt, yt, triggers, target, null=Null(0.999, 20, "t"), draws=20)
     assert same["p_value"] > 0.05 and same["queries_for_95"] is None
+    welch = evaluate(trained_convnet, xt, yt, triggers, target, reference_pred=reference, test="welch", draws=20)
+    assert welch["proven"]
 
 
 def test_invalid_settings_are_refused():

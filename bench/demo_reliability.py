@@ -1,0 +1,221 @@
+"""Does the defence hold over victims x thieves? The table behind the presets and the demo (issue 16).
+
+    # train 5 victims, steal each with 5 thieves of every variant, print the table (resumable):
+    python bench/demo_reliability.py --dataset digits --victims 0-4 --thieves 5 --variants same-hard,same-soft
+    python bench/demo_reliability.py --dataset mnist --data-dir ../shared/data --victims 0-4 --thieves 5
+    # only the table, from what is stored:
+    python bench/demo_reliability.py --dataset digits --victims 0-4 --thieves 5 --summary-only
+
+A variant is a thief (and, for ``disjoint``, the victims it needs: trained on one half of the data, the
+thief querying the other). Victims are run folders ``OUT/<dataset>-<preset>[-disjoint]-s<seed>``; every
+thief is an entry of the folder's thieves.json, which keeps each copy's answers on the held-out triggers,
+so the verdicts below are recomputed from stored predictions (``ewe.pipeline.verify_run``) with the run's
+innocent population (``innocents.json``). Per variant and scheme (EWE, the classic watermark, the no-SNNL
+ablation) the table gives: proven (p < alpha on every held-out query) and proven within 100 queries, with
+exact 95 % intervals; the watermark the copies keep; the median queries to proof; the accuracy cost of
+the defended model against the clean one; EWE minus ablation paired by thief (same student start); and
+whether any innocent model was accused. JSON lines go to ``--results``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ewe.malloc import apply_unless_disabled  # noqa: E402
+
+apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc)
+
+from ewe import pipeline  # noqa: E402
+from ewe.config import preset  # noqa: E402
+from ewe.runs import THIEVES_FILE  # noqa: E402
+
+# thief settings by name; "victims" are overrides the victims need (the thief's data split is fixed when
+# they are trained)
+VARIANTS = {
+    "same-hard": {"thief": {"extract_labels": "hard"}, "victims": {}},
+    "same-soft": {"thief": {"extract_labels": "soft"}, "victims": {}},
+    "disjoint-hard": {"thief": {"extract_labels": "hard"}, "victims": {"attacker_data": "disjoint"}},
+    "disjoint-soft": {"thief": {"extract_labels": "soft"}, "victims": {"attacker_data": "disjoint"}},
+}
+SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))
+WITHIN = 100
+
+
+def seeds(text: str) -> list[int]:
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def run_dir(out: Path, dataset: str, preset_name: str, victim_overrides: dict, seed: int, tag: str) -> Path:
+    split = "-disjoint" if victim_overrides.get("attacker_data") == "disjoint" else ""
+    return out / f"{dataset}-{preset_name}{tag}{split}-s{seed}"
+
+
+def ensure_victim(path: Path, cfg) -> None:
+    done = path / "result.json"
+    if done.exists() and json.loads(done.read_text()).get("status") in ("trained", "finished"):
+        return
+    if path.exists():
+        import shutil
+        shutil.rmtree(path)
+    t0 = time.perf_counter()
+    res = pipeline.train_victims(cfg, path)
+    print(f"  trained {path.name} in {time.perf_counter() - t0:.0f} s: status {res['status']}", flush=True)
+
+
+def thief_key(thief: dict) -> dict:
+    return {k: thief[k] for k in ("labels", "seed")}
+
+
+def ensure_thief(path: Path, thief: dict, seed: int) -> None:
+    draws = json.loads((path / THIEVES_FILE).read_text()) if (path / THIEVES_FILE).exists() else []
+    want = {"labels": thief["extract_labels"], "seed": seed}
+    if any(thief_key(d["thief"]) == want for d in draws):
+        return
+    t0 = time.perf_counter()
+    res = pipeline.steal(path, {**thief, "thief_seed": seed})
+    print(f"  {path.name} thief {thief['extract_labels']} seed {seed}: {time.perf_counter() - t0:.0f} s, "
+          + ", ".join(f"{lab} {res['models'][k]['watermark_success']:.2f}"
+                      f"{'*' if res['verification'][k]['proven'] else ''}" for k, lab in SCHEMES), flush=True)
+
+
+def interval(k: int, n: int) -> str:
+    if n == 0:
+        return "—"
+    ci = stats.binomtest(k, n).proportion_ci(0.95, method="exact")
+    return f"{k}/{n} [{100 * ci.low:.0f}–{100 * ci.high:.0f} %]"
+
+
+def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[int]) -> dict:
+    rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": []} for _, lab in SCHEMES}
+    paired, costs, accused, innocent_tests, nulls = [], [], 0, 0, []
+    for path in paths:
+        result = pipeline.verify_run(path)      # re-judges every stored thief with today's test
+        m = result["models"]
+        costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
+        for k in ("clean", "clean_classic"):
+            v = result["verification"].get(k)
+            if v:
+                innocent_tests += 1
+                accused += bool(v["proven"])
+        nulls.append(result["verification"]["extracted"].get("null_rate"))
+        draws = json.loads((path / THIEVES_FILE).read_text())
+        for d in draws:
+            if d["thief"]["labels"] != thief["extract_labels"] or d["thief"]["seed"] not in thief_seeds:
+                continue
+            for key, lab in SCHEMES:
+                c = d["copies"].get(key)
+                if not c:
+                    continue
+                r = rows[lab]
+                r["n"] += 1
+                r["proven"] += bool(c["proven"])
+                q = c.get("queries_for_95")
+                r["within"] += q is not None and q <= WITHIN
+                r["kept"].append(c["watermark_success"])
+                if q is not None:
+                    r["queries"].append(q)
+            if "extracted" in d["copies"] and "ablation_extracted" in d["copies"]:
+                paired.append(d["copies"]["extracted"]["watermark_success"]
+                              - d["copies"]["ablation_extracted"]["watermark_success"])
+    out = {"variant": variant, "victims": len(paths), "thieves_per_victim": len(thief_seeds),
+           "accuracy_cost_mean": statistics.mean(costs) if costs else None,
+           "accuracy_cost_max": max(costs) if costs else None,
+           "innocents_accused": accused, "innocent_tests": innocent_tests,
+           "null_rate_optimised": [n for n in nulls if n is not None],
+           "ewe_minus_ablation_mean": statistics.mean(paired) if paired else None,
+           "ewe_ahead_pairs": sum(p > 0 for p in paired), "pairs": len(paired), "schemes": {}}
+    for lab, r in rows.items():
+        out["schemes"][lab] = {
+            "n": r["n"], "proven": r["proven"], "proven_within_100": r["within"],
+            "kept_mean": statistics.mean(r["kept"]) if r["kept"] else None,
+            "kept_min": min(r["kept"]) if r["kept"] else None, "kept_max": max(r["kept"]) if r["kept"] else None,
+            "median_queries": statistics.median(r["queries"]) if r["queries"] else None}
+    return out
+
+
+def table(summary: dict) -> str:
+    lines = [f"### {summary['variant']}: {summary['victims']} victims x {summary['thieves_per_victim']} thieves",
+             "", "| scheme | proven within 100 queries (95 % CI) | proven | watermark kept mean [min..max] | "
+             "median queries |", "|---|---|---|---|---|"]
+    for lab, s in summary["schemes"].items():
+        kept = "—" if s["kept_mean"] is None else f"{s['kept_mean']:.3f} [{s['kept_min']:.3f}..{s['kept_max']:.3f}]"
+        lines.append(f"| {lab} | {interval(s['proven_within_100'], s['n'])} | {interval(s['proven'], s['n'])} | "
+                     f"{kept} | {s['median_queries'] if s['median_queries'] is not None else '—'} |")
+    d = summary["ewe_minus_ablation_mean"]
+    lines += ["", f"EWE minus ablation, paired by thief: {'—' if d is None else f'{100 * d:+.1f} points'} "
+              f"(EWE ahead in {summary['ewe_ahead_pairs']} of {summary['pairs']}); defended accuracy cost "
+              f"{100 * summary['accuracy_cost_mean']:.2f} points (max {100 * summary['accuracy_cost_max']:.2f}); "
+              f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}; "
+              f"null rate on the optimised triggers {min(summary['null_rate_optimised']):.3f}.."
+              f"{max(summary['null_rate_optimised']):.3f}", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--data-dir")
+    ap.add_argument("--victims", default="0-4", help="victim seeds, e.g. 0-4 or 0,2,5")
+    ap.add_argument("--thieves", type=int, default=5, help="thief seeds per victim: 0..N-1 (+ 100 x victim)")
+    ap.add_argument("--variants", default="same-hard,same-soft")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="victim setting overrides (a JSON value), e.g. --set kappa=4; tags the run folders")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "reliability"))
+    ap.add_argument("--results", default=None, help="JSON lines file for the summaries")
+    ap.add_argument("--summary-only", action="store_true")
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    overrides = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        overrides[k] = json.loads(v)
+    tag = "".join(f"-{k}{v}" for k, v in sorted(overrides.items()))
+    victims = seeds(args.victims)
+    started = time.perf_counter()
+    summaries = []
+    for variant in args.variants.split(","):
+        spec = VARIANTS[variant]
+        paths = []
+        for vs in victims:
+            cfg = preset(args.dataset, args.preset, seed=vs, data_dir=args.data_dir, threads=args.threads,
+                         **overrides, **spec["victims"])
+            path = run_dir(out, args.dataset, args.preset, spec["victims"], vs, tag)
+            paths.append(path)
+            # thief seeds differ between victims so that no two victims share a thief's luck
+            thief_seeds = [100 * vs + t for t in range(args.thieves)]
+            if args.summary_only:
+                continue
+            ensure_victim(path, cfg)
+            for ts in thief_seeds:
+                ensure_thief(path, spec["thief"], ts)
+            print(f"[{time.perf_counter() - started:.0f} s] {variant}: victim {vs} done", flush=True)
+        all_seeds = [100 * vs + t for vs in victims for t in range(args.thieves)]
+        s = summarise([p for p in paths if (p / THIEVES_FILE).exists()], variant, spec["thief"], all_seeds)
+        s.update(dataset=args.dataset, preset=args.preset, overrides=overrides, victim_seeds=victims)
+        summaries.append(s)
+        print(table(s), flush=True)
+    if args.results:
+        with open(args.results, "a") as f:
+            for s in summaries:
+                f.write(json.dumps(s) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""A population of innocent models: what the ownership test compares a suspect with (ewe.verify).
+
+An innocent model never saw the owner's watermark: it is trained on the task's true labels, with other
+seeds (initialisation, data order and, for subsets, other training samples), other architectures (the
+narrow and wide CNNs and the MLP a thief might also use), on one half of the data only, and for shorter
+and longer than the owner's clean model. Its rate of answering the target class on a run's held-out
+triggers is what "not stolen" looks like; the verdict's null rate is calibrated from these rates.
+
+The population does not depend on the watermark, only on the task: it is built once per dataset and
+training budget (``python -m ewe nulls``), cached under ``$EWE_CACHE_DIR/innocents/<key>/`` with a
+manifest of what it was built from, and queried on each run's trigger sets (``innocents.json`` in the
+run folder).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .callbacks import Reporter
+from .config import RunConfig
+from .models import build_model, load_state
+from .train import accuracy, predict, train_clean
+
+INNOCENTS_FILE = "innocents.json"
+POPULATION_SIZE = 24
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    model: str           # architecture; "victim" = the run's own
+    seed: int
+    data: str = "all"    # all | half-a | half-b (of the run's training set)
+    budget: float = 1.0  # epochs as a multiple of the clean model's
+
+
+def recipes(cfg: RunConfig, n: int = POPULATION_SIZE) -> list[Recipe]:
+    """The population's members, varied as an ownership dispute would ask ("could an innocent model have
+    answered like that?"): seeds, architectures, data, training length. Interleaved so that any prefix,
+    and each half of the list (even / odd positions), mixes every kind."""
+    image = cfg.model.startswith("conv2")
+    archs = ["conv2_narrow", "conv2_wide", "mlp"] if image else ["victim"]
+    kinds = [("victim", "all", 1.0), (archs[0], "all", 1.0), ("victim", "half-a", 1.0),
+             (archs[1 % len(archs)], "all", 1.0), ("victim", "all", 0.5), (archs[2 % len(archs)], "all", 1.0),
+             ("victim", "half-b", 1.0), ("victim", "all", 2.0)]
+    out = []
+    for i in range(n):
+        model, data, budget = kinds[i % len(kinds)]
+        out.append(Recipe(f"innocent{i:02d}", model, 50_000 + i, data, budget))
+    return out
+
+
+def population_key(cfg: RunConfig) -> str:
+    """What the population depends on: the task (data and its subset size), the victim's architecture and
+    training budget. Not the watermark, the thief or the seed."""
+    what = {k: getattr(cfg, k) for k in ("dataset", "model", "train_size", "batch_size", "epochs", "w_epochs",
+                                         "attacker_data", "lr")}
+    digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{cfg.dataset}-{digest}"
+
+
+def population_dir(cfg: RunConfig, root: str | Path | None = None) -> Path:
+    if root is None:
+        from .data import cache_dir
+        root = cache_dir() / "innocents"
+    return Path(root) / population_key(cfg)
+
+
+def _train_data(cfg: RunConfig, recipe: Recipe, data_cache: dict):
+    """The recipe's training data: for subsets (train_size) another seeded draw of the same size; for
+    halves, a seeded half of it."""
+    from .pipeline import load_data
+    seed = recipe.seed if cfg.train_size else cfg.seed
+    if seed not in data_cache:
+        data_cache[seed] = load_data(cfg.replace(seed=seed, device=cfg.device))
+    d = data_cache[seed]
+    x, y = d.x_train, d.y_train
+    if recipe.data != "all":
+        perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(recipe.seed)).to(x.device)
+        half = len(x) // 2
+        idx = perm[:half] if recipe.data == "half-a" else perm[half:2 * half]
+        x, y = x[idx], y[idx]
+    return x, y, d
+
+
+def build_population(cfg: RunConfig, root: str | Path | None = None, n: int = POPULATION_SIZE,
+                     listeners=None, stop=None, reporter: Reporter | None = None) -> Path:
+    """Train (or finish training) the population for ``cfg``'s task; returns its folder. Resumable: models
+    already in the folder are kept. Progress (with ETA) goes to ``reporter`` (a run's: its plan gains one
+    stage per missing model) or to ``listeners``."""
+    folder = population_dir(cfg, root)
+    (folder / "models").mkdir(parents=True, exist_ok=True)
+    manifest_path = folder / MANIFEST
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
+        "key": population_key(cfg), "built_from": {k: getattr(cfg, k) for k in (
+            "dataset", "model", "train_size", "batch_size", "epochs", "w_epochs", "attacker_data", "lr")},
+        "models": {}}
+    todo = [r for r in recipes(cfg, n) if r.name not in manifest["models"]]
+    data_cache: dict = {}
+    epochs = cfg.epochs + max(1, round(cfg.w_epochs))
+    rep = reporter or Reporter(list(listeners or []), stop)
+    plan = {r.name: r.budget * (0.5 if r.data != "all" else 1.0) for r in todo}
+    if reporter is None:
+        rep.set_plan(plan)
+    else:   # a run's reporter: add the missing models to its plan so its ETA counts them
+        unit = rep.plan.get("clean") or 1.0   # a clean model's cost in the run's plan
+        for name, cost in plan.items():
+            rep.plan[name], rep.done[name] = cost * unit, 0.0
+    for r in todo:
+        x, y, d = _train_data(cfg, r, data_cache)
+        arch = cfg.model if r.model == "victim" else r.model
+        model = build_model(arch, tuple(x.shape[1:]), seed=r.seed).to(x.device)
+        t0 = time.perf_counter()
+        train_clean(model, x, y, epochs=max(1, round(epochs * r.budget)), batch_size=cfg.batch_size, lr=cfg.lr,
+                    reporter=rep, stage=r.name, name=r.name, seed=r.seed)
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "models" / f"{r.name}.pt")
+        manifest["models"][r.name] = {**r.__dict__, "model": arch, "epochs": max(1, round(epochs * r.budget)),
+                                      "n_train": len(x), "accuracy": accuracy(model, d.x_test, d.y_test),
+                                      "seconds": round(time.perf_counter() - t0, 2)}
+        manifest["input_shape"] = list(x.shape[1:])
+        tmp = manifest_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(manifest, indent=2))
+        tmp.replace(manifest_path)
+        rep.advance(r.name, 1.0)
+    return folder
+
+
+def load_population(folder: str | Path, device: str = "cpu") -> tuple[dict, dict[str, torch.nn.Module]]:
+    """(manifest, {name: model}) of a built population."""
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    shape = tuple(manifest["input_shape"])
+    models = {}
+    for name, info in manifest["models"].items():
+        models[name] = load_state(build_model(info["model"], shape), folder / "models" / f"{name}.pt").to(device)
+    return manifest, models
+
+
+def query_population(folder: str | Path, trigger_sets: dict[str, torch.Tensor], device: str = "cpu") -> dict:
+    """Each innocent's predictions on each trigger set: the content of a run's innocents.json."""
+    manifest, models = load_population(folder, device)
+    return {"source": f"{len(models)} innocent models ({Path(folder).name})", "population": str(folder),
+            "key": manifest["key"], "built_from": manifest["built_from"],
+            "models": {n: {k: manifest["models"][n][k] for k in ("model", "data", "budget", "epochs", "accuracy")}
+                       for n in models},
+            "sets": {s: {n: predict(m, x.to(device)).cpu().tolist() for n, m in models.items()}
+                     for s, x in trigger_sets.items()}}
+
+
+def attach_population(run_dir: str | Path, folder: str | Path) -> dict:
+    """Query the population on a run's held-out trigger sets and write the run's innocents.json."""
+    run_dir = Path(run_dir)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    device = cfg.get("device", "cpu")
+    t = torch.load(run_dir / "triggers.pt", weights_only=True)
+    out = query_population(folder, {"optimised": t["heldout"], "classic": t["raw_heldout"]}, device)
+    tmp = run_dir / (INNOCENTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(run_dir / INNOCENTS_FILE)
+    return out

@@ -1,0 +1,90 @@
+"""The innocent population: built once per task, resumable, queried on a run's triggers, used by verdicts."""
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from ewe.config import ConfigError
+from ewe.innocents import (MANIFEST, attach_population, build_population, population_dir, population_key,
+                           query_population, recipes)
+
+
+def test_recipes_vary_seed_architecture_data_and_budget(tiny_data_dir):
+    cfg = tiny_config(tiny_data_dir)
+    rs = recipes(cfg, 24)
+    assert len({r.name for r in rs}) == 24 and len({r.seed for r in rs}) == 24
+    assert {"conv2_narrow", "conv2_wide", "mlp", "victim"} <= {r.model for r in rs}
+    assert {"all", "half-a", "half-b"} == {r.data for r in rs} and {0.5, 1.0, 2.0} == {r.budget for r in rs}
+    # each half of the list (the calibration / held-out split of bench/verdicts.py) mixes every kind
+    for half in (rs[0::2], rs[1::2]):
+        assert len({(r.model, r.data, r.budget) for r in half}) >= 4
+
+
+def test_population_key_ignores_watermark_and_thief(tiny_data_dir):
+    cfg = tiny_config(tiny_data_dir)
+    assert population_key(cfg) == population_key(cfg.replace(kappa=3.0, temperature=0.5, seed=4, thief_seed=9))
+    assert population_key(cfg) != population_key(cfg.replace(epochs=2))
+    assert population_key(cfg) != population_key(cfg.replace(attacker_data="disjoint"))
+
+
+def test_build_is_cached_and_resumable(tiny_data_dir, tmp_path):
+    cfg = tiny_config(tiny_data_dir)
+    folder = build_population(cfg, tmp_path / "pop", n=4)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert folder == population_dir(cfg, tmp_path / "pop") and len(manifest["models"]) == 4
+    assert manifest["built_from"]["dataset"] == "mnist"
+    assert all(0 <= m["accuracy"] <= 1 for m in manifest["models"].values())
+    stamps = {p.name: p.stat().st_mtime_ns for p in (folder / "models").glob("*.pt")}
+    events = []
+    build_population(cfg, tmp_path / "pop", n=6, listeners=[events.append])   # only the 2 new ones train
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / "models").glob("*.pt") if p.name in stamps} == stamps
+    assert len(list((folder / "models").glob("*.pt"))) == 6
+    assert {e["stage"] for e in events if e["kind"] == "stage_start"} == {"innocent04", "innocent05"}
+    progress = [e["fraction"] for e in events if e["kind"] == "progress"]
+    assert progress and progress[-1] == pytest.approx(1.0) and progress == sorted(progress)
+
+
+def test_query_population_and_run_verdicts(tiny_data_dir, tmp_path):
+    from ewe import pipeline
+    cfg = tiny_config(tiny_data_dir)
+    out = tmp_path / "run"
+    result = pipeline.run(cfg, out)
+    assert result["status"] == "finished"
+    inn = json.loads((out / "innocents.json").read_text())
+    assert len(inn["sets"]["optimised"]) == 4 and len(inn["sets"]["optimised"]["innocent00"]) == cfg.n_heldout
+    # the same population answers the same triggers the same way when queried again
+    t = torch.load(out / "triggers.pt", weights_only=True)
+    again = query_population(inn["population"], {"optimised": t["heldout"]})
+    assert again["sets"]["optimised"] == inn["sets"]["optimised"]
+    # thieves.json keeps each copy's answers, so a later test re-judges every thief
+    draws = json.loads((out / "thieves.json").read_text())
+    assert len(draws[0]["copies"]["extracted"]["predictions"]) == cfg.n_heldout
+    welch = pipeline.verify_run(out, test="welch")
+    assert welch["verification"]["extracted"]["test"] == "welch"
+    draws = json.loads((out / "thieves.json").read_text())
+    assert draws[0]["copies"]["extracted"]["test"] == "welch"
+    # without innocents.json a later verify attaches the cached population of the task
+    (out / "innocents.json").unlink()
+    again = pipeline.verify_run(out, test="binomial")
+    assert (out / "innocents.json").exists() and again["verification"]["extracted"]["null_models"] == 4
+
+
+def test_nulls_cli_builds_and_attaches(tiny_data_dir, tmp_path, capsys):
+    from ewe import pipeline
+    from ewe.cli import main
+    out = tmp_path / "run"
+    pipeline.run(tiny_config(tiny_data_dir, innocents=0), out)
+    assert not (out / "innocents.json").exists()
+    weak = pipeline.verify_run(out)["verification"]["extracted"]
+    assert weak["null_models"] == 1 and "no innocent population" in weak["null_source"]   # and it says so
+    assert main(["nulls", str(out), "--innocents", "4", "--threads", "1", "--device", "cpu"]) == 0
+    assert "4 innocent models in" in capsys.readouterr().out
+    assert json.loads((out / "result.json").read_text())["verification"]["extracted"]["null_models"] == 4
+    assert main(["nulls", str(out), "--innocents", "2"]) == 2
+    assert "at least 4" in capsys.readouterr().err
+
+
+def test_population_size_is_validated(tiny_data_dir):
+    with pytest.raises(ConfigError, match="innocents"):
+        tiny_config(tiny_data_dir, innocents=2)
