@@ -90,6 +90,32 @@ def ensure_thief(path: Path, thief: dict, seed: int) -> None:
                       f"{'*' if res['verification'][k]['proven'] else ''}" for k, lab in SCHEMES), flush=True)
 
 
+def footprint(path: Path) -> dict:
+    """The watermark's trace in what the thief receives (hypothesis H1): on the thief's queries, how often
+    each victim answers the target class where the truth is another class, and its mean probability of
+    the target on those inputs (what soft labels carry)."""
+    import torch
+    from ewe.config import from_dict
+    from ewe.train import predict, predict_proba
+    saved = json.loads((path / "config.json").read_text())
+    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    data = pipeline.load_data(cfg)
+    models = pipeline.load_run_models(path, ["defended", "plain_watermark", "ablation_no_snnl", "clean"])
+    other = data.y_attack != cfg.target
+    out = {}
+    for name, model in models.items():
+        pred = predict(model, data.x_attack)
+        prob = predict_proba(model, data.x_attack)[:, cfg.target]
+        out[name] = {"false_target": int(((pred == cfg.target) & other).sum()),
+                     "errors": int((pred != data.y_attack).sum()), "queries": len(pred),
+                     "target_prob_on_others": float(prob[other].mean()),
+                     "target_prob_on_others_q99": float(torch.quantile(prob[other], 0.99))}
+    return out
+
+
+VICTIM_OF = {"EWE": "defended", "classic": "plain_watermark", "ablation": "ablation_no_snnl"}
+
+
 def interval(k: int, n: int) -> str:
     if n == 0:
         return "—"
@@ -100,8 +126,11 @@ def interval(k: int, n: int) -> str:
 def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[int]) -> dict:
     rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": []} for _, lab in SCHEMES}
     paired, costs, accused, innocent_tests, nulls = [], [], 0, 0, []
+    traces = {lab: [] for _, lab in SCHEMES}     # (victim's footprint, mean kept by its thieves)
     for path in paths:
         result = pipeline.verify_run(path)      # re-judges every stored thief with today's test
+        fp = footprint(path)
+        kept_here = {lab: [] for _, lab in SCHEMES}
         m = result["models"]
         costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
         for k in ("clean", "clean_classic"):
@@ -124,18 +153,25 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
                 q = c.get("queries_for_95")
                 r["within"] += q is not None and q <= WITHIN
                 r["kept"].append(c["watermark_success"])
+                kept_here[lab].append(c["watermark_success"])
                 if q is not None:
                     r["queries"].append(q)
             if "extracted" in d["copies"] and "ablation_extracted" in d["copies"]:
                 paired.append(d["copies"]["extracted"]["watermark_success"]
                               - d["copies"]["ablation_extracted"]["watermark_success"])
+        for lab, kept in kept_here.items():
+            if kept and VICTIM_OF[lab] in fp:
+                traces[lab].append({**fp[VICTIM_OF[lab]], "kept_mean": statistics.mean(kept), "victim": path.name})
+        if "clean" in fp:
+            traces.setdefault("clean model", []).append({**fp["clean"], "victim": path.name})
     out = {"variant": variant, "victims": len(paths), "thieves_per_victim": len(thief_seeds),
            "accuracy_cost_mean": statistics.mean(costs) if costs else None,
            "accuracy_cost_max": max(costs) if costs else None,
            "innocents_accused": accused, "innocent_tests": innocent_tests,
            "null_rate_optimised": [n for n in nulls if n is not None],
            "ewe_minus_ablation_mean": statistics.mean(paired) if paired else None,
-           "ewe_ahead_pairs": sum(p > 0 for p in paired), "pairs": len(paired), "schemes": {}}
+           "ewe_ahead_pairs": sum(p > 0 for p in paired), "pairs": len(paired), "schemes": {},
+           "footprint": traces}
     for lab, r in rows.items():
         out["schemes"][lab] = {
             "n": r["n"], "proven": r["proven"], "proven_within_100": r["within"],
@@ -159,7 +195,25 @@ def table(summary: dict) -> str:
               f"{100 * summary['accuracy_cost_mean']:.2f} points (max {100 * summary['accuracy_cost_max']:.2f}); "
               f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}; "
               f"null rate on the optimised triggers {min(summary['null_rate_optimised']):.3f}.."
-              f"{max(summary['null_rate_optimised']):.3f}", ""]
+              f"{max(summary['null_rate_optimised']):.3f}", "",
+              "The victim's footprint on the thief's queries (mean over victims): answers of the target class "
+              "where the truth is another class, and the mean target probability on those inputs; "
+              "Spearman correlation with the watermark its copies keep:", ""]
+    for lab, rows in summary["footprint"].items():
+        if not rows:
+            continue
+        ft = [r["false_target"] for r in rows]
+        pr = [r["target_prob_on_others"] for r in rows]
+        line = (f"- {lab}: {statistics.mean(ft):.1f} false-target answers of {rows[0]['queries']} "
+                f"(errors {statistics.mean(r['errors'] for r in rows):.1f}); target probability on other "
+                f"classes {statistics.mean(pr):.4f}")
+        if "kept_mean" in rows[0] and len(rows) >= 3:
+            kept = [r["kept_mean"] for r in rows]
+            rho_f = stats.spearmanr(ft, kept).statistic
+            rho_p = stats.spearmanr(pr, kept).statistic
+            line += f"; rho(false-target, kept) {rho_f:+.2f}, rho(probability, kept) {rho_p:+.2f}"
+        lines.append(line)
+    lines.append("")
     return "\n".join(lines)
 
 

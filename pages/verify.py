@@ -13,9 +13,12 @@ ss = st.session_state
 sid = state.session_id()
 
 st.title("Verify ownership")
-st.markdown("The owner queries a suspect model with the secret held-out triggers and compares its answers "
-            "with a clean model's (one-sided Welch t-test). Below **p = 0.05** ownership is proven with 95 % "
-            "confidence.")
+st.markdown("The owner queries a suspect model with the secret held-out triggers and counts how often it "
+            "answers the watermark's class. **Default test:** an exact binomial test of those hits against the "
+            "*null rate*, the most often a model that never saw the watermark answers that class, measured on "
+            "a population of innocent models (other seeds, architectures, data and training lengths) on the "
+            "same triggers. Below **p = 0.05** ownership is proven with 95 % confidence. The paper's Welch "
+            "t-test against one clean model is shown beside it.")
 
 ref, run = widgets.run_picker(
     "Run", "verify_run",
@@ -29,24 +32,34 @@ result = (run or {}).get("result") or {}
 cfg = (run or {}).get("config") or {}
 alpha = float(cfg.get("alpha", 0.05))
 ver = dict(result.get("verification") or {})
-stored_margin = (ver.get("extracted") or {}).get("margin")        # None: judged before margins existed (0)
+run_test = cfg.get("test", RunConfig.test)
+test_key = f"keep_verify_test_{ref['key']}"
+ss.setdefault(test_key, run_test)
+TEST_LABELS = {"binomial": "Exact binomial against innocent models (default)",
+               "welch": "Welch t-test against the clean model (the paper's)"}
+test = st.radio("Test", list(TEST_LABELS), key=test_key, format_func=TEST_LABELS.get, horizontal=True)
+stored_margin = (ver.get("extracted") or {}).get("margin")        # None: not judged with a margin
 run_margin = float(cfg.get("verify_margin", RunConfig.verify_margin))
-margin_key = f"keep_verify_margin_{ref['key']}"
-ss.setdefault(margin_key, 100 * run_margin)
-margin = st.slider(
-    "Margin: how many percentage points more often than a clean model must a suspect answer the "
-    "watermark's class?", 0.0, max(20.0, math.ceil(100 * run_margin)), key=margin_key, step=0.5,
-    format="%g points",
-    help="Independently trained clean models differ on the same triggers (by up to 13 points in this lab's "
-         "runs). With margin 0 and enough queries, the test calls such a difference theft and accuses an "
-         "innocent model. " + (f"This run's setting: {100 * run_margin:g} points." if stored_margin is not None
-                               else "This run was made before the margin existed and judged with 0; the "
-                                    f"default is now {100 * RunConfig.verify_margin:g} points.")) / 100
-if stored_margin is None or not math.isclose(margin, stored_margin, abs_tol=1e-9):
-    ver = backend.reverify(ref["dir"], run, margin)
+margin = run_margin
+if test == "welch":
+    margin_key = f"keep_verify_margin_{ref['key']}"
+    ss.setdefault(margin_key, 100 * run_margin)
+    margin = st.slider(
+        "Margin: how many percentage points more often than a clean model must a suspect answer the "
+        "watermark's class?", 0.0, max(20.0, math.ceil(100 * run_margin)), key=margin_key, step=0.5,
+        format="%g points",
+        help="One clean model is not a null distribution: independently trained clean models differ on the same "
+             "triggers, so with margin 0 and enough queries the Welch test calls such a difference theft. "
+             + (f"This run's setting: {100 * run_margin:g} points." if "verify_margin" in cfg
+                else "This run was made before the margin existed and judged with 0; the "
+                     f"default is now {100 * RunConfig.verify_margin:g} points.")) / 100
+if test != (ver.get("extracted") or {}).get("test", "welch") or (
+        test == "welch" and (stored_margin is None or not math.isclose(margin, stored_margin, abs_tol=1e-9))):
+    ver = backend.reverify(ref["dir"], run, margin, test)
+other = backend.reverify(ref["dir"], run, margin, "welch" if test == "binomial" else "binomial")
 
 # several thieves (thieves.json): say which one each card judges, let the user pick, summarise them all
-draws = list((run or {}).get("thieves") or [])
+draws = backend.thieves_judged(ref["dir"], run, test=test, margin=margin)   # every thief, judged as above
 latest = widgets.latest_thief(draws, result) if draws else None
 pick, stolen = latest, ver          # the latest thief's copies: result.json and predictions.json hold them
 if len(draws) > 1:
@@ -59,9 +72,8 @@ if len(draws) > 1:
                         + (" · the latest" if i == latest else ""))
     if pick != latest:
         stolen = dict(draws[pick].get("copies") or {})
-        st.caption("This thief's copies are judged as they were when it stole them (with the margin of that "
-                   "time). Only the latest thief's answers are kept in the run folder, so the margin above "
-                   "and the chart apply to the latest thief's copies.")
+        st.caption("This thief's copies are judged with the test above from their stored answers; the chart "
+                   "draws the latest thief's copies.")
 thief_label = widgets.thief_name(draws, pick) if draws else None
 widgets.verdict_card("extracted", stolen.get("extracted"), alpha, big=True, thief=thief_label)
 chart_slot = st.container()
@@ -69,6 +81,11 @@ st.caption("Each line is the median p-value over random subsets of that many que
            "of the EWE model should cross the dashed line early; the plain watermark's copy and the "
            "innocent clean model should stay above it."
            + (f" The stolen copies drawn are {widgets.thief_name(draws, latest)}'s." if len(draws) > 1 else ""))
+with st.expander("Both tests side by side"):
+    st.caption("The same queries judged by the exact binomial test (against the innocent population's null "
+               "rate) and by the paper's Welch t-test (against the run's clean model, with the margin). They "
+               "disagree most on small samples and when innocent models differ from the clean reference.")
+    st.dataframe(widgets.tests_side_by_side(ver, other), hide_index=True, width="stretch")
 c1, c2 = st.columns(2)
 with c1:
     widgets.verdict_card("plain_extracted", stolen.get("plain_extracted"), alpha, thief=thief_label)
@@ -97,7 +114,7 @@ if file is not None:
     try:
         backend.check_upload(file.size)
         v = backend.verify_checkpoint(run, ref["dir"], file.getvalue(), ss["keep_suspect_arch"],
-                                     file.name, margin=margin)
+                                     file.name, margin=margin, test=test)
     except backend.UploadError as exc:
         st.error(f"Cannot test this file: {exc}")
     else:

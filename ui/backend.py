@@ -423,8 +423,25 @@ def point_summary(settings: dict[str, Any], result: dict, out: Path) -> dict[str
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------
+def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
+    """The run's thieves.json with every copy judged with ``overrides`` (test, margin) from its stored
+    answers (entries made before answers were stored keep their recorded verdict)."""
+    import copy as _copy
+
+    from ewe.pipeline import rejudge_thieves
+    from ewe.verify import run_settings
+    draws = _copy.deepcopy(list(run.get("thieves") or []))
+    preds, inn = run.get("predictions"), None
+    path = Path(run_dir) / "innocents.json"
+    if path.exists():
+        inn = json.loads(path.read_text())
+    if preds:
+        draws = rejudge_thieves(draws, preds, inn, {**run_settings(run.get("config") or {}), **overrides})
+    return draws
+
+
 def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
-                      margin: float | None = None) -> dict:
+                      margin: float | None = None, test: str | None = None) -> dict:
     """Treat an uploaded state_dict as a suspect: its predictions on the run's held-out triggers against
     the run's clean reference model. Raises UploadError (not a plain state_dict / wrong architecture)."""
     import tempfile
@@ -453,7 +470,8 @@ def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, fi
                               "torch.save(model.state_dict(), path) for the chosen architecture.") from None
     triggers = torch.load(trig_path, weights_only=True)["heldout"]
     suspect = predict(model, triggers).tolist()
-    return judge_suspect(run_dir, suspect, "optimised", **({"margin": float(margin)} if margin is not None else {}))
+    overrides = {**({"margin": float(margin)} if margin is not None else {}), **({"test": test} if test else {})}
+    return judge_suspect(run_dir, suspect, "optimised", **overrides)
 
 
 def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:

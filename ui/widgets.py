@@ -39,6 +39,41 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
+# training-set sizes, to plan a run before its data is loaded (digits: 80 % of scikit-learn's 1,797)
+TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "digits": 1_437, "speech-commands": 3_154}
+
+
+def expected_seconds(cfg, with_steal: bool = True) -> float:
+    """A run's time on a quiet machine, planned before Start from the measured stage costs
+    (ewe.pipeline._stage_plan, bench/results/stage_costs.json) and the run's sizes."""
+    from ewe.pipeline import _stage_plan
+    n = min(cfg.train_size or TRAIN_SIZES[cfg.dataset], TRAIN_SIZES[cfg.dataset])
+    n = n // 2 if cfg.attacker_data == "disjoint" else n
+    half = cfg.batch_size // 2
+    n_triggers = max(half, (cfg.n_triggers or n // 10) // half * half)
+    return float(sum(_stage_plan(cfg, n, n_triggers, with_steal).values()))
+
+
+def measured_quick_run() -> str:
+    """The measured time of a whole digits quick run (train, steal, verify), for pages that must not import
+    torch: read from bench/results/stage_costs.json (bench/bench_eta.py --calibrate)."""
+    import json
+    try:
+        costs = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "stage_costs.json")
+                           .read_text())
+        seconds = min(costs["measured_with"]["run_seconds"])
+    except (OSError, ValueError, KeyError):
+        return "a few minutes"
+    return f"about {fmt_seconds(seconds)} on a quiet 2-core machine (measured), longer on a busy one"
+
+
+def expected_text(seconds: float, runs: int = 1) -> str:
+    """The expected time of ``runs`` runs of ``seconds`` each, and what it assumes."""
+    total = f"about {fmt_seconds(seconds * runs)}" + (f" ({runs} × {fmt_seconds(seconds)})" if runs > 1 else "")
+    return (f"Expected time: {total} on a quiet machine, from measured stage costs; longer while other "
+            "runs share the cores.")
+
+
 def pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
@@ -241,8 +276,8 @@ VERDICT_SUBJECT = {"extracted": "the stolen copy of the defended (EWE) model",
 
 
 def accused(v: dict) -> bool:
-    """An innocent suspect counts as accused when some number of queries proves it (the card's headline)."""
-    return v.get("queries_for_95") is not None
+    """An innocent suspect counts as accused when the test proves it (one meaning of proven everywhere)."""
+    return is_proven(v)
 
 
 def is_proven(v: dict) -> bool:
@@ -263,7 +298,7 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
         return
     n_all, n95 = v.get("n_queries"), v.get("queries_for_95")
     conf = f"{100 * (1 - alpha):.0f} %"
-    proven = n95 is not None if key in ("clean", "clean_classic") else is_proven(v)
+    proven = is_proven(v)
     if thief and v.get("suspect_rate") is None and v.get("watermark_success") is not None:
         v = {**v, "suspect_rate": v["watermark_success"]}      # a thieves.json entry: its watermark kept
     with st.container(border=True):
@@ -281,14 +316,50 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
             headline = (f":red[:material/cancel:] Not proven — {n_all or 'the'} queries were not enough for "
                         f"{conf} confidence")
         st.markdown(f"{'####' if big else '#####'} {headline}")
-        p_value = v.get("p_value")
-        st.markdown(
-            f"Suspect: **{subject}**. On {n_all or 'the'} secret watermark queries it answered the watermark "
-            f"class **{pct(v.get('suspect_rate'))}** of the time"
-            + (f", a clean model **{pct(v.get('reference_rate'))}**" if v.get("reference_rate") is not None else "")
-            + (f" (to count as stolen it must beat that by more than {100 * v['margin']:g} percentage points)"
-               if v.get("margin") and v.get("reference_rate") is not None else "")
-            + (f". p-value with all queries: **{p_value:.2g}**." if isinstance(p_value, (int, float)) else "."))
+        st.markdown(verdict_words(subject, v, n_all))
+
+
+def verdict_words(subject: str, v: dict, n_all: int | None = None) -> str:
+    """What was tested, against which null rate, backed by how many innocent models, and what p means."""
+    p_value = v.get("p_value")
+    text = (f"Suspect: **{subject}**. On {n_all or 'the'} secret watermark queries it answered the watermark "
+            f"class **{pct(v.get('suspect_rate'))}** of the time")
+    if v.get("test", "welch") == "binomial" and v.get("null_rate") is not None:
+        m = v.get("null_models") or 0
+        text += (f". Models that never saw the watermark answer it at most **{pct(v['null_rate'])}** of the time "
+                 f"(the null rate, an upper bound from **{m} innocent model{'s' if m != 1 else ''}**"
+                 + (" — only the run's clean model: weak, build a population with `python -m ewe nulls`"
+                    if m <= 1 else "") + "). Exact binomial test")
+        meaning = "the chance that a model answering at the null rate hits this often by luck"
+    else:
+        text += (f", a clean model **{pct(v.get('reference_rate'))}**" if v.get("reference_rate") is not None else "")
+        text += (f" (to count as stolen it must beat that by more than {100 * v['margin']:g} percentage points)"
+                 if v.get("margin") and v.get("reference_rate") is not None else "")
+        text += ". The paper's one-sided Welch t-test"
+        meaning = "the chance of a gap this large between the two models if the suspect were innocent"
+    if isinstance(p_value, (int, float)):
+        return text + f": p = **{p_value:.2g}** with all queries ({meaning}; below 0.05 counts as proven)."
+    return text + "."
+
+
+def tests_side_by_side(shown: dict, other: dict) -> list[dict]:
+    """One row per suspect: the verdict of each test (binomial and Welch) on the same queries."""
+    def cell(v: dict | None) -> str:
+        if not v:
+            return "—"
+        q = v.get("queries_for_95")
+        return (f"{'proven' if is_proven(v) else 'not proven'} · p = {v['p_value']:.2g}"
+                + (f" · {q} queries" if q is not None and is_proven(v) else ""))
+    by_test = {}
+    for ver in (shown, other):
+        t = (next(iter(ver.values()), {}) or {}).get("test", "welch")
+        by_test[t] = ver
+    rows = []
+    for key in shown:
+        rows.append({"suspect": VERDICT_SUBJECT.get(key, key),
+                     "exact binomial (innocent models)": cell(by_test.get("binomial", {}).get(key)),
+                     "Welch t-test (clean model + margin)": cell(by_test.get("welch", {}).get(key))})
+    return rows
 
 
 def latest_thief(draws: list[dict], result: dict) -> int:

@@ -123,11 +123,20 @@ def test_attack_and_verify_flow(app_env):
     assert "Ownership proven with" in md or "Not proven" in md
     assert "innocent" in md
     assert len(plotly_charts(ver)) == 1
-    assert "more than 10 percentage points" in md                  # the run's margin, in words
+    # the default test in words: against which null rate, backed by how many innocent models, what p means
+    assert "Exact binomial test" in md and "innocent model" in md and "by luck" in md
+    assert not ver.slider                                          # no margin: the population sets the null
+    side = ver.dataframe[0].value
+    assert {"exact binomial (innocent models)", "Welch t-test (clean model + margin)"} <= set(side.columns)
+    assert not side["Welch t-test (clean model + margin)"].eq("—").all()   # the paper's test beside it
 
-    # a stricter or looser judge: recomputed from predictions.json, the run folder left as it was
+    # the paper's test, stricter or looser: recomputed from predictions.json, the run folder left as it was
     result_file = app_env["pipeline"].calls[0][2] / "result.json"
     before = result_file.read_bytes()
+    ver.radio(key=[w.key for w in ver.radio if w.key.startswith("keep_verify_test_")][0]).set_value("welch").run()
+    no_exception(ver)
+    md = " ".join(e.value for e in ver.markdown)
+    assert "more than 10 percentage points" in md and "Welch t-test" in md   # the run's margin, in words
     ver.slider[0].set_value(20).run()
     no_exception(ver)
     md = " ".join(e.value for e in ver.markdown)
@@ -290,14 +299,20 @@ def test_verify_old_run_and_large_margin(app_env):
     click(page("attack"), "Start the attack")
     out = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][2]
     result, config = json.loads((out / "result.json").read_text()), json.loads((out / "config.json").read_text())
-    for v in result["verification"].values():
-        v.pop("margin")
+    for v in result["verification"].values():       # judged by the old Welch test, before margins existed
+        for k in ("margin", "test", "null_rate", "null_models", "null_source", "proven"):
+            v.pop(k, None)
     result["verification"].pop("clean_classic")
     config.pop("verify_margin")
+    config.pop("test")
     (out / "result.json").write_text(json.dumps(result))
     (out / "config.json").write_text(json.dumps(config))
     ver = page("verify")
     no_exception(ver)
+    # re-judged in full with today's default test
+    assert "Exact binomial test" in " ".join(e.value for e in ver.markdown)
+    assert "Would the classic watermark accuse an innocent model?" in [e.label for e in ver.expander]
+    ver.radio(key=[w.key for w in ver.radio if w.key.startswith("keep_verify_test_")][0]).set_value("welch").run()
     assert "made before the margin existed" in ver.slider[0].help
     assert ver.slider[0].value == 10.0
     assert "Would the classic watermark accuse an innocent model?" in [e.label for e in ver.expander]
@@ -306,6 +321,7 @@ def test_verify_old_run_and_large_margin(app_env):
     assert "Would the classic watermark accuse an innocent model?" in [e.label for e in ver.expander]
 
     config["verify_margin"] = 0.25
+    config["test"] = "welch"
     (out / "config.json").write_text(json.dumps(config))
     ver = page("verify", sid="other-viewer")
     no_exception(ver)

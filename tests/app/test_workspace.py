@@ -140,8 +140,14 @@ def test_verify_names_each_cards_thief_and_summarises_all(app_env):
     out = app_env["pipeline"].calls[0][2]
     draws = json.loads((out / "thieves.json").read_text())
     assert [d["thief"]["seed"] for d in draws] == [5, 6, 7]
-    draws[0]["copies"]["extracted"].update(verified=False, proven=False, queries_for_95=None)
+    # the first thief's copy never answers the target: re-judged from its stored answers, it is not proven
+    target = json.loads((out / "predictions.json").read_text())["target"]
+    first = draws[0]["copies"]["extracted"]
+    first["predictions"] = [(target + 1) % 10] * len(first["predictions"])
     (out / "thieves.json").write_text(json.dumps(draws))
+    from ewe.pipeline import verify_run
+    draws = json.loads((verify_run(out) and out / "thieves.json").read_text())
+    assert draws[0]["copies"]["extracted"]["proven"] is False
 
     ver = page("verify")
     no_exception(ver)
@@ -158,7 +164,7 @@ def test_verify_names_each_cards_thief_and_summarises_all(app_env):
     assert "Judges the copy stolen by **thief 1 of 3 (seed 5" in captions
     assert "Judges the copy stolen by **thief 3" not in captions
     assert "Not proven" in " ".join(e.value for e in ver.markdown)
-    assert "the chart apply to the latest thief's copies" in captions        # says what the chart shows
+    assert "the chart draws the latest thief's copies" in captions        # says what the chart shows
 
 
 # ---- 13.6 memory and uploads --------------------------------------------------------------------------
