@@ -45,6 +45,11 @@ VARIANTS = {
     "same-soft": {"thief": {"extract_labels": "soft"}, "victims": {}},
     "disjoint-hard": {"thief": {"extract_labels": "hard"}, "victims": {"attacker_data": "disjoint"}},
     "disjoint-soft": {"thief": {"extract_labels": "soft"}, "victims": {"attacker_data": "disjoint"}},
+    # the thief's own data, never seen by the owner (subset presets: the next train_size images)
+    "fresh-hard": {"thief": {"extract_labels": "hard", "attacker_data": "fresh"}, "victims": {}},
+    "fresh-soft": {"thief": {"extract_labels": "soft", "attacker_data": "fresh"}, "victims": {}},
+    # H2: victims trained with the reference code's clean-data schedule, the reference thief
+    "refsched-hard": {"thief": {"extract_labels": "hard"}, "victims": {"clean_schedule": "reference"}},
 }
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))
 WITHIN = 100
@@ -59,6 +64,7 @@ def seeds(text: str) -> list[int]:
 
 def run_dir(out: Path, dataset: str, preset_name: str, victim_overrides: dict, seed: int, tag: str) -> Path:
     split = "-disjoint" if victim_overrides.get("attacker_data") == "disjoint" else ""
+    split += "-refsched" if victim_overrides.get("clean_schedule") == "reference" else ""
     return out / f"{dataset}-{preset_name}{tag}{split}-s{seed}"
 
 
@@ -75,13 +81,19 @@ def ensure_victim(path: Path, cfg) -> None:
 
 
 def thief_key(thief: dict) -> dict:
-    return {k: thief[k] for k in ("labels", "seed")}
+    return {"labels": thief["labels"], "seed": thief["seed"], "data": thief.get("attacker_data", "same")}
+
+
+def matches(recorded: dict, thief: dict) -> bool:
+    """Was this thieves.json entry made by ``thief`` (settings, any seed)?"""
+    data = thief.get("attacker_data")
+    return recorded["labels"] == thief["extract_labels"] and (
+        data is None and recorded.get("attacker_data") in ("same", "disjoint", None) or recorded.get("attacker_data") == data)
 
 
 def ensure_thief(path: Path, thief: dict, seed: int) -> None:
     draws = json.loads((path / THIEVES_FILE).read_text()) if (path / THIEVES_FILE).exists() else []
-    want = {"labels": thief["extract_labels"], "seed": seed}
-    if any(thief_key(d["thief"]) == want for d in draws):
+    if any(matches(d["thief"], thief) and d["thief"]["seed"] == seed for d in draws):
         return
     t0 = time.perf_counter()
     res = pipeline.steal(path, {**thief, "thief_seed": seed})
@@ -141,7 +153,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
         nulls.append(result["verification"]["extracted"].get("null_rate"))
         draws = json.loads((path / THIEVES_FILE).read_text())
         for d in draws:
-            if d["thief"]["labels"] != thief["extract_labels"] or d["thief"]["seed"] not in thief_seeds:
+            if not matches(d["thief"], thief) or d["thief"]["seed"] not in thief_seeds:
                 continue
             for key, lab in SCHEMES:
                 c = d["copies"].get(key)

@@ -16,7 +16,10 @@ from typing import Any
 
 DATASETS = ("mnist", "fashion-mnist", "digits", "speech-commands")
 PRESETS = ("quick", "paper", "reference")
-ATTACKER_DATA = ("same", "disjoint")   # the thief queries the owner's training data, or its own half
+# what the thief queries with: the owner's training data (as the reference code), its own half of it, or
+# fresh data from the task distribution that the owner never trained on (subset presets only)
+ATTACKER_DATA = ("same", "disjoint", "fresh")
+CLEAN_SCHEDULES = ("shuffled", "reference")
 
 
 class ConfigError(ValueError):
@@ -41,6 +44,9 @@ class RunConfig:
     epochs: int = 10                  # clean pre-training epochs
     w_epochs: float = 10.0            # watermark phase length, in clean-epoch units of watermark steps
     ratio: float = 1.0                # clean batches per watermark batch
+    # clean batches of the watermark phase: shuffled over all the data (default), or as the reference code
+    # (no shuffling, the pointer restarts every pass: only the first ratio * w_num_batch * B samples)
+    clean_schedule: str = "shuffled"
     # SNNL
     kappa: list[float] = field(default_factory=lambda: [32 / 512] * 3)   # effective, mean-CE scale
     temperature: list[float] = field(default_factory=lambda: [100.0] * 3)  # tau per layer
@@ -271,7 +277,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(cfg.query_budget is None or cfg.query_budget >= cfg.batch_size // 2,
          f"query budget {cfg.query_budget} is below half a batch ({cfg.batch_size // 2})")
     need(cfg.thief_seed is None or cfg.thief_seed >= 0, "thief_seed must be 0 or more")
-    need(cfg.attacker_data in ATTACKER_DATA, "attacker_data is 'same' or 'disjoint'")
+    need(cfg.attacker_data in ATTACKER_DATA, f"attacker_data is one of {', '.join(ATTACKER_DATA)}")
+    need(cfg.clean_schedule in CLEAN_SCHEDULES, f"clean_schedule is one of {', '.join(CLEAN_SCHEDULES)}")
     need(0 < cfg.alpha < 1, "alpha is a significance level in (0, 1)")
     check_verify_margin(cfg.verify_margin)
     need(cfg.query_draws >= 1, "query_draws must be at least 1")

@@ -61,6 +61,8 @@ def population_key(cfg: RunConfig) -> str:
     training budget. Not the watermark, the thief or the seed."""
     what = {k: getattr(cfg, k) for k in ("dataset", "model", "train_size", "batch_size", "epochs", "w_epochs",
                                          "attacker_data", "lr")}
+    # only the disjoint split changes the owner's training data ("fresh" thieves query other data)
+    what["attacker_data"] = "disjoint" if cfg.attacker_data == "disjoint" else "same"
     digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
     return f"{cfg.dataset}-{digest}"
 

@@ -113,6 +113,16 @@ def load_data(cfg: RunConfig) -> Data:
     x_train, y_train = _subset(ds.train.x, ds.train.y, cfg.train_size, cfg.seed)
     x_test, y_test = _subset(ds.test.x, ds.test.y, cfg.test_size, cfg.seed + 1)
     x_attack, y_attack = x_train, y_train
+    if cfg.attacker_data == "fresh":
+        # the thief's own data from the task distribution: as many other training images as the owner has,
+        # never seen by the owner (the next ones of the same seeded draw); needs a train_size subset
+        n = cfg.train_size or len(ds.train.x)
+        if 2 * n > len(ds.train.x):
+            raise ConfigError(f"attacker_data 'fresh' needs twice the owner's {n:,} training samples, but "
+                              f"{cfg.dataset} has {len(ds.train.x):,}: set a smaller train_size, or use "
+                              "'disjoint' (the owner's data split in halves)")
+        perm = torch.randperm(len(ds.train.x), generator=torch.Generator().manual_seed(cfg.seed))
+        x_attack, y_attack = ds.train.x[perm[n:2 * n]], ds.train.y[perm[n:2 * n]]
     if cfg.attacker_data == "disjoint":
         # a fixed seeded split: the defender trains on one half, the thief queries with the other
         perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed + 2))
@@ -458,9 +468,9 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     folder = RunFolder(run_dir)
     saved = folder.read_json("config.json")
     wanted, trained = (thief or {}).get("attacker_data"), saved.get("attacker_data", "same")
-    if wanted is not None and wanted != trained:
+    if wanted is not None and (wanted == "disjoint") != (trained == "disjoint"):
         # the split is fixed when the victims are trained: a "disjoint" thief on victims trained on all the data
-        # would query training data, a "same" thief on disjoint victims would query both halves
+        # would query training data, a "same" or "fresh" thief on disjoint victims would query both halves
         raise ConfigError(f"this run's victims were trained for a thief with {trained!r} data, not {wanted!r}: "
                           "train a run with --attacker-data " + wanted)
     cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})

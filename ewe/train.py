@@ -159,6 +159,7 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     kappa = torch.tensor(cfg.kappa)
     g = torch.Generator().manual_seed(seed + 7919)
     clean = BatchStream(x, y, cfg.batch_size, g)
+    reference = getattr(cfg, "clean_schedule", "shuffled") == "reference"
     half = cfg.batch_size // 2
     passes, w_num_batch, clean_before = watermark_schedule(len(x), len(triggers), cfg.batch_size,
                                                            cfg.w_epochs, cfg.ratio)
@@ -173,10 +174,16 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     model.train()
     for p in range(1, passes + 1):
         t_order = torch.randperm(len(x_target), generator=g).to(x_target.device)
+        j = 0                                     # the reference schedule's clean pointer restarts each pass
         for b in range(w_num_batch):
             for _ in range(clean_before[b]):
                 reporter.check()
-                xb, yb = clean.next()
+                if reference:
+                    start = (j % clean.per_epoch) * cfg.batch_size
+                    xb, yb = x[start:start + cfg.batch_size], y[start:start + cfg.batch_size]
+                    j += 1
+                else:
+                    xb, yb = clean.next()
                 loss = F.cross_entropy(model(xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

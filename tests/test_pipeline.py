@@ -132,3 +132,28 @@ def test_stolen_copies_get_the_same_geometry_as_a_direct_computation(finished_ru
     assert stored["trigger_set"] == "optimised" and len(stored["geometry"]) == len(direct) == 3
     for got, want in zip(stored["geometry"], direct):
         assert got == pytest.approx(want)
+
+
+def test_fresh_thief_queries_data_the_owner_never_saw(tiny_data_dir):
+    from ewe.config import ConfigError
+    from ewe.pipeline import load_data
+    cfg = tiny_config(tiny_data_dir, train_size=100, attacker_data="fresh")
+    data = load_data(cfg)
+    same = load_data(cfg.replace(attacker_data="same"))
+    assert torch.equal(data.x_train, same.x_train)              # the owner trains on the same data
+    assert len(data.x_attack) == 100
+    flat = lambda x: {tuple(r.flatten().tolist()) for r in x}   # noqa: E731
+    assert not flat(data.x_attack) & flat(data.x_train)          # and the thief never queries it
+    assert torch.equal(data.y_attack, load_data(cfg).y_attack)   # seeded
+    with pytest.raises(ConfigError, match="fresh"):
+        load_data(tiny_config(tiny_data_dir, train_size=200, attacker_data="fresh"))
+
+
+def test_fresh_thief_steals_victims_trained_for_the_same_thief(tiny_data_dir, tmp_path):
+    from ewe.config import ConfigError
+    out = tmp_path / "run"
+    pipeline.train_victims(tiny_config(tiny_data_dir, train_size=120, batch_size=16, n_triggers=16), out)
+    res = pipeline.steal(out, {"attacker_data": "fresh", "extract_epochs": 1})
+    assert res["thief"]["attacker_data"] == "fresh" and res["status"] == "finished"
+    with pytest.raises(ConfigError, match="disjoint"):
+        pipeline.steal(out, {"attacker_data": "disjoint"})

@@ -1,0 +1,105 @@
+"""Write the measured verdicts into README.md, docs/RESULTS.md and the Learn page's data, from stored results.
+
+    python bench/publish.py            # after bench/demo_reliability.py --results ... and bench/verdicts.py --out ...
+
+Nothing here is typed by hand: every number in the generated blocks comes from
+``bench/results/reliability_*.jsonl`` (bench/demo_reliability.py summaries of stored run folders: victims x
+thieves, re-judged with today's test) and ``bench/results/verdicts_*.json`` (bench/verdicts.py: out-of-sample
+false accusations and the before/after table). The blocks sit between ``<!-- generated:NAME -->`` and
+``<!-- /generated:NAME -->`` markers; ``bench/results/published.json`` is what pages/learn.py shows.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+sys.path.insert(0, str(ROOT / "bench"))
+
+from demo_reliability import table  # noqa: E402
+from verdicts import report  # noqa: E402
+
+
+def load_summaries() -> list[dict]:
+    out = []
+    for path in sorted(RESULTS.glob("reliability_*.jsonl")):
+        latest = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                s = json.loads(line)
+                key = (s["dataset"], s["preset"], json.dumps(s.get("overrides", {}), sort_keys=True), s["variant"])
+                latest[key] = s           # the newest summary of each setting wins
+        out += list(latest.values())
+    return out
+
+
+def setting(s: dict) -> str:
+    over = ", ".join(f"{k} {v}" for k, v in sorted(s.get("overrides", {}).items()))
+    return f"{s['dataset']} {s['preset']}" + (f" ({over})" if over else "")
+
+
+def rate(s: dict, scheme: str, key: str = "proven_within_100") -> float | None:
+    x = s["schemes"].get(scheme) or {}
+    return x[key] / x["n"] if x.get("n") else None
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
+    block = f"{start}\n<!-- made by: python bench/publish.py (from bench/results); do not edit by hand -->\n{body}\n{end}"
+    if start in text:
+        return re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
+def overview(summaries: list[dict]) -> str:
+    lines = ["| setting | thief | victims x thieves | EWE proven within 100 queries | classic | ablation | "
+             "EWE - ablation (paired) | accuracy cost | innocents accused |", "|---|---|---|---|---|---|---|---|---|"]
+    for s in summaries:
+        def cell(scheme):
+            x = s["schemes"][scheme]
+            return f"{x['proven_within_100']}/{x['n']}" if x["n"] else "—"
+        d = s["ewe_minus_ablation_mean"]
+        lines.append(f"| {setting(s)} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} | {cell('EWE')} | "
+                     f"{cell('classic')} | {cell('ablation')} | {'—' if d is None else f'{100 * d:+.1f} pts'} | "
+                     f"{100 * s['accuracy_cost_mean']:.2f} pts | {s['innocents_accused']}/{s['innocent_tests']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    summaries = load_summaries()
+    verdicts = {p.stem.removeprefix("verdicts_"): json.loads(p.read_text()) for p in sorted(RESULTS.glob("verdicts_*.json"))}
+    if not summaries and not verdicts:
+        print("nothing to publish: run bench/demo_reliability.py --results and bench/verdicts.py --out first")
+        return 2
+    body = ["### Every setting at a glance", "", overview(summaries), ""]
+    for s in summaries:
+        body += [f"#### {setting(s)}", "", table(s)]
+    for name, v in verdicts.items():
+        body += [f"### Trusting the verdicts: {name}", "", report(v), ""]
+    results = ROOT / "docs" / "RESULTS.md"
+    results.write_text(replace_block(results.read_text(), "reliability", "\n".join(body)))
+
+    readme = ROOT / "README.md"
+    readme.write_text(replace_block(readme.read_text(), "demo", overview(summaries)))
+
+    published = {"summaries": [{"setting": setting(s), "variant": s["variant"], "victims": s["victims"],
+                                "thieves": s["thieves_per_victim"],
+                                **{f"{k.lower()}_proven_100": rate(s, k) for k in ("EWE", "classic", "ablation")},
+                                **{f"{k.lower()}_kept": s["schemes"][k]["kept_mean"] for k in ("EWE", "classic", "ablation")},
+                                "ewe_minus_ablation": s["ewe_minus_ablation_mean"],
+                                "accuracy_cost": s["accuracy_cost_mean"],
+                                "innocents_accused": s["innocents_accused"], "innocent_tests": s["innocent_tests"]}
+                               for s in summaries],
+                 "verdicts": {k: {"out_of_sample": v["out_of_sample"], "before_after": v["before_after"]}
+                              for k, v in verdicts.items()}}
+    (RESULTS / "published.json").write_text(json.dumps(published, indent=1))
+    print(f"published {len(summaries)} settings and {len(verdicts)} verdict checks into README.md, "
+          "docs/RESULTS.md and bench/results/published.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
