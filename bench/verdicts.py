@@ -7,8 +7,8 @@ Needs run folders with innocents.json (the innocent population's answers on the 
 ``python -m ewe nulls RUN...`` adds it) and, for the power table, thieves.json entries that keep each
 copy's answers (every steal since the exact test was introduced).
 
-1. **Out-of-sample false accusations.** The population is split in two halves (even / odd members: each
-   mixes seeds, architectures, data halves and budgets). The null rate is calibrated on one half, every
+1. **Out-of-sample false accusations.** The population is split in two halves, every kind of innocent
+   (architecture, data, training length) in both (``ewe.innocents.halves``). The null rate is calibrated on one half, every
    model of the other half is tested as a suspect with all of a run's held-out triggers, on both trigger
    sets, for every run (victim); then the halves swap. An accusation is p < alpha. The 95 % interval is
    Clopper-Pearson. Tests that share an innocent model (across victims and trigger sets) are correlated:
@@ -34,6 +34,7 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ewe.innocents import halves  # noqa: E402
 from ewe.pipeline import TRIGGER_SET  # noqa: E402
 from ewe.verify import Null, binomial_p, null_rate, query_grid, verify  # noqa: E402
 
@@ -97,7 +98,8 @@ def out_of_sample(runs: list[dict]) -> dict:
         for set_name, models in run["innocents"]["sets"].items():
             names = sorted(models)
             hits = {n: (np.asarray(models[n]) == target) for n in names}
-            for cal, held in ((names[0::2], names[1::2]), (names[1::2], names[0::2])):
+            a, b = halves(run["innocents"]["models"])
+            for cal, held in ((a, b), (b, a)):
                 n_trig = len(hits[cal[0]])
                 p0 = null_rate([hits[n].mean() for n in cal], n_trig)
                 for n in held:

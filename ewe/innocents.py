@@ -42,8 +42,8 @@ class Recipe:
 
 def recipes(cfg: RunConfig, n: int = POPULATION_SIZE) -> list[Recipe]:
     """The population's members, varied as an ownership dispute would ask ("could an innocent model have
-    answered like that?"): seeds, architectures, data, training length. Interleaved so that any prefix,
-    and each half of the list (even / odd positions), mixes every kind."""
+    answered like that?"): seeds, architectures, data, training length. Interleaved so that any prefix
+    mixes every kind."""
     image = cfg.model.startswith("conv2")
     archs = ["conv2_narrow", "conv2_wide", "mlp"] if image else ["victim"]
     kinds = [("victim", "all", 1.0), (archs[0], "all", 1.0), ("victim", "half-a", 1.0),
@@ -54,6 +54,26 @@ def recipes(cfg: RunConfig, n: int = POPULATION_SIZE) -> list[Recipe]:
         model, data, budget = kinds[i % len(kinds)]
         out.append(Recipe(f"innocent{i:02d}", model, 50_000 + i, data, budget))
     return out
+
+
+def kind(info: dict) -> tuple:
+    """What kind of innocent a manifest entry is (architecture, data, budget): members differ only by seed."""
+    return (info["model"], info["data"], info["budget"])
+
+
+def halves(models: dict[str, dict]) -> tuple[list[str], list[str]]:
+    """Split a population in two, every kind in both halves where it has two members or more (members of a
+    kind alternate): for calibrating on one half and testing on the other. Kinds differ a lot (on the
+    digits photo triggers MLPs answer the target 7 on 7-48 %, CNNs on 0-3 %), so a split by position that
+    put a whole kind on one side would test it against a null that never saw its like."""
+    by_kind: dict[tuple, list[str]] = {}
+    for name in sorted(models):
+        by_kind.setdefault(kind(models[name]), []).append(name)
+    a, b = [], []
+    for i, names in enumerate(by_kind.values()):
+        for j, name in enumerate(names):
+            ((a, b) if (i + j) % 2 == 0 else (b, a))[0].append(name)
+    return a, b
 
 
 def population_key(cfg: RunConfig) -> str:

@@ -9,11 +9,17 @@ give p0 squared, never 0, so small samples are judged exactly.
 The null rate p0 is an upper bound for the rate of an innocent model not in the population
 (``null_rate``): innocent models disagree with each other far more than one model's sampling noise
 (0-47 % of the optimised MNIST triggers, docs/RESULTS.md), so a single clean reference is not a null
-distribution. It is the larger of
+distribution. It is the largest of
   - the highest 95 % Clopper-Pearson upper bound of any one innocent's rate (each rate is measured on a
-    finite trigger set: a model seen to hit 0 of 200 triggers may well hit 1 %), and
+    finite trigger set: a model seen to hit 0 of 200 triggers may well hit 1 %),
   - a one-sided 99 % normal prediction bound for a new innocent's rate, which widens with the spread
-    between models: mean + t(0.99, m-1) * sd * sqrt(1 + 1/m).
+    between models: mean + t(0.99, m-1) * sd * sqrt(1 + 1/m), and
+  - the same bound on the logit scale (rates with a continuity correction), because innocent rates are
+    skewed: most models answer the target on almost no trigger and a few kinds on many (on the digits
+    photo triggers CNNs 0-3 %, MLPs 7-48 %); on the raw scale that tail is under-covered.
+Chosen by the out-of-sample check of bench/verdicts.py (calibrate on one half of the population, test the
+other): on the first digits runs the first two terms alone accused 3 of 192 held-out innocents, with the
+logit term none, at the same power (docs/RESULTS.md).
 
 The paper's test (``welch``) stays as an option: a one-sided Welch t-test of the suspect's per-query
 indicators against the run's clean reference on the same queries, with the margin ``verify_margin``
@@ -30,7 +36,7 @@ import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 
 TESTS = ("binomial", "welch")
 PREDICTION_LEVEL = 0.99   # the null rate bounds a new innocent model's rate at this level
@@ -59,8 +65,10 @@ def null_rate(innocent_rates, n_triggers: int) -> float:
     k_max = int(round(float(r.max()) * n_triggers))
     bounds = [1.0 if k_max >= n_triggers else float(stats.beta.ppf(MODEL_LEVEL, k_max + 1, n_triggers - k_max))]
     if m >= 2:
-        sd = float(r.std(ddof=1))
-        bounds.append(float(r.mean() + stats.t.ppf(PREDICTION_LEVEL, m - 1) * sd * np.sqrt(1 + 1 / m)))
+        widen = stats.t.ppf(PREDICTION_LEVEL, m - 1) * np.sqrt(1 + 1 / m)
+        bounds.append(float(r.mean() + widen * r.std(ddof=1)))
+        z = special.logit((np.round(r * n_triggers) + 0.5) / (n_triggers + 1))
+        bounds.append(float(special.expit(z.mean() + widen * z.std(ddof=1))))
     return float(min(max(bounds), 0.999))
 
 

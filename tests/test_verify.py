@@ -56,6 +56,11 @@ def test_null_rate_bounds_the_population():
     assert p0 >= 0.05                                                  # at least the worst innocent
     assert null_rate([0.0] * 20, 200) > 0.0                            # never 0: 0 of 200 is not "never"
     assert null_rate([0.0, 0.3], 200) > null_rate([0.15, 0.15], 200)   # spread between models widens it
+    # a skewed population (most models near 0, one kind far out): the bound reaches past its tail
+    skewed = np.array([0.0] * 12 + [0.005] * 4 + [0.01, 0.02, 0.03, 0.05, 0.06, 0.08, 0.1, 0.12])
+    raw = skewed.mean() + stats.t.ppf(0.99, 23) * skewed.std(ddof=1) * np.sqrt(1 + 1 / 24)
+    cp_max = stats.beta.ppf(0.95, 25, 200 - 24)           # the highest model: 24 of 200
+    assert null_rate(skewed, 200) > max(raw, cp_max) + 0.05   # the logit-scale bound reaches into the tail
     with pytest.raises(ValueError):
         null_rate([], 200)
 
