@@ -59,7 +59,9 @@ with st.expander("The thief's data"):
     st.radio("What the thief will query the model with", ATTACKER_DATA, key="attacker_data",
              horizontal=True,
              format_func={"same": "the owner's training data (as in the paper)",
-                          "disjoint": "its own half: the owner trains on the other half"}.get,
+                          "disjoint": "its own half: the owner trains on the other half",
+                          # every choice needs a label: a None here breaks the whole page
+                          "fresh": "fresh data the owner never trained on"}.get,
              help="Decided now, because with 'disjoint' the owner's models train on one half of the data "
                   "(a fixed, seeded split) and the thief on the Attack page queries with the other half.")
 
