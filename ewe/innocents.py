@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,27 @@ def build_population(cfg: RunConfig, root: str | Path | None = None, n: int = PO
     stage per missing model) or to ``listeners``."""
     folder = population_dir(cfg, root)
     (folder / "models").mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder):   # two runs of one task at once (the app, a sweep): one builds, the other waits
+        return _build(cfg, folder, n, listeners, stop, reporter)
+
+
+@contextmanager
+def _exclusive(folder: Path):
+    """An advisory lock on the population folder (POSIX); elsewhere no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(folder / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> Path:
     manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
         "key": population_key(cfg), "built_from": {k: getattr(cfg, k) for k in (

@@ -91,3 +91,18 @@ def test_nulls_cli_builds_and_attaches(tiny_data_dir, tmp_path, capsys):
 def test_population_size_is_validated(tiny_data_dir):
     with pytest.raises(ConfigError, match="innocents"):
         tiny_config(tiny_data_dir, innocents=2)
+
+
+def test_two_builders_of_one_population_train_each_model_once(tiny_data_dir, tmp_path):
+    import threading
+    cfg = tiny_config(tiny_data_dir)
+    started = []
+    def build():
+        build_population(cfg, tmp_path / "pop", n=4,
+                         listeners=[lambda e: e["kind"] == "stage_start" and started.append(e["stage"])])
+    threads = [threading.Thread(target=build) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(started) == ["innocent00", "innocent01", "innocent02", "innocent03"]   # none twice
