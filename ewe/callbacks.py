@@ -31,8 +31,11 @@ class Stopped(Exception):
 class Reporter:
     """Fans events out to listeners, keeps the history, estimates the ETA, and carries the stop flag.
 
-    ``plan`` maps each stage name to its relative cost (e.g. number of batches); progress inside a stage
-    is reported with ``advance(stage, fraction)``; the ETA is elapsed / done * remaining.
+    ``plan`` maps each stage name to its cost (ewe.pipeline._stage_plan: expected seconds from measured
+    per-batch costs; any relative unit works); progress inside a stage is reported with
+    ``advance(stage, fraction)``. The ETA is the planned work left times the seconds per unit of planned
+    work measured so far. (Weighting the recent past more was measured too, bench/bench_eta.py: on the
+    shared machine's runs the recent speed jumps with other people's load and the ETA got worse.)
     """
 
     def __init__(self, listeners: list[Listener] | None = None, stop: threading.Event | None = None):
@@ -65,10 +68,14 @@ class Reporter:
         return min(1.0, sum(self.done.get(k, 0.0) * w for k, w in self.plan.items()) / total)
 
     def eta(self) -> float | None:
+        total = sum(self.plan.values())
         f = self.fraction()
-        if f <= 0.01:
+        now = self.elapsed()
+        if total <= 0 or f <= 0.01 or now < 2.0:
             return None
-        return self.elapsed() * (1 - f) / f
+        if f >= 1.0:
+            return 0.0
+        return now * (1 - f) / f           # the plan is in measured seconds: its fractions are time
 
     def advance(self, stage: str, fraction: float) -> None:
         """Record that ``stage`` is ``fraction`` done; emits a throttled progress event."""
@@ -77,7 +84,8 @@ class Reporter:
         now = self.elapsed()
         if now - self._last_progress >= 0.25 or fraction >= 1.0:
             self._last_progress = now
-            self.emit("progress", stage=stage, fraction=self.fraction(), record=False)
+            self.emit("progress", stage=stage, fraction=self.fraction(),
+                      stage_fraction=round(self.done.get(stage, 0.0), 4), record=False)
 
     # ---- events -----------------------------------------------------------------------------------
     def emit(self, kind: str, record: bool = True, **payload: Any) -> dict[str, Any]:

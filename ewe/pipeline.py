@@ -179,10 +179,25 @@ def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool 
         costs = json.loads(STAGE_COSTS.read_text())
         per_unit, ref = costs["seconds_per_unit"], costs["measured_with"]
         scale = cfg.batch_size / ref["batch_size"] * (1 + costs.get("overhead", 0.0))
+        plan = {k: v * per_unit.get(k.split("_")[0] if k.startswith("steal_") else k, 1.0) * scale
+                for k, v in units.items()}
     except (OSError, ValueError, KeyError):
-        return units
-    return {k: v * per_unit.get(k.split("_")[0] if k.startswith("steal_") else k, 1.0) * scale
-            for k, v in units.items()}
+        plan = units
+    return {**plan, **_missing_innocents(cfg, plan["clean"])}
+
+
+def _missing_innocents(cfg: RunConfig, clean_cost: float) -> dict[str, float]:
+    """The innocent models the run will train first (once per task; ewe.innocents), at the cost that
+    innocents._build gives them in the plan: known from the start, the first run's ETA counts them too."""
+    if not cfg.innocents:
+        return {}
+    from .innocents import MANIFEST, population_dir, recipes
+    try:
+        have = set(json.loads((population_dir(cfg) / MANIFEST).read_text()).get("models", {}))
+    except (OSError, ValueError):
+        have = set()
+    return {r.name: r.budget * (0.5 if r.data != "all" else 1.0) * clean_cost
+            for r in recipes(cfg, cfg.innocents) if r.name not in have}
 
 
 def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
@@ -325,8 +340,9 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             if cfg.optimise_triggers:
                 kw = dict(half=half, maxiter=cfg.maxiter, w_lr=cfg.w_lr, threshold=cfg.threshold,
                           temps=temps, metric=cfg.metric, value_range=vr, reporter=rep)
-                pool = trig.optimise(base, pool, x_target, cfg.target, stage="triggers", **kw)
-                held = trig.optimise(base, held, x_target, cfg.target, stage="triggers", **kw)
+                cut = len(pool) / (len(pool) + len(held))     # progress: each pool's share of the stage
+                pool = trig.optimise(base, pool, x_target, cfg.target, stage="triggers", span=(0, cut), **kw)
+                held = trig.optimise(base, held, x_target, cfg.target, stage="triggers", span=(cut, 1), **kw)
             return trig.TriggerSet(pool, held, classic[0], classic[1], loc, vr)
         ts = timed("triggers", make_triggers)
         folder.save_tensors("triggers.pt", {"train": ts.train, "heldout": ts.heldout,

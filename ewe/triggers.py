@@ -78,8 +78,10 @@ def locate_patch(model, pool, target, half, temps, metric) -> tuple[int, int]:
 
 def optimise(model, pool: torch.Tensor, target: torch.Tensor, c_target: int, *, half: int, maxiter: int,
              w_lr: float, threshold: float, temps: Temperatures, metric: str,
-             value_range=(0.0, 1.0), reporter: Reporter | None = None, stage: str = "triggers") -> torch.Tensor:
-    """Reference trigger optimisation, one half-batch of the pool at a time; returns the new pool."""
+             value_range=(0.0, 1.0), reporter: Reporter | None = None, stage: str = "triggers",
+             span: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    """Reference trigger optimisation, one half-batch of the pool at a time; returns the new pool.
+    ``span``: the part of ``stage`` this call is, for its progress (the stage optimises two pools)."""
     lo, hi = value_range
     model.eval()
     out = pool.clone()
@@ -116,5 +118,5 @@ def optimise(model, pool: torch.Tensor, target: torch.Tensor, c_target: int, *, 
             x = push_away(x)
         out[i:i + half] = x
         if reporter:
-            reporter.advance(stage, (n_done + 1) / len(chunks))
+            reporter.advance(stage, span[0] + (span[1] - span[0]) * (n_done + 1) / len(chunks))
     return out

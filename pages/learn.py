@@ -116,7 +116,8 @@ st.markdown(
 
 st.subheader("Try it")
 st.markdown(
-    "1. **Train** a defended model (and its baselines) — a few minutes with the *quick* preset.\n"
+    "1. **Train** a defended model (and its baselines): a whole digits run with the *quick* preset takes "
+    f"{widgets.measured_quick_run()}.\n"
     "2. **Attack** it: the thief copies both the EWE model and a plain-watermark model. Try several "
     "thieves: what survives is partly luck.\n"
     "3. **Verify**: is ownership proven for each copy?\n"

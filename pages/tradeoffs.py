@@ -43,10 +43,13 @@ else:
 if problem:
     st.error(f"Cannot start this sweep: {problem}.")
 else:
-    note = " The *quick* preset takes a few minutes per point." if ss["preset"] == "quick" else ""
-    if ss["preset"] in ("paper", "reference"):
-        note = f" The *{ss['preset']}* preset is slow: prefer *quick* for a sweep."
-    st.caption(f"{len(grid)} runs on {backend.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note}")
+    note = f" The *{ss['preset']}* preset is slow: prefer *quick* for a sweep." \
+        if ss["preset"] in ("paper", "reference") else ""
+    # the points share one innocent population (ewe.innocents): only the first may have to train it
+    total = widgets.expected_seconds(cfgs[0][1]) + sum(widgets.expected_seconds(c.replace(innocents=0))
+                                                       for _, c in cfgs[1:])
+    st.caption(f"{len(grid)} runs on {backend.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note} "
+               + widgets.expected_text(total, len(grid)))
 
 job = state.latest_job("sweep", "keep_sweep_job")     # after a reload too: the running sweep's panel
 busy = job is not None and job.active

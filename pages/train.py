@@ -84,6 +84,9 @@ if cfg is not None and ood and ss["source"] == ss["target"] and ss["dataset"] !=
                "dataset, so its class "
                f"{ss['source']} is not your target class.")
 
+if cfg is not None:
+    st.caption(widgets.expected_text(widgets.expected_seconds(cfg, with_steal=False)))
+
 job = state.latest_job("train", "keep_train_job")     # after a reload too: the running job's panel
 busy = job is not None and job.active
 start = st.button("Start training", type="primary", disabled=cfg is None or busy,

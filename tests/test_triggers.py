@@ -44,3 +44,20 @@ def test_optimise_respects_range_and_budget_and_false_positive_control():
     budget = (maxiter + trig.FP_STEP_CAP + trig.FINAL_PUSH_STEPS) * w_lr
     assert (out - pool).abs().max() <= budget + 1e-6
     assert not torch.equal(out, pool)
+
+
+def test_two_pools_report_progress_as_parts_of_one_stage():
+    """The trigger stage optimises the training pool, then the held-out pool: its progress must not reach
+    100 % after the first (it did, and the ETA then ran ahead by half the stage)."""
+    from ewe.callbacks import Reporter
+    torch.manual_seed(0)
+    model = ConvNet()
+    rep = Reporter()
+    rep.set_plan({"triggers": 1.0, "later": 1.0})
+    pool, target = torch.rand(16, 1, 28, 28), torch.rand(16, 1, 28, 28)
+    kw = dict(half=8, maxiter=1, w_lr=0.01, threshold=0.1, temps=Temperatures([1.0] * 3, "fixed"),
+              metric="cosine", reporter=rep)
+    trig.optimise(model, pool, target, 7, span=(0, 0.6), **kw)
+    assert rep.done["triggers"] == 0.6
+    trig.optimise(model, pool[:8], target, 7, span=(0.6, 1), **kw)
+    assert rep.done["triggers"] == 1.0

@@ -44,7 +44,7 @@ TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "digits": 1_437, "speec
 
 
 def expected_seconds(cfg, with_steal: bool = True) -> float:
-    """A run's time on a quiet machine, planned before Start from the measured stage costs
+    """A run's time, planned before Start from the measured stage costs
     (ewe.pipeline._stage_plan, bench/results/stage_costs.json) and the run's sizes."""
     from ewe.pipeline import _stage_plan
     n = min(cfg.train_size or TRAIN_SIZES[cfg.dataset], TRAIN_SIZES[cfg.dataset])
@@ -64,14 +64,15 @@ def measured_quick_run() -> str:
         seconds = min(costs["measured_with"]["run_seconds"])
     except (OSError, ValueError, KeyError):
         return "a few minutes"
-    return f"about {fmt_seconds(seconds)} on a quiet 2-core machine (measured), longer on a busy one"
+    return (f"about {fmt_seconds(seconds)} on a 2-core machine (measured while other work shared it; "
+            "it varies with the machine's load)")
 
 
 def expected_text(seconds: float, runs: int = 1) -> str:
-    """The expected time of ``runs`` runs of ``seconds`` each, and what it assumes."""
-    total = f"about {fmt_seconds(seconds * runs)}" + (f" ({runs} × {fmt_seconds(seconds)})" if runs > 1 else "")
-    return (f"Expected time: {total} on a quiet machine, from measured stage costs; longer while other "
-            "runs share the cores.")
+    """The expected time (``seconds`` in all) of ``runs`` runs, and what it assumes."""
+    total = f"about {fmt_seconds(seconds)}" + (f" for the {runs} runs" if runs > 1 else "")
+    return (f"Expected time: {total}, from measured stage costs (a 2-core machine shared with other "
+            "work); more or less as the machine is busier or quieter.")
 
 
 def pct(x: float | None) -> str:
