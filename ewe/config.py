@@ -279,6 +279,9 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(cfg.thief_seed is None or cfg.thief_seed >= 0, "thief_seed must be 0 or more")
     need(cfg.attacker_data in ATTACKER_DATA, f"attacker_data is one of {', '.join(ATTACKER_DATA)}")
     need(cfg.clean_schedule in CLEAN_SCHEDULES, f"clean_schedule is one of {', '.join(CLEAN_SCHEDULES)}")
+    need(cfg.attacker_data != "fresh" or cfg.train_size is not None,
+         "a thief with fresh data needs the owner to train on a subset (train_size), so that images the owner "
+         f"never saw are left for the thief; {cfg.dataset} here uses all its training images")
     need(0 < cfg.alpha < 1, "alpha is a significance level in (0, 1)")
     check_verify_margin(cfg.verify_margin)
     need(cfg.query_draws >= 1, "query_draws must be at least 1")

@@ -31,13 +31,18 @@ batch = int(cfg_saved.get("batch_size", 64))
 default_epochs = int(cfg_saved.get("extract_epochs") or (cfg_saved.get("epochs", 0)
                                                          + round(cfg_saved.get("w_epochs", 1))))
 default_thief_seed = run_thief_seed(cfg_saved.get("seed", 0), cfg_saved.get("thief_seed"))   # the run's own thief
-for k, v in {"keep_labels": "hard", "keep_distill": 1.0, "keep_student": backend.STUDENTS[0],
-             "keep_budget": 0, "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed,
-             "keep_thieves": 1}.items():
+# the run's own thief (its preset's: e.g. the digits demo's thief distils soft labels) is the default
+run_thief = {"keep_labels": cfg_saved.get("extract_labels", "hard"),
+             "keep_distill": float(cfg_saved.get("distill_temperature", 1.0)),
+             "keep_thief_data": "fresh" if cfg_saved.get("attacker_data") == "fresh" else "same"}
+for k, v in {**run_thief, "keep_student": backend.STUDENTS[0], "keep_budget": 0,
+             "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed,
+             "keep_thieves": 3}.items():
     ss.setdefault(k, v)
 if ss.get("keep_attack_for") != ref["key"]:          # a new victim: its own defaults
     ss["keep_xepochs"], ss["keep_attack_for"] = max(1, default_epochs), ref["key"]
     ss["keep_thief_seed"] = default_thief_seed
+    ss.update(run_thief)
 job = state.latest_job("attack", "keep_attack_job")   # after a reload too: the running attack's panel
 if job is not None and job.done and job.meta.get("run") == ref["key"] and ss.get("keep_seeded_after") != job.id:
     # after an attack, the next one draws new thieves instead of repeating these (set before the widget exists)
@@ -52,7 +57,16 @@ c1.radio("Labels the thief gets", ("hard", "soft"), key="keep_labels", horizonta
               "(distillation).")
 if ss["keep_labels"] == "soft":
     c1.number_input("Distillation temperature", min_value=0.0, max_value=100.0, step=0.5, key="keep_distill",
-                    help="Softens the victim's probabilities; must be > 0.")
+                    help="Softens the victim's probabilities; must be > 0. At 1 the answers on the owner's own "
+                         "training images are almost one-hot (nearly hard labels); from 2 up they show how the "
+                         "victim ranks every class, and this lab measured every watermark surviving then.")
+if cfg_saved.get("attacker_data") != "disjoint":
+    c1.radio("The thief's data", ("same", "fresh"), key="keep_thief_data", horizontal=True,
+             format_func={"same": "the owner's training images", "fresh": "its own images"}.get,
+             help="The owner's training images (the paper's thief; the victim answers them almost exactly "
+                  "with the true labels, so hard labels carry next to nothing of a watermark), or as many "
+                  "images of the task the owner never trained on (needs a training subset: not the built-in "
+                  "digits, which has no images to spare).")
 c2.selectbox("Student architecture", backend.STUDENTS, key="keep_student",
              help="The thief's own model: the victim's architecture, a wider or narrower CNN, or an MLP.")
 c2.number_input("Extraction epochs", min_value=1, max_value=200, step=1, key="keep_xepochs")
@@ -74,6 +88,9 @@ thief = {"extract_labels": ss["keep_labels"], "extract_epochs": int(ss["keep_xep
          "query_budget": int(ss["keep_budget"]) or None, "thief_seed": int(ss["keep_thief_seed"])}
 if ss["keep_labels"] == "soft":
     thief["distill_temperature"] = float(ss["keep_distill"])
+if cfg_saved.get("attacker_data") != "disjoint" and ss.get("keep_thief_data", "same") != cfg_saved.get(
+        "attacker_data", "same"):
+    thief["attacker_data"] = ss["keep_thief_data"]
 ok = True
 try:
     if not cfg_saved:

@@ -325,3 +325,24 @@ def test_verify_old_run_and_large_margin(app_env):
     (out / "config.json").write_text(json.dumps(config))
     ver = page("verify", sid="other-viewer")
     no_exception(ver)
+
+
+def test_attack_defaults_to_the_runs_thief_and_offers_fresh_data(app_env):
+    """The Attack page starts from the run's own thief (its preset's labels and temperature) and can send a
+    thief with its own images when the owner trained on a subset."""
+    click(page("train", query={"preset": "tiny"}), "Start training")
+    out = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][2]
+    config = json.loads((out / "config.json").read_text())
+    config.update(extract_labels="soft", distill_temperature=5.0)     # as the digits demo's preset
+    (out / "config.json").write_text(json.dumps(config))
+    import os
+    os.utime(out / "result.json", ns=(1, (out / "result.json").stat().st_mtime_ns + 10**9))   # the app's cache key
+    at = page("attack")
+    no_exception(at)
+    assert at.radio(key="keep_labels").value == "soft" and at.number_input(key="keep_distill").value == 5.0
+    assert at.number_input(key="keep_thieves").value == 3                 # the demo: train, then 3 thieves
+    at.radio(key="keep_thief_data").set_value("fresh").run()
+    at = click(at, "Start the attack")
+    no_exception(at)
+    steals = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
+    assert steals and all(c[2]["attacker_data"] == "fresh" and c[2]["distill_temperature"] == 5.0 for c in steals)
