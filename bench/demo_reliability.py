@@ -42,12 +42,21 @@ from ewe.runs import THIEVES_FILE  # noqa: E402
 # they are trained)
 VARIANTS = {
     "same-hard": {"thief": {"extract_labels": "hard"}, "victims": {}},
-    "same-soft": {"thief": {"extract_labels": "soft"}, "victims": {}},
+    "same-soft": {"thief": {"extract_labels": "soft", "distill_temperature": 1.0}, "victims": {}},
+    # distillation at a temperature: the victim's softened answers expose how it ranks every class
+    "same-soft2": {"thief": {"extract_labels": "soft", "distill_temperature": 2.0}, "victims": {}},
+    "same-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0}, "victims": {}},
+    "disjoint-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0},
+                       "victims": {"attacker_data": "disjoint"}},
+    "fresh-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0, "attacker_data": "fresh"},
+                    "victims": {}},
     "disjoint-hard": {"thief": {"extract_labels": "hard"}, "victims": {"attacker_data": "disjoint"}},
-    "disjoint-soft": {"thief": {"extract_labels": "soft"}, "victims": {"attacker_data": "disjoint"}},
+    "disjoint-soft": {"thief": {"extract_labels": "soft", "distill_temperature": 1.0},
+                      "victims": {"attacker_data": "disjoint"}},
     # the thief's own data, never seen by the owner (subset presets: the next train_size images)
     "fresh-hard": {"thief": {"extract_labels": "hard", "attacker_data": "fresh"}, "victims": {}},
-    "fresh-soft": {"thief": {"extract_labels": "soft", "attacker_data": "fresh"}, "victims": {}},
+    "fresh-soft": {"thief": {"extract_labels": "soft", "distill_temperature": 1.0, "attacker_data": "fresh"},
+                   "victims": {}},
     # H2: victims trained with the reference code's clean-data schedule, the reference thief
     "refsched-hard": {"thief": {"extract_labels": "hard"}, "victims": {"clean_schedule": "reference"}},
 }
@@ -87,8 +96,11 @@ def thief_key(thief: dict) -> dict:
 def matches(recorded: dict, thief: dict) -> bool:
     """Was this thieves.json entry made by ``thief`` (settings, any seed)?"""
     data = thief.get("attacker_data")
-    return recorded["labels"] == thief["extract_labels"] and (
-        data is None and recorded.get("attacker_data") in ("same", "disjoint", None) or recorded.get("attacker_data") == data)
+    same_data = (data is None and recorded.get("attacker_data") in ("same", "disjoint", None)
+                 or recorded.get("attacker_data") == data)
+    temperature = thief.get("distill_temperature", 1.0) if thief["extract_labels"] == "soft" else None
+    same_temperature = temperature is None or float(recorded.get("distill_temperature") or 1.0) == temperature
+    return recorded["labels"] == thief["extract_labels"] and same_data and same_temperature
 
 
 def ensure_thief(path: Path, thief: dict, seed: int) -> None:
