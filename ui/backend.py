@@ -512,6 +512,15 @@ _warm_started = False
 STUDY_FILES = ("bench/results/explore_grid.jsonl", "bench/results/explore_paper.jsonl")
 
 
+def published() -> dict[str, Any]:
+    """What bench/publish.py wrote from stored runs (victims x thieves per setting and thief, the verdict
+    checks): the Learn page's numbers, never typed by hand. Empty when the file is missing."""
+    try:
+        return json.loads((ROOT / "bench" / "results" / "published.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def study_gains() -> list[dict[str, Any]]:
     """The committed issue-5 study (bench/explore.py rows) as per-seed gains over the no-SNNL ablation;
     empty when the files are missing or unreadable (the Learn page then says so)."""
