@@ -140,7 +140,7 @@ _PROJECT = {
                                      extract_epochs=3, kappa=[1.0] * 3, temperature=[1.0] * 3),
     # digits (offline demo): kappa 2 (bench/results/explore_digits.jsonl). Target 6, not 7: innocent models
     # call the photo-patch triggers 7 on up to 72 % of them (a null rate of 0.78 on the classic triggers) and
-    # 6 on none (issue 16, H4; docs/RESULTS.md section 10). The preset's thief distils soft labels at
+    # 6 on none (issue 16, H4; docs/RESULTS.md section 11). The preset's thief distils soft labels at
     # temperature 5: a hard-label thief querying the owner's 1,437 training images gets the true labels back
     # (1 answer of 1,437 was the target where the truth is another class) and no watermark survived it; from
     # temperature 2 every watermark did. bench/demo_reliability.py measures both thieves over victims x thieves.

@@ -82,7 +82,7 @@ st.markdown(
     "innocent models are not accused.\n\n"
     "The demo therefore uses the distilling thief, and the Attack page keeps the paper's thief one click "
     "away (*hard* labels) to show the contrast. Every number here is regenerated from stored runs by "
-    "`python bench/publish.py`; commands and seeds are in `docs/RESULTS.md` §10.")
+    "`python bench/publish.py`; commands and seeds are in `docs/RESULTS.md` §11.")
 if rows:
     import pandas as pd
     st.dataframe(pd.DataFrame([{
