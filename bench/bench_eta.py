@@ -48,8 +48,9 @@ def record(args) -> dict:
             "plan": plan_fn(cfg, *sizes, with_steal=True), "total": events[-1]["elapsed"]}
 
 
-def replay(trace: dict) -> list[dict]:
-    """Feed the trace's stage fractions, at their recorded times, to today's Reporter estimator."""
+def replay(trace: dict, units: bool = False) -> list[dict]:
+    """Feed the trace's stage fractions, at their recorded times, to today's Reporter estimator; with
+    ``units``, over the plan in batch units that the ETA used before stage costs were measured."""
     from ewe import callbacks, pipeline
     from ewe.config import from_dict
     cfg = from_dict(trace["config"])
@@ -57,7 +58,7 @@ def replay(trace: dict) -> list[dict]:
     clock = {"t": 0.0}
     rep = callbacks.Reporter()
     rep.elapsed = lambda: clock["t"]            # the recorded time, not the wall clock
-    plan = pipeline._stage_plan(cfg, n_train, n_trig, with_steal=True)
+    plan = (pipeline._stage_units if units else pipeline._stage_plan)(cfg, n_train, n_trig, with_steal=True)
     # innocent models the traced run trained (ewe.innocents): planned from the start, as _stage_plan does
     # when the population is not built yet (the cache here may have them all by now)
     from ewe.innocents import recipes
@@ -117,7 +118,7 @@ def calibrate(traces: list[dict]) -> dict:
     per = {k: statistics.median(v) for k, v in rel.items()}
     level, fastest, units, in_stages, _ = min(fits, key=lambda f: f[0])
     k = in_stages / sum(u * per[key(s)] for s, u in units.items())
-    overhead = min(f[4] for f in fits)
+    overhead = statistics.median(f[4] for f in fits)
     per_unit = {name: round(r * k, 5) for name, r in per.items()}
     cfg = from_dict(fastest["config"])
     return {"measured_with": {"dataset": cfg.dataset, "preset": cfg.preset, "batch_size": cfg.batch_size,
@@ -174,6 +175,8 @@ def main() -> None:
         print("recorded ETA:")
         print(table(score([e for e in trace["events"] if e["kind"] == "progress"], trace["total"]),
                     trace["total"]))
+        print("the plan in batch units (before stage costs were measured), on the same trace:")
+        print(table(score(replay(trace, units=True), trace["total"]), trace["total"]))
         print("today's estimator on the same trace:")
         print(table(score(replay(trace), trace["total"]), trace["total"]))
         return
