@@ -1,7 +1,7 @@
 """Train: the defended (EWE) model, the plain watermark and the clean baselines, with live charts."""
 import streamlit as st
 
-from ewe.config import ATTACKER_DATA, ConfigError
+from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, ConfigError
 from ui import backend, charts, page, state, widgets
 
 page.setup()
@@ -64,6 +64,12 @@ with st.expander("The thief's data"):
                           "fresh": "fresh data the owner never trained on"}.get,
              help="Decided now, because with 'disjoint' the owner's models train on one half of the data "
                   "(a fixed, seeded split) and the thief on the Attack page queries with the other half.")
+    st.radio("Clean batches of the watermark phase", CLEAN_SCHEDULES, key="clean_schedule", horizontal=True,
+             format_func={"shuffled": "shuffled over all the data",
+                          "reference": "as the reference code: only the first batches, every pass"}.get,
+             help="The reference code does not shuffle MNIST and revisits only its first ratio x batches "
+                  "clean samples while watermarking, so the victim drifts on the rest of its training data, "
+                  "which a thief then queries: its errors there may carry the watermark.")
 
 cfg, problem = None, None
 try:

@@ -85,7 +85,8 @@ def _fast_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
     kappa = v["kappa"][0] if "kappa" in v else _first(v["reference_kappa"]) / batch
     return {"tau": float(tau), "kappa": float(kappa), "ratio": float(v["ratio"]), "trigger": v["trigger"],
             "source": int(v["source"]), "target": int(v["target"]), "epochs": int(v["epochs"]),
-            "w_epochs": float(v["w_epochs"]), "attacker_data": v.get("attacker_data", RunConfig.attacker_data)}
+            "w_epochs": float(v["w_epochs"]), "attacker_data": v.get("attacker_data", RunConfig.attacker_data),
+            "clean_schedule": v.get("clean_schedule", RunConfig.clean_schedule)}
 
 
 def _first(x) -> float:
@@ -99,7 +100,8 @@ def _validated_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
         cfg = preset("digits", "quick")
     return {"tau": float(cfg.temperature[0]), "kappa": float(cfg.kappa[0]), "ratio": float(cfg.ratio),
             "trigger": cfg.trigger, "source": int(cfg.source), "target": int(cfg.target),
-            "epochs": int(cfg.epochs), "w_epochs": float(cfg.w_epochs), "attacker_data": cfg.attacker_data}
+            "epochs": int(cfg.epochs), "w_epochs": float(cfg.w_epochs), "attacker_data": cfg.attacker_data,
+            "clean_schedule": cfg.clean_schedule}
 
 
 def class_names(dataset: str) -> list[str]:

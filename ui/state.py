@@ -13,12 +13,13 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from ewe.config import ATTACKER_DATA, DATASETS
+from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, DATASETS
 from ui import backend
 from ui.jobs import JobRegistry, default_max_running, default_torch_threads
 
 SHARED = ("dataset", "preset", "seed")
-TRAIN = ("tau", "ratio", "kappa", "trigger", "source", "target", "epochs", "w_epochs", "attacker_data")
+TRAIN = ("tau", "ratio", "kappa", "trigger", "source", "target", "epochs", "w_epochs", "attacker_data",
+         "clean_schedule")
 FIELDS = SHARED + TRAIN
 
 # widget ranges: (parse, min, max); the widgets use the same bounds
@@ -33,7 +34,7 @@ RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
     "w_epochs": (float, 0.0, 200.0),
 }
 CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in"),
-           "attacker_data": lambda: ATTACKER_DATA}
+           "attacker_data": lambda: ATTACKER_DATA, "clean_schedule": lambda: CLEAN_SCHEDULES}
 
 _override_registry: JobRegistry | None = None
 
@@ -157,7 +158,7 @@ def config_overrides(s: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"seed": int(s["seed"]), "temperature": [float(s["tau"])] * 3, "kappa": [float(s["kappa"])] * 3,
             "ratio": float(s["ratio"]), "trigger": s["trigger"], "source": int(s["source"]),
             "target": int(s["target"]), "epochs": int(s["epochs"]), "w_epochs": float(s["w_epochs"]),
-            "attacker_data": s.get("attacker_data", "same")}
+            "attacker_data": s.get("attacker_data", "same"), "clean_schedule": s.get("clean_schedule", "shuffled")}
 
 
 # ---- this session's runs ------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def test_unzip_refuses_what_is_not_a_run_folder(tmp_path):
 def test_run_folders_are_never_reused(tmp_path, monkeypatch):
     """Two runs (or two uploads) started in the same second with the same settings get two folders."""
     monkeypatch.setenv("EWE_APP_RUNS_DIR", str(tmp_path))
-    monkeypatch.setattr(backend.time, "strftime", lambda *_: "20260101-000000")
+    monkeypatch.setattr(backend, "stamp_now", lambda: "20260101-000000.000")   # the same millisecond
     cfg = backend.make_config("digits", "quick")
     first, second = backend.new_run_dir("me", cfg), backend.new_run_dir("me", cfg)
     assert first != second and first.is_dir() and second.is_dir()

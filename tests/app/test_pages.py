@@ -292,6 +292,16 @@ def test_disjoint_thief_data_is_chosen_before_training(app_env):
     assert "thief data disjoint" in job.label
 
 
+def test_reference_clean_schedule_is_a_train_setting(app_env):
+    """H2 of issue 16 in the app: the reference code's clean-data schedule, from the URL or the radio."""
+    at = page("train", query={"preset": "tiny", "clean_schedule": "reference"})
+    no_exception(at)
+    assert at.radio(key="clean_schedule").value == "reference"
+    click(at, "Start training")
+    cfg = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][1]
+    assert cfg.clean_schedule == "reference"
+
+
 def test_verify_old_run_and_large_margin(app_env):
     """A run judged before margins existed (no margin stored, no classic-trigger check) is re-judged with
     today's default; a run whose margin is above the slider's usual range still opens."""
