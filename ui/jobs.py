@@ -31,10 +31,11 @@ log = logging.getLogger("ewe.app.jobs")
 
 # OpenMP threads that wait by sleeping, not spinning. Beside another busy process on the 2-core machine,
 # spinning threads burn the CPU time their partner thread needs and every parallel region waits for a
-# thread that was pushed off its core: 60 training steps took 14-50 s with 2 spinning threads, 2-5 s with
-# 2 passive ones and 5-7 s with 1 thread (docs/RESULTS.md section 10). The wait policy does not change the
-# arithmetic (the thread count would), so runs keep matching the CLI. It is read once, when torch loads
-# OpenMP: this module is imported by the app before anything imports torch. Set OMP_WAIT_POLICY to override.
+# thread that was pushed off its core: 60 training steps took 31-50 s with 2 spinning threads, 2-5 s with
+# 2 passive ones and 6-7 s with 1 thread, a whole digits quick run 779 s against 140 s (docs/RESULTS.md
+# section 10). The wait policy does not change the arithmetic (the thread count would), so runs keep
+# matching the CLI. It is read once, when torch loads OpenMP: this module is imported by the app before
+# anything imports torch. Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TERMINAL = ("finished", "stopped", "failed", "cancelled")
