@@ -44,7 +44,8 @@ def record(args) -> dict:
         result = pipeline.run(cfg, out, listeners=[listen])
     pipeline._stage_plan = plan_fn
     import torch
-    return {"config": cfg.to_dict(), "threads": torch.get_num_threads(), "trigger_spans": True, "events": events, "seconds": result.get("seconds"), "sizes": sizes,
+    return {"config": cfg.to_dict(), "threads": torch.get_num_threads(), "trigger_spans": True,
+            "events": events, "seconds": result.get("seconds"), "sizes": sizes,
             "plan": plan_fn(cfg, *sizes, with_steal=True), "total": events[-1]["elapsed"]}
 
 
