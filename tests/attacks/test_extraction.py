@@ -188,7 +188,8 @@ def test_several_thieves_are_recorded_one_entry_each(tiny_run):
     assert {e["part"] for e in events} == {0, 1}
     pipeline.steal_several(tiny_run, {"thief_seed": 41})                    # the same thief again: replaced
     assert [d["thief"]["seed"] for d in load_run(tiny_run)["thieves"]] == [thieves[0]["thief"]["seed"], 40, 41]
-    pipeline.steal(tiny_run, {"thief_seed": 40, "extract_labels": "soft"})    # another kind of thief
+    own = json.loads((tiny_run / "config.json").read_text()).get("extract_labels", "hard")
+    pipeline.steal(tiny_run, {"thief_seed": 40, "extract_labels": "hard" if own == "soft" else "soft"})  # another kind
     draws = load_run(tiny_run)["thieves"]
     assert len(draws) == 4 and [d["thief"]["seed"] for d in same_thief(draws, draws[-1]["thief"])] == [40]
     assert len(same_thief(draws, draws[0]["thief"])) == 3
