@@ -255,6 +255,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "runs" / "reliability"))
     ap.add_argument("--results", default=None, help="JSON lines file for the summaries")
     ap.add_argument("--summary-only", action="store_true")
+    ap.add_argument("--note", default="", help="words naming the setting in the tables (e.g. what the preset "
+                    "was when these runs were made)")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
@@ -285,7 +287,8 @@ def main(argv=None) -> int:
             print(f"[{time.perf_counter() - started:.0f} s] {variant}: victim {vs} done", flush=True)
         all_seeds = [100 * vs + t for vs in victims for t in range(args.thieves)]
         s = summarise([p for p in paths if (p / THIEVES_FILE).exists()], variant, spec["thief"], all_seeds)
-        s.update(dataset=args.dataset, preset=args.preset, overrides=overrides, victim_seeds=victims)
+        s.update(dataset=args.dataset, preset=args.preset, overrides=overrides, victim_seeds=victims,
+                 note=args.note, thieves_per_victim=args.thieves)
         summaries.append(s)
         print(table(s), flush=True)
     if args.results:

@@ -30,14 +30,15 @@ def load_summaries() -> list[dict]:
         for line in path.read_text().splitlines():
             if line.strip():
                 s = json.loads(line)
-                key = (s["dataset"], s["preset"], json.dumps(s.get("overrides", {}), sort_keys=True), s["variant"])
+                key = (s["dataset"], s["preset"], json.dumps(s.get("overrides", {}), sort_keys=True), s.get("note", ""),
+                       s["variant"])
                 latest[key] = s           # the newest summary of each setting wins
         out += list(latest.values())
     return out
 
 
 def setting(s: dict) -> str:
-    over = ", ".join(f"{k} {v}" for k, v in sorted(s.get("overrides", {}).items()))
+    over = ", ".join([f"{k} {v}" for k, v in sorted(s.get("overrides", {}).items())] + ([s["note"]] if s.get("note") else []))
     return f"{s['dataset']} {s['preset']}" + (f" ({over})" if over else "")
 
 
