@@ -182,8 +182,9 @@ def report(res: dict) -> str:
              "models per run, split in halves.", "",
              f"Out-of-sample false accusations: {o['accused']} of {o['tests']} tests "
              f"(95 % CI {100 * o['ci95'][0]:.2f}–{100 * o['ci95'][1]:.2f} %); smallest p {o['smallest_p']:.3g}.",
-             (f"Correlation: each held-out model is tested {o['tests_per_model']} times (victims x halves); ICC(1) "
-              f"of its rates {o['icc']:.2f} -> about {o['effective_tests']:.0f} independent tests"
+             (f"Correlation: each held-out model is tested once per victim ({o['tests_per_model']} victims) on each "
+              f"trigger set; ICC(1) of its rates across victims {o['icc']:.2f} -> about {o['effective_tests']:.0f} "
+              "independent tests"
               + (f" (upper bound {100 * o['upper_bound_effective']:.1f} % with none accused)."
                  if o["upper_bound_effective"] is not None else ".")) if o["icc"] is not None else
              "Correlation: too few victims to estimate it.",
