@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from scipy import stats
@@ -151,10 +152,16 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
     rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": []} for _, lab in SCHEMES}
     paired, costs, accused, innocent_tests, nulls = [], [], 0, 0, []
     traces = {lab: [] for _, lab in SCHEMES}     # (victim's footprint, mean kept by its thieves)
+    counted = []                                  # thieves per victim actually stored
     for path in paths:
         result = pipeline.verify_run(path)      # re-judges every stored thief with today's test
-        fp = footprint(path)
         kept_here = {lab: [] for _, lab in SCHEMES}
+        draws = [d for d in json.loads((path / THIEVES_FILE).read_text())
+                 if matches(d["thief"], thief) and d["thief"]["seed"] in thief_seeds]
+        if not draws:              # this victim was not stolen by this thief (a run stopped for time)
+            continue
+        counted.append(len(draws))
+        fp = footprint(path)
         m = result["models"]
         costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
         for k in ("clean", "clean_classic"):
@@ -163,10 +170,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
                 innocent_tests += 1
                 accused += bool(v["proven"])
         nulls.append(result["verification"]["extracted"].get("null_rate"))
-        draws = json.loads((path / THIEVES_FILE).read_text())
         for d in draws:
-            if not matches(d["thief"], thief) or d["thief"]["seed"] not in thief_seeds:
-                continue
             for key, lab in SCHEMES:
                 c = d["copies"].get(key)
                 if not c:
@@ -188,7 +192,9 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
                 traces[lab].append({**fp[VICTIM_OF[lab]], "kept_mean": statistics.mean(kept), "victim": path.name})
         if "clean" in fp:
             traces.setdefault("clean model", []).append({**fp["clean"], "victim": path.name})
-    out = {"variant": variant, "victims": len(paths), "thieves_per_victim": len(thief_seeds),
+    out = {"variant": variant, "victims": len(counted),
+           "thieves_per_victim": f"{min(counted)}-{max(counted)}" if counted and min(counted) != max(counted)
+           else (counted[0] if counted else 0),
            "accuracy_cost_mean": statistics.mean(costs) if costs else None,
            "accuracy_cost_max": max(costs) if costs else None,
            "innocents_accused": accused, "innocent_tests": innocent_tests,
@@ -233,8 +239,10 @@ def table(summary: dict) -> str:
                 f"classes {statistics.mean(pr):.4f}")
         if "kept_mean" in rows[0] and len(rows) >= 3:
             kept = [r["kept_mean"] for r in rows]
-            rho_f = stats.spearmanr(ft, kept).statistic
-            rho_p = stats.spearmanr(pr, kept).statistic
+            with warnings.catch_warnings():     # a constant column (no copy kept anything) gives nan: shown
+                warnings.simplefilter("ignore", stats.ConstantInputWarning)
+                rho_f = stats.spearmanr(ft, kept).statistic
+                rho_p = stats.spearmanr(pr, kept).statistic
             line += f"; rho(false-target, kept) {rho_f:+.2f}, rho(probability, kept) {rho_p:+.2f}"
         lines.append(line)
     lines.append("")
@@ -288,7 +296,7 @@ def main(argv=None) -> int:
         all_seeds = [100 * vs + t for vs in victims for t in range(args.thieves)]
         s = summarise([p for p in paths if (p / THIEVES_FILE).exists()], variant, spec["thief"], all_seeds)
         s.update(dataset=args.dataset, preset=args.preset, overrides=overrides, victim_seeds=victims,
-                 note=args.note, thieves_per_victim=args.thieves)
+                 note=args.note)
         summaries.append(s)
         print(table(s), flush=True)
     if args.results:
