@@ -84,6 +84,9 @@ def population_key(cfg: RunConfig) -> str:
                                          "attacker_data", "lr")}
     # only the disjoint split changes the owner's training data ("fresh" thieves query other data)
     what["attacker_data"] = "disjoint" if cfg.attacker_data == "disjoint" else "same"
+    # one spelling per value: a preset's w_epochs 6 and a form's 6.0 are the same task (they hashed apart,
+    # and the app rebuilt a population the CLI had built)
+    what.update(w_epochs=float(cfg.w_epochs), lr=float(cfg.lr), epochs=int(cfg.epochs), batch_size=int(cfg.batch_size))
     digest = hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
     return f"{cfg.dataset}-{digest}"
 

@@ -28,6 +28,7 @@ def test_population_key_ignores_watermark_and_thief(tiny_data_dir):
     cfg = tiny_config(tiny_data_dir)
     assert population_key(cfg) == population_key(cfg.replace(kappa=3.0, temperature=0.5, seed=4, thief_seed=9))
     assert population_key(cfg) != population_key(cfg.replace(epochs=2))
+    assert population_key(cfg.replace(w_epochs=1)) == population_key(cfg.replace(w_epochs=1.0))   # one spelling
     assert population_key(cfg) != population_key(cfg.replace(attacker_data="disjoint"))
 
 
