@@ -77,9 +77,19 @@ def main() -> int:
         return 2
     body = ["### Every setting at a glance", "", overview(summaries), ""]
     for s in summaries:
-        body += [f"#### {setting(s)}", "", table(s)]
+        body += [f"#### {setting(s)}", "", table(s).replace("### ", "##### ", 1)]
     for name, v in verdicts.items():
         body += [f"### Trusting the verdicts: {name}", "", report(v), ""]
+    demos = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("demo_*.json"))}
+    if demos:
+        body += ["### The default demo in the app (bench/bench_demo.py: Chromium, default settings, train then the "
+                 "default thieves)", ""]
+        for name, d in demos.items():
+            body.append(f"- {name}: trained in {d['train_s']:.0f} s, {d['thieves_recorded']} thieves in "
+                        f"{d['attack_s']:.0f} s, {d['total_s']:.0f} s in all; innocent population "
+                        f"{'built during the run (' + str(d['innocents_built_in_run']) + ' models)' if d['innocents_built_in_run'] else 'reused from the cache'}; "
+                        f"load average {float(d['load_average'][0]):.2f} on {d['cpus']} cores")
+        body.append("")
     results = ROOT / "docs" / "RESULTS.md"
     results.write_text(replace_block(results.read_text(), "reliability", "\n".join(body)))
 
