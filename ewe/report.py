@@ -227,9 +227,8 @@ def markdown_tables(groups: list[Group]) -> list[str]:
         return lines
     lines += ["## Reproduction table", "",
               "Mean ± std over the runs (seeds) of each setting (sample std; one run shows the value alone). Watermark success is "
-              "measured on held-out triggers; queries for 95 % = fewest queries whose median p-value "
-              "(one-sided Welch t-test against the run's clean model, with the run's verification margin) is "
-              "below 0.05; seeds where it was "
+              "measured on held-out triggers; queries for 95 % = the number of queries from which the median "
+              "p-value stays below 0.05 (" + _tests_used(groups) + "); seeds where it was "
               "never reached are left out of the mean and counted.", ""]
     lines += _md_table(["setting", "runs", "clean accuracy", "defended accuracy",
                         "watermark success: victim", "watermark success: stolen copy",
@@ -241,8 +240,7 @@ def markdown_tables(groups: list[Group]) -> list[str]:
                        base_rows)
     lines += ["", "## False claims", "",
               "An independently trained clean model tested as the suspect must not be claimed (p ≥ α). "
-              "Verification margin: " + ", ".join(f"{100 * m:g} points" for m in
-                                                  sorted({m for g in groups for m in _margins(g)})) + ".", ""]
+              "Judged by: " + _tests_used(groups) + ".", ""]
     lines += _md_table(["setting", "smallest p over seeds", "falsely claimed"], claim_rows)
     lines += ["", "## Per seed", ""]
     lines += _md_table(["setting", "seed", "clean accuracy", "defended accuracy", "victim watermark",
@@ -250,10 +248,22 @@ def markdown_tables(groups: list[Group]) -> list[str]:
     return lines
 
 
-def _margins(group: Group) -> set[float]:
-    """The margins the group's stored verdicts used (runs judged before margins existed used 0)."""
-    return {float(v.get("margin", 0.0)) for r in group.runs if r.finished
-            for v in (r.result.get("verification") or {}).values()}
+def _tests_used(groups) -> str:
+    """What judged the stored verdicts, in words: the exact test with its innocent population, or the
+    Welch test with its margin (runs judged before the margin existed used 0)."""
+    said = set()
+    for g in groups:
+        for r in g.runs:
+            if not r.finished:
+                continue
+            for v in (r.result.get("verification") or {}).values():
+                if v.get("test") == "binomial":
+                    said.add(f"exact binomial test against the null rate of {v.get('null_models')} innocent "
+                             "model(s)")
+                else:
+                    said.add(f"one-sided Welch t-test against the run's clean model, margin "
+                             f"{100 * float(v.get('margin', 0.0)):g} points")
+    return "; ".join(sorted(said)) or "no verdicts stored"
 
 
 def _fmt(x: Any, digits: int = 4, kind: str = "f") -> str:
@@ -377,7 +387,7 @@ def build_report(paths: Iterable[str | Path], out: str | Path, title: str | None
     if rob_lines:
         lines += ["", "## Robustness to removal attacks", "",
                   "Fine-tuning and pruning of each victim with the attacker's data labelled by the victim "
-                  "(`ewe.attacks.removal`); the watermark is verified against the run's clean model.", ""]
+                  "(`ewe.attacks.removal`); each attacked model is judged like the run's own suspects.", ""]
         lines += rob_lines
     text = "\n".join(lines).rstrip() + "\n"
     out.write_text(text)

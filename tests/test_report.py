@@ -68,6 +68,8 @@ def test_table_has_mean_and_spread_over_seeds(tmp_path):
     assert "0.000–0.400" in text                              # per-seed range of the stolen watermark
     assert "Not counted (not finished): `broken` (stopped)" in text
     assert "| mnist (paper) | 0.9 | no |" in text             # false-claim check
+    # the report says which test judged the stored verdicts (these fake runs predate the test key: Welch)
+    assert "Judged by: one-sided Welch t-test against the run's clean model, margin 0 points" in text
     assert info["images"] == []                               # no robustness.json: no figure
 
 
