@@ -52,7 +52,7 @@ from .runs import STOLEN_COPIES, THIEVES_FILE, RunFolderError, load_run
 from .snnl import Temperatures
 from .train import (Probe, accuracy, predict, train_clean, train_watermark, watermark_schedule,
                     watermark_success)
-from .verify import nulls_for_run, run_settings, verify_predictions
+from .verify import judge, nulls_for_run, run_settings, verify_predictions
 
 VICTIMS = {"defended": "extracted", "plain_watermark": "plain_extracted",
            "ablation_no_snnl": "ablation_extracted"}
@@ -634,28 +634,23 @@ def judge_suspect(run_dir: str | Path, suspect_pred, set_name: str = "optimised"
     preds = run["predictions"] or {}
     if set_name not in preds.get("sets", {}):
         raise RunFolderError(f"{Path(run_dir).name} has no predictions on its {set_name} triggers yet")
-    sets = {k: dict(v) for k, v in preds["sets"].items()}
-    sets[set_name]["__suspect__"] = list(suspect_pred)
-    innocents = RunFolder(run_dir).read_json(INNOCENTS_FILE)
     settings = {**run_settings(run["config"]), **overrides}
-    nulls = nulls_for_run({**preds, "sets": sets}, innocents, settings["margin"])
-    if set_name not in nulls:
+    nulls = nulls_for_run(preds, RunFolder(run_dir).read_json(INNOCENTS_FILE), settings["margin"])
+    verdict = judge(list(suspect_pred), preds, set_name, nulls, **settings)
+    if verdict is None:
         raise RunFolderError(f"{Path(run_dir).name} has no innocent population or clean reference to judge with")
-    from .verify import verify
-    return {**verify(suspect_pred, preds["target"], null=nulls[set_name],
-                     reference_pred=sets[set_name].get("clean"), **settings), "trigger_set": set_name}
+    return verdict
 
 
 def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, settings: dict) -> list[dict]:
     """Every recorded thief's copies judged with ``settings`` (entries without stored predictions, made
-    before thieves.json kept them, keep their old verdict)."""
+    before thieves.json kept them, keep their old verdict). The nulls are the run's, whoever the thief."""
+    nulls = nulls_for_run(preds, innocents, settings["margin"])
     for d in draws:
         for name, c in d.get("copies", {}).items():
             if not c.get("predictions"):
                 continue
-            sets = {k: dict(v) for k, v in preds["sets"].items()}
-            sets[TRIGGER_SET[name]][name] = c["predictions"]
-            v = verify_predictions({**preds, "sets": sets}, innocents, **settings).get(name)
+            v = judge(c["predictions"], preds, TRIGGER_SET[name], nulls, **settings)
             if v:
                 c.update({k: v.get(k) for k in VERDICT_KEYS})
     return draws

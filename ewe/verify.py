@@ -33,7 +33,7 @@ query subsets stays below alpha at every larger n.
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import special, stats
@@ -50,9 +50,6 @@ class Null:
     n_models: int                # innocent models behind it
     source: str                  # where they came from (a population folder, or the run's clean model)
     rates: list[float] | None = None   # each innocent model's rate on this trigger set
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def null_rate(innocent_rates, n_triggers: int) -> float:
@@ -203,21 +200,26 @@ def nulls_for_run(preds: dict, innocents: dict | None, margin: float) -> dict[st
     return out
 
 
-def verify_predictions(preds: dict, innocents: dict | None = None, *, test: str = "binomial",
-                       alpha: float = 0.05, draws: int = 200, seed: int = 0, margin: float = 0.0) -> dict:
+def judge(suspect_pred, preds: dict, set_name: str, nulls: dict[str, Null], *, test: str = "binomial",
+          **settings) -> dict | None:
+    """One suspect's verdict on one of a run's held-out trigger sets (None when the set has no null, or no
+    clean reference for the Welch test)."""
+    reference = preds["sets"].get(set_name, {}).get("clean")
+    if set_name not in nulls or (test == "welch" and reference is None):
+        return None
+    return {**verify(suspect_pred, preds["target"], null=nulls[set_name], reference_pred=reference, test=test,
+                     **settings), "trigger_set": set_name}
+
+
+def verify_predictions(preds: dict, innocents: dict | None = None, *, margin: float = 0.0, **settings) -> dict:
     """Every suspect in ``SUSPECTS`` that a run's predictions.json holds."""
-    out = {}
-    target = preds["target"]
     nulls = nulls_for_run(preds, innocents, margin)
+    out = {}
     for key, (suspect, set_name) in SUSPECTS.items():
-        s = preds["sets"].get(set_name, {})
-        if suspect not in s or set_name not in nulls:
-            continue
-        if test == "welch" and "clean" not in s:
-            continue
-        out[key] = {**verify(s[suspect], target, null=nulls[set_name], reference_pred=s.get("clean"),
-                             test=test, alpha=alpha, draws=draws, seed=seed, margin=margin),
-                    "trigger_set": set_name}
+        pred = preds["sets"].get(set_name, {}).get(suspect)
+        verdict = None if pred is None else judge(pred, preds, set_name, nulls, margin=margin, **settings)
+        if verdict:
+            out[key] = verdict
     return out
 
 

@@ -294,26 +294,34 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
 _VERIFY_CACHE: dict[tuple, dict] = {}
 
 
+def _verdict_key(run_dir: str | Path, *extra) -> tuple:
+    """What a recomputed verdict depends on: the run's answer files (by mtime) and the settings."""
+    stamps = tuple((Path(run_dir) / n).stat().st_mtime if (Path(run_dir) / n).exists() else 0.0
+                   for n in ("predictions.json", "innocents.json", "thieves.json"))
+    return (str(run_dir), *stamps, *extra)
+
+
+def _cached_verdicts(key: tuple, compute):
+    if key not in _VERIFY_CACHE:
+        if len(_VERIFY_CACHE) > 64:
+            _VERIFY_CACHE.clear()
+        _VERIFY_CACHE[key] = compute()
+    return _VERIFY_CACHE[key]
+
+
 def reverify(run_dir: str | Path, run: dict, margin: float, test: str | None = None) -> dict[str, dict]:
     """The run's verdicts recomputed from its predictions.json (and innocents.json) with another margin or
     test (about 1 s on a paper run; cached by the files' mtimes), without touching the folder."""
     from ewe.pipeline import run_verdicts
-    path = Path(run_dir) / "predictions.json"
-    if not path.exists():
-        return dict((run.get("result") or {}).get("verification") or {})
-    inn = Path(run_dir) / "innocents.json"
-    key = (str(run_dir), path.stat().st_mtime, inn.stat().st_mtime if inn.exists() else 0.0,
-           round(float(margin), 6), test)
-    if key not in _VERIFY_CACHE:
-        overrides = {"margin": float(margin), **({"test": test} if test else {})}
-        try:
-            verdicts = run_verdicts(run_dir, **overrides)
-        except (OSError, ValueError):      # being rewritten by a running attack: keep what is stored
-            return dict((run.get("result") or {}).get("verification") or {})
-        if len(_VERIFY_CACHE) > 64:
-            _VERIFY_CACHE.clear()
-        _VERIFY_CACHE[key] = verdicts
-    return dict(_VERIFY_CACHE[key])
+    stored = dict((run.get("result") or {}).get("verification") or {})
+    if not (Path(run_dir) / "predictions.json").exists():
+        return stored
+    overrides = {"margin": float(margin), **({"test": test} if test else {})}
+    try:
+        return dict(_cached_verdicts(_verdict_key(run_dir, "run", round(float(margin), 6), test),
+                                     lambda: run_verdicts(run_dir, **overrides)))
+    except (OSError, ValueError):      # being rewritten by a running attack: keep what is stored
+        return stored
 
 
 def zip_run(run_dir: str | Path) -> bytes:
@@ -427,19 +435,22 @@ def point_summary(settings: dict[str, Any], result: dict, out: Path) -> dict[str
 # ---- checkpoints ------------------------------------------------------------------------------------
 def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
     """The run's thieves.json with every copy judged with ``overrides`` (test, margin) from its stored
-    answers (entries made before answers were stored keep their recorded verdict)."""
+    answers (entries made before answers were stored keep their recorded verdict); cached like reverify,
+    since the Verify page asks again on every click."""
     import copy as _copy
 
     from ewe.pipeline import rejudge_thieves
     from ewe.verify import run_settings
-    draws = _copy.deepcopy(list(run.get("thieves") or []))
-    preds, inn = run.get("predictions"), None
-    path = Path(run_dir) / "innocents.json"
-    if path.exists():
-        inn = json.loads(path.read_text())
-    if preds:
-        draws = rejudge_thieves(draws, preds, inn, {**run_settings(run.get("config") or {}), **overrides})
-    return draws
+
+    def compute():
+        draws = _copy.deepcopy(list(run.get("thieves") or []))
+        inn = Path(run_dir) / "innocents.json"
+        if run.get("predictions"):
+            draws = rejudge_thieves(draws, run["predictions"], json.loads(inn.read_text()) if inn.exists() else None,
+                                    {**run_settings(run.get("config") or {}), **overrides})
+        return draws
+    key = _verdict_key(run_dir, "thieves", tuple(sorted(overrides.items())))
+    return _copy.deepcopy(_cached_verdicts(key, compute))
 
 
 def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
