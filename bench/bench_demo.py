@@ -70,32 +70,35 @@ def wait_job(page, done_text: str, what: str, timeout_s: float) -> None:
         raise BenchError(f"{what}: the job ended without a result (stopped)")
 
 
+
+def timed_job(page, button: str, where: str, done_text: str, what: str, timeout_s: float) -> float:
+    """Seconds from clicking ``button`` (once the page is idle and shows no error) until ``done_text`` shows."""
+    start = page.get_by_role("button", name=button)
+    wait_for(page, start, f'the {where}\'s "{button}" button', 120)
+    wait_idle(page)
+    check_no_error(page, where)
+    t0 = time.perf_counter()
+    start.click()
+    wait_job(page, done_text, f"{what} to finish", timeout_s)
+    return time.perf_counter() - t0
+
 def run_demo(p, server: Server, preset: str | None, timeout_s: float, shots: Path | None) -> dict:
     browser = launch(p)
     try:
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.goto(server.url + "/train" + (f"?preset={preset}" if preset else ""))
-        start = page.get_by_role("button", name="Start training")
-        wait_for(page, start, 'the Train page\'s "Start training" button', 120)
-        wait_idle(page)
-        check_no_error(page, "Train page")
-        t0 = time.perf_counter()
-        start.click()
-        wait_job(page, "Next: attack this model", "the training to finish", timeout_s)
-        trained = time.perf_counter() - t0
+        trained = timed_job(page, "Start training", "Train page", "Next: attack this model", "the training",
+                            timeout_s)
         if shots:
             page.screenshot(path=str(shots / "demo-trained.png"), full_page=True)
 
         page.get_by_text("Next: attack this model").first.click()     # the teacher's way to the Attack page
-        attack = page.get_by_role("button", name="Start the attack")
-        wait_for(page, attack, 'the Attack page\'s "Start the attack" button', 120)
+        wait_for(page, page.get_by_role("button", name="Start the attack"),
+                 'the Attack page\'s "Start the attack" button', 120)
         wait_idle(page)
-        check_no_error(page, "Attack page")
         thieves = page.get_by_label("Thieves", exact=True).input_value()
-        t1 = time.perf_counter()
-        attack.click()
-        wait_job(page, "Next: verify ownership", "the attack to finish", timeout_s)
-        attacked = time.perf_counter() - t1
+        attacked = timed_job(page, "Start the attack", "Attack page", "Next: verify ownership", "the attack",
+                             timeout_s)
         if shots:
             page.screenshot(path=str(shots / "demo-attacked.png"), full_page=True)
         ws = re.search(r"[?&]ws=([^&]+)", page.url)
