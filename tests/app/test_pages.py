@@ -280,26 +280,20 @@ def test_a_failing_run_shows_its_message_and_the_page_keeps_working(app_env, mon
     assert not [b for b in at.button if b.label == "Start training"][0].disabled   # can try again
 
 
-def test_disjoint_thief_data_is_chosen_before_training(app_env):
-    """The owner trains on one half; the run remembers it, and the Attack page says whose data the thief has."""
-    at = page("train", query={"preset": "tiny", "attacker_data": "disjoint"})
+@pytest.mark.parametrize("field, value, in_label", [
+    ("attacker_data", "disjoint", "thief data disjoint"),   # the owner trains on one half, the thief has the other
+    ("clean_schedule", "reference", None),                  # H2 of issue 16: the reference code's clean batches
+])
+def test_run_settings_chosen_before_training(app_env, field, value, in_label):
+    """A setting decided at training time: from the URL into its radio, into the run's config (and label)."""
+    at = page("train", query={"preset": "tiny", field: value})
     no_exception(at)
-    assert at.radio(key="attacker_data").value == "disjoint"
+    assert at.radio(key=field).value == value
     click(at, "Start training")
     cfg = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][1]
-    assert cfg.attacker_data == "disjoint"
-    job = app_env["registry"].jobs(kind="train")[0]
-    assert "thief data disjoint" in job.label
-
-
-def test_reference_clean_schedule_is_a_train_setting(app_env):
-    """H2 of issue 16 in the app: the reference code's clean-data schedule, from the URL or the radio."""
-    at = page("train", query={"preset": "tiny", "clean_schedule": "reference"})
-    no_exception(at)
-    assert at.radio(key="clean_schedule").value == "reference"
-    click(at, "Start training")
-    cfg = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][1]
-    assert cfg.clean_schedule == "reference"
+    assert getattr(cfg, field) == value
+    if in_label:
+        assert in_label in app_env["registry"].jobs(kind="train")[0].label
 
 
 def test_verify_old_run_and_large_margin(app_env):
