@@ -31,11 +31,8 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ewe.malloc import apply_unless_disabled  # noqa: E402
-
-apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc)
-
 from ewe import pipeline  # noqa: E402
+from ewe.malloc import apply_unless_disabled  # noqa: E402
 from ewe.config import preset  # noqa: E402
 from ewe.runs import THIEVES_FILE  # noqa: E402
 
@@ -266,6 +263,7 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="words naming the setting in the tables (e.g. what the preset "
                     "was when these runs were made)")
     args = ap.parse_args(argv)
+    apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc); not on import (publish.py)
     import torch
     torch.set_num_threads(args.threads)
     out = Path(args.out)

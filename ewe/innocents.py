@@ -104,7 +104,7 @@ def _train_data(cfg: RunConfig, recipe: Recipe, data_cache: dict):
     from .pipeline import load_data
     seed = recipe.seed if cfg.train_size else cfg.seed
     if seed not in data_cache:
-        data_cache[seed] = load_data(cfg.replace(seed=seed, device=cfg.device))
+        data_cache[seed] = load_data(cfg.replace(seed=seed))
     d = data_cache[seed]
     x, y = d.x_train, d.y_train
     if recipe.data != "all":
