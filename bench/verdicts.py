@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from ewe.innocents import halves  # noqa: E402
 from ewe.pipeline import TRIGGER_SET  # noqa: E402
-from ewe.verify import Null, binomial_p, null_rate, query_grid, verify  # noqa: E402
+from ewe.verify import binomial_p, population_null, query_grid, verify  # noqa: E402
 
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))
 ALPHA = 0.05
@@ -89,53 +89,66 @@ def load(path: Path) -> dict | None:
             "config": json.loads((path / "config.json").read_text())}
 
 
-def out_of_sample(runs: list[dict]) -> dict:
-    tests = accused = 0
-    by_model: dict[tuple[str, str], list[float]] = {}
-    worst = []
-    for run in runs:
-        target = run["preds"]["target"]
-        for set_name, models in run["innocents"]["sets"].items():
-            names = sorted(models)
-            hits = {n: (np.asarray(models[n]) == target) for n in names}
-            a, b = halves(run["innocents"]["models"])
-            for cal, held in ((a, b), (b, a)):
-                n_trig = len(hits[cal[0]])
-                p0 = null_rate([hits[n].mean() for n in cal], n_trig)
-                for n in held:
-                    p = binomial_p(int(hits[n].sum()), n_trig, p0)
-                    tests += 1
-                    accused += p < ALPHA
-                    worst.append(p)
-                    by_model.setdefault((set_name, n), []).append(float(hits[n].mean()))
-    groups = [v for v in by_model.values()]
+def _tally(results: list[tuple[bool, float]], by_model: dict) -> dict:
+    tests = len(results)
+    accused = sum(a for a, _ in results)
+    groups = list(by_model.values())
     k = min(len(v) for v in groups) if groups else 0
     icc = icc1([v[:k] for v in groups]) if groups and k >= 2 and len(groups) >= 2 else None
     lo, hi = cp(accused, tests) if tests else (None, None)
     n_eff = tests / (1 + (k - 1) * max(0.0, icc)) if icc is not None else None
     return {"tests": tests, "accused": int(accused), "rate": accused / tests if tests else None,
-            "ci95": [lo, hi], "smallest_p": float(min(worst)) if worst else None, "icc": icc,
+            "ci95": [lo, hi], "smallest_p": float(min(p for _, p in results)) if results else None, "icc": icc,
             "tests_per_model": k, "effective_tests": n_eff,
             "upper_bound_effective": (1 - 0.05 ** (1 / n_eff)) if n_eff and accused == 0 else None}
 
 
+def out_of_sample(runs: list[dict]) -> dict:
+    """Each innocent model judged as a suspect, with every held-out trigger, by a null built without it.
+    ``leave_one_out``: the full rule (binomial and rank parts) against the other m - 1 innocents;
+    ``binomial_part``: the binomial part alone, calibrated on the other half of the population (the check
+    before the rank part existed; halves leave too few models for the rank part to prove anything)."""
+    loo, half, by_model = [], [], {}
+    for run in runs:
+        target = run["preds"]["target"]
+        for set_name, models in run["innocents"]["sets"].items():
+            names = sorted(models)
+            for name in names:
+                others = [models[o] for o in names if o != name]
+                v = verify(models[name], target, null=population_null(others, target, ""), draws=1)
+                loo.append((v["proven"], v["p_value"]))
+                by_model.setdefault((set_name, name), []).append(v["suspect_rate"])
+            a, b = halves(run["innocents"]["models"])
+            for cal, held in ((a, b), (b, a)):
+                null = population_null([models[n] for n in cal], target, "")
+                for name in held:
+                    hits = int((np.asarray(models[name]) == target).sum())
+                    p = binomial_p(hits, len(models[name]), null.rate)
+                    half.append((p < ALPHA, p))
+    return {"leave_one_out": _tally(loo, by_model), "binomial_part": _tally(half, by_model)}
+
+
 def own_innocents(runs: list[dict]) -> dict:
-    """The run's own clean reference and independent clean model (never in the population), against the
-    whole population's null rate, on both trigger sets."""
+    """The run's own clean reference and independent clean model (never in the population; trained on the
+    run's own data), judged by the full rule against the whole population, on both trigger sets."""
     tests = accused = 0
+    names = []
     for run in runs:
         target = run["preds"]["target"]
         for set_name, models in run["preds"]["sets"].items():
             inn = run["innocents"]["sets"].get(set_name) or {}
             if not inn:
                 continue
-            n_trig = len(next(iter(inn.values())))
-            p0 = null_rate([np.mean(np.asarray(v) == target) for v in inn.values()], n_trig)
+            null = population_null(inn.values(), target, "")
             for name in ("clean", "independent_clean"):
                 if name in models:
                     tests += 1
-                    accused += binomial_p(int((np.asarray(models[name]) == target).sum()), n_trig, p0) < ALPHA
-    return {"tests": tests, "accused": int(accused)}
+                    v = verify(models[name], target, null=null, draws=1)
+                    accused += v["proven"]
+                    if v["proven"]:
+                        names.append(f"{run['path'].name}/{name}/{set_name} ({100 * v['suspect_rate']:.0f} %)")
+    lo, hi = cp(accused, tests) if tests else (None, None)
+    return {"tests": tests, "accused": int(accused), "ci95": [lo, hi], "which": names}
 
 
 def before_after(runs: list[dict]) -> dict:
@@ -154,8 +167,7 @@ def before_after(runs: list[dict]) -> dict:
                 x = np.asarray(c["predictions"]) == target
                 ref = np.asarray(run["preds"]["sets"][set_name]["clean"]) == target
                 b_proven, b_q = old_verdict(x.astype(float), ref.astype(float), seed=run["config"].get("seed", 0))
-                inn = innocents["sets"][set_name]
-                null = Null(null_rate([np.mean(np.asarray(v) == target) for v in inn.values()], len(x)), len(inn), "")
+                null = population_null(innocents["sets"][set_name].values(), target, "")
                 v = verify(c["predictions"], target, null=null, seed=run["config"].get("seed", 0))
                 r = out[lab]
                 r["n"] += 1
@@ -176,20 +188,25 @@ def before_after(runs: list[dict]) -> dict:
     return out
 
 
+def _accusations(o: dict) -> str:
+    return (f"{o['accused']} of {o['tests']} tests (95 % CI {100 * o['ci95'][0]:.2f}–{100 * o['ci95'][1]:.2f} %)"
+            + (f"; each model tested once per victim and trigger set, ICC(1) of its rates across victims "
+               f"{o['icc']:.2f}, so about {o['effective_tests']:.0f} independent tests" if o.get("icc") is not None else "")
+            + (f" (upper bound {100 * o['upper_bound_effective']:.1f} % with none accused)"
+               if o.get("upper_bound_effective") is not None else ""))
+
+
 def report(res: dict) -> str:
     o = res["out_of_sample"]
+    own = res["own_innocents"]
     lines = [f"Runs: {res['runs']} ({', '.join(res['datasets'])}); population: {res['population_size']} innocent "
-             "models per run, split in halves.", "",
-             f"Out-of-sample false accusations: {o['accused']} of {o['tests']} tests "
-             f"(95 % CI {100 * o['ci95'][0]:.2f}–{100 * o['ci95'][1]:.2f} %); smallest p {o['smallest_p']:.3g}.",
-             (f"Correlation: each held-out model is tested once per victim ({o['tests_per_model']} victims) on each "
-              f"trigger set; ICC(1) of its rates across victims {o['icc']:.2f} -> about {o['effective_tests']:.0f} "
-              "independent tests"
-              + (f" (upper bound {100 * o['upper_bound_effective']:.1f} % with none accused)."
-                 if o["upper_bound_effective"] is not None else ".")) if o["icc"] is not None else
-             "Correlation: too few victims to estimate it.",
-             f"The runs' own clean models against the full population: {res['own_innocents']['accused']} of "
-             f"{res['own_innocents']['tests']} accused.", "",
+             "models per run.", "",
+             f"- Innocent models judged by the full test against the other {res['population_size'] - 1} "
+             f"(leave one out): {_accusations(o['leave_one_out'])}.",
+             f"- The binomial part alone, calibrated on the other half: {_accusations(o['binomial_part'])}.",
+             f"- The runs' own clean models (trained on the run's data, never in the population) against the "
+             f"whole population: {own['accused']} of {own['tests']} accused"
+             + (f" ({', '.join(own['which'])})" if own.get("which") else "") + ".", "",
              "| stolen copy | copies | proven before | proven after | within 100 before | within 100 after | "
              "median queries before | after | 'proven in 2 queries' before | after |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -547,7 +547,7 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
 
 # what thieves.json keeps of each copy's verdict (ewe.verify.verify)
 VERDICT_KEYS = ("test", "p_value", "queries_for_95", "proven", "verified", "null_rate", "null_models", "margin",
-                "n_queries", "suspect_rate", "reference_rate")
+                "n_queries", "suspect_rate", "reference_rate", "binomial_p", "rank_p", "innocents_at_least")
 
 
 def record_thief(run_dir: str | Path, result: dict) -> list[dict]:

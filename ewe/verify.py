@@ -1,10 +1,21 @@
 """Ownership verification (spec section 0): is the suspect's rate of "predicted the target class" on the
 owner's held-out watermark inputs higher than an innocent model's could be?
 
-Default test (``binomial``): the suspect's k hits in n queries against a null rate p0 calibrated from a
-population of innocent models (``ewe.innocents``: models that never saw the watermark) queried on the
-*same* trigger set. The exact one-sided binomial p-value is P(X >= k | n, p0): two hits in two queries
-give p0 squared, never 0, so small samples are judged exactly.
+Default test (``binomial``), two parts; the copy is judged by the larger of their p-values, so each
+must reject (an intersection test: its false-positive rate is at most either part's):
+
+1. **Exact binomial.** The suspect's k hits in n queries against a null rate p0 calibrated from a
+   population of innocent models (``ewe.innocents``: models that never saw the watermark) queried on the
+   *same* trigger set: P(X >= k | n, p0). Two hits in two queries give p0 squared, never 0.
+2. **Rank among the innocents** (a conformal p-value): (1 + innocents with at least the suspect's hits on
+   the same queries) / (m + 1). It needs no model of how innocent rates are distributed, only that an
+   innocent suspect would be one more draw from the population, so it holds where the binomial's p0
+   cannot: innocent rates are heavy-tailed. On quick MNIST one conv2 seed of 24 answers the target on
+   5-14 % of the triggers where the median innocent answers 0 %, a run's own clean reference on 20-23 %,
+   and on Fashion-MNIST's classic triggers one longer-trained CNN on 55 %; a new innocent beyond every
+   bound fitted to the others is then no rare event, and the binomial part alone accused 9 of 288 held-out
+   innocents (bench/verdicts.py, docs/RESULTS.md). Its price: p is never below 1 / (m + 1), so proving at
+   alpha = 0.05 needs at least 20 innocents, and a copy must out-answer every one of them.
 
 The null rate p0 is an upper bound for the rate of an innocent model not in the population
 (``null_rate``): innocent models disagree with each other far more than one model's sampling noise
@@ -17,9 +28,8 @@ distribution. It is the largest of
   - the same bound on the logit scale (rates with a continuity correction), because innocent rates are
     skewed: most models answer the target on almost no trigger and a few kinds on many (on the digits
     photo triggers CNNs 0-3 %, MLPs 7-48 %); on the raw scale that tail is under-covered.
-Chosen by the out-of-sample check of bench/verdicts.py (calibrate on one half of the population, test the
-other): on the first digits runs the first two terms alone accused 3 of 192 held-out innocents, with the
-logit term none, at the same power (docs/RESULTS.md).
+Without a population (the run's clean reference + margin, one model) only the binomial part applies, and
+the verdict says it rests on one model.
 
 The paper's test (``welch``) stays as an option: a one-sided Welch t-test of the suspect's per-query
 indicators against the run's clean reference on the same queries, with the margin ``verify_margin``
@@ -50,6 +60,22 @@ class Null:
     n_models: int                # innocent models behind it
     source: str                  # where they came from (a population folder, or the run's clean model)
     rates: list[float] | None = None   # each innocent model's rate on this trigger set
+    hits: np.ndarray | None = None     # (models, triggers): which trigger each innocent answered as the target
+
+    @property
+    def smallest_rank_p(self) -> float | None:
+        """The smallest p the rank part can give: 1 / (innocents + 1)."""
+        return None if self.hits is None else 1.0 / (len(self.hits) + 1)
+
+
+def rank_p(suspect_hits, innocent_hits):
+    """Conformal (rank) p-value: (1 + number of innocents with at least the suspect's hits) / (m + 1),
+    on the same queries. Valid for any distribution of innocent rates if the suspect, were it innocent,
+    would be one more draw from the population (exchangeable); ties count against the suspect.
+    ``suspect_hits``: hit counts, any shape; ``innocent_hits``: shape (m, *suspect shape)."""
+    inn = np.asarray(innocent_hits)
+    p = (1 + (inn >= np.asarray(suspect_hits)).sum(axis=0)) / (len(inn) + 1)
+    return float(p) if np.ndim(p) == 0 else p
 
 
 def null_rate(innocent_rates, n_triggers: int) -> float:
@@ -124,8 +150,13 @@ def query_curve(suspect_hits, *, null: Null | None = None, reference_hits=None, 
     medians = []
     if test == "binomial":
         cum = np.cumsum(x[orders], axis=1)          # hits among each order's first k queries
+        # each innocent's hits on the same queries: (models, draws, k)
+        inn_cum = None if null.hits is None else np.cumsum(np.asarray(null.hits, dtype=np.int32)[:, orders], axis=2)
         for n in sizes:
-            medians.append(float(np.median(binomial_p(cum[:, n - 1], n, null.rate))))
+            p = binomial_p(cum[:, n - 1], n, null.rate)
+            if inn_cum is not None:
+                p = np.maximum(p, rank_p(cum[:, n - 1], inn_cum[:, :, n - 1]))
+            medians.append(float(np.median(p)))
     else:
         y = np.asarray(reference_hits, dtype=float)
         if len(x) != len(y):
@@ -159,9 +190,18 @@ def verify(suspect_pred, target: int, *, null: Null | None = None, reference_pre
     if test == "binomial":
         if null is None:
             raise ValueError("the binomial test needs a null rate (a population of innocent models)")
-        p = binomial_p(int(x.sum()), len(x), null.rate)
+        k = int(x.sum())
+        p = p_binomial = binomial_p(k, len(x), null.rate)
+        out.update(null_rate=null.rate, null_models=null.n_models, null_source=null.source,
+                   binomial_p=p_binomial)
+        if null.hits is not None:
+            if null.hits.shape[1] != len(x):
+                raise ValueError("the suspect and the innocent models must be queried on the same inputs")
+            p_rank = rank_p(k, null.hits.sum(axis=1))
+            p = max(p_binomial, p_rank)
+            out.update(rank_p=p_rank, innocents_at_least=int((null.hits.sum(axis=1) >= k).sum()),
+                       smallest_p=null.smallest_rank_p)
         curve = query_curve(x, null=null, draws=draws, seed=seed)
-        out.update(null_rate=null.rate, null_models=null.n_models, null_source=null.source)
     else:
         y = (np.asarray(reference_pred) == target).astype(float)
         p = welch_p(x, y, margin)
@@ -180,6 +220,13 @@ SUSPECTS = {"defended": ("defended", "optimised"), "extracted": ("extracted", "o
             "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic")}
 
 
+def population_null(innocent_preds, target: int, source: str) -> Null:
+    """The null of one trigger set from innocent models' answers on it (a list of prediction lists)."""
+    hits = np.array([np.asarray(p) == target for p in innocent_preds])
+    rates = hits.mean(axis=1).tolist()
+    return Null(null_rate(rates, hits.shape[1]), len(rates), source, rates, hits)
+
+
 def nulls_for_run(preds: dict, innocents: dict | None, margin: float) -> dict[str, Null]:
     """The null of each trigger set: the innocent population's rates when the run has them
     (innocents.json), else the run's own clean reference plus ``margin`` (one model: weak, and said so)."""
@@ -187,10 +234,7 @@ def nulls_for_run(preds: dict, innocents: dict | None, margin: float) -> dict[st
     for set_name, models in preds["sets"].items():
         inn = ((innocents or {}).get("sets") or {}).get(set_name) or {}
         if inn:
-            rates = [float(np.mean(np.asarray(p) == target)) for p in inn.values()]
-            n = len(next(iter(inn.values())))
-            out[set_name] = Null(null_rate(rates, n), len(rates), innocents.get("source", "innocent population"),
-                                 rates)
+            out[set_name] = population_null(inn.values(), target, innocents.get("source", "innocent population"))
         elif "clean" in models:
             ref = np.asarray(models["clean"]) == target
             rate = min(0.999, null_rate([ref.mean()], len(ref)) + margin)

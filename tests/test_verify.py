@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ewe.verify import (Null, binomial_p, null_rate, queries_for_confidence, query_curve, query_grid, verify,
-                        verify_predictions, welch_p)
+from ewe.verify import (Null, binomial_p, null_rate, queries_for_confidence, query_curve, query_grid, rank_p,
+                        verify, verify_predictions, welch_p)
 
 
 def test_binomial_is_exact_at_every_n():
@@ -63,6 +63,44 @@ def test_null_rate_bounds_the_population():
     assert null_rate(skewed, 200) > max(raw, cp_max) + 0.05   # the logit-scale bound reaches into the tail
     with pytest.raises(ValueError):
         null_rate([], 200)
+
+
+def test_combined_test_spares_fresh_innocents_whatever_their_law():
+    """Simulation: a fresh innocent drawn from the same law as a population of 24 is accused at most
+    1/25 of the time, for skewed and heavy-tailed laws (most rates near 0 and a few far out, as on quick
+    MNIST and Fashion-MNIST), with all 300 queries and with 5; and a copy is proven only where both parts
+    reject."""
+    rng = np.random.default_rng(5)
+    laws = {"heavy tail": lambda m: np.where(rng.random(m) < 1 / 12, rng.uniform(0.05, 0.55, m),
+                                             rng.beta(0.3, 100, m)),
+            "log-normal": lambda m: np.minimum(0.9, rng.lognormal(-4.0, 1.5, m)),
+            "broad": lambda m: rng.beta(1, 3, m)}
+    trials = 800
+    for law in laws.values():
+        for n in (300, 5):
+            accused = 0
+            for _ in range(trials):
+                hits = (rng.random((25, n)) < law(25)[:, None]).astype(int)
+                suspect, population = hits[0], hits[1:]
+                null = Null(null_rate(population.mean(axis=1), n), 24, "sim", hits=population)
+                v = verify(np.where(suspect > 0, 7, 1), 7, null=null, draws=3)
+                assert v["proven"] == (v["binomial_p"] < 0.05 and v["rank_p"] < 0.05)
+                accused += v["proven"]
+            assert accused / trials <= 1 / 25 + 2 * np.sqrt(1 / 25 / trials)
+
+
+def test_rank_p_counts_ties_against_the_suspect_and_needs_enough_innocents():
+    assert rank_p(3, [0, 1, 2, 3]) == pytest.approx(2 / 5)            # the tie counts
+    assert rank_p(4, [0, 1, 2, 3]) == pytest.approx(1 / 5)
+    assert np.allclose(rank_p(np.array([1, 5]), np.array([[0, 0], [2, 2]])), [2 / 3, 1 / 3])
+    few = Null(0.01, 4, "t", hits=np.zeros((4, 50), dtype=int))
+    v = verify([7] * 50, 7, null=few, draws=5)                         # every query hit, no innocent did
+    assert v["binomial_p"] < 1e-50 and v["rank_p"] == pytest.approx(1 / 5) and not v["proven"]
+    assert v["smallest_p"] == pytest.approx(1 / 5)
+    enough = Null(0.01, 24, "t", hits=np.zeros((24, 50), dtype=int))
+    assert verify([7] * 50, 7, null=enough, draws=5)["proven"]
+    with pytest.raises(ValueError, match="same inputs"):
+        verify([7] * 49, 7, null=enough, draws=5)
 
 
 def test_query_grid():

@@ -330,8 +330,17 @@ def verdict_words(subject: str, v: dict, n_all: int | None = None) -> str:
         text += (f". Models that never saw the watermark answer it at most **{pct(v['null_rate'])}** of the time "
                  f"(the null rate, an upper bound from **{m} innocent model{'s' if m != 1 else ''}**"
                  + (" — only the run's clean model: weak, build a population with `python -m ewe nulls`"
-                    if m <= 1 else "") + "). Exact binomial test")
-        meaning = "the chance that a model answering at the null rate hits this often by luck"
+                    if m <= 1 else "") + ")")
+        if v.get("rank_p") is not None:
+            ties = v.get("innocents_at_least") or 0
+            text += (f"; **{ties} of the {m}** innocent models answered it at least as often on the same queries"
+                     + (" (at least 19 are needed before any copy can be proven at 95 %)" if m < 19 else ""))
+            meaning = ("the larger of two chances: a model answering at the null rate hitting this often by luck "
+                       "(exact binomial test), and an innocent model out-answering every innocent one "
+                       "(its rank among them)")
+        else:
+            meaning = "the chance that a model answering at the null rate hits this often by luck"
+        text += ". Exact binomial test"
     else:
         text += (f", a clean model **{pct(v.get('reference_rate'))}**" if v.get("reference_rate") is not None else "")
         text += (f" (to count as stolen it must beat that by more than {100 * v['margin']:g} percentage points)"
