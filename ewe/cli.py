@@ -193,7 +193,10 @@ def _summary(result: dict) -> str:
                      f"  queries for 95%: {q if q else 'not reached'}")
     if verdicts:
         v = next(iter(verdicts.values()))
-        lines.append("  test: " + (f"exact binomial against a null rate from {v.get('null_source')}"
+        small = v.get("smallest_p") is not None and v["smallest_p"] >= v.get("alpha", 0.05)
+        lines.append("  test: " + (f"exact binomial and rank against {v.get('null_source')}"
+                                   + (f" (too few to prove anything: p >= {v['smallest_p']:.2g}; use at least 19)"
+                                      if small else "")
                                    if v.get("test", "welch") == "binomial" else
                                    f"Welch t-test against the clean reference + margin {v.get('margin', 0):g}"))
     if "total" in result.get("seconds", {}):

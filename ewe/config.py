@@ -81,7 +81,8 @@ class RunConfig:
     verify_margin: float = 0.1
     query_draws: int = 200
     test: str = "binomial"             # binomial (against the innocent population) | welch (the paper's)
-    innocents: int = 24                # innocent models behind the null rate (0: the run's clean model only)
+    innocents: int = 24                # innocent models behind the null rate (0: the run's clean model only);
+                                       # proving at alpha needs at least 1/alpha - 1 (19 at 0.05): see ewe.verify
     # run control
     train_baselines: bool = True       # clean, classic watermark, ablation and their extractions
     threads: int | None = None

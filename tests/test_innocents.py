@@ -16,6 +16,8 @@ def test_recipes_vary_seed_architecture_data_and_budget(tiny_data_dir):
     assert len({r.name for r in rs}) == 24 and len({r.seed for r in rs}) == 24
     assert {"conv2_narrow", "conv2_wide", "mlp", "victim"} <= {r.model for r in rs}
     assert {"all", "half-a", "half-b"} == {r.data for r in rs} and {0.5, 1.0, 2.0} == {r.budget for r in rs}
+    # a third are re-runs of the owner's own recipe: the kind a stolen copy is, with the heaviest tail
+    assert sum((r.model, r.data, r.budget) == ("victim", "all", 1.0) for r in rs) == 8
     # the calibration / held-out split (bench/verdicts.py) puts every kind with two members in both halves
     info = {r.name: {"model": r.model, "data": r.data, "budget": r.budget} for r in rs}
     a, b = halves(info)
