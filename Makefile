@@ -6,10 +6,12 @@ PORT ?= 8501
 
 .PHONY: run test venv test-venv bench clean
 
-# runtime packages (requirements.txt): all `make run` needs
-$(BIN)/.installed: requirements.txt
+# runtime packages (requirements.txt, pinned): all `make run` needs; then the ewe package itself, editable
+# (pyproject.toml: the `ewe` command; --no-deps: the pins above are what it runs with)
+$(BIN)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 # plus the test tools (requirements-test.txt), for `make test` only; its own stamp so a change to either

@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from tests.app.browser import Server, browser_missing, launch  # noqa: E402
+from browser import Server, browser_missing, launch  # noqa: E402  (bench/browser.py, beside this script)
 
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def record(args) -> dict:
     import tempfile
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     from ewe.config import preset
     cfg = preset(args.dataset, args.preset, seed=args.seed, **({"threads": args.threads} if args.threads else {}))
     events: list[dict] = []
@@ -52,7 +50,8 @@ def record(args) -> dict:
 def replay(trace: dict, units: bool = False) -> list[dict]:
     """Feed the trace's stage fractions, at their recorded times, to today's Reporter estimator; with
     ``units``, over the plan in batch units that the ETA used before stage costs were measured."""
-    from ewe import callbacks, pipeline
+    from ewe import callbacks
+    from ewe.experiments import pipeline
     from ewe.config import from_dict
     cfg = from_dict(trace["config"])
     n_train, n_trig = trace["sizes"]
@@ -89,14 +88,14 @@ def replay(trace: dict, units: bool = False) -> list[dict]:
 
 
 def calibrate(traces: list[dict]) -> dict:
-    """Seconds per unit of work of each stage (ewe.pipeline._stage_units). The machine is shared, so its
+    """Seconds per unit of work of each stage (ewe.experiments.pipeline._stage_units). The machine is shared, so its
     load differs from run to run and within a run: each stage's cost relative to the run's average cost per
     unit is taken from every trace (the median), the absolute level from the fastest trace (the least
     disturbed). ``overhead``: the time outside the stages (data, evaluation, verification) as a share of the
     stages' time; the innocent models (ewe.innocents, trained once per task) are not counted in it."""
     import statistics
 
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     from ewe.config import from_dict
 
     def key(stage):
@@ -166,7 +165,7 @@ def main() -> None:
                     help="write the stage costs measured in these traces to " + "bench/results/stage_costs.json")
     args = ap.parse_args()
     if args.calibrate:
-        from ewe.pipeline import STAGE_COSTS
+        from ewe.experiments.pipeline import STAGE_COSTS
         costs = calibrate([json.loads(Path(p).read_text()) for p in args.calibrate])
         STAGE_COSTS.write_text(json.dumps(costs, indent=2) + "\n")
         print(json.dumps(costs, indent=2))

@@ -29,7 +29,6 @@ NEIGHBOUR = ("import torch; torch.set_num_threads(2); a = torch.randn(512, 512)\
 
 # a short stand-in for a run: N training steps of the paper's CNN at the digits quick batch size (64, 28x28)
 STEPS = ("import sys, time, torch\n"
-         "sys.path.insert(0, %r)\n"
          "from ewe.models import build_model\n"
          "torch.set_num_threads(int(sys.argv[1])); torch.manual_seed(0)\n"
          "m = build_model('conv2', (1, 28, 28)); opt = torch.optim.Adam(m.parameters(), 1e-3)\n"
@@ -37,7 +36,7 @@ STEPS = ("import sys, time, torch\n"
          "t = time.perf_counter()\n"
          "for _ in range(int(sys.argv[2])):\n"
          "    loss = torch.nn.functional.cross_entropy(m(x), y); opt.zero_grad(); loss.backward(); opt.step()\n"
-         "print(time.perf_counter() - t)\n") % str(ROOT)
+         "print(time.perf_counter() - t)\n")
 
 
 def steps(variant: str, busy: bool, n: int) -> dict:

@@ -8,7 +8,7 @@
 
 Writes ``robustness.json`` into every run folder (``ewe.attacks.removal.run_suite``), prints each run's
 table and a summary per dataset (every attack's strongest point, mean and min–max over seeds, EWE against
-the classic watermark), and optionally the markdown report with the curves (``ewe.report``).
+the classic watermark), and optionally the markdown report with the curves (``ewe.results.report``).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 
 apply_unless_disabled()   # this process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
@@ -65,7 +64,7 @@ def settings_from_args(args) -> dict:
 
 
 def train(args) -> list[Path]:
-    from ewe import sweep
+    from ewe.experiments import sweep
     outs = []
     for dataset in args.train.split(","):
         out = Path(args.out) / dataset
@@ -82,7 +81,7 @@ def train(args) -> list[Path]:
 def summary_lines(runs) -> list[str]:
     """Per dataset: each attack's strongest point, mean [min–max] over seeds, per victim."""
     from ewe.attacks.removal import ATTACK_LABELS, X_AXIS
-    from ewe.report import ATTACK_ORDER, robustness_curves
+    from ewe.results.report import ATTACK_ORDER, robustness_curves
     by_dataset: dict[str, list] = {}
     for run in runs:
         by_dataset.setdefault(f"{run.config['dataset']} ({run.config['preset']})", []).append(run)
@@ -114,7 +113,7 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(args.threads)
     from ewe.attacks.removal import format_table, run_suite
-    from ewe.report import build_report, find_runs
+    from ewe.results.report import build_report, find_runs
     paths = list(args.runs)
     if args.train:
         paths += [str(p) for p in train(args)]

@@ -19,7 +19,6 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_presets import summarise  # noqa: E402
 
 DATASET = "speech-commands"
@@ -140,9 +139,8 @@ def compare_models(names: list[str], epochs: int, batch_size: int, seed: int = 0
     import torch
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from ewe.models import build_model
-    from ewe.speech import load_speech_commands
+    from ewe.data.speech import load_speech_commands
     from ewe.train import accuracy, make_optimizer
     from ewe.malloc import apply_unless_disabled
 

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ewe.models import ConvNet  # noqa: E402
-from ewe.snnl import Temperatures, snnl_layers  # noqa: E402
+from ewe.watermarks.snnl import Temperatures, snnl_layers  # noqa: E402
 from ewe.train import make_optimizer  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 

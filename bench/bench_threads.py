@@ -13,14 +13,11 @@ CNN is channels-last (23.6 against 24.8 models a minute), so runs train one mode
 from __future__ import annotations
 
 import argparse
-import sys
 import threading
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ewe.callbacks import Reporter  # noqa: E402
 from ewe.models import build_model  # noqa: E402
 from ewe.train import train_clean  # noqa: E402

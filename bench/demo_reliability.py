@@ -9,7 +9,7 @@
 A variant is a thief (and, for ``disjoint``, the victims it needs: trained on one half of the data, the
 thief querying the other). Victims are run folders ``OUT/<dataset>-<preset>[-disjoint]-s<seed>``; every
 thief is an entry of the folder's thieves.json, which keeps each copy's answers on the held-out triggers,
-so the verdicts below are recomputed from stored predictions (``ewe.pipeline.verify_run``) with the run's
+so the verdicts below are recomputed from stored predictions (``ewe.experiments.verdicts.verify_run``) with the run's
 innocent population (``innocents.json``). Per variant and scheme (EWE, the classic watermark, the no-SNNL
 ablation) the table gives: proven (p < alpha on every held-out query) and proven within 100 queries, with
 exact 95 % intervals; the watermark the copies keep; the median queries to proof; the accuracy cost of
@@ -29,12 +29,14 @@ from pathlib import Path
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from ewe import pipeline  # noqa: E402
+from ewe.experiments import pipeline  # noqa: E402
+from ewe.data import splits  # noqa: E402
+from ewe.results import runs  # noqa: E402
+from ewe.results import verdicts  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 from ewe.config import preset  # noqa: E402
-from ewe.runs import THIEVES_FILE  # noqa: E402
+from ewe.results.runs import THIEVES_FILE  # noqa: E402
 
 # thief settings by name; "victims" are overrides the victims need (the thief's data split is fixed when
 # they are trained)
@@ -121,8 +123,8 @@ def footprint(path: Path) -> dict:
     from ewe.train import predict, predict_proba
     saved = json.loads((path / "config.json").read_text())
     cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
-    data = pipeline.load_data(cfg)
-    models = pipeline.load_run_models(path, ["defended", "plain_watermark", "ablation_no_snnl", "clean"])
+    data = splits.load_data(cfg)
+    models = runs.load_run_models(path, ["defended", "plain_watermark", "ablation_no_snnl", "clean"])
     other = data.y_attack != cfg.target
     out = {}
     for name, model in models.items():
@@ -151,7 +153,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
     traces = {lab: [] for _, lab in SCHEMES}     # (victim's footprint, mean kept by its thieves)
     counted = []                                  # thieves per victim actually stored
     for path in paths:
-        result = pipeline.verify_run(path)      # re-judges every stored thief with today's test
+        result = verdicts.verify_run(path)      # re-judges every stored thief with today's test
         kept_here = {lab: [] for _, lab in SCHEMES}
         draws = [d for d in json.loads((path / THIEVES_FILE).read_text())
                  if matches(d["thief"], thief) and d["thief"]["seed"] in thief_seeds]

@@ -6,7 +6,7 @@ then for each variant (kappa, tau, ratio, snnl on/off, ...) the watermark phase 
 
 Prints one line per variant and seed: victim accuracy, extracted accuracy, extracted watermark success,
 p-value and queries for 95 % (against a clean model continued from the same pre-training).
-Not the product's pipeline (that is ewe.pipeline.run); a research tool for choosing presets.
+Not the product's pipeline (that is ewe.experiments.pipeline.run); a research tool for choosing presets.
 """
 from __future__ import annotations
 
@@ -14,20 +14,18 @@ import argparse
 import ast
 import copy
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ewe import pipeline, triggers as trig  # noqa: E402
+from ewe.experiments import pipeline, triggers as trig  # noqa: E402
+from ewe.data import splits  # noqa: E402
 from ewe.attacks.extraction import ThiefConfig, extract  # noqa: E402
 from ewe.callbacks import Reporter  # noqa: E402
 from ewe.config import preset  # noqa: E402
 from ewe.models import build_model  # noqa: E402
-from ewe.report import ablation_gains  # noqa: E402
-from ewe.snnl import Temperatures  # noqa: E402
+from ewe.results.report import ablation_gains  # noqa: E402
+from ewe.watermarks.snnl import Temperatures  # noqa: E402
 from ewe.train import accuracy, predict, train_clean, train_watermark, watermark_success  # noqa: E402
 from ewe.verify import verify  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
@@ -50,7 +48,7 @@ def summary(rows: list[dict]) -> str:
     """Markdown table: one line per (dataset, preset, base, variant), mean ± std (min..max) over seeds.
 
     "vs ablation" is the stolen watermark success minus that of the no-SNNL ablation (variant
-    ``snnl=False``) with the same pre-training and triggers, in points (ewe.report.ablation_gains); issue 5
+    ``snnl=False``) with the same pre-training and triggers, in points (ewe.results.report.ablation_gains); issue 5
     asks for +20 on average.
     """
     import statistics
@@ -102,8 +100,8 @@ def main() -> None:
         cfg0 = preset(args.dataset, args.preset, seed=seed, **base)
         rep = Reporter()
         t = time.perf_counter()
-        data = pipeline.load_data(cfg0)
-        raw_train, raw_held, _ = pipeline.build_triggers_raw(cfg0, data)
+        data = splits.load_data(cfg0)
+        raw_train, raw_held, _ = trig.build_triggers_raw(cfg0, data)
         shape = tuple(data.x_train.shape[1:])
         pre = build_model(cfg0.model, shape, seed=seed)   # the pipeline's draws (its own generator)
         pre_opt = train_clean(pre, data.x_train, data.y_train, epochs=cfg0.epochs, batch_size=cfg0.batch_size,

@@ -3,7 +3,7 @@
     EWE_DATA_DIR=../shared/data python bench/geometry.py runs/bench-quiet/mnist-quick-s0 runs/paper/*-s*
 
 For each run and model (victims, stolen copies, clean models) prints the gap between triggers and
-target-class test samples in each SNNL layer (``ewe.diagnostics.layer_geometry``: mean between-group
+target-class test samples in each SNNL layer (``ewe.watermarks.diagnostics.layer_geometry``: mean between-group
 cosine distance minus the mean within-group distance; 0 = fully mixed) and the model's held-out watermark
 success. Each model is measured on the trigger set it is judged on (optimised, or classic for the plain
 watermark and its copy). Runs made before the stolen copies' geometry was recorded are covered too: this
@@ -19,9 +19,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ewe import pipeline  # noqa: E402
-from ewe.diagnostics import layer_geometry  # noqa: E402
+from ewe.experiments import pipeline  # noqa: E402
+from ewe.data import splits  # noqa: E402
+from ewe.results import runs  # noqa: E402
+from ewe.results import schema  # noqa: E402
+from ewe.watermarks.diagnostics import layer_geometry  # noqa: E402
 from ewe.train import watermark_success  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 
@@ -35,13 +37,13 @@ HEADER = "| model | gap layer 1 | gap layer 2 | gap layer 3 | held-out watermark
 def run_geometry(run_dir: Path) -> dict[str, dict]:
     saved = json.loads((run_dir / "config.json").read_text())
     cfg = pipeline.from_dict({k: v for k, v in saved.items() if k != "effective"})
-    data = pipeline.load_data(cfg)
+    data = splits.load_data(cfg)
     target_samples = data.x_test[data.y_test == cfg.target]
     tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
     sets = {"optimised": tensors["heldout"], "classic": tensors["raw_heldout"]}
     out = {}
-    for name, model in pipeline.load_run_models(run_dir, ORDER).items():
-        triggers = sets[pipeline.TRIGGER_SET[name]]
+    for name, model in runs.load_run_models(run_dir, ORDER).items():
+        triggers = sets[schema.TRIGGER_SET[name]]
         out[name] = {"gaps": [g["gap"] for g in layer_geometry(model, triggers, target_samples)],
                      "watermark": watermark_success(model, triggers, cfg.target)}
     return out

@@ -32,10 +32,9 @@ import numpy as np
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from ewe.innocents import halves  # noqa: E402
-from ewe.pipeline import TRIGGER_SET  # noqa: E402
+from ewe.experiments.pipeline import TRIGGER_SET  # noqa: E402
 from ewe.verify import binomial_p, population_null, query_grid, verify  # noqa: E402
 
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from ewe.verify import run_settings, verify, verify_predictions  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402

@@ -164,6 +164,17 @@ _PROJECT = {
 }
 
 
+# A very small configuration for smoke tests and classroom "does it work" runs (seconds, not minutes): the
+# quick preset with these settings. Not one of PRESETS: its run folders say "custom".
+TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
+            train_size=256, test_size=128, batch_size=32, query_draws=40, innocents=4)
+
+
+def tiny(dataset: str, **overrides: Any) -> RunConfig:
+    """The TINY configuration of ``dataset`` with ``overrides``, validated."""
+    return preset(dataset, "quick", **{**TINY, **overrides}).replace(preset="custom")
+
+
 def preset_values(dataset: str, name: str = "quick") -> dict[str, Any]:
     """The named preset's raw settings (before validation; may use the ``reference_*`` aliases).
 

@@ -25,9 +25,9 @@ import torch
 from .callbacks import Reporter
 from .config import RunConfig
 from .models import build_model, load_state
+from .results.schema import INNOCENTS_FILE
 from .train import accuracy, predict, train_clean
 
-INNOCENTS_FILE = "innocents.json"
 POPULATION_SIZE = 24
 MANIFEST = "manifest.json"
 
@@ -110,7 +110,7 @@ def population_dir(cfg: RunConfig, root: str | Path | None = None) -> Path:
 def _train_data(cfg: RunConfig, recipe: Recipe, data_cache: dict):
     """The recipe's training data: for subsets (train_size) another seeded draw of the same size; for
     halves, a seeded half of it."""
-    from .pipeline import load_data
+    from .data.splits import load_data
     seed = recipe.seed if cfg.train_size else cfg.seed
     if seed not in data_cache:
         data_cache[seed] = load_data(cfg.replace(seed=seed))

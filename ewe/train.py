@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .callbacks import Reporter
-from .snnl import Temperatures, snnl_layers
+from .watermarks.snnl import Temperatures, snnl_layers
 
 
 def make_optimizer(model: torch.nn.Module, lr: float = 1e-3) -> torch.optim.Optimizer:
@@ -145,15 +145,37 @@ def watermark_schedule(n_train: int, n_triggers: int, batch_size: int, w_epochs:
     return passes, w_num_batch, clean_before
 
 
+def entangled_step(model, xb, y_wm, w, temps: Temperatures, kappa: torch.Tensor, metric: str):
+    """EWE's watermark step: loss = CE - sum_l kappa_l * SNNL_l over the batch [triggers ; target samples]
+    (``w`` marks the triggers). Returns (loss, ce, per-layer SNNL, the temperatures' gradient), the latter
+    taken before the weights' backward pass, as the reference code."""
+    logits, hidden = model.features(xb)
+    layer_snnl = snnl_layers(hidden, w, temps, metric)
+    ce = F.cross_entropy(logits, y_wm)
+    loss = ce - (kappa * torch.stack(layer_snnl)).sum()
+    return loss, ce, layer_snnl, temps.gradient(layer_snnl)
+
+
+def plain_step(model, xb, y_wm, w, temps: Temperatures, kappa: torch.Tensor, metric: str):
+    """The classic watermark's step (and the no-SNNL ablation's): cross-entropy only."""
+    ce = F.cross_entropy(model(xb), y_wm)
+    return ce, ce, None, None
+
+
 def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor, target: int, *,
-                    cfg, reporter: Reporter, stage: str, name: str, use_snnl: bool,
-                    optimizer: torch.optim.Optimizer | None = None, probe: Probe | None = None,
+                    cfg, reporter: Reporter, stage: str, name: str, use_snnl: bool | None = None,
+                    step=None, optimizer: torch.optim.Optimizer | None = None, probe: Probe | None = None,
                     seed: int = 0, temps: Temperatures | None = None, evals: int | None = None):
     """The watermark phase: ``ratio`` clean batches, then a batch [H triggers ; H target samples] all
-    labelled ``target`` with loss CE - sum_l kappa_l * SNNL_l (SNNL only if ``use_snnl``).
+    labelled ``target``, trained with ``step`` (``entangled_step``: loss CE - sum_l kappa_l * SNNL_l;
+    ``plain_step``: CE). ``use_snnl`` picks one of the two when ``step`` is not given (the schemes in
+    ``ewe.watermarks.schemes`` pass their own).
 
     Returns (optimizer, temperatures).
     """
+    if step is None:
+        step = entangled_step if use_snnl else plain_step
+    reports_snnl = False     # per-layer SNNL and temperatures in the epoch events, when the step has them
     opt = optimizer or make_optimizer(model, cfg.lr)
     temps = temps or Temperatures(cfg.temperature, cfg.temperature_mode, cfg.t_lr, device=x.device)
     kappa = torch.tensor(cfg.kappa)
@@ -194,20 +216,13 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
             if len(idx) < half:
                 idx = t_order[:half]
             xb = torch.cat([trig, x_target[idx]])
-            if use_snnl:
-                logits, hidden = model.features(xb)
-                layer_snnl = snnl_layers(hidden, w, temps, cfg.metric)
-                ce = F.cross_entropy(logits, y_wm)
-                loss = ce - (kappa * torch.stack(layer_snnl)).sum()
-                t_grad = temps.gradient(layer_snnl)   # pre-update weights, as the reference code
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                temps.apply(t_grad)
+            loss, ce, layer_snnl, t_grad = step(model, xb, y_wm, w, temps, kappa, cfg.metric)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            temps.apply(t_grad)      # a no-op without a gradient (fixed temperatures, plain step)
+            if layer_snnl is not None:
                 sums["snnl"] += torch.stack([s.detach() for s in layer_snnl])
-            else:
-                ce = F.cross_entropy(model(xb), y_wm)
-                opt.zero_grad(set_to_none=True)
-                ce.backward()
+                reports_snnl = True
             opt.step()
             sums["loss"] += ce.item()
             sums["n"] += 1
@@ -215,7 +230,7 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
         if p in checkpoints:
             n = max(1, sums["n"])
             metrics = {"loss": sums["loss"] / n, **(probe(model) if probe else {})}
-            if use_snnl:
+            if reports_snnl:
                 metrics["snnl"] = [round(v, 5) for v in (sums["snnl"] / n).cpu().tolist()]
                 metrics["temperature"] = [round(t, 5) for t in temps.tau]
             model.train()

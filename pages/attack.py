@@ -2,7 +2,7 @@
 import streamlit as st
 
 from ewe.config import ConfigError, from_dict, run_thief_seed
-from ewe.runs import same_thief
+from ewe.results.runs import same_thief
 from ui import backend, charts, page, state, widgets
 
 page.setup()

@@ -1,12 +1,11 @@
 """Shared fixtures: tiny generated datasets only (no ../shared, no network), one torch thread."""
 import os
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(1)
 
 
@@ -32,8 +31,8 @@ def tiny_data_dir(tmp_path, monkeypatch):
     write_idx_dataset(root, "fashion-mnist", n_train=240, n_test=80, seed=1)
     monkeypatch.setenv("EWE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("EWE_DATA_DIR", raising=False)
-    import ewe.data
-    monkeypatch.setattr(ewe.data, "_download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline (test)")))
+    import ewe.data.idx
+    monkeypatch.setattr(ewe.data.idx, "_download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline (test)")))
     return root
 
 
@@ -43,3 +42,27 @@ def tiny_config(data_dir, **overrides):
                   maxiter=1, extract_epochs=1, train_size=None, test_size=None, threads=1, query_draws=20, innocents=4)
     values.update(overrides)
     return preset(values.pop("dataset", "mnist"), values.pop("preset", "quick"), **values)
+
+
+# one tiny real run (digits, a few seconds): the attacks' and the robustness suite's tests share it
+TINY_RUN = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
+                train_size=256, test_size=128, batch_size=32, query_draws=20, threads=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_run_template(tmp_path_factory) -> Path:
+    """One real tiny run (train + steal + verify) on the offline digits data."""
+    from ewe.experiments import pipeline
+    from ewe.config import preset
+    out = tmp_path_factory.mktemp("attacks") / "run"
+    result = pipeline.run(preset("digits", "quick", **TINY_RUN), out)
+    assert result["status"] == "finished", result
+    return out
+
+
+@pytest.fixture
+def tiny_run(tiny_run_template, tmp_path) -> Path:
+    """A private copy of the tiny run (tests may add files or overwrite models)."""
+    dest = tmp_path / "run"
+    shutil.copytree(tiny_run_template, dest)
+    return dest

@@ -80,7 +80,7 @@ def test_stage_plan_is_in_measured_seconds():
     on the digits quick run of docs/RESULTS.md section 10."""
     import json
 
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     from ewe.config import preset
     costs = json.loads(pipeline.STAGE_COSTS.read_text())
     plan = pipeline._stage_plan(preset("digits", "quick", innocents=0), 1437, 256, with_steal=True)
@@ -90,7 +90,7 @@ def test_stage_plan_is_in_measured_seconds():
 
 
 def test_stage_plan_without_measured_costs_falls_back_to_units(monkeypatch, tmp_path):
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     from ewe.config import preset
     monkeypatch.setattr(pipeline, "STAGE_COSTS", tmp_path / "missing.json")
     cfg = preset("digits", "quick", innocents=0)
@@ -100,7 +100,8 @@ def test_stage_plan_without_measured_costs_falls_back_to_units(monkeypatch, tmp_
 def test_stage_plan_counts_the_innocent_models_still_to_train(monkeypatch, tmp_path):
     """The first run of a task also trains its innocent population (ewe.innocents): planned from the start,
     not discovered when the run gets there: on one digits quick run, 5 innocent models took 77 s of 260."""
-    from ewe import innocents, pipeline
+    from ewe import innocents
+    from ewe.experiments import pipeline
     from ewe.config import preset
     monkeypatch.setattr(innocents, "population_dir", lambda cfg, root=None: tmp_path / "not-built")
     cfg = preset("digits", "quick", innocents=8)

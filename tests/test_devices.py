@@ -9,7 +9,11 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from ewe import pipeline
+from ewe.experiments import pipeline
+from ewe.data import splits
+from ewe.experiments import robustness
+from ewe.results import runs
+from ewe.results import verdicts
 from ewe.callbacks import Reporter
 
 HAS_CUDA = torch.cuda.is_available()
@@ -35,12 +39,12 @@ def test_tiny_pipeline_end_to_end(device, tiny_data_dir, tmp_path):
     # checkpoints and triggers are saved as CPU tensors whatever the device; models load back onto it
     for path in list((out / "models").glob("*.pt")) + [out / "triggers.pt"]:
         assert all(t.device.type == "cpu" for t in torch.load(path, weights_only=True).values()), path
-    loaded = pipeline.load_run_models(out, ["defended"])["defended"]
+    loaded = runs.load_run_models(out, ["defended"])["defended"]
     assert next(loaded.parameters()).device.type == device
-    assert pipeline.verify_run(out)["verification"]["extracted"]["p_value"] is not None
+    assert verdicts.verify_run(out)["verification"]["extracted"]["p_value"] is not None
     # removal attacks: fine-tuning (victim's and true labels), pruning, pruning + fine-tuning, fine-pruning
     for labels in ("victim", "true"):
-        rob = removal.run_suite(out, dict(victims=["defended"], ratios=[0.5], finetune_ratios=[0.5],
+        rob = robustness.run_suite(out, dict(victims=["defended"], ratios=[0.5], finetune_ratios=[0.5],
                                           finetune_epochs=1, attacker_size=64, labels=labels))
         assert rob["status"] == "finished"
         assert {r["attack"] for r in rob["records"]} == {"none", *removal.ATTACKS}
@@ -50,12 +54,12 @@ def test_tiny_pipeline_end_to_end(device, tiny_data_dir, tmp_path):
 @pytest.mark.parametrize("name", ["audio_cnn", "lstm"])
 def test_speech_models_train_watermark_and_get_attacked_on_the_device(device, name):
     """The speech models' own paths (LSTM, batch norm, 1-D convs) on tiny random log-mels."""
-    from ewe import triggers as trig
+    from ewe.watermarks import triggers as trig
     from ewe.attacks.removal import fine_prune, prune
     from ewe.config import preset
-    from ewe.diagnostics import layer_geometry, projection
+    from ewe.watermarks.diagnostics import layer_geometry, projection
     from ewe.models import build_model
-    from ewe.snnl import Temperatures
+    from ewe.watermarks.snnl import Temperatures
     from ewe.train import predict, train_clean, train_watermark
     g = torch.Generator().manual_seed(0)
     x = torch.randn(160, 1, 16, 12, generator=g).to(device)
@@ -82,7 +86,7 @@ def test_speech_models_train_watermark_and_get_attacked_on_the_device(device, na
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_speech_features_and_audio_from_device_tensors(device):
-    from ewe.speech import CLIP_SAMPLES, features_to_audio, logmel
+    from ewe.data.speech import CLIP_SAMPLES, features_to_audio, logmel
     wave = (0.1 * torch.randn(1, CLIP_SAMPLES, generator=torch.Generator().manual_seed(0))).to(device)
     feats = logmel(wave)
     assert feats.device.type == "cpu" and torch.isfinite(feats).all()
@@ -91,13 +95,13 @@ def test_speech_features_and_audio_from_device_tensors(device):
 
 
 def test_check_device():
-    assert pipeline.check_device("cpu") == "cpu"
+    assert splits.check_device("cpu") == "cpu"
     for bad in ("tpu", "cuda:x", "gpu"):
         with pytest.raises(pipeline.ConfigError, match="device"):
-            pipeline.check_device(bad)
+            splits.check_device(bad)
     n = torch.cuda.device_count() if HAS_CUDA else 0
     with pytest.raises(pipeline.ConfigError, match="CUDA"):
-        pipeline.check_device(f"cuda:{n}")
+        splits.check_device(f"cuda:{n}")
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has a CUDA GPU")
@@ -106,7 +110,9 @@ def test_cli_cuda_without_a_gpu_is_one_line_before_any_data(tiny_data_dir, tmp_p
 
     def no_data(*args, **kwargs):
         raise AssertionError("data were loaded before the device was checked")
+    import ewe.data.splits
     monkeypatch.setattr(pipeline, "load_data", no_data)
+    monkeypatch.setattr(ewe.data.splits, "load_data", no_data)
     out = tmp_path / "out"
     code = cli.main(["run", "--dataset", "mnist", "--preset", "quick", "--data-dir", str(tiny_data_dir),
                      "--device", "cuda", "--out", str(out)])

@@ -52,7 +52,8 @@ def test_build_is_cached_and_resumable(tiny_data_dir, tmp_path):
 
 
 def test_query_population_and_run_verdicts(tiny_data_dir, tmp_path):
-    from ewe import pipeline
+    from ewe.experiments import pipeline
+    from ewe.results import verdicts
     cfg = tiny_config(tiny_data_dir)
     out = tmp_path / "run"
     result = pipeline.run(cfg, out)
@@ -66,23 +67,24 @@ def test_query_population_and_run_verdicts(tiny_data_dir, tmp_path):
     # thieves.json keeps each copy's answers, so a later test re-judges every thief
     draws = json.loads((out / "thieves.json").read_text())
     assert len(draws[0]["copies"]["extracted"]["predictions"]) == cfg.n_heldout
-    welch = pipeline.verify_run(out, test="welch")
+    welch = verdicts.verify_run(out, test="welch")
     assert welch["verification"]["extracted"]["test"] == "welch"
     draws = json.loads((out / "thieves.json").read_text())
     assert draws[0]["copies"]["extracted"]["test"] == "welch"
     # without innocents.json a later verify attaches the cached population of the task
     (out / "innocents.json").unlink()
-    again = pipeline.verify_run(out, test="binomial")
+    again = verdicts.verify_run(out, test="binomial")
     assert (out / "innocents.json").exists() and again["verification"]["extracted"]["null_models"] == 4
 
 
 def test_nulls_cli_builds_and_attaches(tiny_data_dir, tmp_path, capsys):
-    from ewe import pipeline
+    from ewe.experiments import pipeline
+    from ewe.results import verdicts
     from ewe.cli import main
     out = tmp_path / "run"
     pipeline.run(tiny_config(tiny_data_dir, innocents=0), out)
     assert not (out / "innocents.json").exists()
-    weak = pipeline.verify_run(out)["verification"]["extracted"]
+    weak = verdicts.verify_run(out)["verification"]["extracted"]
     assert weak["null_models"] == 1 and "no innocent population" in weak["null_source"]   # and it says so
     assert main(["nulls", str(out), "--innocents", "4", "--threads", "1", "--device", "cpu"]) == 0
     assert "4 innocent models in" in capsys.readouterr().out

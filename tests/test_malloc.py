@@ -30,7 +30,6 @@ def test_a_libc_without_mallopt_is_left_alone(monkeypatch):
 # heap once reuse_freed_memory() has raised the threshold to 32 MB. mallinfo counts mmapped blocks.
 PROBE = """
 import ctypes, os, sys
-sys.path.insert(0, os.getcwd())
 {setup}
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
@@ -69,7 +68,7 @@ def test_the_probe_sees_the_setting():
 
 @glibc
 def test_importing_ewe_leaves_the_allocator_alone():
-    assert _allocator_after("import ewe, ewe.config, ewe.runs, ewe.cli, ewe.malloc") == "default"
+    assert _allocator_after("import ewe, ewe.config, ewe.results.runs, ewe.cli, ewe.malloc") == "default"
 
 
 @glibc

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from ewe import pipeline
+from ewe.experiments import pipeline
 from ewe.models import MODELS, build_model
 
 SHAPES = {"lstm": (1, 20, 12), "audio_cnn": (1, 20, 12)}

@@ -11,11 +11,11 @@ import pytest
 import torch
 from scipy.io import wavfile
 
-from ewe import speech
+from ewe.data import speech
 from ewe.config import PRESETS, preset
 from ewe.models import AudioCNN, SpeechLSTM, build_model
-from ewe.snnl import snnl_layers, Temperatures
-from ewe.speech import KEYWORDS
+from ewe.watermarks.snnl import snnl_layers, Temperatures
+from ewe.data.speech import KEYWORDS
 
 # speaker ids whose sha1 puts them in train (spk01, spk02) or test (spk00, spk03) at test_fraction 0.2
 SPEAKERS = ("spk00", "spk01", "spk02", "spk03")
@@ -135,7 +135,7 @@ def speech_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("speech-run")
     _isolate(mp, tmp)
     make_corpus(tmp / "data")
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     cfg = preset("speech-commands", "quick", data_dir=str(tmp / "data"), batch_size=8, epochs=1, w_epochs=1,
                  n_triggers=8, n_heldout=4, maxiter=1, extract_epochs=1, threads=1, query_draws=10)
     events: list[dict] = []

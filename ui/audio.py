@@ -56,13 +56,13 @@ def wav_bytes(wave: Any, sample_rate: int = SAMPLE_RATE) -> bytes:
 # ------------------------------------------------------------------------------------- dataset clips
 
 def _words() -> list[str]:
-    from ewe.speech import KEYWORDS
+    from ewe.data.speech import KEYWORDS
     return list(KEYWORDS)
 
 
 def _speech_root(data_dir: str | os.PathLike | None) -> Path | None:
     """The speech_commands folder the loader would use, without downloading (None if there is none)."""
-    from ewe.speech import _locate
+    from ewe.data.speech import _locate
     try:
         return _locate(data_dir, download=False)
     except Exception:   # DataError when nothing is found offline
@@ -208,11 +208,11 @@ def trigger_features(run_dir: str | os.PathLike, index: int = 0, which: str = "h
 
 
 def trigger_audio(features: Any, n_iter: int = 32) -> bytes | None:
-    """WAV bytes of features ``[1, time, mel]`` via ``ewe.speech.features_to_audio`` (None if that
+    """WAV bytes of features ``[1, time, mel]`` via ``ewe.data.speech.features_to_audio`` (None if that
     function is unavailable or fails)."""
     try:
         import torch
-        from ewe import speech
+        from ewe.data import speech
         to_audio = getattr(speech, "features_to_audio", None)
         if to_audio is None:
             return None

@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ewe.callbacks import part_of
-from ewe.config import PRESETS, ConfigError, RunConfig, preset
-from ewe.report import ablation_gains
-from ewe.runs import THIEVES_FILE
+from ewe.config import PRESETS, TINY, ConfigError, RunConfig, preset, tiny
+from ewe.results import studies
+from ewe.results.schema import THIEVES_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
-PIPELINE = None          # None = ewe.pipeline (imported lazily: it imports torch); tests may swap it
-
-# A very small configuration for smoke tests and classroom "does it work" runs (seconds, not minutes).
-TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
-            train_size=256, test_size=128, batch_size=32, query_draws=40, innocents=4)
+PIPELINE = None          # None = ewe.experiments.pipeline (imported lazily: it imports torch); tests may swap it
 
 PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "Digits (built-in, offline)",
           "speech-commands": "Speech Commands"}
@@ -39,7 +35,7 @@ STUDENTS = ("same as victim", "conv2_wide", "conv2_narrow", "mlp")
 def pipeline():
     global PIPELINE
     if PIPELINE is None:
-        from ewe import pipeline as p
+        from ewe.experiments import pipeline as p
         PIPELINE = p
     return PIPELINE
 
@@ -58,8 +54,8 @@ def default_dataset() -> str:
 
 def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
     """The preset with the user's overrides, validated (raises ConfigError saying what to change)."""
-    if preset_name == "tiny":   # not a library preset: the run folder says "custom"
-        return preset(dataset, "quick", **{**TINY, **overrides}).replace(preset="custom")
+    if preset_name == "tiny":   # ewe.config.TINY, not a library preset: the run folder says "custom"
+        return tiny(dataset, **overrides)
     return preset(dataset, preset_name, **overrides)
 
 
@@ -281,7 +277,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     if key in _RUN_CACHE:
         return _RUN_CACHE[key]
     try:
-        from ewe.runs import load_run
+        from ewe.results.runs import load_run
         run = load_run(run_dir)
     except Exception:   # a half-written or foreign folder: the page shows "no run" instead
         return None
@@ -312,7 +308,7 @@ def _cached_verdicts(key: tuple, compute):
 def reverify(run_dir: str | Path, run: dict, margin: float, test: str | None = None) -> dict[str, dict]:
     """The run's verdicts recomputed from its predictions.json (and innocents.json) with another margin or
     test (about 1 s on a paper run; cached by the files' mtimes), without touching the folder."""
-    from ewe.pipeline import run_verdicts
+    from ewe.results.verdicts import run_verdicts
     stored = dict((run.get("result") or {}).get("verification") or {})
     if not (Path(run_dir) / "predictions.json").exists():
         return stored
@@ -325,7 +321,7 @@ def reverify(run_dir: str | Path, run: dict, margin: float, test: str | None = N
 
 
 def zip_run(run_dir: str | Path) -> bytes:
-    from ewe.runs import zip_run as z
+    from ewe.results.runs import zip_run as z
     return z(run_dir)
 
 
@@ -368,7 +364,7 @@ def check_upload(data_size: int, data: bytes | None = None) -> None:
 
 def unzip_run(data: bytes, dest: Path) -> Path:
     """Unpack an uploaded run into a new folder named after ``dest`` (another name if it exists); returns it."""
-    from ewe.runs import RunFolderError, unzip_run as u
+    from ewe.results.runs import RunFolderError, unzip_run as u
     folder = claim_new_dir(dest)
     try:
         return Path(u(data, folder))
@@ -439,7 +435,7 @@ def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
     since the Verify page asks again on every click."""
     import copy as _copy
 
-    from ewe.pipeline import rejudge_thieves
+    from ewe.results.verdicts import rejudge_thieves
     from ewe.verify import run_settings
 
     def compute():
@@ -455,36 +451,27 @@ def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
 
 def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
                       margin: float | None = None, test: str | None = None) -> dict:
-    """Treat an uploaded state_dict as a suspect: its predictions on the run's held-out triggers against
-    the run's clean reference model. Raises UploadError (not a plain state_dict / wrong architecture)."""
+    """Treat an uploaded state_dict as a suspect (ewe.results.verdicts.judge_checkpoint), with the app's
+    messages. Raises UploadError (no triggers yet, not a plain state_dict, wrong architecture)."""
     import tempfile
 
-    import torch
+    from ewe.models import CheckpointError
+    from ewe.results.verdicts import judge_checkpoint
 
-    from ewe.models import CheckpointError, build_model, load_state
-    from ewe.train import predict
-    from ewe.pipeline import judge_suspect
-
-    cfg, result, preds = run.get("config") or {}, run.get("result") or {}, run.get("predictions") or {}
-    trig_path = Path(run_dir) / "triggers.pt"
-    if not trig_path.exists() or "input_shape" not in result:
+    result, preds = run.get("result") or {}, run.get("predictions") or {}
+    if not (Path(run_dir) / "triggers.pt").exists() or "input_shape" not in result:
         raise UploadError("this run has no trigger set to test with; train it first")
-    reference = (preds.get("sets", {}).get("optimised", {}) or {}).get("clean")
-    if reference is None:
+    if (preds.get("sets", {}).get("optimised", {}) or {}).get("clean") is None:
         raise UploadError("this run has no clean reference model predictions; let training finish first")
+    overrides = {**({"margin": float(margin)} if margin is not None else {}), **({"test": test} if test else {})}
     with tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
         tmp.write(data)
         tmp.flush()
-        model = build_model(model_name, tuple(result["input_shape"]))
         try:
-            load_state(model, tmp.name)
+            return judge_checkpoint(run_dir, tmp.name, model_name, "optimised", **overrides)
         except CheckpointError as exc:
             raise UploadError(f"{str(exc).replace(Path(tmp.name).name, filename)}. Upload a state_dict saved with "
                               "torch.save(model.state_dict(), path) for the chosen architecture.") from None
-    triggers = torch.load(trig_path, weights_only=True)["heldout"]
-    suspect = predict(model, triggers).tolist()
-    overrides = {**({"margin": float(margin)} if margin is not None else {}), **({"test": test} if test else {})}
-    return judge_suspect(run_dir, suspect, "optimised", **overrides)
 
 
 def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:
@@ -499,51 +486,16 @@ def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def preview_triggers(dataset: str, trigger: str, source: int, n: int = 8):
-    """Raw trigger candidates for the Train page preview, before any run: (tensor [n, C, H, W], caption).
-    In-distribution previews put the 3x3 patch in the centre; training picks its place from gradients.
-    Raises ewe.data.DataError when the data is not available offline."""
-    from ewe.data import load_dataset, load_ood_source
-    if trigger == "ood":
-        tr, _ = load_ood_source(dataset, download=False)
-        cls = source if int(tr.y.max()) >= source else 0
-        x = tr.x[tr.y == cls][:n]
-        what = ("patches of scikit-learn's sample photos" if dataset == "digits"
-                else f"class {cls} of the paired dataset")
-        return x, f"Out-of-distribution trigger candidates: {what} (before optimisation)"
-    ds = load_dataset(dataset, download=False)
-    x = ds.train.x[ds.train.y == source][:n].clone()
-    h, w = x.shape[-2:]
-    r, c = h // 2 - 1, w // 2 - 1
-    x[:, 0, r:r + 3, c:c + 3] = float(x.max())
-    return x, (f"In-distribution trigger candidates: class {source} ({ds.classes[source]}) with a 3×3 patch "
-               "(training chooses the patch position)")
+    """Raw trigger candidates for the Train page preview (ewe.watermarks.triggers.preview)."""
+    from ewe.watermarks.triggers import preview
+    return preview(dataset, trigger, source, n)
 
 
 _warm_started = False
 
 
-STUDY_FILES = ("bench/results/explore_grid.jsonl", "bench/results/explore_paper.jsonl")
-
-
-def published() -> dict[str, Any]:
-    """What bench/publish.py wrote from stored runs (victims x thieves per setting and thief, the verdict
-    checks): the Learn page's numbers, never typed by hand. Empty when the file is missing."""
-    try:
-        return json.loads((ROOT / "bench" / "results" / "published.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def study_gains() -> list[dict[str, Any]]:
-    """The committed issue-5 study (bench/explore.py rows) as per-seed gains over the no-SNNL ablation;
-    empty when the files are missing or unreadable (the Learn page then says so)."""
-    rows = []
-    for name in STUDY_FILES:
-        try:
-            rows += [json.loads(line) for line in (ROOT / name).read_text().splitlines() if line.strip()]
-        except (OSError, ValueError):
-            continue
-    return ablation_gains(rows)
+published = studies.published          # the Learn page's numbers (ewe.results.studies)
+study_gains = studies.study_gains
 
 
 def warm_up_in_background() -> None:
@@ -559,7 +511,7 @@ def warm_up_in_background() -> None:
         time.sleep(float(os.environ.get("EWE_APP_WARM_DELAY", "3")))  # let the first page finish first
         try:
             pipeline()
-            import ewe.data  # noqa: F401
+            import ewe.data  # noqa: F401  (imported for its side effect: loaded before a page needs it)
         except Exception:  # reported when a page really needs it
             pass
     threading.Thread(target=warm, name="ewe-warm-import", daemon=True).start()

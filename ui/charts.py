@@ -7,7 +7,7 @@ from typing import Any, Iterable
 import pandas  # noqa: F401  - imported up front: plotly imports it lazily, racing with worker threads
 import plotly.graph_objects as go
 
-from ewe.runs import STOLEN_COPIES
+from ewe.results.schema import STOLEN_COPIES
 from ui.backend import MODEL_LABELS
 
 COLORS = {"pretrain": "#7f7f7f", "defended": "#1f77b4", "plain_watermark": "#d62728",
@@ -211,7 +211,7 @@ def compare_figure(rows: list[dict[str, Any]]) -> go.Figure:
 
 
 def projection_figure(before: dict | None, after: dict | None, model_label: str) -> go.Figure:
-    """2-D projections (ewe.diagnostics.projection) of each SNNL layer: triggers vs target-class samples,
+    """2-D projections (ewe.watermarks.diagnostics.projection) of each SNNL layer: triggers vs target-class samples,
     before (top row) and after (bottom row) the watermark phase."""
     from plotly.subplots import make_subplots
     rows = [(label, proj) for label, proj in (("before", before), ("after", after)) if proj]
@@ -295,7 +295,7 @@ DATASET_COLORS = {"mnist": "#1f77b4", "fashion-mnist": "#ff7f0e", "digits": "#2c
 
 
 def study_figure(gains: list[dict[str, Any]], bar: float = 20.0) -> go.Figure:
-    """What SNNL adds over the no-SNNL ablation (ewe.report.ablation_gains), one dot per seed and a
+    """What SNNL adds over the no-SNNL ablation (ewe.results.report.ablation_gains), one dot per seed and a
     diamond for the mean, per setting and dataset; ``bar`` marks the gain that would make entanglement
     matter (issue 5 asks for +20 points)."""
     fig = go.Figure()

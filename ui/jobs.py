@@ -9,7 +9,7 @@ positions are visible to the pages. ``torch.set_num_threads`` is set once so con
 oversubscribe the cores.
 
 A job is a function ``fn(ctx: JobContext) -> dict | None``. ``ctx.listener`` is the event listener to pass
-to ``ewe.pipeline`` (it records events and the latest progress), ``ctx.stop`` the ``threading.Event``
+to ``ewe.experiments.pipeline`` (it records events and the latest progress), ``ctx.stop`` the ``threading.Event``
 that ends the run at the next batch, and ``ctx.data`` a dict the job may fill with partial results (e.g.
 the points of a sweep as they arrive).
 

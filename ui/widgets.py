@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from ewe.config import DATASETS
-from ewe.runs import STOLEN_COPIES
+from ewe.results.schema import STOLEN_COPIES
 from ui import backend, state
 from ui.jobs import Job
 
@@ -45,8 +45,8 @@ TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "digits": 1_437, "speec
 
 def expected_seconds(cfg, with_steal: bool = True) -> float:
     """A run's time, planned before Start from the measured stage costs
-    (ewe.pipeline._stage_plan, bench/results/stage_costs.json) and the run's sizes."""
-    from ewe.pipeline import _stage_plan
+    (ewe.experiments.pipeline._stage_plan, bench/results/stage_costs.json) and the run's sizes."""
+    from ewe.experiments.pipeline import _stage_plan
     n = min(cfg.train_size or TRAIN_SIZES[cfg.dataset], TRAIN_SIZES[cfg.dataset])
     n = n // 2 if cfg.attacker_data == "disjoint" else n
     half = cfg.batch_size // 2

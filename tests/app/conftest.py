@@ -9,9 +9,6 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
             train_size=256, test_size=128, batch_size=32, query_draws=20, threads=1, innocents=4)
@@ -30,7 +27,7 @@ def _keep_main_module():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """One real (tiny) train + steal + verify run with the library, reused as a template."""
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     from ewe.config import preset
     out = tmp_path_factory.mktemp("template") / "run"
     cfg = preset("digits", "quick", **TINY)
@@ -40,7 +37,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 class FakePipeline:
-    """Same signatures as ewe.pipeline; copies the template run and replays its events (fast)."""
+    """Same signatures as ewe.experiments.pipeline; copies the template run and replays its events (fast)."""
 
     def __init__(self, template: Path, block: threading.Event | None = None):
         self.template = Path(template)
@@ -109,7 +106,7 @@ class FakePipeline:
     def steal_several(self, run_dir, thief=None, thieves=1, listeners=(), stop=None):
         """steal() ``thieves`` times; each recorded in thieves.json (the real recorder) with its seed and a
         watermark that differs from thief to thief, like real thieves'."""
-        from ewe.pipeline import record_thief
+        from ewe.experiments.pipeline import record_thief
         thief = dict(thief or {})
         seed = thief.get("thief_seed", 20_000)
         result = {}

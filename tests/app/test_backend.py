@@ -44,7 +44,7 @@ def test_an_upload_goes_to_a_new_folder_when_its_name_is_taken(tmp_path):
     import json
     import zipfile
 
-    from ewe.runs import load_run
+    from ewe.results.runs import load_run
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("config.json", json.dumps({"dataset": "digits"}))

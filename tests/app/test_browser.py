@@ -10,8 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.app.browser import ROOT, Server, browser_missing, launch
-from ewe.runs import zip_run
+from bench.browser import ROOT, Server, browser_missing, launch
+from ewe.results.runs import zip_run
 
 ARTIFACTS = ROOT / "test-artifacts"
 reason = browser_missing()

@@ -96,10 +96,11 @@ def test_digits_source_selector_agrees_with_the_run(app_env):
     assert not [s for s in at.selectbox if s.key == "source"]      # no class picker that changes nothing
     [photos] = [s for s in at.selectbox if s.key == "digits_ood_source"]
     assert photos.disabled
-    from ewe import pipeline
     from ewe.config import preset
+    from ewe.data import splits
+    from ewe.watermarks.triggers import build_triggers_raw
     cfg = preset("digits", "quick", train_size=256, test_size=128, batch_size=32)
-    *_, what = pipeline.build_triggers_raw(cfg, pipeline.load_data(cfg))
+    *_, what = build_triggers_raw(cfg, splits.load_data(cfg))
     assert "class 0" not in what and "photos" in what
 
 

@@ -145,7 +145,7 @@ def test_verify_names_each_cards_thief_and_summarises_all(app_env):
     first = draws[0]["copies"]["extracted"]
     first["predictions"] = [(target + 1) % 10] * len(first["predictions"])
     (out / "thieves.json").write_text(json.dumps(draws))
-    from ewe.pipeline import verify_run
+    from ewe.experiments.pipeline import verify_run
     draws = json.loads((verify_run(out) and out / "thieves.json").read_text())
     assert draws[0]["copies"]["extracted"]["proven"] is False
 

@@ -1,22 +1,11 @@
-"""Tiny fixtures for the attack tests: a learnable 10-class image set, a briefly trained CNN, one tiny
-real run folder (digits, a few seconds) shared by the tests that need the pipeline's files."""
+"""Tiny fixtures for the attack tests: a learnable 10-class image set, a briefly trained CNN (the tiny real run
+folder they share with the experiments' tests is tests/conftest.py's)."""
 from __future__ import annotations
-
-import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
-
-TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extract_epochs=1,
-            train_size=256, test_size=128, batch_size=32, query_draws=20, threads=1)
-
 
 def make_blobs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """1x28x28 images in [0, 1]: class c is a bright 7x7 square at one of 10 fixed places, plus noise."""
@@ -48,22 +37,3 @@ def trained_convnet(blobs):
     train_clean(model, x, y, epochs=2, batch_size=32, lr=1e-3, reporter=Reporter(), stage="t", name="t")
     model.eval()
     return model
-
-
-@pytest.fixture(scope="session")
-def tiny_run_template(tmp_path_factory) -> Path:
-    """One real tiny run (train + steal + verify) on the offline digits data."""
-    from ewe import pipeline
-    from ewe.config import preset
-    out = tmp_path_factory.mktemp("attacks") / "run"
-    result = pipeline.run(preset("digits", "quick", **TINY), out)
-    assert result["status"] == "finished", result
-    return out
-
-
-@pytest.fixture
-def tiny_run(tiny_run_template, tmp_path) -> Path:
-    """A private copy of the tiny run (tests may add files or overwrite models)."""
-    dest = tmp_path / "run"
-    shutil.copytree(tiny_run_template, dest)
-    return dest

@@ -95,18 +95,19 @@ def test_thief_config_from_run_config():
 def _unique_dataset(monkeypatch, n_train=200, n_test=40):
     """Replace the dataset loader with one whose every image is distinct (row identity = sample)."""
     import ewe.data as data_mod
+    import ewe.data.registry
     g = torch.Generator().manual_seed(0)
     xtr, xte = torch.rand(n_train, 1, 28, 28, generator=g), torch.rand(n_test, 1, 28, 28, generator=g)
     ytr, yte = torch.arange(n_train) % 10, torch.arange(n_test) % 10
     ds = data_mod.Dataset("digits", data_mod.Split(xtr, ytr), data_mod.Split(xte, yte),
                           [str(i) for i in range(10)], "test data")
-    monkeypatch.setattr(data_mod, "load_dataset", lambda *a, **k: ds)
+    monkeypatch.setattr(ewe.data.registry, "load_dataset", lambda *a, **k: ds)
     return xtr, ytr
 
 
 def test_disjoint_attacker_data_is_really_disjoint(monkeypatch):
     from ewe.config import preset
-    from ewe.pipeline import load_data
+    from ewe.experiments.pipeline import load_data
     xtr, ytr = _unique_dataset(monkeypatch)
     key = lambda r: r.flatten().numpy().tobytes()
     labels = {key(r): int(c) for r, c in zip(xtr, ytr)}
@@ -127,7 +128,7 @@ def test_disjoint_attacker_data_is_really_disjoint(monkeypatch):
 def test_true_labels_of_the_attacker_set(monkeypatch, attacker_data):
     """Data.y_attack (the removal suite's 'true labels' option) holds the labels of the thief's inputs."""
     from ewe.config import preset
-    from ewe.pipeline import load_data
+    from ewe.experiments.pipeline import load_data
     xtr, ytr = _unique_dataset(monkeypatch)
     labels = {r.flatten().numpy().tobytes(): int(c) for r, c in zip(xtr, ytr)}
     cfg = preset("digits", "quick", attacker_data=attacker_data, train_size=None, batch_size=32, seed=1)
@@ -137,7 +138,7 @@ def test_true_labels_of_the_attacker_set(monkeypatch, attacker_data):
 
 def test_steal_with_thief_variants(tiny_run):
     """pipeline.steal with a query budget, soft labels and another student: queries and settings recorded."""
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     result = pipeline.steal(tiny_run, thief={"query_budget": 64, "extract_labels": "soft",
                                              "distill_temperature": 2.0, "student": "conv2_narrow"})
     assert result["status"] == "finished"
@@ -153,7 +154,7 @@ def test_steal_with_thief_variants(tiny_run):
 
 def test_thief_seed_draws_another_thief_and_repeats_exactly(tiny_run):
     """The thief's seed alone changes the stolen copy (initialisation, order); the same seed gives it again."""
-    from ewe import pipeline
+    from ewe.experiments import pipeline
 
     def stolen(seed):
         result = pipeline.steal(tiny_run, thief={"thief_seed": seed})
@@ -168,8 +169,8 @@ def test_thief_seed_draws_another_thief_and_repeats_exactly(tiny_run):
 def test_several_thieves_are_recorded_one_entry_each(tiny_run):
     """steal_several: one thieves.json entry per seed (seed, seed + 1), progress over the whole job, the last
     thief's copies in the run folder; stealing again with a recorded thief replaces its entry."""
-    from ewe import pipeline
-    from ewe.runs import load_run, same_thief
+    from ewe.experiments import pipeline
+    from ewe.results.runs import load_run, same_thief
     thieves = json.loads((tiny_run / "thieves.json").read_text())
     assert len(thieves) == 1 and thieves[0]["thief"]["seed"] == 20_000 + json.loads(
         (tiny_run / "config.json").read_text())["seed"]                    # the run's own thief, recorded by run()
@@ -199,7 +200,7 @@ def test_several_thieves_are_recorded_one_entry_each(tiny_run):
 
 def test_several_thieves_start_from_the_runs_own_thief(tiny_run):
     """A run made with --thief-seed keeps that thief as its own: several thieves start there."""
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     cfg = json.loads((tiny_run / "config.json").read_text())
     (tiny_run / "config.json").write_text(json.dumps({**cfg, "thief_seed": 70}))
     pipeline.steal_several(tiny_run, thieves=2)
@@ -208,7 +209,7 @@ def test_several_thieves_start_from_the_runs_own_thief(tiny_run):
 
 
 def test_several_thieves_stop_after_a_stop_request(tiny_run):
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     stop = threading.Event()
     stop.set()
     result = pipeline.steal_several(tiny_run, {"thief_seed": 3}, thieves=3, stop=stop)
@@ -219,7 +220,7 @@ def test_several_thieves_stop_after_a_stop_request(tiny_run):
 
 def test_disjoint_thief_refused_on_victims_trained_on_all_the_data(tiny_run):
     """Its 'disjoint' half would be data the victims were trained on: refused, the run folder untouched."""
-    from ewe import pipeline
+    from ewe.experiments import pipeline
     from ewe.config import ConfigError
     before = (tiny_run / "result.json").read_bytes()
     with pytest.raises(ConfigError, match="--attacker-data disjoint"):

@@ -1,0 +1,84 @@
+"""A run's tensors: the training, test and thief's sets drawn from a dataset with the run's seeds.
+
+    load_data(cfg) -> Data     training subset (seed s), test subset (s + 1), the thief's queries
+                               ("same": the training set; "disjoint": a seeded half, s + 2; "fresh": the
+                               next samples of the training draw), all on cfg.device
+    check_device(name)         a ConfigError line before anything is loaded when torch cannot use it
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..config import ConfigError, RunConfig
+from . import registry
+
+
+@dataclass
+class Data:
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_attack: torch.Tensor      # the thief's query set
+    source: str
+    classes: list[str]
+    y_attack: torch.Tensor | None = None   # true labels of the thief's set (for removal attacks with labels)
+
+
+def _subset(x, y, n, seed):
+    if n is None or n >= len(x):
+        return x, y
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx], y[idx]
+
+
+def check_device(device: str) -> str:
+    """``device`` when torch can use it on this machine; otherwise one ConfigError line, raised before any
+    data are loaded or files written (a missing GPU would otherwise fail minutes later, mid-run)."""
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}: use cpu, cuda or cuda:N") from None
+    if d.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} was asked for, but torch finds no usable CUDA GPU on this "
+                              "machine: use --device cpu (or auto)")
+        n = torch.cuda.device_count()
+        if d.index is not None and d.index >= n:
+            raise ConfigError(f"device {device!r}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
+    elif d.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported: use cpu, cuda or cuda:N")
+    return device
+
+
+def load_data(cfg: RunConfig) -> Data:
+    check_device(cfg.device)
+    if cfg.dataset == "speech-commands":
+        from .speech import load_speech_commands
+        ds = load_speech_commands(cfg.data_dir)
+    else:
+        ds = registry.load_dataset(cfg.dataset, cfg.data_dir)
+    x_train, y_train = _subset(ds.train.x, ds.train.y, cfg.train_size, cfg.seed)
+    x_test, y_test = _subset(ds.test.x, ds.test.y, cfg.test_size, cfg.seed + 1)
+    x_attack, y_attack = x_train, y_train
+    if cfg.attacker_data == "fresh":
+        # the thief's own data from the task distribution: as many other training images as the owner has,
+        # never seen by the owner (the next ones of the same seeded draw); needs a train_size subset
+        n = cfg.train_size or len(ds.train.x)
+        if 2 * n > len(ds.train.x):
+            raise ConfigError(f"attacker_data 'fresh' needs twice the owner's {n:,} training samples, but "
+                              f"{cfg.dataset} has {len(ds.train.x):,}: set a smaller train_size, or use "
+                              "'disjoint' (the owner's data split in halves)")
+        perm = torch.randperm(len(ds.train.x), generator=torch.Generator().manual_seed(cfg.seed))
+        x_attack, y_attack = ds.train.x[perm[n:2 * n]], ds.train.y[perm[n:2 * n]]
+    if cfg.attacker_data == "disjoint":
+        # a fixed seeded split: the defender trains on one half, the thief queries with the other
+        perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed + 2))
+        half = len(x_train) // 2
+        x_attack, y_attack = x_train[perm[half:]], y_train[perm[half:]]
+        x_train, y_train = x_train[perm[:half]], y_train[perm[:half]]
+    dev = torch.device(cfg.device)
+    return Data(x_train.to(dev), y_train.to(dev), x_test.to(dev), y_test.to(dev), x_attack.to(dev),
+                ds.source, list(ds.classes), y_attack.to(dev))

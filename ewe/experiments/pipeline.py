@@ -1,0 +1,430 @@
+"""The whole experiment: train the victims, steal them, verify ownership; write the run folder.
+
+    train_victims(cfg, out_dir)  clean pre-training (shared), triggers, then from the same pre-trained
+                                 weights one victim per watermarking scheme (ewe.watermarks.schemes:
+                                 defended (EWE), plain_watermark (classic: raw triggers, no SNNL),
+                                 ablation_no_snnl (optimised triggers, no SNNL)); and, from scratch, the
+                                 clean reference and an independent clean model (the innocent suspect)
+                                 -- see step 4 for why they must not share it.
+    steal(run_dir, thief)        extraction attack against every scheme's victim.
+    verify_run(run_dir)          the verdicts from predictions.json (ewe.results.verdicts; cheap,
+                                 recomputable by anyone).
+    run(cfg, out_dir)            all three.
+
+Everything finished is written as soon as it finishes; a stop request ends the run at the next batch with
+status "stopped" and keeps what is done.
+
+Seeds. Every random draw comes from its own generator seeded from the run's seed, never from the global
+generators (torch.manual_seed, random, numpy.random), which all threads of a process share: two runs in
+parallel threads (the app, a sweep) give exactly the numbers they give one after the other. With s the
+run's seed (a model's initial weights and its batch order are separate ``torch.Generator`` objects):
+
+    data subsets (load_data)           training s, test s + 1, disjoint thief half s + 2
+    pre-trained base model             initial weights s, batch order s
+    watermark phase (all victims)      clean batches and target samples s + 7919
+    clean reference                    initial weights s + 1, batch order s + 1
+    independent clean model            initial weights s + 10000, batch order s + 10000
+    thief (steal)                      query subset, student weights and batch order: the thief seed
+                                       (config.run_thief_seed: s + 20000 unless set)
+    removal attacks                    attacker subset s + 30000, fine-tuning batches s + 30001
+    projections, verification          random_state s (scikit-learn), numpy default_rng(s)
+
+Trigger making draws nothing at random (tiling, patch location and optimisation are deterministic).
+"""
+from __future__ import annotations
+
+import copy
+from contextlib import contextmanager
+import json
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import torch
+
+from ..attacks.extraction import ThiefConfig, extract
+from ..callbacks import Reporter, Stopped, part_of
+from ..config import ConfigError, RunConfig, from_dict, run_thief_seed
+from ..data.splits import Data, check_device, load_data
+from ..models import build_model
+from ..results.runs import RunFolder, load_run, load_run_models
+from ..results.schema import TRIGGER_SET, VICTIMS
+from ..results.verdicts import record_thief, verify_run
+from ..train import Probe, accuracy, make_optimizer, predict, train_clean, watermark_schedule, watermark_success
+from ..watermarks import triggers as trig
+from ..watermarks.diagnostics import layer_geometry, projection, save_projection_png
+from ..watermarks.schemes import SCHEMES, schemes_for
+
+LIVE_TEST = 2000   # test samples used for the live per-epoch curves (the final figures use all)
+
+
+# ---------------------------------------------------------------------------------------------------
+STAGE_COSTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "stage_costs.json"
+
+
+def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
+    """Expected seconds of each stage on a quiet machine, for the ETA and the app's estimate before Start:
+    the stage's work in batch units (``_stage_units``) times the seconds per unit measured for that stage
+    by ``bench/bench_eta.py --calibrate`` (bench/results/stage_costs.json, a digits quick run), scaled by
+    the batch size. Without that file, the units themselves (relative costs only)."""
+    units = _stage_units(cfg, n_train, n_triggers, with_steal)
+    try:
+        costs = json.loads(STAGE_COSTS.read_text())
+        per_unit, ref = costs["seconds_per_unit"], costs["measured_with"]
+        scale = cfg.batch_size / ref["batch_size"] * (1 + costs.get("overhead", 0.0))
+        plan = {k: v * per_unit.get(k.split("_")[0] if k.startswith("steal_") else k, 1.0) * scale
+                for k, v in units.items()}
+    except (OSError, ValueError, KeyError):
+        plan = units
+    return {**plan, **_missing_innocents(cfg, plan["clean"])}
+
+
+def _missing_innocents(cfg: RunConfig, clean_cost: float) -> dict[str, float]:
+    """The innocent models the run will train first (once per task; ewe.innocents), at the cost that
+    innocents._build gives them in the plan: known from the start, the first run's ETA counts them too."""
+    if not cfg.innocents:
+        return {}
+    from ..innocents import MANIFEST, population_dir, recipes
+    try:
+        have = set(json.loads((population_dir(cfg) / MANIFEST).read_text()).get("models", {}))
+    except (OSError, ValueError):
+        have = set()
+    return {r.name: r.budget * (0.5 if r.data != "all" else 1.0) * clean_cost
+            for r in recipes(cfg, cfg.innocents) if r.name not in have}
+
+
+def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
+    """Work of each stage in clean-batch units."""
+    nb = max(1, n_train // cfg.batch_size)
+    passes, wnb, clean_before = watermark_schedule(n_train, n_triggers, cfg.batch_size, cfg.w_epochs,
+                                                   cfg.ratio)
+    wm_clean = passes * sum(clean_before)
+    wm_steps = passes * wnb
+    chunks = -(-n_triggers // (cfg.batch_size // 2)) + -(-cfg.n_heldout // (cfg.batch_size // 2))
+    return {"pretrain": cfg.epochs * nb,
+            "triggers": chunks * (cfg.maxiter * 2.5 + 6) * 0.5 if cfg.optimise_triggers else 1,
+            **{s.name: wm_clean + wm_steps * (3.5 if s.uses_snnl(cfg) else 1) for s in SCHEMES.values()},
+            "clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb, "independent_clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb,
+            **({f"steal_{v}": cfg.extraction_epochs * nb for v in VICTIMS} if with_steal else {})}
+
+
+# ---------------------------------------------------------------------------------------------------
+def _start(cfg: RunConfig, listeners, stop) -> Reporter:
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return Reporter(list(listeners or []), stop)
+
+
+def _evaluate(model, data: Data, sets: dict[str, torch.Tensor], train_sets: dict[str, torch.Tensor],
+              name: str, target: int) -> tuple[dict, dict]:
+    """Final figures for one model (full test set, its held-out trigger set) and its trigger predictions."""
+    figures = {"accuracy": accuracy(model, data.x_test, data.y_test),
+               "watermark_success": watermark_success(model, sets[TRIGGER_SET[name]], target)}
+    if name in train_sets:
+        figures["watermark_success_train"] = watermark_success(model, train_sets[name], target)
+    preds = {k: predict(model, v).tolist() for k, v in sets.items()}
+    return figures, preds
+
+
+@contextmanager
+def _recorded(result: dict, seconds_key: str, folder: "RunFolder", predictions: dict,
+              history: Callable[[], list]):
+    """Run a stage group: a stop request ends it with status "stopped", an error with "failed" (and is
+    re-raised); either way the time, result, predictions and history are written."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    except Stopped:
+        result["status"] = "stopped"
+    except Exception as exc:
+        result.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        result["seconds"][seconds_key] = round(time.perf_counter() - t0, 2)
+        folder.write_json("result.json", result)
+        folder.write_json("predictions.json", predictions)
+        folder.write_json("history.json", history())
+
+
+def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
+                  listeners: Iterable[Callable] | None = None, stop=None,
+                  reporter: Reporter | None = None, with_steal: bool = False) -> dict:
+    """Train every victim and baseline; return (and write) result.json with status and timings."""
+    check_device(cfg.device)   # before anything is written
+    rep = reporter or _start(cfg, listeners, stop)
+    folder = RunFolder(out_dir)
+    folder.write_json("config.json", {**cfg.to_dict(), "effective": _effective(cfg)})
+    result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
+              "models": {}, "verification": {}, "seconds": {}}
+    predictions = {"target": cfg.target, "sets": {"optimised": {}, "classic": {}}}
+    with _recorded(result, "train_total", folder, predictions, lambda: rep.history):
+        t = time.perf_counter()
+        data = load_data(cfg)
+        rep.message(f"Data: {data.source}")
+        raw_train, raw_held, what = trig.build_triggers_raw(cfg, data)
+        rep.message(f"Triggers: {what}; {len(raw_train)} for training, {len(raw_held)} held out")
+        result["seconds"]["data"] = round(time.perf_counter() - t, 2)
+        result.update(input_shape=list(data.x_train.shape[1:]), n_train=len(data.x_train),
+                      n_attack=len(data.x_attack), n_test=len(data.x_test), data_source=data.source,
+                      trigger_source=what)
+        rep.set_plan(_stage_plan(cfg, len(data.x_train), len(raw_train), with_steal))
+        rep.emit("run_start", stages=list(rep.plan), config=cfg.to_dict())
+        shape = tuple(data.x_train.shape[1:])
+        x_target = data.x_train[data.y_train == cfg.target]
+        live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
+
+        def timed(stage: str, fn):
+            t0 = time.perf_counter()
+            out = fn()
+            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
+            rep.advance(stage, 1.0)
+            rep.emit("stage_end", stage=stage, model=stage, seconds=result["seconds"][stage])
+            return out
+
+        # 1. shared clean pre-training
+        base = build_model(cfg.model, shape, seed=cfg.seed).to(cfg.device)
+        base_opt = timed("pretrain", lambda: train_clean(
+            base, data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+            reporter=rep, stage="pretrain", name="pretrain", probe=live, seed=cfg.seed)
+            if cfg.epochs > 0 else torch.optim.Adam(base.parameters()))
+
+        # 2. triggers: patch location (in-distribution), then optimisation against the pre-trained model
+        ts = timed("triggers", lambda: trig.make_trigger_set(cfg, data, base, raw_train, raw_held, rep))
+        folder.save_tensors("triggers.pt", {"train": ts.train, "heldout": ts.heldout,
+                                            "raw_train": ts.raw_train, "raw_heldout": ts.raw_heldout})
+        if ts.patch:
+            result["patch"] = list(ts.patch)
+        _save_trigger_png(folder, ts)
+        sets = {"optimised": ts.heldout, "classic": ts.raw_heldout}
+        diag_target = data.x_test[data.y_test == cfg.target]
+        diagnostics = {"target_samples": "target-class test samples", "triggers": "held-out triggers"}
+
+        def diagnose(key: str, model, trigger_set: str) -> None:
+            geometry = layer_geometry(model, sets[trigger_set], diag_target)
+            proj = projection(model, sets[trigger_set], diag_target, method="pca", seed=cfg.seed)
+            diagnostics[key] = {"trigger_set": trigger_set, "geometry": geometry, "projection": proj}
+            result.setdefault("diagnostics", {})[key] = {"trigger_set": trigger_set, "geometry": geometry}
+            folder.write_json("diagnostics.json", diagnostics)
+        diagnose("before", base, "optimised")
+        diagnose("before_classic", base, "classic")
+        train_sets = {s.name: s.training_triggers(ts) for s in SCHEMES.values()}
+        pre_opt_state = base_opt.state_dict()
+
+        def finish(name: str, model):
+            folder.save_model(name, model)
+            figures, preds = _evaluate(model, data, sets, train_sets, name, cfg.target)
+            result["models"][name] = figures
+            for k, v in preds.items():
+                predictions["sets"][k][name] = v
+            folder.write_json("result.json", result)
+            folder.write_json("predictions.json", predictions)
+            folder.write_json("history.json", rep.history)
+
+        # 3. the watermarked victims, one per scheme, each from the same pre-trained weights and optimiser state
+        for scheme in schemes_for(cfg):
+            name = scheme.name
+            model = copy.deepcopy(base)
+            opt = _resume_optimizer(model, cfg.lr, pre_opt_state)
+            probe = Probe(live.x_test, live.y_test, sets[scheme.trigger_set], cfg.target,
+                          train_triggers=train_sets[name][: cfg.n_heldout])
+            timed(name, lambda: scheme.train(model, data.x_train, data.y_train, ts, x_target, cfg, reporter=rep,
+                                             optimizer=opt, probe=probe, seed=cfg.seed))
+            diagnose(name, model, scheme.trigger_set)
+            if folder.path:
+                before = diagnostics["before_classic" if scheme.trigger_set == "classic" else "before"]
+                save_projection_png(before["projection"], diagnostics[name]["projection"],
+                                    folder.path / f"projection_{name}.png",
+                                    f"{name}: triggers vs target class (PCA of cosine-normalised features)")
+            finish(name, model)
+
+        # 4. the clean reference, trained from scratch like the reference code's baseline. It must not
+        #    share the pre-training: the triggers were pushed away from the target *for the pre-trained
+        #    weights* (false-positive control), so a continuation of them under-states how often an
+        #    innocent model labels triggers as the target, and an independent model then gets claimed
+        #    (measured: quick MNIST seed 0, independent model claimed with p = 0.0002).
+        clean = build_model(cfg.model, shape, seed=cfg.seed + 1).to(cfg.device)
+        probe = Probe(live.x_test, live.y_test, sets["optimised"], cfg.target)
+        timed("clean", lambda: train_clean(
+            clean, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
+            batch_size=cfg.batch_size, lr=cfg.lr, reporter=rep, stage="clean", name="clean", probe=probe,
+            seed=cfg.seed + 1))
+        finish("clean", clean)
+
+        # 5. an independently trained clean model (other initialisation and data order): the innocent
+        #    suspect that verification must not claim
+        indep = build_model(cfg.model, shape, seed=cfg.seed + 10_000).to(cfg.device)
+        timed("independent_clean", lambda: train_clean(
+            indep, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
+            batch_size=cfg.batch_size,
+            lr=cfg.lr, reporter=rep, stage="independent_clean", name="independent_clean", probe=probe,
+            seed=cfg.seed + 10_000))
+        finish("independent_clean", indep)
+        # 6. the innocent population behind every verdict (built once per task, then only queried)
+        if folder.path:
+            ensure_innocents(cfg, folder.path, rep)
+        result["status"] = "trained"
+    return result
+
+
+def _resume_optimizer(model, lr, state) -> torch.optim.Optimizer:
+    opt = make_optimizer(model, lr)
+    if state.get("state"):
+        opt.load_state_dict(copy.deepcopy(state))
+    return opt
+
+
+def _effective(cfg: RunConfig) -> dict:
+    return {"tau": cfg.temperature, "reference_T": [100.0 / t for t in cfg.temperature],
+            "kappa_mean_ce": cfg.kappa, "kappa_reference_sum_ce": [k * cfg.batch_size for k in cfg.kappa],
+            "extraction_epochs": cfg.extraction_epochs}
+
+
+def _save_trigger_png(folder: RunFolder, ts: trig.TriggerSet, n: int = 8) -> None:
+    if not folder.path:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [("classic (raw)", ts.raw_train), ("optimised (training)", ts.train),
+            ("optimised (held out)", ts.heldout)]
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1, len(rows) * 1.3))
+    for r, (label, x) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(x[c % len(x), 0].cpu().numpy().T if x.shape[-2] > x.shape[-1] * 1.2
+                      else x[c % len(x), 0].cpu().numpy(), cmap="gray", aspect="auto")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder.path / "triggers.png", dpi=80)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------------
+def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Callable] | None = None,
+          stop=None, reporter: Reporter | None = None, data: Data | None = None) -> dict:
+    """Extraction attack on the run's victims with the run's thief settings, overridden by ``thief``
+    (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs, thief_seed,
+    threads)."""
+    run_dir = Path(run_dir)
+    load_run(run_dir)   # a clear RunFolderError for anything that is not a run folder
+    folder = RunFolder(run_dir)
+    saved = folder.read_json("config.json")
+    wanted, trained = (thief or {}).get("attacker_data"), saved.get("attacker_data", "same")
+    if wanted is not None and (wanted == "disjoint") != (trained == "disjoint"):
+        # the split is fixed when the victims are trained: a "disjoint" thief on victims trained on all the data
+        # would query training data, a "same" or "fresh" thief on disjoint victims would query both halves
+        raise ConfigError(f"this run's victims were trained for a thief with {trained!r} data, not {wanted!r}: "
+                          "train a run with --attacker-data " + wanted)
+    cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})
+    rep = reporter or _start(cfg, listeners, stop)
+    result = folder.read_json("result.json")
+    predictions = folder.read_json("predictions.json")
+    earlier = folder.read_json("history.json", []) if reporter is None else []
+    with _recorded(result, "steal_total", folder, predictions, lambda: earlier + rep.history):
+        data = data or load_data(cfg)
+        tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
+        sets = {"optimised": tensors["heldout"].to(cfg.device), "classic": tensors["raw_heldout"].to(cfg.device)}
+        victims = load_run_models(run_dir, VICTIMS)
+        if not victims:
+            raise ValueError("this run has no trained victim models to attack; train first")
+        thief_cfg = ThiefConfig.from_run_config(cfg)
+        thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
+        nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
+        plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
+        if not all(k in rep.plan for k in plan):
+            rep.set_plan(plan)
+        result["thief"] = {"labels": thief_cfg.labels, "student": thief_cfg.student,
+                           "epochs": thief_cfg.epochs, "query_budget": thief_cfg.query_budget,
+                           "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature,
+                           "seed": thief_seed}
+        live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
+        diag_target = data.x_test[data.y_test == cfg.target]
+        for i, (victim_name, victim) in enumerate(victims.items()):
+            name = VICTIMS[victim_name]
+            stage = f"steal_{victim_name}"
+            probe = Probe(live.x_test, live.y_test, sets[TRIGGER_SET[name]], cfg.target)
+            t0 = time.perf_counter()
+            # the same seed for every victim: the students differ only by the labels they were given
+            student, info = extract(victim, data.x_attack, thief_cfg, reporter=rep, stage=stage, name=name,
+                                    probe=probe, seed=thief_seed)
+            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
+            rep.advance(stage, 1.0)
+            rep.emit("stage_end", stage=stage, model=name, seconds=result["seconds"][stage])
+            folder.save_model(name, student)
+            figures = {"accuracy": accuracy(student, data.x_test, data.y_test),
+                       "watermark_success": watermark_success(student, sets[TRIGGER_SET[name]], cfg.target),
+                       "queries": info["queries"]}
+            result["models"][name] = figures
+            # does the stolen copy inherit the victim's entanglement? (the thief never sees a trigger)
+            result.setdefault("diagnostics", {})[name] = {
+                "trigger_set": TRIGGER_SET[name],
+                "geometry": layer_geometry(student, sets[TRIGGER_SET[name]], diag_target)}
+            for k, v in sets.items():
+                predictions["sets"][k][name] = predict(student, v).tolist()
+            folder.write_json("result.json", result)
+            folder.write_json("predictions.json", predictions)
+        result["status"] = "finished"
+    if result["status"] != "finished":
+        return result
+    result = verify_run(run_dir)
+    record_thief(run_dir, result)
+    return result
+
+
+def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int = 1,
+                  listeners: Iterable[Callable] | None = None, stop=None) -> dict:
+    """``thieves`` extraction attacks in a row that differ only by the thief's seed (``thief_seed``, then
+    + 1, + 2, ...; by default the run's own thief first). Each is recorded in thieves.json; the run
+    folder's stolen models and result.json are the last one's."""
+    if not isinstance(thieves, int) or thieves < 1:
+        raise ConfigError(f"the number of thieves must be at least 1, got {thieves}")
+    thief = dict(thief or {})
+    if thief.get("thief_seed") is None:
+        saved = load_run(run_dir)["config"]
+        thief["thief_seed"] = run_thief_seed(saved.get("seed", 0), saved.get("thief_seed"))
+    started, result = time.perf_counter(), {}
+    for i in range(thieves):
+        parts = [part_of(fn, i, thieves, started) for fn in listeners or []]
+        result = steal(run_dir, {**thief, "thief_seed": thief["thief_seed"] + i}, parts, stop)
+        if result.get("status") != "finished":
+            break
+    return result
+
+
+def ensure_innocents(cfg: RunConfig, run_dir: str | Path, reporter: Reporter) -> dict | None:
+    """Build the task's innocent population if it is missing (once per task: cached), then query it on the
+    run's triggers. ``cfg.innocents`` = 0 skips it (verdicts then fall back to the run's clean model)."""
+    if not cfg.innocents:
+        return None
+    from ..innocents import attach_population, build_population
+    reporter.message(f"Innocent population: {cfg.innocents} models that never saw the watermark "
+                     "(trained once per task, then reused)")
+    return attach_population(run_dir, build_population(cfg, n=cfg.innocents, reporter=reporter))
+
+
+def run(cfg: RunConfig, out_dir: str | Path | None = None, listeners: Iterable[Callable] | None = None,
+        stop=None) -> dict:
+    """Train, steal and verify; returns result.json's content."""
+    import tempfile
+    t0 = time.perf_counter()
+    tmp = None
+    if out_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="ewe-run-")
+        out_dir = tmp.name
+    rep = _start(cfg, listeners, stop)
+    status = "failed"
+    result: dict = {}
+    try:
+        result = train_victims(cfg, out_dir, reporter=rep, with_steal=True)
+        if result["status"] == "trained":
+            result = steal(out_dir, reporter=rep)
+        status = result["status"]
+        result["seconds"]["total"] = round(time.perf_counter() - t0, 2)
+        RunFolder(out_dir).write_json("result.json", result)
+        RunFolder(out_dir).write_json("history.json", rep.history)
+        return result
+    finally:
+        rep.emit("run_end", status=status, result=result or None)
+        if tmp:
+            tmp.cleanup()

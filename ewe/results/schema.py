@@ -1,0 +1,66 @@
+"""The run folder's file names and result.json's key names, in one place (docs/ARCHITECTURE.md draws them).
+
+Model names: every scheme's victim and stolen copy (``ewe.watermarks.schemes``: defended / extracted,
+plain_watermark / plain_extracted, ablation_no_snnl / ablation_extracted) plus the two clean models.
+``TRIGGER_SET`` says which held-out trigger set each model is judged on. Importing this module imports no
+torch (the app's first page reads it).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..watermarks.schemes import BASE_SETS, STOLEN_COPIES, TRIGGER_SET, VICTIMS
+
+__all__ = ["CONFIG_FILE", "RESULT_FILE", "HISTORY_FILE", "PREDICTIONS_FILE", "DIAGNOSTICS_FILE", "THIEVES_FILE",
+           "INNOCENTS_FILE", "ROBUSTNESS_FILE", "TRIGGERS_FILE", "VICTIMS", "STOLEN_COPIES", "TRIGGER_SET",
+           "CLEAN_MODELS", "VERDICT_KEYS", "METRICS", "get", "metric_values"]
+
+CONFIG_FILE = "config.json"              # RunConfig.to_dict() (+ "effective" notes)
+RESULT_FILE = "result.json"              # the contract in docs/ARCHITECTURE.md
+HISTORY_FILE = "history.json"            # the events (ewe.callbacks)
+PREDICTIONS_FILE = "predictions.json"    # {"target", "sets": {trigger set: {model: [class per trigger]}}}
+DIAGNOSTICS_FILE = "diagnostics.json"    # geometry and projections before / after the watermark phase
+THIEVES_FILE = "thieves.json"            # one entry per thief that stole the run's victims (verdicts.record_thief)
+INNOCENTS_FILE = "innocents.json"        # the innocent population's answers on the run's triggers
+ROBUSTNESS_FILE = "robustness.json"      # removal-attack records (ewe.experiments.robustness)
+TRIGGERS_FILE = "triggers.pt"            # {"train", "heldout", "raw_train", "raw_heldout"} tensors
+
+CLEAN_MODELS = tuple(BASE_SETS)          # the clean reference and the independent clean model
+
+# what thieves.json keeps of each copy's verdict (ewe.verify.verify)
+VERDICT_KEYS = ("test", "p_value", "queries_for_95", "proven", "verified", "null_rate", "null_models", "margin",
+                "n_queries", "suspect_rate", "reference_rate", "binomial_p", "rank_p", "innocents_at_least")
+
+# a sweep's and a report's metric name -> its path in result.json
+METRICS: dict[str, tuple[str, ...]] = {
+    "clean_accuracy": ("models", "clean", "accuracy"),
+    "defended_accuracy": ("models", "defended", "accuracy"),
+    "defended_watermark": ("models", "defended", "watermark_success"),
+    "extracted_accuracy": ("models", "extracted", "accuracy"),
+    "extracted_watermark": ("models", "extracted", "watermark_success"),
+    "plain_watermark_watermark": ("models", "plain_watermark", "watermark_success"),
+    "plain_extracted_watermark": ("models", "plain_extracted", "watermark_success"),
+    "ablation_extracted_watermark": ("models", "ablation_extracted", "watermark_success"),
+    "extracted_queries_for_95": ("verification", "extracted", "queries_for_95"),
+    "plain_extracted_queries_for_95": ("verification", "plain_extracted", "queries_for_95"),
+    "ablation_extracted_queries_for_95": ("verification", "ablation_extracted", "queries_for_95"),
+    "extracted_p_value": ("verification", "extracted", "p_value"),
+    "plain_extracted_p_value": ("verification", "plain_extracted", "p_value"),
+    "ablation_extracted_p_value": ("verification", "ablation_extracted", "p_value"),
+    "clean_p_value": ("verification", "clean", "p_value"),      # the innocent suspect: must stay > alpha
+    "seconds": ("seconds", "total"),
+}
+
+
+def get(d: Any, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in nested dicts, None where a key is missing."""
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def metric_values(result: dict | None) -> dict[str, float | None]:
+    """Every METRICS value of one result.json ({} for none)."""
+    return {name: get(result, path) for name, path in METRICS.items()} if result else {}

@@ -1,0 +1,136 @@
+"""Verdicts on a run folder: recomputed from its stored answers (predictions.json, innocents.json,
+thieves.json), never from the models, so anyone can re-judge a run cheaply.
+
+    verify_run(run_dir)                    every verdict, stored in result.json (and thieves.json)
+    run_verdicts(run_dir, **overrides)     the same with other settings, nothing written
+    judge_suspect(run_dir, answers)        a verdict for any suspect's answers on the run's held-out triggers
+    judge_checkpoint(run_dir, state_dict)  the same for an uploaded checkpoint (raises CheckpointError)
+    record_thief(run_dir, result)          a finished steal added to thieves.json
+    rejudge_thieves(draws, ...)            every recorded thief's copies judged again
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ConfigError, from_dict
+from ..verify import judge, nulls_for_run, run_settings, verify_predictions
+from .runs import RunFolder, RunFolderError, load_run
+from .schema import INNOCENTS_FILE, THIEVES_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS
+
+
+def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
+    """Add a finished steal to the run's thieves.json: the thief (settings and seed) and, per stolen copy,
+    accuracy, watermark kept and verdict. Stealing again with the same thief replaces its entry, so the file
+    holds one entry per distinct thief: how much of each watermark survives depends on the thief's luck."""
+    folder = RunFolder(run_dir)
+    draws = [d for d in folder.read_json(THIEVES_FILE, []) if d.get("thief") != result["thief"]]
+    preds = folder.read_json("predictions.json", {}).get("sets", {})
+    copies = {}
+    for name in VICTIMS.values():     # every scheme's stolen copy
+        m, v = result["models"].get(name), result.get("verification", {}).get(name)
+        if m and v:
+            copies[name] = {"accuracy": m["accuracy"], "watermark_success": m["watermark_success"],
+                            **{k: v.get(k) for k in VERDICT_KEYS},
+                            # the copy's answers on its held-out triggers: any later test can re-judge it
+                            "predictions": preds.get(TRIGGER_SET[name], {}).get(name)}
+    draws.append({"thief": result["thief"], "copies": copies})
+    folder.write_json(THIEVES_FILE, draws)
+    return draws
+
+
+def verify_run(run_dir: str | Path, margin: float | None = None, test: str | None = None) -> dict:
+    """Recompute every verdict from predictions.json (and innocents.json: the innocent population's answers
+    on the run's triggers) and store them in result.json; re-judge every thief in thieves.json the same way.
+
+    ``margin`` / ``test`` replace the run's ``verify_margin`` / ``test`` and are saved in config.json, so
+    later steals and the app judge the run the same way (older runs get today's defaults). When the run has
+    no innocents.json but the population for its task is already built (``python -m ewe nulls``), it is
+    queried first."""
+    run = load_run(run_dir)
+    if not run["predictions"]:
+        raise RunFolderError(f"{Path(run_dir).name} has no predictions.json: nothing to verify yet")
+    folder = RunFolder(run_dir)
+    cfg, result, preds = run["config"], run["result"], run["predictions"]
+    for key, value in (("verify_margin", margin), ("test", test)):
+        if value is not None:
+            cfg[key] = value
+            folder.write_json("config.json", cfg)
+    innocents = folder.read_json(INNOCENTS_FILE) or _cached_innocents(run_dir, cfg)
+    settings = run_settings(cfg)
+    result["verification"] = verify_predictions(preds, innocents, **settings)
+    folder.write_json("result.json", result)
+    draws = folder.read_json(THIEVES_FILE)
+    if draws:
+        folder.write_json(THIEVES_FILE, rejudge_thieves(draws, preds, innocents, settings))
+    return result
+
+
+def run_verdicts(run_dir: str | Path, **overrides) -> dict:
+    """The run's verdicts recomputed with ``overrides`` of its settings (test, margin, alpha ...), without
+    writing anything: what the app shows beside the stored verdicts (e.g. the paper's Welch test)."""
+    run = load_run(run_dir)
+    if not run["predictions"]:
+        return {}
+    innocents = RunFolder(run_dir).read_json(INNOCENTS_FILE)
+    return verify_predictions(run["predictions"], innocents, **{**run_settings(run["config"]), **overrides})
+
+
+def judge_suspect(run_dir: str | Path, suspect_pred, set_name: str = "optimised", **overrides) -> dict:
+    """A verdict for any suspect (an uploaded checkpoint, a model after a removal attack) from its answers on
+    one of the run's held-out trigger sets, judged like the run's own suspects."""
+    run = load_run(run_dir)
+    preds = run["predictions"] or {}
+    if set_name not in preds.get("sets", {}):
+        raise RunFolderError(f"{Path(run_dir).name} has no predictions on its {set_name} triggers yet")
+    settings = {**run_settings(run["config"]), **overrides}
+    nulls = nulls_for_run(preds, RunFolder(run_dir).read_json(INNOCENTS_FILE), settings["margin"])
+    verdict = judge(list(suspect_pred), preds, set_name, nulls, **settings)
+    if verdict is None:
+        raise RunFolderError(f"{Path(run_dir).name} has no innocent population or clean reference to judge with")
+    return verdict
+
+
+def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, settings: dict) -> list[dict]:
+    """Every recorded thief's copies judged with ``settings`` (entries without stored predictions, made
+    before thieves.json kept them, keep their old verdict). The nulls are the run's, whoever the thief."""
+    nulls = nulls_for_run(preds, innocents, settings["margin"])
+    for d in draws:
+        for name, c in d.get("copies", {}).items():
+            if not c.get("predictions"):
+                continue
+            v = judge(c["predictions"], preds, TRIGGER_SET[name], nulls, **settings)
+            if v:
+                c.update({k: v.get(k) for k in VERDICT_KEYS})
+    return draws
+
+
+def _cached_innocents(run_dir: str | Path, cfg: dict) -> dict | None:
+    """Attach the task's innocent population when it is already built (never trains here)."""
+    from ..innocents import MANIFEST, attach_population, population_dir
+    try:
+        run_cfg = from_dict({k: v for k, v in cfg.items() if k != "effective"})
+    except ConfigError:
+        return None
+    folder = population_dir(run_cfg)
+    if not (folder / MANIFEST).exists() or not (Path(run_dir) / "triggers.pt").exists():
+        return None
+    return attach_population(run_dir, folder)
+
+
+def judge_checkpoint(run_dir: str | Path, path: str | Path, model_name: str, set_name: str = "optimised",
+                     **overrides) -> dict:
+    """A verdict for a state_dict checkpoint of architecture ``model_name``: its answers on the run's held-out
+    ``set_name`` triggers, judged like the run's own suspects. Raises ``ewe.models.CheckpointError`` for a
+    file that is not such a state_dict, RunFolderError for a run without triggers."""
+    import torch
+
+    from ..models import build_model, load_state
+    from ..train import predict
+    run = load_run(run_dir)
+    trig_path = Path(run_dir) / "triggers.pt"
+    if not trig_path.exists() or "input_shape" not in (run["result"] or {}):
+        raise RunFolderError(f"{Path(run_dir).name} has no trigger set to test with; train it first")
+    model = load_state(build_model(model_name, tuple(run["result"]["input_shape"])), path)
+    key = {"optimised": "heldout", "classic": "raw_heldout"}[set_name]
+    triggers = torch.load(trig_path, weights_only=True)[key]
+    return judge_suspect(run_dir, predict(model, triggers).tolist(), set_name, **overrides)

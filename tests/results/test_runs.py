@@ -1,0 +1,100 @@
+"""Run-folder uploads (ewe.results.runs.unzip_run): a safe, valid run unpacks; an unsafe member refuses the whole zip
+and nothing is written anywhere."""
+import io
+import json
+import stat
+import zipfile
+
+import pytest
+
+from ewe.results.runs import RunFolderError, load_run, unzip_run, zip_run
+
+CONFIG = {"dataset": "mnist", "seed": 3}
+RESULT = {"models": {"ewe": {"accuracy": 0.9, "watermark_success": 0.8}}}
+
+
+def _zip(members: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        for name, target in (links or {}).items():   # how zip (and Info-ZIP's unzip) stores a symlink
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
+    return buf.getvalue()
+
+
+def _run_members(prefix: str = "") -> dict[str, bytes]:
+    return {prefix + "config.json": json.dumps(CONFIG).encode(), prefix + "result.json": json.dumps(RESULT).encode(),
+            prefix + "history.json": b"[]", prefix + "models/ewe.pt": b"weights"}
+
+
+def _snapshot(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_a_run_folder_unpacks_flat_or_in_one_top_folder(tmp_path):
+    for name, members in (("flat", _run_members()), ("nested", _run_members("myrun/"))):
+        out = unzip_run(_zip(members), tmp_path / name)
+        run = load_run(out)
+        assert run["config"] == CONFIG and run["result"] == RESULT and run["models_available"] == ["ewe"]
+        assert (out / "models" / "ewe.pt").read_bytes() == b"weights"
+    assert _snapshot(tmp_path) == sorted([f"{n}/{f}" for n in ("flat", "nested")   # no staging folder left
+                                          for f in ("config.json", "result.json", "history.json", "models",
+                                                    "models/ewe.pt")] + ["flat", "nested"])
+
+
+def test_zip_run_then_unzip_run_round_trips(tmp_path):
+    src = unzip_run(_zip(_run_members()), tmp_path / "src")
+    copy = unzip_run(zip_run(src), tmp_path / "copy")
+    assert load_run(copy)["result"] == RESULT and (copy / "models" / "ewe.pt").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("kind", ["absolute", "climbs out", "climbs out of the top folder", "symlink"])
+def test_an_unsafe_member_refuses_the_whole_upload_and_writes_nothing(tmp_path, kind):
+    dest = tmp_path / "up-1"
+    sibling = tmp_path / "up-1evil"          # passes a string-prefix check against "up-1"
+    sibling.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    members, links = _run_members(), {}
+    if kind == "absolute":
+        bad = str(outside / "x.json")
+        members[bad] = b"{}"
+    elif kind == "climbs out":
+        bad = "../up-1evil/x.json"
+        members[bad] = b"{}"
+    elif kind == "climbs out of the top folder":
+        members = _run_members("run/")
+        bad = "run/../../up-1evil/x.json"
+        members[bad] = b"{}"
+    else:
+        bad = "models/victim.pt"
+        links[bad] = str(outside / "secret")
+    before = _snapshot(tmp_path)
+    with pytest.raises(RunFolderError) as exc:
+        unzip_run(_zip(members, links), dest)
+    assert repr(bad) in str(exc.value) and "refused" in str(exc.value)
+    assert _snapshot(tmp_path) == before        # not even the run's own files, nor the folder itself
+
+
+def test_a_member_that_climbs_inside_the_folder_is_refused_only_if_it_leaves(tmp_path):
+    members = {**_run_members(), "models/../triggers.png": b"png"}   # stays inside: harmless
+    out = unzip_run(_zip(members), tmp_path / "run")
+    assert (out / "triggers.png").read_bytes() == b"png"
+
+
+def test_an_upload_never_lands_in_a_folder_that_holds_files(tmp_path):
+    first = unzip_run(_zip(_run_members()), tmp_path / "run")
+    other = {**_run_members(), "config.json": json.dumps({"dataset": "fashion"}).encode()}
+    with pytest.raises(RunFolderError, match="already holds files"):
+        unzip_run(_zip(other), first)
+    assert load_run(first)["config"] == CONFIG
+
+
+def test_an_invalid_run_leaves_nothing_behind(tmp_path):
+    members = {**_run_members(), "result.json": b"{not json"}
+    with pytest.raises(RunFolderError, match="result.json in run is not valid JSON"):
+        unzip_run(_zip(members), tmp_path / "run")
+    assert _snapshot(tmp_path) == []
