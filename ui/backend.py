@@ -393,25 +393,39 @@ def attack_job(run_dir: Path, thief: dict[str, Any], thieves: int = 1):
 
 
 def sweep_job(cfgs: list[tuple[dict[str, Any], RunConfig]], base_dir: Path):
-    """Each grid point is a full run (train, steal, verify) in its own sub-folder; points are appended to
-    ``ctx.data["points"]`` as they finish so the page can plot them as they arrive."""
+    """Each grid point is a full run (train, steal, verify) in its own sub-folder, in turn through the grid
+    runner's loop (ewe.experiments.sweep.run_in_turn); points are appended to ``ctx.data["points"]`` as they
+    finish so the page can plot them as they arrive. The grid ends at a point that did not finish."""
     pipeline()
 
     def fn(ctx):
+        from ewe.callbacks import Reporter, Stopped
+        from ewe.experiments.sweep import run_in_turn
         started = time.perf_counter()
         points = ctx.data.setdefault("points", [])
         ctx.data["total"] = len(cfgs)
-        for i, (settings, cfg) in enumerate(cfgs):
-            if ctx.stop.is_set():
-                break
-            ctx.data["current"] = {**settings, "index": i + 1}
-            out = base_dir / f"point{i + 1:02d}-tau{settings['tau']:g}-r{settings['ratio']:g}"
 
+        def folder(i: int, settings: dict) -> Path:
+            return base_dir / f"point{i + 1:02d}-tau{settings['tau']:g}-r{settings['ratio']:g}"
+
+        def run_one(i, job):
+            settings, cfg = job
+            ctx.data["current"] = {**settings, "index": i + 1}
+            out = folder(i, settings)
             result = pipeline().run(cfg, out, listeners=[part_of(ctx.listener, i, len(cfgs), started)],
                                     stop=ctx.stop)
-            if result.get("status") != "finished":
-                break
-            points.append(point_summary(settings, result, out))
+            return {"result": result, "out": out}
+
+        def finished(job, info) -> bool:
+            if info["result"].get("status") != "finished":
+                return False
+            points.append(point_summary(job[0], info["result"], info["out"]))
+            return True
+        try:
+            run_in_turn(cfgs, run_one, reporter=Reporter([], ctx.stop), finished=finished,
+                        label=lambda job: (f"tau{job[0]['tau']:g}-r{job[0]['ratio']:g}", "sweep"))
+        except Stopped:
+            pass
         return {"status": "stopped" if ctx.stop.is_set() else "finished", "points": list(points)}
     return fn
 

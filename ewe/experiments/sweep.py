@@ -41,7 +41,7 @@ import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 from ..results.schema import METRICS, metric_values
 
@@ -331,14 +331,27 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     return summary
 
 
+def run_in_turn(jobs: Sequence[Any], run_one: Callable[[int, Any], dict], *, reporter,
+                finished: Callable[[Any, dict], bool | None],
+                label: Callable[[Any], tuple[str, str]] = lambda job: (str(job), str(job))) -> None:
+    """The grid runner's in-process loop, shared by the inline backend and the app's trade-off sweep: the jobs
+    one after the other (``run_one(index, job)`` -> its info), a stop request honoured before each
+    (``reporter.check()`` raises Stopped), ``finished(job, info)`` after each; it returns False to end the
+    grid there. ``label(job)``: the (stage, model) of the job's stage_start event."""
+    for i, job in enumerate(jobs):
+        reporter.check()
+        stage, model = label(job)
+        reporter.emit("stage_start", stage=stage, model=model, epochs=0)
+        if finished(job, run_one(i, job)) is False:
+            return
+
+
 def _run_inline(jobs, runner, threads, rep, finished) -> None:
     import torch
     before = torch.get_num_threads()
     try:
-        for job in jobs:
-            rep.check()
-            rep.emit("stage_start", stage=job.name, model=job.key, epochs=0)
-            finished(job, runner(job.config, job.out_dir, threads))
+        run_in_turn(jobs, lambda i, job: runner(job.config, job.out_dir, threads), reporter=rep,
+                    finished=finished, label=lambda job: (job.name, job.key))
     finally:
         torch.set_num_threads(before)
 
