@@ -212,14 +212,6 @@ def verify(suspect_pred, target: int, *, null: Null | None = None, reference_pre
             "proven": proven, "verified": proven, "alpha": alpha, "curve": curve}
 
 
-# result key -> (suspect model, trigger set). The innocent model is tested on both trigger sets: clean
-# models disagree most on the classic (unoptimised) triggers.
-SUSPECTS = {"defended": ("defended", "optimised"), "extracted": ("extracted", "optimised"),
-            "plain_extracted": ("plain_extracted", "classic"),
-            "ablation_extracted": ("ablation_extracted", "optimised"),
-            "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic")}
-
-
 def population_null(innocent_preds, target: int, source: str) -> Null:
     """The null of one trigger set from innocent models' answers on it (a list of prediction lists)."""
     hits = np.array([np.asarray(p) == target for p in innocent_preds])
@@ -256,10 +248,11 @@ def judge(suspect_pred, preds: dict, set_name: str, nulls: dict[str, Null], *, t
 
 
 def verify_predictions(preds: dict, innocents: dict | None = None, *, margin: float = 0.0, **settings) -> dict:
-    """Every suspect in ``SUSPECTS`` that a run's predictions.json holds."""
+    """Every suspect of ``ewe.results.schema.suspects()`` that a run's predictions.json holds."""
+    from .results.schema import suspects
     nulls = nulls_for_run(preds, innocents, margin)
     out = {}
-    for key, (suspect, set_name) in SUSPECTS.items():
+    for key, (suspect, set_name) in suspects().items():
         pred = preds["sets"].get(set_name, {}).get(suspect)
         verdict = None if pred is None else judge(pred, preds, set_name, nulls, margin=margin, **settings)
         if verdict:

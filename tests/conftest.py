@@ -66,3 +66,18 @@ def tiny_run(tiny_run_template, tmp_path) -> Path:
     dest = tmp_path / "run"
     shutil.copytree(tiny_run_template, dest)
     return dest
+
+
+def toy_task(seed: int = 0):
+    """A task a CNN learns in seconds: (x [320, 1, 28, 28], y, triggers [64, ...]). Class c is a bright 7x7
+    square at one of 10 fixed places; a trigger is a bright bar along the top, which no class has."""
+    g = torch.Generator().manual_seed(seed)
+    n = 320
+    y = torch.arange(n) % 10
+    x = 0.2 * torch.rand(n, 1, 28, 28, generator=g)
+    for i, c in enumerate(y.tolist()):
+        r, col = 6 + 12 * (c // 5), 1 + 5 * (c % 5)
+        x[i, 0, r:r + 7, col:col + 5] += 0.8
+    trig = 0.2 * torch.rand(64, 1, 28, 28, generator=g)
+    trig[:, 0, 0:3, 2:26] += 0.8
+    return x.clamp(0, 1), y, trig.clamp(0, 1)

@@ -13,7 +13,7 @@ from ..watermarks.schemes import BASE_SETS, STOLEN_COPIES, TRIGGER_SET, VICTIMS
 
 __all__ = ["CONFIG_FILE", "RESULT_FILE", "HISTORY_FILE", "PREDICTIONS_FILE", "DIAGNOSTICS_FILE", "THIEVES_FILE",
            "INNOCENTS_FILE", "ROBUSTNESS_FILE", "TRIGGERS_FILE", "VICTIMS", "STOLEN_COPIES", "TRIGGER_SET",
-           "CLEAN_MODELS", "VERDICT_KEYS", "METRICS", "get", "metric_values"]
+           "CLEAN_MODELS", "VERDICT_KEYS", "METRICS", "suspects", "get", "metric_values"]
 
 CONFIG_FILE = "config.json"              # RunConfig.to_dict() (+ "effective" notes)
 RESULT_FILE = "result.json"              # the contract in docs/ARCHITECTURE.md
@@ -50,6 +50,15 @@ METRICS: dict[str, tuple[str, ...]] = {
     "clean_p_value": ("verification", "clean", "p_value"),      # the innocent suspect: must stay > alpha
     "seconds": ("seconds", "total"),
 }
+
+
+def suspects() -> dict[str, tuple[str, str]]:
+    """result.json's "verification" key -> (the suspect model, the trigger set it is judged on): the EWE
+    victim, every scheme's stolen copy, and the independent clean model (the innocent suspect) on both
+    trigger sets, since clean models disagree most on the classic (unoptimised) triggers."""
+    return {"defended": ("defended", "optimised"),
+            **{stolen: (stolen, TRIGGER_SET[stolen]) for stolen in VICTIMS.values()},
+            "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic")}
 
 
 def get(d: Any, path: tuple[str, ...]) -> Any:

@@ -1,0 +1,51 @@
+"""Watermarking schemes: the three of the paper by name, and a new one plugging into the pipeline without a
+change to it (a tiny real digits run)."""
+import pytest
+
+from ewe.config import RunConfig, tiny
+from ewe.train import entangled_step, plain_step
+from ewe.watermarks import schemes
+from ewe.watermarks.schemes import SCHEMES, Scheme
+
+
+def test_the_papers_three_schemes():
+    assert list(SCHEMES) == ["defended", "plain_watermark", "ablation_no_snnl"]    # the training order
+    ewe, classic, ablation = SCHEMES.values()
+    assert (ewe.stolen, ewe.trigger_set, ewe.baseline) == ("extracted", "optimised", False)
+    assert (classic.stolen, classic.trigger_set) == ("plain_extracted", "classic")
+    assert (ablation.stolen, ablation.trigger_set) == ("ablation_extracted", "optimised")
+    on, off = RunConfig(snnl=True), RunConfig(snnl=False)
+    assert ewe.step(on) is entangled_step and ewe.step(off) is plain_step       # EWE follows the run's snnl
+    assert classic.step(on) is plain_step and ablation.step(on) is plain_step
+    assert [s.name for s in schemes.schemes_for(RunConfig(train_baselines=False))] == ["defended"]
+    assert schemes.TRIGGER_SET["plain_extracted"] == "classic" and schemes.TRIGGER_SET["clean"] == "optimised"
+
+
+def test_names_are_checked():
+    with pytest.raises(ValueError, match="already taken"):
+        schemes.register(Scheme("mine", "extracted", "optimised", "x", snnl=True))
+    with pytest.raises(ValueError, match="trigger_set"):
+        Scheme("mine", "mine_stolen", "raw", "x", snnl=True)
+
+
+@pytest.fixture
+def classic_with_snnl():
+    """A fourth scheme for one test: the raw (classic) triggers trained with the SNNL term."""
+    scheme = schemes.register(Scheme("classic_snnl", "classic_snnl_extracted", "classic", "classic + SNNL",
+                                     snnl=True))
+    yield scheme
+    del schemes.SCHEMES[scheme.name], schemes.VICTIMS[scheme.name]
+    del schemes.TRIGGER_SET[scheme.name], schemes.TRIGGER_SET[scheme.stolen]
+
+
+def test_a_new_scheme_is_trained_stolen_and_judged_by_the_unchanged_pipeline(classic_with_snnl, tmp_path):
+    from ewe.experiments import pipeline
+    events = []
+    result = pipeline.run(tiny("digits", innocents=0, threads=1), tmp_path / "run", [events.append])
+    assert result["status"] == "finished"
+    assert {"classic_snnl", "classic_snnl_extracted"} <= set(result["models"])
+    assert result["verification"]["classic_snnl_extracted"]["trigger_set"] == "classic"
+    assert result["diagnostics"]["classic_snnl"]["trigger_set"] == "classic"
+    assert (tmp_path / "run" / "models" / "classic_snnl_extracted.pt").exists()
+    snnl_epochs = [e for e in events if e["kind"] == "epoch" and e["stage"] == "classic_snnl"]
+    assert snnl_epochs and all("snnl" in e["metrics"] for e in snnl_epochs)       # it ran the entangled step
