@@ -1,8 +1,10 @@
-"""The run options every verb that builds a RunConfig shares (``run``, ``sweep``)."""
+"""What the verbs share: the run options of every verb that builds a RunConfig (``run``, ``sweep``), and
+running one verb on its own (``python -m ewe.cli.sweep ...``)."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
 
 from ..config import RunConfig
@@ -49,3 +51,11 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reference-T", dest="reference_T", type=float, nargs="+", help=HELP["reference_T"])
     p.add_argument("--reference-kappa", dest="reference_kappa", type=float, nargs="+",
                    help=HELP["reference_kappa"])
+
+
+def run_verb(verb: str, add_parser, argv: list[str] | None = None) -> int:
+    """One verb as its own program, with the parser it has under ``python -m ewe``."""
+    parser = argparse.ArgumentParser(prog=f"python -m ewe.cli.{verb}")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args([verb, *(sys.argv[1:] if argv is None else argv)])
+    return args.handler(args)

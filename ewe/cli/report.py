@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ..results.report import ReportError, build_report
+from .options import run_verb
 
 
 def add_report_parser(sub) -> argparse.ArgumentParser:
@@ -30,11 +31,7 @@ def run_report_cli(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ewe.cli.report")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_report_parser(sub)
-    args = parser.parse_args(["report", *(sys.argv[1:] if argv is None else argv)])
-    return args.handler(args)
+    return run_verb("report", add_report_parser, argv)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import DATASETS, PRESETS, ConfigError, RunConfig
 from ..experiments.sweep import BACKENDS, SweepError, SweepSpec, format_summary, parse_grid, parse_seeds, run_sweep
-from .options import add_config_options
+from .options import add_config_options, run_verb
 
 
 def add_sweep_parser(sub) -> argparse.ArgumentParser:
@@ -79,11 +79,7 @@ class _Printer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ewe.cli.sweep")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_sweep_parser(sub)
-    args = parser.parse_args(["sweep", *(sys.argv[1:] if argv is None else argv)])
-    return args.handler(args)
+    return run_verb("sweep", add_sweep_parser, argv)
 
 
 if __name__ == "__main__":
