@@ -1,7 +1,7 @@
 """Watermark removal attacks on a stolen or leaked victim: fine-tuning, magnitude pruning, fine-pruning.
 
 The attacker holds the victim's weights and some unlabelled data (the run's attacker set, see
-``pipeline.load_data``); it labels that data with the victim's own answers (the default: it has no true
+``ewe.data.splits.load_data``); it labels that data with the victim's own answers (the default: it has no true
 labels) or, as an option, with the true labels. Every attack works on a copy and leaves the input model
 unchanged.
 

@@ -146,7 +146,7 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
         idx = (torch.randperm(n_att, generator=g)[:settings.attacker_size]
                if settings.attacker_size and settings.attacker_size < n_att else torch.arange(n_att))
         x_att = data.x_attack[idx.to(data.x_attack.device)]
-        # pipeline.load_data keeps the attacker set's true labels for either attacker_data
+        # ewe.data.splits.load_data keeps the attacker set's true labels for either attacker_data
         y_true = data.y_attack[idx.to(data.x_attack.device)] if settings.labels == "true" else None
         batch = settings.batch_size or cfg.batch_size
         draws = settings.query_draws or cfg.query_draws
