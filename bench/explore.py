@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from ewe.experiments import pipeline, triggers as trig  # noqa: E402
+from ewe.experiments import pipeline  # noqa: E402
+from ewe.watermarks import triggers as trig  # noqa: E402
 from ewe.data import splits  # noqa: E402
 from ewe.attacks.extraction import ThiefConfig, extract  # noqa: E402
 from ewe.callbacks import Reporter  # noqa: E402
