@@ -59,6 +59,8 @@ VARIANTS = {
                    "victims": {}},
     # H2: victims trained with the reference code's clean-data schedule, the reference thief
     "refsched-hard": {"thief": {"extract_labels": "hard"}, "victims": {"clean_schedule": "reference"}},
+    "refsched-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0},
+                       "victims": {"clean_schedule": "reference"}},
 }
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))
 WITHIN = 100

@@ -17,7 +17,9 @@ st.markdown("The owner queries a suspect model with the secret held-out triggers
             "answers the watermark's class. **Default test:** an exact binomial test of those hits against the "
             "*null rate*, the most often a model that never saw the watermark answers that class, measured on "
             "a population of innocent models (other seeds, architectures, data and training lengths) on the "
-            "same triggers. Below **p = 0.05** ownership is proven with 95 % confidence. The paper's Welch "
+            "same triggers; and, because some innocent models answer it far more often than the rest, the "
+            "suspect must also answer it more often than **every** innocent model on the same queries. "
+            "Below **p = 0.05** ownership is proven with 95 % confidence. The paper's Welch "
             "t-test against one clean model is shown beside it.")
 
 ref, run = widgets.run_picker(

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Re-make every table of docs/RESULTS.md §11, the README's demo table and the Learn page's numbers from the
+# stored run folders, with today's verdict code (no training, no stealing: --summary-only re-judges each
+# copy from its stored answers).
+#   bench/regenerate.sh [RUNS]      RUNS: the folder the bench/demo_reliability.py commands wrote (default
+#                                   runs/reliability); the same commands without --summary-only train and steal.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=${1:-runs/reliability}
+PY=${PYTHON:-.venv/bin/python}
+DATA=${EWE_DATA_DIR:-../shared/data}
+rm -f bench/results/reliability_*.jsonl bench/results/verdicts_*.json
+rel() { $PY bench/demo_reliability.py --summary-only --out "$R" "$@"; }
+D=bench/results/reliability_digits.jsonl
+rel --dataset digits --victims 0-4 --thieves 5 --variants same-soft5,same-hard --set target=6 --results $D
+rel --dataset digits --victims 0-4 --thieves 5 --variants disjoint-hard --set target=6 --results $D
+rel --dataset digits --victims 0-4 --thieves 5 --variants disjoint-soft --set target=6 --results $D
+rel --dataset digits --victims 0-4 --thieves 5 --variants refsched-hard,refsched-soft5 --set target=6 --results $D
+rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,same-soft5 --set target=6 --set epochs=16 \
+    --set w_epochs=12 --set extraction_epochs=20 --note "budget x2 (H3)" --results $D
+rel --dataset digits --victims 0-2 --thieves 3 --variants same-soft5,same-hard --set trigger='"in"' --set source=1 \
+    --results $D
+rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,disjoint-hard \
+    --note "target 7: the preset before this session" --results $D
+M=bench/results/reliability_mnist.jsonl
+rel --dataset mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-soft5,same-hard --results $M
+rel --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard,fresh-soft5 --results $M
+rel --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants refsched-hard --results $M
+F=bench/results/reliability_fashion.jsonl
+rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-soft5,same-hard --results $F
+rel --dataset speech-commands --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
+    --results bench/results/reliability_speech.jsonl
+shopt -s nullglob
+$PY bench/verdicts.py "$R"/digits-* --out bench/results/verdicts_digits.json
+$PY bench/verdicts.py "$R"/mnist-* "$R"/fashion-* --out bench/results/verdicts_mnist_fashion.json
+$PY bench/verdicts.py "$R"/speech-* --out bench/results/verdicts_speech.json
+$PY bench/publish.py
