@@ -19,7 +19,7 @@ import torch
 from ewe.callbacks import Reporter
 from ewe.config import from_dict
 from ewe.models import build_model
-from ewe.pipeline import load_data
+from ewe.data.splits import load_data
 from ewe.train import predict, train_clean
 
 
