@@ -15,6 +15,9 @@ def _private_cache(tmp_path_factory):
     that need their own cache still set EWE_CACHE_DIR themselves. Subprocesses (the app) inherit it."""
     old = os.environ.get("EWE_CACHE_DIR")
     os.environ["EWE_CACHE_DIR"] = str(tmp_path_factory.mktemp("ewe-cache"))
+    # the app's background training of the demo's innocent models would take the cores from every test
+    # (tests/app/test_backend.py runs it on purpose)
+    os.environ["EWE_APP_WARM_INNOCENTS"] = "0"
     yield
     if old is None:
         os.environ.pop("EWE_CACHE_DIR", None)

@@ -527,5 +527,43 @@ def warm_up_in_background() -> None:
             pipeline()
             import ewe.data  # noqa: F401  (imported for its side effect: loaded before a page needs it)
         except Exception:  # reported when a page really needs it
-            pass
+            return
+        warm_innocents()
     threading.Thread(target=warm, name="ewe-warm-import", daemon=True).start()
+
+
+# The offline demo's innocent population (the verdicts' null), trained once per machine. A first start
+# trains it in the background while the presenter talks, so the first demo run does not: measured, the
+# first digits run took 215 s with it and 86 s without (docs/RESULTS.md §11). Digits only: the others
+# take minutes of both cores, which nobody asked for. EWE_APP_WARM_INNOCENTS=0 turns it off.
+_warm_innocents: dict[str, Any] = {}
+
+
+def warm_innocents() -> None:
+    """Train the default digits demo's innocent population if it is missing (blocking; the warm-up thread
+    calls it). A run that needs the population meanwhile waits for it (ewe.innocents locks the folder)."""
+    if os.environ.get("EWE_APP_WARM_INNOCENTS", "1") in ("0", "false") or default_dataset() != "digits":
+        return
+    from ewe.innocents import MANIFEST, build_population, population_dir
+    cfg = make_config("digits", "quick")
+    folder = population_dir(cfg)
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        if len(json.loads((folder / MANIFEST).read_text())["models"]) >= cfg.innocents:
+            return
+    _warm_innocents.update(state="building", folder=folder, total=cfg.innocents)
+    try:
+        build_population(cfg, n=cfg.innocents)
+    except Exception as exc:  # noqa: BLE001 - a run builds it again and reports what went wrong
+        _warm_innocents.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+        return
+    _warm_innocents.update(state="done")
+
+
+def innocents_warm_status() -> dict[str, Any] | None:
+    """{"done": k, "total": n} while the warm-up trains the demo's innocent models, else None."""
+    if _warm_innocents.get("state") != "building":
+        return None
+    done = 0
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        done = len(json.loads((_warm_innocents["folder"] / "manifest.json").read_text())["models"])
+    return {"done": done, "total": _warm_innocents["total"]}

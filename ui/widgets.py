@@ -89,7 +89,8 @@ def sidebar() -> None:
                      help="Digits is built in and works offline. MNIST, Fashion-MNIST and Speech Commands "
                           "need a data directory (EWE_DATA_DIR) or a download.")
         st.selectbox("Preset", backend.preset_names(), key="preset", on_change=state.reset_to_preset,
-                     help="quick: minutes on a laptop CPU · paper: the paper's schedule · reference: "
+                     help="quick: minutes on a laptop CPU · paper: the full datasets at this lab's settings "
+                          "(a shorter schedule than the paper's own 10 + 10 epochs on MNIST) · reference: "
                           "the reference code's settings" + (" · tiny: a seconds-long smoke test"
                                                              if backend.tiny_enabled() else ""))
         lo, hi = state.RANGES["seed"][1:]
@@ -101,6 +102,10 @@ def sidebar() -> None:
             st.warning(f"Link parameter ignored: {problem}; the preset's value is used instead.")
         if ss.get("_ws_problem"):
             st.warning(ss["_ws_problem"])
+        warm = backend.innocents_warm_status()
+        if warm:
+            st.caption(f"Preparing the judge: {warm['done']} of {warm['total']} innocent models for the digits "
+                       "verdicts trained (once per machine, in the background).")
         counts = state.registry().counts()
         if counts["running"] or counts["queued"]:
             st.caption(f"Server: {counts['running']} run(s) training, {counts['queued']} waiting.")

@@ -70,3 +70,30 @@ def test_sweep_points_report_as_parts_of_one_job(app_env, tmp_path):
     assert job.status == "finished" and len(job.data["points"]) == 2
     assert {e.get("part") for e in job.events if e.get("kind") == "epoch"} == {0, 1}
     assert job.progress["fraction"] == 1.0
+
+
+def test_first_start_trains_the_demo_innocents_in_the_background_once(tmp_path, monkeypatch):
+    """The warm-up trains the digits demo's innocent population when it is missing, says how far it is
+    while it trains, and does nothing when the population is complete or the switch is off."""
+    import ewe.innocents
+    from ewe.config import tiny
+    monkeypatch.setenv("EWE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("EWE_DATA_DIR", raising=False)
+    monkeypatch.setattr(backend, "make_config", lambda dataset, name: tiny(dataset, innocents=4))
+    monkeypatch.setattr(backend, "_warm_innocents", {})
+    seen, real = [], ewe.innocents.build_population
+
+    def build(cfg, **kw):
+        seen.append(backend.innocents_warm_status())
+        return real(cfg, **kw)
+    monkeypatch.setattr(ewe.innocents, "build_population", build)
+    monkeypatch.setenv("EWE_APP_WARM_INNOCENTS", "0")
+    backend.warm_innocents()
+    assert seen == []                                            # switched off
+    monkeypatch.setenv("EWE_APP_WARM_INNOCENTS", "1")
+    backend.warm_innocents()
+    assert seen == [{"done": 0, "total": 4}] and backend.innocents_warm_status() is None
+    folder = ewe.innocents.population_dir(tiny("digits", innocents=4))
+    assert len(ewe.innocents.load_population(folder)[1]) == 4
+    backend.warm_innocents()
+    assert len(seen) == 1                                        # complete: not trained again
