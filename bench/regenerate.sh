@@ -17,7 +17,7 @@ rel --dataset digits --victims 0-4 --thieves 5 --variants disjoint-hard --set ta
 rel --dataset digits --victims 0-4 --thieves 5 --variants disjoint-soft --set target=6 --results $D
 rel --dataset digits --victims 0-4 --thieves 5 --variants refsched-hard,refsched-soft5 --set target=6 --results $D
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,same-soft5 --set target=6 --set epochs=16 \
-    --set w_epochs=12 --set extraction_epochs=20 --note "budget x2 (H3)" --results $D
+    --set w_epochs=12 --set extract_epochs=20 --note "budget x2 (H3)" --results $D
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-soft5,same-hard --set trigger='"in"' --set source=1 \
     --results $D
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,disjoint-hard \
@@ -27,7 +27,9 @@ rel --dataset mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same
 rel --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard,fresh-soft5 --results $M
 rel --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants refsched-hard --results $M
 F=bench/results/reliability_fashion.jsonl
-rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-soft5,same-hard --results $F
+rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-soft5,same-hard,fresh-hard \
+    --results $F
+rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants refsched-hard --results $F
 rel --dataset speech-commands --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --results bench/results/reliability_speech.jsonl
 shopt -s nullglob
