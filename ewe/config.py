@@ -85,6 +85,9 @@ class RunConfig:
                                        # proving at alpha needs at least 1/alpha - 1 (19 at 0.05): see ewe.verify
     # run control
     train_baselines: bool = True       # clean, classic watermark, ablation and their extractions
+    # the watermarking schemes (victims) the run trains, by name (ewe.watermarks.schemes, e.g. "mea_defender";
+    # "default" = the default ones); None = the default ones (EWE + the baselines): the numbers stay as before
+    schemes: list[str] | None = None
     threads: int | None = None
 
     # ---- derived -------------------------------------------------------------------------------
@@ -224,6 +227,12 @@ def from_dict(values: dict[str, Any]) -> RunConfig:
     for key in ("kappa", "temperature"):
         if key in values:
             values[key] = [float(v) for v in _three(values[key], key)]
+    if isinstance(values.get("schemes"), str):    # a CLI or form value: "defended,mea_defender"
+        values["schemes"] = [values["schemes"]]
+    if values.get("schemes") is not None:
+        # names are checked against the scheme registry by ewe.watermarks.schemes.check_schemes (the
+        # pipeline, before anything is written; this bottom layer does not import the registry)
+        values["schemes"] = [n.strip() for v in values["schemes"] for n in str(v).split(",") if n.strip()]
     return validate(RunConfig(**values))
 
 

@@ -43,6 +43,10 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
         kind = hint
         if kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
+        elif f.name == "schemes":
+            p.add_argument(flag, "--scheme", dest="schemes", nargs="+", default=None,
+                           help="the watermarking schemes to train, e.g. default mea_defender "
+                                "(unset: EWE and the baselines)")
         elif typing.get_origin(kind) is list:
             p.add_argument(flag, type=float, nargs="+", default=None, help=HELP.get(f.name))
         else:
