@@ -302,6 +302,7 @@ def _save_trigger_png(folder: RunFolder, ts: trig.TriggerSet, n: int = 8) -> Non
     import matplotlib.pyplot as plt
     rows = [("classic (raw)", ts.raw_train), ("optimised (training)", ts.train),
             ("optimised (held out)", ts.heldout)]
+    rows += [(f"{name} (held out)", pair[1]) for name, pair in ts.extra.items()]   # a scheme's own set
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1, len(rows) * 1.3))
     for r, (label, x) in enumerate(rows):
         for c in range(n):
