@@ -170,7 +170,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
         for lab, victim in VICTIM_OF.items():   # each scheme's accuracy cost against the clean model
             if victim in m:
                 rows[lab]["cost"].append(m["clean"]["accuracy"] - m[victim]["accuracy"])
-        for k in ("clean", "clean_classic"):
+        for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
             v = result["verification"].get(k)
             if v:
                 innocent_tests += 1

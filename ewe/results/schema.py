@@ -58,10 +58,15 @@ METRICS: dict[str, tuple[str, ...]] = {
 def suspects() -> dict[str, tuple[str, str]]:
     """result.json's "verification" key -> (the suspect model, the trigger set it is judged on): the EWE
     victim, every scheme's stolen copy, and the independent clean model (the innocent suspect) on both
-    trigger sets, since clean models disagree most on the classic (unoptimised) triggers."""
+    trigger sets, since clean models disagree most on the classic (unoptimised) triggers, and on any scheme's
+    own set ("clean_composite")."""
     return {"defended": ("defended", "optimised"),
             **{stolen: (stolen, TRIGGER_SET[stolen]) for stolen in VICTIMS.values()},
-            "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic")}
+            "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic"),
+            # a scheme's own set (MEA-Defender's composites): the innocent suspect must not be claimed there
+            # either; runs without that set have no such verdict
+            **{f"clean_{s}": ("independent_clean", s) for s in sorted(set(TRIGGER_SET.values()))
+               if s not in HELDOUT_KEYS}}
 
 
 def heldout_key(set_name: str) -> str:

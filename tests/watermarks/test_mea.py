@@ -104,14 +104,16 @@ def test_a_run_with_the_scheme_trains_steals_and_judges_it(tmp_path):
     assert result["status"] == "finished"
     assert set(result["models"]) == {"defended", "mea_defender", "clean", "independent_clean", "extracted",
                                      "mea_extracted"}
+    # the innocent population answered the composites, and the copy is judged against it (a population the
+    # session's cache already holds for this task may have more than the 4 asked for)
+    innocents = json.loads((run / "innocents.json").read_text())
     v = result["verification"]["mea_extracted"]
-    assert v["trigger_set"] == "composite" and v["null_models"] == 4       # judged against the innocents
+    assert v["trigger_set"] == "composite" and v["null_models"] == len(innocents["sets"]["composite"]) >= 4
+    assert result["verification"]["clean_composite"]["trigger_set"] == "composite"   # the innocent suspect too
     assert (run / "models" / "mea_defender.pt").exists() and (run / "models" / "mea_extracted.pt").exists()
     preds = json.loads((run / "predictions.json").read_text())
     assert set(preds["sets"]) == {"optimised", "classic", "composite"}
     assert {"mea_defender", "mea_extracted", "clean", "independent_clean"} <= set(preds["sets"]["composite"])
-    innocents = json.loads((run / "innocents.json").read_text())
-    assert len(innocents["sets"]["composite"]) == 4                         # the population answered them
     tensors = torch.load(run / "triggers.pt", weights_only=True)
     assert tensors["composite_heldout"].shape[0] == 32
     thieves = json.loads((run / "thieves.json").read_text())
@@ -128,7 +130,8 @@ def test_an_old_run_folder_without_the_scheme_still_verifies_and_steals(tiny_run
     cfg.pop("schemes", None)
     cfg_path.write_text(json.dumps(cfg))
     result = verify_run(tiny_run)
-    assert "extracted" in result["verification"] and "mea_extracted" not in result["verification"]
+    assert "extracted" in result["verification"]
+    assert not {"mea_extracted", "clean_composite"} & set(result["verification"])
     result = pipeline.steal(tiny_run, {"thief_seed": 5})
     assert result["status"] == "finished" and "mea_extracted" not in result["models"]
     assert set(json.loads((tiny_run / "predictions.json").read_text())["sets"]) == {"optimised", "classic"}
