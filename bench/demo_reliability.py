@@ -114,7 +114,8 @@ def ensure_thief(path: Path, thief: dict, seed: int) -> None:
     res = pipeline.steal(path, {**thief, "thief_seed": seed})
     print(f"  {path.name} thief {thief['extract_labels']} seed {seed}: {time.perf_counter() - t0:.0f} s, "
           + ", ".join(f"{lab} {res['models'][k]['watermark_success']:.2f}"
-                      f"{'*' if res['verification'][k]['proven'] else ''}" for k, lab in SCHEMES), flush=True)
+                      f"{'*' if res['verification'].get(k, {}).get('proven') else ''}" for k, lab in SCHEMES
+                      if k in res["models"]), flush=True)      # the schemes this run trained
 
 
 def footprint(path: Path) -> dict:
@@ -166,7 +167,8 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
         counted.append(len(draws))
         fp = footprint(path)
         m = result["models"]
-        costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
+        if "defended" in m:      # a run may train other schemes only (--set schemes='["mea_defender"]')
+            costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
         for lab, victim in VICTIM_OF.items():   # each scheme's accuracy cost against the clean model
             if victim in m:
                 rows[lab]["cost"].append(m["clean"]["accuracy"] - m[victim]["accuracy"])
@@ -175,7 +177,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
             if v:
                 innocent_tests += 1
                 accused += bool(v["proven"])
-        nulls.append(result["verification"]["extracted"].get("null_rate"))
+        nulls.append(result["verification"].get("extracted", {}).get("null_rate"))
         for d in draws:
             for key, lab in SCHEMES:
                 c = d["copies"].get(key)
@@ -231,12 +233,14 @@ def table(summary: dict) -> str:
                      f"{kept} | {s['median_queries'] if s['median_queries'] is not None else '—'} | "
                      f"{cost} |")
     d = summary["ewe_minus_ablation_mean"]
+    cost = ("—" if summary["accuracy_cost_mean"] is None else      # no EWE victim in the run
+            f"{100 * summary['accuracy_cost_mean']:.2f} points (max {100 * summary['accuracy_cost_max']:.2f})")
+    nulls = summary["null_rate_optimised"]
+    null_range = f"{min(nulls):.3f}..{max(nulls):.3f}" if nulls else "—"
     lines += ["", f"EWE minus ablation, paired by thief: {'—' if d is None else f'{100 * d:+.1f} points'} "
-              f"(EWE ahead in {summary['ewe_ahead_pairs']} of {summary['pairs']}); defended accuracy cost "
-              f"{100 * summary['accuracy_cost_mean']:.2f} points (max {100 * summary['accuracy_cost_max']:.2f}); "
+              f"(EWE ahead in {summary['ewe_ahead_pairs']} of {summary['pairs']}); defended accuracy cost {cost}; "
               f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}; "
-              f"null rate on the optimised triggers {min(summary['null_rate_optimised']):.3f}.."
-              f"{max(summary['null_rate_optimised']):.3f}", "",
+              f"null rate on the optimised triggers {null_range}", "",
               "The victim's footprint on the thief's queries (mean over victims): answers of the target class "
               "where the truth is another class, and the mean target probability on those inputs; "
               "Spearman correlation with the watermark its copies keep:", ""]
