@@ -23,6 +23,7 @@ HELP = {
     "device": "cpu, cuda, or auto (cuda when present)",
     "thief_seed": "seed of the thief's student (initialisation, data order, query subset); by default "
                   "the run's seed + 20000",
+    "mea_sources": "MEA-Defender's two source classes (default: the two lowest classes other than the target)",
     "verify_margin": "how much more often than the clean reference (0-1) a suspect must answer the "
                      "watermark's target to count as stolen (0 = the plain t-test)",
 }

@@ -10,8 +10,8 @@ What is implemented (read from the paper and the authors' public code, lvpeizhuo
   top is a coin flip. Every composite is labelled the target class C. Training composites come from
   training images; the held-out composites (the verdict's queries) from TEST images, so no held-out input
   was ever trained on, not even in part. Classes: C is the run's ``target`` (one target for every scheme,
-  predictions.json has one); A and B are the two lowest classes other than C (the code's defaults are
-  A=0, B=1, C=2).
+  predictions.json has one); A and B are the run's ``mea_sources``, by default the two lowest classes other
+  than C (the code's defaults are A=0, B=1, C=2).
 - Negative composites (the code's extra "Hot Dog", vertical and ratio mixes of A and B, 8 % of its training
   set): A and B combined in other ways (left/right halves; a middle band of B inside A) labelled A or B
   at random, so that the model learns the half-over-half composition, not "anything with parts of A and B".
@@ -64,8 +64,11 @@ MARGIN = 1.0             # contrastive margin (the code's)
 SEED_OFFSET = 40_000     # composite draws: the run's seed + this (away from every other draw)
 
 
-def source_classes(target: int, n_classes: int = 10) -> tuple[int, int]:
-    """The two source classes A, B: the lowest classes other than the target."""
+def source_classes(target: int, n_classes: int = 10, chosen=None) -> tuple[int, int]:
+    """The two source classes A, B: ``chosen`` (the run's ``mea_sources``), else the lowest two classes other
+    than the target."""
+    if chosen:
+        return int(chosen[0]), int(chosen[1])
     a, b = [c for c in range(n_classes) if c != target][:2]
     return a, b
 
@@ -127,7 +130,7 @@ def negatives(x: torch.Tensor, y: torch.Tensor, a: int, b: int, n: int, g: torch
 def make_composite_set(cfg: RunConfig, data: Data, n_train: int) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(training composites, held-out composites, description): training ones from training images, the
     held-out ones (``cfg.n_heldout``) from test images; deterministic for a run's seed."""
-    a, b = source_classes(cfg.target, len(data.classes))
+    a, b = source_classes(cfg.target, len(data.classes), cfg.mea_sources)
     g = torch.Generator().manual_seed(cfg.seed + SEED_OFFSET)
     train = composites(data.x_train, data.y_train, a, b, n_train, g)
     held = composites(data.x_test, data.y_test, a, b, cfg.n_heldout, g)
@@ -155,7 +158,7 @@ def train_mea(model, x, y, triggers: torch.Tensor, cfg: RunConfig, *, reporter: 
     """MEA-Defender's watermark phase on ``model`` (see the module docstring). Returns (optimizer, None)."""
     opt = optimizer or make_optimizer(model, cfg.lr)
     target = cfg.target
-    a, b = source_classes(target, int(y.max()) + 1 if len(y) else 10)
+    a, b = source_classes(target, int(y.max()) + 1 if len(y) else 10, cfg.mea_sources)
     g = torch.Generator().manual_seed(seed + SEED_OFFSET + 1)
     half = cfg.batch_size // 2
     n_neg = max(1, round(half * NEGATIVE_SHARE))

@@ -135,3 +135,14 @@ def test_an_old_run_folder_without_the_scheme_still_verifies_and_steals(tiny_run
     result = pipeline.steal(tiny_run, {"thief_seed": 5})
     assert result["status"] == "finished" and "mea_extracted" not in result["models"]
     assert set(json.loads((tiny_run / "predictions.json").read_text())["sets"]) == {"optimised", "classic"}
+
+
+def test_the_source_classes_can_be_chosen_and_are_checked():
+    data = _striped_data()
+    cfg = from_dict({"target": 0, "mea_sources": [7.0, 8.0], "n_heldout": 8})   # the CLI parses floats
+    assert cfg.mea_sources == [7, 8]
+    train, _, what = mea.make_composite_set(cfg, data, 16)
+    assert {round(v, 3) for v in torch.unique(train).tolist()} == {0.7, 0.8} and "classes 7 (7) and 8 (8)" in what
+    for bad in ([7], [7, 7], [0, 8], [7, 10]):
+        with pytest.raises(ConfigError, match="mea_sources"):
+            from_dict({"target": 0, "mea_sources": bad})
