@@ -9,15 +9,12 @@ e.g. (RESULTS.md section 12):
 Use another --out than the full scheme's runs: the folder names do not record the weights.
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import ewe.watermarks.mea as mea  # noqa: E402
+import ewe.watermarks.mea as mea
 
 mea.KL_WEIGHT, mea.SIMILARITY_WEIGHT = 0.0, 0.0
 
-import demo_reliability  # noqa: E402
+import demo_reliability  # noqa: E402  (beside this script: python puts its folder first on the path)
 
 if __name__ == "__main__":
     sys.exit(demo_reliability.main())
