@@ -62,7 +62,8 @@ VARIANTS = {
     "refsched-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0},
                        "victims": {"clean_schedule": "reference"}},
 }
-SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))
+SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"),
+           ("mea_extracted", "MEA-Defender"))     # a scheme a run did not train has no rows
 WITHIN = 100
 
 
@@ -113,7 +114,8 @@ def ensure_thief(path: Path, thief: dict, seed: int) -> None:
     res = pipeline.steal(path, {**thief, "thief_seed": seed})
     print(f"  {path.name} thief {thief['extract_labels']} seed {seed}: {time.perf_counter() - t0:.0f} s, "
           + ", ".join(f"{lab} {res['models'][k]['watermark_success']:.2f}"
-                      f"{'*' if res['verification'][k]['proven'] else ''}" for k, lab in SCHEMES), flush=True)
+                      f"{'*' if res['verification'].get(k, {}).get('proven') else ''}" for k, lab in SCHEMES
+                      if k in res["models"]), flush=True)      # the schemes this run trained
 
 
 def footprint(path: Path) -> dict:
@@ -126,7 +128,7 @@ def footprint(path: Path) -> dict:
     saved = json.loads((path / "config.json").read_text())
     cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
     data = splits.load_data(cfg)
-    models = runs.load_run_models(path, ["defended", "plain_watermark", "ablation_no_snnl", "clean"])
+    models = runs.load_run_models(path, [*VICTIM_OF.values(), "clean"])
     other = data.y_attack != cfg.target
     out = {}
     for name, model in models.items():
@@ -139,7 +141,8 @@ def footprint(path: Path) -> dict:
     return out
 
 
-VICTIM_OF = {"EWE": "defended", "classic": "plain_watermark", "ablation": "ablation_no_snnl"}
+VICTIM_OF = {"EWE": "defended", "classic": "plain_watermark", "ablation": "ablation_no_snnl",
+             "MEA-Defender": "mea_defender"}
 
 
 def interval(k: int, n: int) -> str:
@@ -150,7 +153,7 @@ def interval(k: int, n: int) -> str:
 
 
 def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[int]) -> dict:
-    rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": []} for _, lab in SCHEMES}
+    rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": [], "cost": []} for _, lab in SCHEMES}
     paired, costs, accused, innocent_tests, nulls = [], [], 0, 0, []
     traces = {lab: [] for _, lab in SCHEMES}     # (victim's footprint, mean kept by its thieves)
     counted = []                                  # thieves per victim actually stored
@@ -164,13 +167,17 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
         counted.append(len(draws))
         fp = footprint(path)
         m = result["models"]
-        costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
-        for k in ("clean", "clean_classic"):
+        if "defended" in m:      # a run may train other schemes only (--set schemes='["mea_defender"]')
+            costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
+        for lab, victim in VICTIM_OF.items():   # each scheme's accuracy cost against the clean model
+            if victim in m:
+                rows[lab]["cost"].append(m["clean"]["accuracy"] - m[victim]["accuracy"])
+        for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
             v = result["verification"].get(k)
             if v:
                 innocent_tests += 1
                 accused += bool(v["proven"])
-        nulls.append(result["verification"]["extracted"].get("null_rate"))
+        nulls.append(result["verification"].get("extracted", {}).get("null_rate"))
         for d in draws:
             for key, lab in SCHEMES:
                 c = d["copies"].get(key)
@@ -208,25 +215,32 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
             "n": r["n"], "proven": r["proven"], "proven_within_100": r["within"],
             "kept_mean": statistics.mean(r["kept"]) if r["kept"] else None,
             "kept_min": min(r["kept"]) if r["kept"] else None, "kept_max": max(r["kept"]) if r["kept"] else None,
-            "median_queries": statistics.median(r["queries"]) if r["queries"] else None}
+            "median_queries": statistics.median(r["queries"]) if r["queries"] else None,
+            "accuracy_cost_mean": statistics.mean(r["cost"]) if r["cost"] else None}
     return out
 
 
 def table(summary: dict) -> str:
     lines = [f"### {summary['variant']}: {summary['victims']} victims x {summary['thieves_per_victim']} thieves",
              "", "| scheme | proven within 100 queries (95 % CI) | proven | watermark kept mean [min..max] | "
-             "median queries |", "|---|---|---|---|---|"]
+             "median queries | accuracy cost (victim vs clean) |", "|---|---|---|---|---|---|"]
     for lab, s in summary["schemes"].items():
+        if not s["n"]:
+            continue
+        cost = "—" if s["accuracy_cost_mean"] is None else f"{100 * s['accuracy_cost_mean']:.2f} points"
         kept = "—" if s["kept_mean"] is None else f"{s['kept_mean']:.3f} [{s['kept_min']:.3f}..{s['kept_max']:.3f}]"
         lines.append(f"| {lab} | {interval(s['proven_within_100'], s['n'])} | {interval(s['proven'], s['n'])} | "
-                     f"{kept} | {s['median_queries'] if s['median_queries'] is not None else '—'} |")
+                     f"{kept} | {s['median_queries'] if s['median_queries'] is not None else '—'} | "
+                     f"{cost} |")
     d = summary["ewe_minus_ablation_mean"]
+    cost = ("—" if summary["accuracy_cost_mean"] is None else      # no EWE victim in the run
+            f"{100 * summary['accuracy_cost_mean']:.2f} points (max {100 * summary['accuracy_cost_max']:.2f})")
+    nulls = summary["null_rate_optimised"]
+    null_range = f"{min(nulls):.3f}..{max(nulls):.3f}" if nulls else "—"
     lines += ["", f"EWE minus ablation, paired by thief: {'—' if d is None else f'{100 * d:+.1f} points'} "
-              f"(EWE ahead in {summary['ewe_ahead_pairs']} of {summary['pairs']}); defended accuracy cost "
-              f"{100 * summary['accuracy_cost_mean']:.2f} points (max {100 * summary['accuracy_cost_max']:.2f}); "
+              f"(EWE ahead in {summary['ewe_ahead_pairs']} of {summary['pairs']}); defended accuracy cost {cost}; "
               f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}; "
-              f"null rate on the optimised triggers {min(summary['null_rate_optimised']):.3f}.."
-              f"{max(summary['null_rate_optimised']):.3f}", "",
+              f"null rate on the optimised triggers {null_range}", "",
               "The victim's footprint on the thief's queries (mean over victims): answers of the target class "
               "where the truth is another class, and the mean target probability on those inputs; "
               "Spearman correlation with the watermark its copies keep:", ""]
@@ -275,7 +289,8 @@ def main(argv=None) -> int:
     for kv in args.set:
         k, v = kv.split("=", 1)
         overrides[k] = json.loads(v)
-    tag = "".join(f"-{k}{v}" for k, v in sorted(overrides.items()))
+    # a list (e.g. schemes) is tagged by its items: schemes=["default","mea_defender"] -> -schemesdefault+mea_defender
+    tag = "".join(f"-{k}{'+'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in sorted(overrides.items()))
     victims = seeds(args.victims)
     started = time.perf_counter()
     summaries = []

@@ -85,6 +85,11 @@ class RunConfig:
                                        # proving at alpha needs at least 1/alpha - 1 (19 at 0.05): see ewe.verify
     # run control
     train_baselines: bool = True       # clean, classic watermark, ablation and their extractions
+    # the watermarking schemes (victims) the run trains, by name (ewe.watermarks.schemes, e.g. "mea_defender";
+    # "default" = the default ones); None = the default ones (EWE + the baselines): the numbers stay as before
+    schemes: list[str] | None = None
+    # MEA-Defender's two source classes (its composites' halves); None = the two lowest classes other than target
+    mea_sources: list[int] | None = None
     threads: int | None = None
 
     # ---- derived -------------------------------------------------------------------------------
@@ -224,6 +229,14 @@ def from_dict(values: dict[str, Any]) -> RunConfig:
     for key in ("kappa", "temperature"):
         if key in values:
             values[key] = [float(v) for v in _three(values[key], key)]
+    if values.get("mea_sources") is not None:     # the CLI's list options parse floats
+        values["mea_sources"] = [int(v) for v in values["mea_sources"]]
+    if isinstance(values.get("schemes"), str):    # a CLI or form value: "defended,mea_defender"
+        values["schemes"] = [values["schemes"]]
+    if values.get("schemes") is not None:
+        # names are checked against the scheme registry by ewe.watermarks.schemes.check_schemes (the
+        # pipeline, before anything is written; this bottom layer does not import the registry)
+        values["schemes"] = [n.strip() for v in values["schemes"] for n in str(v).split(",") if n.strip()]
     return validate(RunConfig(**values))
 
 
@@ -280,6 +293,11 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(not (cfg.trigger == "in" and cfg.source == cfg.target),
          f"source and target are both class {cfg.source}: an in-distribution watermark needs a source "
          "class different from the target")
+    need(cfg.mea_sources is None or (len(cfg.mea_sources) == 2 and len(set(cfg.mea_sources)) == 2
+                                     and all(0 <= c < n_classes for c in cfg.mea_sources)
+                                     and cfg.target not in cfg.mea_sources),
+         f"mea_sources is two different classes 0..{n_classes - 1}, neither the target {cfg.target}; "
+         f"got {cfg.mea_sources}")
     need(cfg.n_triggers is None or cfg.n_triggers >= 2, "n_triggers must be at least 2")
     need(cfg.n_heldout >= 2, "n_heldout must be at least 2 (the t-test needs several queries)")
     need(cfg.maxiter >= 0, "maxiter must be 0 or more")

@@ -25,7 +25,7 @@ import torch
 from .callbacks import Reporter
 from .config import RunConfig
 from .models import build_model, load_state
-from .results.schema import INNOCENTS_FILE
+from .results.schema import INNOCENTS_FILE, heldout_sets
 from .train import accuracy, predict, train_clean
 
 POPULATION_SIZE = 24
@@ -215,7 +215,7 @@ def attach_population(run_dir: str | Path, folder: str | Path) -> dict:
     cfg = json.loads((run_dir / "config.json").read_text())
     device = cfg.get("device", "cpu")
     t = torch.load(run_dir / "triggers.pt", weights_only=True)
-    out = query_population(folder, {"optimised": t["heldout"], "classic": t["raw_heldout"]}, device)
+    out = query_population(folder, heldout_sets(t), device)   # every set the run has (old runs: two)
     tmp = run_dir / (INNOCENTS_FILE + ".tmp")
     tmp.write_text(json.dumps(out))
     tmp.replace(run_dir / INNOCENTS_FILE)

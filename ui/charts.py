@@ -123,9 +123,12 @@ def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dic
                       "plain_extracted": "stolen copy of the plain-watermark model",
                       "ablation_extracted": "stolen copy of the ablation (no SNNL)",
                       "clean": "independent clean model (innocent)",
-                      "clean_classic": "innocent model, classic triggers", "upload": "uploaded suspect"}
+                      "clean_classic": "innocent model, classic triggers",
+                      "mea_extracted": "stolen copy of the MEA-Defender model",
+                      "clean_composite": "innocent model, composite triggers", "upload": "uploaded suspect"}
     colors = {"extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd",
-              "clean": "#2ca02c", "clean_classic": "#8c564b", "upload": "#ff7f0e"}
+              "clean": "#2ca02c", "clean_classic": "#8c564b", "mea_extracted": "#17becf",
+              "clean_composite": "#bcbd22", "upload": "#ff7f0e"}
     fig = go.Figure()
     for key, label in names.items():
         v = verification.get(key)

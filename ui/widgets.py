@@ -278,6 +278,8 @@ VERDICT_SUBJECT = {"extracted": "the stolen copy of the defended (EWE) model",
                    "ablation_extracted": "the stolen copy of the ablation (optimised triggers, no SNNL)",
                    "clean": "an independently trained clean model (innocent)",
                    "clean_classic": "the same innocent model, on the classic watermark's triggers",
+                   "mea_extracted": "the stolen copy of the MEA-Defender model",
+                   "clean_composite": "the same innocent model, on MEA-Defender's composite triggers",
                    "upload": "the uploaded suspect model"}
 
 
@@ -310,7 +312,7 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
     with st.container(border=True):
         if thief:
             st.caption(f":material/person: Judges the copy stolen by **{thief}**.")
-        if key in ("clean", "clean_classic"):
+        if key in ("clean", "clean_classic", "clean_composite"):   # innocent suspects
             headline = (":red[:material/gpp_bad:] Falsely accused — the test would wrongly claim this "
                         "innocent model" if proven else
                         ":green[:material/verified_user:] Not accused — the test correctly leaves this "

@@ -278,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "nulls":
             return _nulls(args)
         cfg = _config_from_args(args) if args.command == "run" else None
+        if cfg is not None:
+            from ..watermarks.schemes import schemes_for
+            schemes_for(cfg)    # unknown scheme names: one line, before any file is touched
         if cfg is not None and args.out:
             _check_out(args.out, args.overwrite)    # before any file is touched
         stop = _install_stop_handler()

@@ -48,12 +48,12 @@ from ..config import ConfigError, RunConfig, from_dict, run_thief_seed
 from ..data.splits import Data, check_device, load_data
 from ..models import build_model
 from ..results.runs import RunFolder, load_run, load_run_models
-from ..results.schema import TRIGGER_SET, VICTIMS
+from ..results.schema import TRIGGER_SET, VICTIMS, heldout_sets
 from ..results.verdicts import record_thief, verify_run
 from ..train import Probe, accuracy, make_optimizer, predict, train_clean, watermark_schedule, watermark_success
 from ..watermarks import triggers as trig
 from ..watermarks.diagnostics import layer_geometry, projection, save_projection_png
-from ..watermarks.schemes import SCHEMES, schemes_for
+from ..watermarks.schemes import schemes_for
 
 LIVE_TEST = 2000   # test samples used for the live per-epoch curves (the final figures use all)
 
@@ -103,9 +103,9 @@ def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool
     chunks = -(-n_triggers // (cfg.batch_size // 2)) + -(-cfg.n_heldout // (cfg.batch_size // 2))
     return {"pretrain": cfg.epochs * nb,
             "triggers": chunks * (cfg.maxiter * 2.5 + 6) * 0.5 if cfg.optimise_triggers else 1,
-            **{s.name: wm_clean + wm_steps * (3.5 if s.uses_snnl(cfg) else 1) for s in SCHEMES.values()},
+            **{s.name: wm_clean + wm_steps * (3.5 if s.uses_snnl(cfg) else 1) for s in schemes_for(cfg)},
             "clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb, "independent_clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb,
-            **({f"steal_{v}": cfg.extraction_epochs * nb for v in VICTIMS} if with_steal else {})}
+            **({f"steal_{s.name}": cfg.extraction_epochs * nb for s in schemes_for(cfg)} if with_steal else {})}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -151,6 +151,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
                   reporter: Reporter | None = None, with_steal: bool = False) -> dict:
     """Train every victim and baseline; return (and write) result.json with status and timings."""
     check_device(cfg.device)   # before anything is written
+    schemes = schemes_for(cfg)  # validates the run's scheme list (ConfigError), also before anything is written
     rep = reporter or _start(cfg, listeners, stop)
     folder = RunFolder(out_dir)
     folder.write_json("config.json", {**cfg.to_dict(), "effective": _effective(cfg)})
@@ -190,12 +191,22 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
 
         # 2. triggers: patch location (in-distribution), then optimisation against the pre-trained model
         ts = timed("triggers", lambda: trig.make_trigger_set(cfg, data, base, raw_train, raw_held, rep))
+        for scheme in schemes:   # a scheme's own trigger set (MEA-Defender's composites), made once per set
+            if scheme.trigger_set not in ts.extra:
+                made = scheme.build_triggers(cfg, data, len(raw_train))
+                if made is not None:
+                    ts.extra[scheme.trigger_set] = made[:2]
+                    result.setdefault("scheme_triggers", {})[scheme.trigger_set] = made[2]
+                    rep.message(f"Triggers of {scheme.label}: {made[2]}")
         folder.save_tensors("triggers.pt", {"train": ts.train, "heldout": ts.heldout,
-                                            "raw_train": ts.raw_train, "raw_heldout": ts.raw_heldout})
+                                            "raw_train": ts.raw_train, "raw_heldout": ts.raw_heldout,
+                                            **{f"{k}_{part}": t for k, pair in ts.extra.items()
+                                               for part, t in zip(("train", "heldout"), pair)}})
         if ts.patch:
             result["patch"] = list(ts.patch)
         _save_trigger_png(folder, ts)
-        sets = {"optimised": ts.heldout, "classic": ts.raw_heldout}
+        sets = {"optimised": ts.heldout, "classic": ts.raw_heldout, **{k: v[1] for k, v in ts.extra.items()}}
+        predictions["sets"].update({k: {} for k in ts.extra})
         diag_target = data.x_test[data.y_test == cfg.target]
         diagnostics = {"target_samples": "target-class test samples", "triggers": "held-out triggers"}
 
@@ -207,7 +218,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             folder.write_json("diagnostics.json", diagnostics)
         diagnose("before", base, "optimised")
         diagnose("before_classic", base, "classic")
-        train_sets = {s.name: s.training_triggers(ts) for s in SCHEMES.values()}
+        train_sets = {s.name: s.training_triggers(ts) for s in schemes}
         pre_opt_state = base_opt.state_dict()
 
         def finish(name: str, model):
@@ -221,7 +232,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             folder.write_json("history.json", rep.history)
 
         # 3. the watermarked victims, one per scheme, each from the same pre-trained weights and optimiser state
-        for scheme in schemes_for(cfg):
+        for scheme in schemes:
             name = scheme.name
             model = copy.deepcopy(base)
             opt = _resume_optimizer(model, cfg.lr, pre_opt_state)
@@ -231,7 +242,11 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
                                              optimizer=opt, probe=probe, seed=cfg.seed))
             diagnose(name, model, scheme.trigger_set)
             if folder.path:
-                before = diagnostics["before_classic" if scheme.trigger_set == "classic" else "before"]
+                key = {"optimised": "before", "classic": "before_classic"}.get(scheme.trigger_set,
+                                                                               f"before_{scheme.trigger_set}")
+                if key not in diagnostics:
+                    diagnose(key, base, scheme.trigger_set)
+                before = diagnostics[key]
                 save_projection_png(before["projection"], diagnostics[name]["projection"],
                                     folder.path / f"projection_{name}.png",
                                     f"{name}: triggers vs target class (PCA of cosine-normalised features)")
@@ -287,6 +302,7 @@ def _save_trigger_png(folder: RunFolder, ts: trig.TriggerSet, n: int = 8) -> Non
     import matplotlib.pyplot as plt
     rows = [("classic (raw)", ts.raw_train), ("optimised (training)", ts.train),
             ("optimised (held out)", ts.heldout)]
+    rows += [(f"{name} (held out)", pair[1]) for name, pair in ts.extra.items()]   # a scheme's own set
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.1, len(rows) * 1.3))
     for r, (label, x) in enumerate(rows):
         for c in range(n):
@@ -324,7 +340,7 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     with _recorded(result, "steal_total", folder, predictions, lambda: earlier + rep.history):
         data = data or load_data(cfg)
         tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
-        sets = {"optimised": tensors["heldout"].to(cfg.device), "classic": tensors["raw_heldout"].to(cfg.device)}
+        sets = {k: v.to(cfg.device) for k, v in heldout_sets(tensors).items()}
         victims = load_run_models(run_dir, VICTIMS)
         if not victims:
             raise ValueError("this run has no trained victim models to attack; train first")

@@ -36,7 +36,7 @@ from ..callbacks import Reporter, Stopped
 from ..config import from_dict
 from ..data.splits import load_data
 from ..results.runs import RunFolder, load_run_models
-from ..results.schema import INNOCENTS_FILE, TRIGGER_SET
+from ..results.schema import INNOCENTS_FILE, TRIGGER_SET, heldout_sets
 from ..verify import nulls_for_run
 
 
@@ -133,7 +133,7 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     try:
         data = data or load_data(cfg)
         tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
-        sets = {"optimised": tensors["heldout"].to(cfg.device), "classic": tensors["raw_heldout"].to(cfg.device)}
+        sets = {k: v.to(cfg.device) for k, v in heldout_sets(tensors).items()}
         wanted = [v for v in settings.victims]
         victims = load_run_models(run_dir, wanted)
         missing = [v for v in wanted if v not in victims]

@@ -12,7 +12,7 @@ from typing import Any
 from ..watermarks.schemes import BASE_SETS, STOLEN_COPIES, TRIGGER_SET, VICTIMS
 
 __all__ = ["CONFIG_FILE", "RESULT_FILE", "HISTORY_FILE", "PREDICTIONS_FILE", "DIAGNOSTICS_FILE", "THIEVES_FILE",
-           "INNOCENTS_FILE", "ROBUSTNESS_FILE", "TRIGGERS_FILE", "VICTIMS", "STOLEN_COPIES", "TRIGGER_SET",
+           "INNOCENTS_FILE", "ROBUSTNESS_FILE", "TRIGGERS_FILE", "HELDOUT_KEYS", "heldout_key", "heldout_sets", "VICTIMS", "STOLEN_COPIES", "TRIGGER_SET",
            "CLEAN_MODELS", "VERDICT_KEYS", "METRICS", "suspects", "get", "metric_values"]
 
 CONFIG_FILE = "config.json"              # RunConfig.to_dict() (+ "effective" notes)
@@ -23,7 +23,10 @@ DIAGNOSTICS_FILE = "diagnostics.json"    # geometry and projections before / aft
 THIEVES_FILE = "thieves.json"            # one entry per thief that stole the run's victims (verdicts.record_thief)
 INNOCENTS_FILE = "innocents.json"        # the innocent population's answers on the run's triggers
 ROBUSTNESS_FILE = "robustness.json"      # removal-attack records (ewe.experiments.robustness)
-TRIGGERS_FILE = "triggers.pt"            # {"train", "heldout", "raw_train", "raw_heldout"} tensors
+TRIGGERS_FILE = "triggers.pt"            # {"train", "heldout", "raw_train", "raw_heldout"} tensors, plus
+                                         # "<set>_train" / "<set>_heldout" of a scheme's own set ("composite")
+# a trigger set -> the triggers.pt key of its held-out half (other sets: "<set>_heldout")
+HELDOUT_KEYS = {"optimised": "heldout", "classic": "raw_heldout"}
 
 CLEAN_MODELS = tuple(BASE_SETS)          # the clean reference and the independent clean model
 
@@ -55,10 +58,30 @@ METRICS: dict[str, tuple[str, ...]] = {
 def suspects() -> dict[str, tuple[str, str]]:
     """result.json's "verification" key -> (the suspect model, the trigger set it is judged on): the EWE
     victim, every scheme's stolen copy, and the independent clean model (the innocent suspect) on both
-    trigger sets, since clean models disagree most on the classic (unoptimised) triggers."""
+    trigger sets, since clean models disagree most on the classic (unoptimised) triggers, and on any scheme's
+    own set ("clean_composite")."""
     return {"defended": ("defended", "optimised"),
             **{stolen: (stolen, TRIGGER_SET[stolen]) for stolen in VICTIMS.values()},
-            "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic")}
+            "clean": ("independent_clean", "optimised"), "clean_classic": ("independent_clean", "classic"),
+            # a scheme's own set (MEA-Defender's composites): the innocent suspect must not be claimed there
+            # either; runs without that set have no such verdict
+            **{f"clean_{s}": ("independent_clean", s) for s in sorted(set(TRIGGER_SET.values()))
+               if s not in HELDOUT_KEYS}}
+
+
+def heldout_key(set_name: str) -> str:
+    """The triggers.pt key of ``set_name``'s held-out triggers."""
+    return HELDOUT_KEYS.get(set_name, f"{set_name}_heldout")
+
+
+def heldout_sets(tensors: dict) -> dict:
+    """Every held-out trigger set a run's triggers.pt holds, by set name: "optimised" and "classic", and the
+    set of any scheme with its own triggers (MEA-Defender's "composite"); a run made before that scheme
+    existed, or without it, simply has none."""
+    sets = {name: tensors[key] for name, key in HELDOUT_KEYS.items() if key in tensors}
+    sets.update({key[:-len("_heldout")]: t for key, t in tensors.items()
+                 if key.endswith("_heldout") and key not in HELDOUT_KEYS.values()})
+    return sets
 
 
 def get(d: Any, path: tuple[str, ...]) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import ConfigError, from_dict
 from ..verify import judge, nulls_for_run, run_settings, verify_predictions
 from .runs import RunFolder, RunFolderError, load_run
-from .schema import INNOCENTS_FILE, THIEVES_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS
+from .schema import INNOCENTS_FILE, THIEVES_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS, heldout_key
 
 
 def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
@@ -131,6 +131,8 @@ def judge_checkpoint(run_dir: str | Path, path: str | Path, model_name: str, set
     if not trig_path.exists() or "input_shape" not in (run["result"] or {}):
         raise RunFolderError(f"{Path(run_dir).name} has no trigger set to test with; train it first")
     model = load_state(build_model(model_name, tuple(run["result"]["input_shape"])), path)
-    key = {"optimised": "heldout", "classic": "raw_heldout"}[set_name]
-    triggers = torch.load(trig_path, weights_only=True)[key]
+    tensors = torch.load(trig_path, weights_only=True)
+    if heldout_key(set_name) not in tensors:
+        raise RunFolderError(f"{Path(run_dir).name} has no {set_name} triggers")
+    triggers = tensors[heldout_key(set_name)]
     return judge_suspect(run_dir, predict(model, triggers).tolist(), set_name, **overrides)

@@ -9,11 +9,20 @@ weighted SNNL of every layer; ``ewe.train.plain_step``: cross-entropy only). The
     EWE        "defended"           optimised triggers, SNNL term (unless the run sets snnl=False)
     CLASSIC    "plain_watermark"    raw triggers, cross-entropy only (the plain watermark of the paper)
     ABLATION   "ablation_no_snnl"   optimised triggers, cross-entropy only: what the SNNL term adds
+    MEA        "mea_defender"       MEA-Defender (Lv et al., S&P 2024): its own "composite" triggers (halves of
+                                    two source classes' images, labelled the target) and training
+                                    (ewe.watermarks.mea); trained only when a run lists it in ``schemes``
+
+A run's ``schemes`` (RunConfig, CLI ``--schemes``) lists the victims it trains; unset, the default ones
+(EWE, and the baselines unless ``train_baselines`` is off), so that existing settings give the same numbers.
+``check_schemes`` is the one place that validates such a list.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
+
+from ..config import ConfigError
 
 if TYPE_CHECKING:   # annotations only: importing this module must not import torch (the app's first page)
     import torch
@@ -21,7 +30,8 @@ if TYPE_CHECKING:   # annotations only: importing this module must not import to
     from ..config import RunConfig
     from .triggers import TriggerSet
 
-TRIGGER_SETS = ("optimised", "classic")
+TRIGGER_SETS = ("optimised", "classic", "composite")
+BUILTIN_SETS = ("optimised", "classic")    # made by ewe.watermarks.triggers for every run
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,7 @@ class Scheme:
     label: str                # for people
     snnl: bool | None         # SNNL term in the watermark step; None: the run's own ``snnl`` setting
     baseline: bool = True     # a comparison, trained only with the run's ``train_baselines``
+    default: bool = True      # trained when a run does not list its ``schemes``
 
     def __post_init__(self):
         if self.trigger_set not in TRIGGER_SETS:
@@ -41,7 +52,14 @@ class Scheme:
         return bool(cfg.snnl) if self.snnl is None else self.snnl
 
     def training_triggers(self, ts: TriggerSet) -> torch.Tensor:
+        if self.trigger_set not in BUILTIN_SETS:
+            return ts.extra[self.trigger_set][0]
         return ts.train if self.trigger_set == "optimised" else ts.raw_train
+
+    def build_triggers(self, cfg: RunConfig, data, n_train: int):
+        """A scheme with its own trigger set makes it here: (training, held-out, description); None for the
+        sets every run makes (``ewe.watermarks.triggers``)."""
+        return None
 
     def step(self, cfg: RunConfig) -> Callable:
         """The watermark-batch step (see ``ewe.train.train_watermark``)."""
@@ -56,9 +74,23 @@ class Scheme:
                                stage=self.name, name=self.name, step=self.step(cfg), **kw)
 
 
+class MeaScheme(Scheme):
+    """MEA-Defender: composite triggers and its own training (ewe.watermarks.mea)."""
+
+    def build_triggers(self, cfg: RunConfig, data, n_train: int):
+        from .mea import make_composite_set
+        return make_composite_set(cfg, data, n_train)
+
+    def train(self, model, x, y, ts: TriggerSet, x_target, cfg: RunConfig, **kw):
+        from .mea import train_mea
+        kw.pop("temps", None)
+        return train_mea(model, x, y, self.training_triggers(ts), cfg, stage=self.name, name=self.name, **kw)
+
+
 EWE = Scheme("defended", "extracted", "optimised", "EWE (defended)", snnl=None, baseline=False)
 CLASSIC = Scheme("plain_watermark", "plain_extracted", "classic", "plain watermark", snnl=False)
 ABLATION = Scheme("ablation_no_snnl", "ablation_extracted", "optimised", "ablation: no SNNL", snnl=False)
+MEA = MeaScheme("mea_defender", "mea_extracted", "composite", "MEA-Defender", snnl=False, default=False)
 
 SCHEMES: dict[str, Scheme] = {}
 BASE_SETS = {"clean": "optimised", "independent_clean": "optimised"}   # the clean models' trigger set
@@ -84,8 +116,37 @@ for _s in (EWE, CLASSIC, ABLATION):
 # the built-in schemes' stolen copies (the app's fixed columns); library code iterates VICTIMS, which follows
 # register()
 STOLEN_COPIES = tuple(VICTIMS.values())
+register(MEA)   # after STOLEN_COPIES: a rival scheme, not one of the app's fixed EWE columns
+
+
+def check_schemes(names) -> list[str]:
+    """A run's ``schemes`` list, validated: known victim names (or "default": the default ones), no
+    repeats. Raises ConfigError (one line) otherwise. Returns the names with "default" expanded."""
+    if isinstance(names, str):
+        names = [names]
+    out: list[str] = []
+    for raw in names:
+        for n in str(raw).split(","):
+            n = n.strip()
+            if not n:
+                continue
+            expanded = [s.name for s in SCHEMES.values() if s.default] if n == "default" else [n]
+            for e in expanded:
+                if e not in SCHEMES:
+                    raise ConfigError(f"unknown scheme {e!r}; choose from {', '.join(SCHEMES)} (or 'default')")
+                if e in out:
+                    raise ConfigError(f"scheme {e!r} is listed twice")
+                out.append(e)
+    if not out:
+        raise ConfigError("schemes lists no scheme; leave it unset for the default ones")
+    return out
 
 
 def schemes_for(cfg: RunConfig) -> list[Scheme]:
-    """The schemes a run with ``cfg`` trains, in order: EWE alone unless ``train_baselines``."""
-    return [s for s in SCHEMES.values() if cfg.train_baselines or not s.baseline]
+    """The schemes a run with ``cfg`` trains, in registry order: the ones its ``schemes`` lists; unset, the
+    default ones (EWE alone unless ``train_baselines``)."""
+    chosen = getattr(cfg, "schemes", None)
+    if chosen is not None:
+        wanted = set(check_schemes(chosen))
+        return [s for s in SCHEMES.values() if s.name in wanted]
+    return [s for s in SCHEMES.values() if s.default and (cfg.train_baselines or not s.baseline)]

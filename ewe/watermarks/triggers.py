@@ -14,7 +14,7 @@ Held-out triggers are made the same way (same patch, same optimisation) but neve
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,8 @@ class TriggerSet:
     raw_heldout: torch.Tensor
     patch: tuple[int, int] | None = None   # (row, col) of the in-distribution patch
     value_range: tuple[float, float] = (0.0, 1.0)
+    # a scheme's own trigger set (ewe.watermarks.schemes.Scheme.build_triggers): name -> (training, held-out)
+    extra: dict = field(default_factory=dict)
 
 
 def tile(x: torch.Tensor, n: int) -> torch.Tensor:

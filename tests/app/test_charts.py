@@ -59,3 +59,10 @@ def test_study_figure_has_seeds_and_means_per_dataset_and_the_bar():
 
 def test_study_figure_without_results_says_so():
     assert any("no study results" in a.text for a in charts.study_figure([]).layout.annotations)
+
+
+def test_pvalue_figure_names_mea_defenders_copy_and_the_innocent_on_its_triggers():
+    from ui.charts import pvalue_figure
+    curve = {"queries": [1, 2, 4], "p_median": [0.5, 0.1, 0.01]}
+    fig = pvalue_figure({"mea_extracted": {"curve": curve}, "clean_composite": {"curve": curve}})
+    assert {t.name for t in fig.data} >= {"stolen copy of the MEA-Defender model", "innocent model, composite triggers"}

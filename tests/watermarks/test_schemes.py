@@ -9,8 +9,9 @@ from ewe.watermarks.schemes import SCHEMES, Scheme
 
 
 def test_the_papers_three_schemes():
-    assert list(SCHEMES) == ["defended", "plain_watermark", "ablation_no_snnl"]    # the training order
-    ewe, classic, ablation = SCHEMES.values()
+    # the training order; MEA-Defender is registered but trained only when a run lists it
+    assert list(SCHEMES) == ["defended", "plain_watermark", "ablation_no_snnl", "mea_defender"]
+    ewe, classic, ablation, mea = SCHEMES.values()
     assert (ewe.stolen, ewe.trigger_set, ewe.baseline) == ("extracted", "optimised", False)
     assert (classic.stolen, classic.trigger_set) == ("plain_extracted", "classic")
     assert (ablation.stolen, ablation.trigger_set) == ("ablation_extracted", "optimised")
@@ -18,6 +19,7 @@ def test_the_papers_three_schemes():
     assert ewe.step(on) is entangled_step and ewe.step(off) is plain_step       # EWE follows the run's snnl
     assert classic.step(on) is plain_step and ablation.step(on) is plain_step
     assert [s.name for s in schemes.schemes_for(RunConfig(train_baselines=False))] == ["defended"]
+    assert [s.name for s in schemes.schemes_for(RunConfig())] == ["defended", "plain_watermark", "ablation_no_snnl"]
     assert schemes.TRIGGER_SET["plain_extracted"] == "classic" and schemes.TRIGGER_SET["clean"] == "optimised"
 
 
