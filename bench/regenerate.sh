@@ -22,6 +22,9 @@ rel --dataset digits --victims 0-2 --thieves 3 --variants same-soft5,same-hard -
     --results $D
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,disjoint-hard \
     --note "target 7: the preset before this session" --results $D
+# MEA-Defender beside the three schemes (issue 18; docs/RESULTS.md §12)
+rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,same-soft5 \
+    --set 'schemes=["default","mea_defender"]' --note "with MEA-Defender" --results $D
 M=bench/results/reliability_mnist.jsonl
 rel --dataset mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-soft5,same-hard --results $M
 rel --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard,fresh-soft5 --results $M
@@ -30,6 +33,8 @@ F=bench/results/reliability_fashion.jsonl
 rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-soft5,same-hard,fresh-hard \
     --results $F
 rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants refsched-hard --results $F
+rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
+    --set 'schemes=["default","mea_defender"]' --note "with MEA-Defender" --results $F
 rel --dataset speech-commands --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --results bench/results/reliability_speech.jsonl
 shopt -s nullglob
