@@ -56,15 +56,18 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 def overview(summaries: list[dict]) -> str:
     lines = ["| setting | thief | victims x thieves | EWE proven within 100 queries | classic | ablation | "
-             "EWE - ablation (paired) | accuracy cost | innocents accused |", "|---|---|---|---|---|---|---|---|---|"]
+             "MEA-Defender | EWE - ablation (paired) | EWE's accuracy cost | innocents accused |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         def cell(scheme):
-            x = s["schemes"][scheme]
-            return f"{x['proven_within_100']}/{x['n']}" if x["n"] else "—"
-        d = s["ewe_minus_ablation_mean"]
+            x = s["schemes"].get(scheme) or {}
+            return f"{x['proven_within_100']}/{x['n']}" if x.get("n") else "—"
+        d, cost = s["ewe_minus_ablation_mean"], s["accuracy_cost_mean"]
         lines.append(f"| {setting(s)} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} | {cell('EWE')} | "
-                     f"{cell('classic')} | {cell('ablation')} | {'—' if d is None else f'{100 * d:+.1f} pts'} | "
-                     f"{100 * s['accuracy_cost_mean']:.2f} pts | {s['innocents_accused']}/{s['innocent_tests']} |")
+                     f"{cell('classic')} | {cell('ablation')} | {cell('MEA-Defender')} | "
+                     f"{'—' if d is None else f'{100 * d:+.1f} pts'} | "
+                     f"{'—' if cost is None else f'{100 * cost:.2f} pts'} | "
+                     f"{s['innocents_accused']}/{s['innocent_tests']} |")
     return "\n".join(lines)
 
 
@@ -98,7 +101,9 @@ def main() -> int:
     published = {"summaries": [{"setting": setting(s), "variant": s["variant"], "victims": s["victims"],
                                 "thieves": s["thieves_per_victim"],
                                 **{f"{k.lower()}_proven_100": rate(s, k) for k in ("EWE", "classic", "ablation")},
-                                **{f"{k.lower()}_kept": s["schemes"][k]["kept_mean"] for k in ("EWE", "classic", "ablation")},
+                                "mea_proven_100": rate(s, "MEA-Defender"),
+                                **{f"{k.lower()}_kept": (s["schemes"].get(k) or {}).get("kept_mean")
+                                   for k in ("EWE", "classic", "ablation")},
                                 "ewe_minus_ablation": s["ewe_minus_ablation_mean"],
                                 "accuracy_cost": s["accuracy_cost_mean"],
                                 "innocents_accused": s["innocents_accused"], "innocent_tests": s["innocent_tests"]}

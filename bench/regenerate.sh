@@ -35,6 +35,18 @@ rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --varia
 rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants refsched-hard --results $F
 rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --set 'schemes=["default","mea_defender"]' --note "with MEA-Defender" --results $F
+# MEA-Defender side studies (RESULTS §12), each in a folder of its own under RUNS: folder names do not
+# record the loss weights or the source classes' meaning
+M12=bench/results/reliability_mea.jsonl
+$PY bench/mea_ce_only.py --summary-only --out "$R/mea-ce-only" --dataset digits --victims 0-2 --thieves 3 \
+    --variants same-hard,same-soft5 --set 'schemes=["mea_defender"]' --note "MEA-Defender, cross-entropy only" \
+    --results $M12
+$PY bench/mea_ce_only.py --summary-only --out "$R/mea-ce-only" --dataset fashion-mnist --data-dir "$DATA" \
+    --victims 0-2 --thieves 3 --variants same-soft5,same-hard --set 'schemes=["mea_defender"]' \
+    --note "MEA-Defender, cross-entropy only" --results $M12
+rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
+    --set 'schemes=["mea_defender"]' --set 'mea_sources=[1,8]' --note "MEA-Defender, sources Trouser and Bag" \
+    --results $M12 --out "$R/mea-sources"
 rel --dataset speech-commands --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --results bench/results/reliability_speech.jsonl
 shopt -s nullglob

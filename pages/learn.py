@@ -101,7 +101,7 @@ if rows:
     st.dataframe(pd.DataFrame([{
         "setting": r["setting"], "thief": r["variant"], "victims × thieves": f"{r['victims']} × {r['thieves']}",
         "EWE proven": _pct(r["ewe_proven_100"]), "no-SNNL ablation proven": _pct(r["ablation_proven_100"]),
-        "classic proven": _pct(r["classic_proven_100"]),
+        "classic proven": _pct(r["classic_proven_100"]), "MEA-Defender proven": _pct(r.get("mea_proven_100")),
         "EWE − ablation kept": "—" if r["ewe_minus_ablation"] is None else f"{100 * r['ewe_minus_ablation']:+.1f} pts",
         "innocents accused": f"{r['innocents_accused']} of {r['innocent_tests']}"} for r in rows]),
         hide_index=True, width="stretch")
