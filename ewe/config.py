@@ -82,7 +82,7 @@ class RunConfig:
     query_draws: int = 200
     test: str = "binomial"             # binomial (against the innocent population) | welch (the paper's)
     innocents: int = 24                # innocent models behind the null rate (0: the run's clean model only);
-                                       # proving at alpha needs at least 1/alpha - 1 (19 at 0.05): see ewe.verify
+                                       # proving at alpha needs at least 1/alpha (20 at 0.05): ewe.verify.innocents_needed
     # run control
     train_baselines: bool = True       # clean, classic watermark, ablation and their extractions
     # the watermarking schemes (victims) the run trains, by name (ewe.watermarks.schemes, e.g. "mea_defender";

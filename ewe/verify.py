@@ -15,7 +15,7 @@ must reject (an intersection test: its false-positive rate is at most either par
    and on Fashion-MNIST's classic triggers one longer-trained CNN on 55 %; a new innocent beyond every
    bound fitted to the others is then no rare event, and the binomial part alone accused 9 of 288 held-out
    innocents (bench/verdicts.py, docs/RESULTS.md). Its price: p is never below 1 / (m + 1), so proving at
-   alpha = 0.05 needs at least 20 innocents, and a copy must out-answer every one of them.
+   alpha = 0.05 needs at least 20 innocents (``innocents_needed``), and a copy must out-answer every one of them.
 
 The null rate p0 is an upper bound for the rate of an innocent model not in the population
 (``null_rate``): innocent models disagree with each other far more than one model's sampling noise
@@ -66,6 +66,11 @@ class Null:
     def smallest_rank_p(self) -> float | None:
         """The smallest p the rank part can give: 1 / (innocents + 1)."""
         return None if self.hits is None else 1.0 / (len(self.hits) + 1)
+
+
+def innocents_needed(alpha: float = 0.05) -> int:
+    """The smallest population whose rank part can reject at ``alpha``: 1 / (m + 1) < alpha (20 at 0.05)."""
+    return int(np.floor(1 / alpha + 1e-9))
 
 
 def rank_p(suspect_hits, innocent_hits):
@@ -197,9 +202,10 @@ def verify(suspect_pred, target: int, *, null: Null | None = None, reference_pre
         if null.hits is not None:
             if null.hits.shape[1] != len(x):
                 raise ValueError("the suspect and the innocent models must be queried on the same inputs")
-            p_rank = rank_p(k, null.hits.sum(axis=1))
+            innocent_k = null.hits.sum(axis=1)
+            p_rank = rank_p(k, innocent_k)
             p = max(p_binomial, p_rank)
-            out.update(rank_p=p_rank, innocents_at_least=int((null.hits.sum(axis=1) >= k).sum()),
+            out.update(rank_p=p_rank, innocents_at_least=int((innocent_k >= k).sum()),
                        smallest_p=null.smallest_rank_p)
         curve = query_curve(x, null=null, draws=draws, seed=seed)
     else:

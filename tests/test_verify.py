@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ewe.verify import (Null, binomial_p, null_rate, queries_for_confidence, query_curve, query_grid, rank_p,
-                        verify, verify_predictions, welch_p)
+from ewe.verify import (Null, binomial_p, innocents_needed, null_rate, queries_for_confidence, query_curve,
+                        query_grid, rank_p, verify, verify_predictions, welch_p)
 
 
 def test_binomial_is_exact_at_every_n():
@@ -97,6 +97,11 @@ def test_rank_p_counts_ties_against_the_suspect_and_needs_enough_innocents():
     v = verify([7] * 50, 7, null=few, draws=5)                         # every query hit, no innocent did
     assert v["binomial_p"] < 1e-50 and v["rank_p"] == pytest.approx(1 / 5) and not v["proven"]
     assert v["smallest_p"] == pytest.approx(1 / 5)
+    # the boundary: 1 / (m + 1) must be below alpha, so 19 innocents cannot prove at 0.05 and 20 can
+    assert innocents_needed(0.05) == 20 and innocents_needed(0.01) == 100
+    for m in (19, 20):
+        v = verify([7] * 50, 7, null=Null(0.01, m, "t", hits=np.zeros((m, 50), dtype=int)), draws=5)
+        assert v["proven"] == (m >= innocents_needed(0.05))
     enough = Null(0.01, 24, "t", hits=np.zeros((24, 50), dtype=int))
     assert verify([7] * 50, 7, null=enough, draws=5)["proven"]
     with pytest.raises(ValueError, match="same inputs"):

@@ -339,9 +339,11 @@ def verdict_words(subject: str, v: dict, n_all: int | None = None) -> str:
                  + (" — only the run's clean model: weak, build a population with `python -m ewe nulls`"
                     if m <= 1 else "") + ")")
         if v.get("rank_p") is not None:
+            from ewe.verify import innocents_needed   # scipy: not on the first page's import path
             ties = v.get("innocents_at_least") or 0
             text += (f"; **{ties} of the {m}** innocent models answered it at least as often on the same queries"
-                     + (" (at least 19 are needed before any copy can be proven at 95 %)" if m < 19 else ""))
+                     + (f" (at least {innocents_needed(v.get('alpha', 0.05))} are needed before any copy can be proven)"
+                        if m < innocents_needed(v.get("alpha", 0.05)) else ""))
             meaning = ("the larger of two chances: a model answering at the null rate hitting this often by luck "
                        "(exact binomial test), and an innocent model out-answering every innocent one "
                        "(its rank among them)")

@@ -156,9 +156,11 @@ def _summary(result: dict) -> str:
                      f"  queries for 95%: {q if q else 'not reached'}")
     if verdicts:
         v = next(iter(verdicts.values()))
+        from ..verify import innocents_needed
         small = v.get("smallest_p") is not None and v["smallest_p"] >= v.get("alpha", 0.05)
         lines.append("  test: " + (f"exact binomial and rank against {v.get('null_source')}"
-                                   + (f" (too few to prove anything: p >= {v['smallest_p']:.2g}; use at least 19)"
+                                   + (f" (too few to prove anything: p >= {v['smallest_p']:.2g}; use at least "
+                                      f"{innocents_needed(v.get('alpha', 0.05))})"
                                       if small else "")
                                    if v.get("test", "welch") == "binomial" else
                                    f"Welch t-test against the clean reference + margin {v.get('margin', 0):g}"))
@@ -186,7 +188,7 @@ def _nulls(args) -> int:
     it to the run (innocents.json), re-verifying the run."""
     from ..callbacks import Stopped
     from ..config import from_dict, preset
-    from ..innocents import POPULATION_SIZE, attach_population, build_population
+    from ..innocents import POPULATION_SIZE, attach_population, build_population, trained_models
     from ..results.verdicts import verify_run
     n = POPULATION_SIZE if args.innocents is None else args.innocents
     if n < 4:
@@ -216,7 +218,7 @@ def _nulls(args) -> int:
             return 1
         finally:
             progress.close()
-        acc = [m["accuracy"] for m in json.loads((folder / "manifest.json").read_text())["models"].values()]
+        acc = [m["accuracy"] for m in trained_models(folder).values()]
         print(f"{len(acc)} innocent models in {folder} (test accuracy {min(acc):.3f}..{max(acc):.3f})")
         if run_dir:
             attach_population(run_dir, folder)

@@ -126,7 +126,7 @@ def test_attack_and_verify_flow(app_env):
     # the default test in words: against which null rate, backed by how many innocent models, what p means
     assert "Exact binomial test" in md and "innocent model" in md and "by luck" in md
     # and the rank part: how many innocents did as well, and that this population is too small to prove
-    assert "of the 4** innocent models answered it at least as often" in md and "at least 19 are needed" in md
+    assert "of the 4** innocent models answered it at least as often" in md and "at least 20 are needed" in md
     assert not ver.slider                                          # no margin: the population sets the null
     side = ver.dataframe[0].value
     assert {"exact binomial (innocent models)", "Welch t-test (clean model + margin)"} <= set(side.columns)
