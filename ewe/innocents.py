@@ -151,6 +151,20 @@ def _exclusive(folder: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def trained_models(folder: str | Path) -> dict[str, dict]:
+    """The models a population folder's manifest lists as trained ({} when it has none or is unreadable)."""
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text()).get("models", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def missing_recipes(cfg: RunConfig, n: int | None = None) -> list[Recipe]:
+    """The members of ``cfg``'s population (``n``, default ``cfg.innocents``) not trained yet."""
+    have = trained_models(population_dir(cfg))
+    return [r for r in recipes(cfg, cfg.innocents if n is None else n) if r.name not in have]
+
+
 def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> Path:
     manifest_path = folder / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {

@@ -544,13 +544,11 @@ def warm_innocents() -> None:
     calls it). A run that needs the population meanwhile waits for it (ewe.innocents locks the folder)."""
     if os.environ.get("EWE_APP_WARM_INNOCENTS", "1") in ("0", "false") or default_dataset() != "digits":
         return
-    from ewe.innocents import MANIFEST, build_population, population_dir
+    from ewe.innocents import build_population, missing_recipes, population_dir
     cfg = make_config("digits", "quick")
-    folder = population_dir(cfg)
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        if len(json.loads((folder / MANIFEST).read_text())["models"]) >= cfg.innocents:
-            return
-    _warm_innocents.update(state="building", folder=folder, total=cfg.innocents)
+    if not missing_recipes(cfg):
+        return
+    _warm_innocents.update(state="building", folder=population_dir(cfg), total=cfg.innocents)
     try:
         build_population(cfg, n=cfg.innocents)
     except Exception as exc:  # noqa: BLE001 - a run builds it again and reports what went wrong
@@ -563,7 +561,5 @@ def innocents_warm_status() -> dict[str, Any] | None:
     """{"done": k, "total": n} while the warm-up trains the demo's innocent models, else None."""
     if _warm_innocents.get("state") != "building":
         return None
-    done = 0
-    with contextlib.suppress(OSError, ValueError, KeyError):
-        done = len(json.loads((_warm_innocents["folder"] / "manifest.json").read_text())["models"])
-    return {"done": done, "total": _warm_innocents["total"]}
+    from ewe.innocents import trained_models
+    return {"done": len(trained_models(_warm_innocents["folder"])), "total": _warm_innocents["total"]}

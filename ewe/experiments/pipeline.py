@@ -84,13 +84,8 @@ def _missing_innocents(cfg: RunConfig, clean_cost: float) -> dict[str, float]:
     innocents._build gives them in the plan: known from the start, the first run's ETA counts them too."""
     if not cfg.innocents:
         return {}
-    from ..innocents import MANIFEST, population_dir, recipes
-    try:
-        have = set(json.loads((population_dir(cfg) / MANIFEST).read_text()).get("models", {}))
-    except (OSError, ValueError):
-        have = set()
-    return {r.name: r.budget * (0.5 if r.data != "all" else 1.0) * clean_cost
-            for r in recipes(cfg, cfg.innocents) if r.name not in have}
+    from ..innocents import missing_recipes
+    return {r.name: r.budget * (0.5 if r.data != "all" else 1.0) * clean_cost for r in missing_recipes(cfg)}
 
 
 def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
