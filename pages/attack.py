@@ -1,4 +1,4 @@
-"""Attack: the thief copies the defended and the plain-watermark models by querying them."""
+"""Attack: the thief copies every victim of the run (one per watermarking scheme) by querying it."""
 import streamlit as st
 
 from ewe.config import ConfigError, from_dict, run_thief_seed
@@ -17,7 +17,7 @@ st.markdown("The thief queries each victim with unlabeled data and trains a **st
 
 ref, run = widgets.run_picker(
     "Victim run", "attack_run",
-    need=lambda r: bool(r and ((r.get("result") or {}).get("models") or {}).get("defended")
+    need=lambda r: bool(r and backend.scheme_models((r.get("result") or {}).get("models"))
                         and (r.get("result") or {}).get("status") != "running"),
     empty="No trained victim yet: train one on the Train page first (or upload a run on the Runs page).")
 if ref is None:
@@ -133,8 +133,7 @@ elif job is not None and job.meta.get("run") == ref["key"]:
     if job.done:
         run = backend.read_run(ref["dir"])
         result = (run or {}).get("result") or {}
-names = ("defended", "extracted", "plain_watermark", "plain_extracted", "ablation_no_snnl", "ablation_extracted")
-if any(k in (result.get("models") or {}) for k in charts.THIEF_MODELS):
+if backend.stolen_copies(result.get("models")):
     st.subheader("Victims and their stolen copies")
     thief_used = result.get("thief") or {}
     if thief_used:
@@ -144,7 +143,7 @@ if any(k in (result.get("models") or {}) for k in charts.THIEF_MODELS):
         st.caption(f"Stolen with {labels} · {thief_used.get('student')} student · {thief_used.get('epochs')} "
                    f"epochs · {f'{budget:,} queries' if budget else 'every attacker input'}"
                    + (f" · thief's seed {thief_used['seed']}" if thief_used.get("seed") is not None else ""))
-    widgets.models_table(result, names)
+    widgets.models_table(result, tuple(backend.scheme_models(result.get("models"))))  # every scheme the run has
     draws = same_thief((run or {}).get("thieves") or [], thief_used) if thief_used else []
     if len(draws) > 1:
         st.subheader(f"{len(draws)} thieves with these settings")

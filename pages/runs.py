@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from ewe.watermarks.schemes import STOLEN_COPIES
 from ui import backend, charts, page, state, widgets
 
 page.setup()
@@ -16,6 +17,12 @@ runs = state.session_runs()
 loaded = {r["key"]: backend.read_run(r["dir"]) for r in runs}
 
 
+# the rival schemes' copies some listed run has: a pair of columns each (runs without them: the usual table)
+rivals = [c for c in backend.stolen_copies({c: 1 for run in loaded.values()
+                                            for c in ((run or {}).get("result") or {}).get("models") or {}})
+          if c not in STOLEN_COPIES]
+
+
 def row(r):
     run = loaded.get(r["key"]) or {}
     res, cfg = run.get("result") or {}, run.get("config") or {}
@@ -26,15 +33,24 @@ def row(r):
             "watermark in stolen copy": (m.get("extracted") or {}).get("watermark_success"),
             "queries for 95 %": (widgets.queries_text(v["extracted"].get("queries_for_95")) if v.get("extracted")
                                  else "not attacked"),
+            **{k: val for c in rivals for k, val in rival_cells(c, m, v).items()},
             "folder": str(r["dir"])}
+
+
+def rival_cells(copy: str, m: dict, v: dict) -> dict:
+    label = backend.MODEL_LABELS.get(copy, copy)
+    return {f"watermark {label}": (m.get(copy) or {}).get("watermark_success"),
+            f"queries for 95 % ({label})": (widgets.queries_text(v[copy].get("queries_for_95")) if v.get(copy)
+                                            else "—" if copy not in m else "not judged")}
 
 
 if not runs:
     st.info("No runs in this workspace yet. Train one, or upload a run folder below.")
 else:
     st.dataframe(pd.DataFrame([row(r) for r in runs]), hide_index=True, width="stretch",
-                 column_config={"defended accuracy": st.column_config.NumberColumn(format="percent"),
-                                "watermark in stolen copy": st.column_config.NumberColumn(format="percent")})
+                 column_config={name: st.column_config.NumberColumn(format="percent") for name in
+                                ("defended accuracy", "watermark in stolen copy",
+                                 *(f"watermark {backend.MODEL_LABELS.get(c, c)}" for c in rivals))})
     st.caption(widgets.QUERIES_95_NOTE)
 
     labels = {r["key"]: r["label"] for r in runs}

@@ -1,7 +1,9 @@
-"""Train: the defended (EWE) model, the plain watermark and the clean baselines, with live charts."""
+"""Train: a victim per chosen watermarking scheme (EWE, its baselines, rivals) and the clean models, with live
+charts."""
 import streamlit as st
 
 from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, ConfigError
+from ewe.watermarks.schemes import VICTIMS
 from ui import backend, charts, page, state, widgets
 
 page.setup()
@@ -50,6 +52,7 @@ else:
                  help="Where triggers come from. For OOD triggers this is a class of the paired dataset.")
 c6.selectbox("Target class (what triggers are labelled)", list(range(10)), key="target",
              format_func=lambda i: f"{i} · {classes[i]}" if classes[i] != str(i) else str(i))
+widgets.scheme_picker(classes)
 with st.expander("Schedule"):
     a1, a2 = st.columns(2)
     a1.number_input("Clean pre-training epochs", min_value=None, max_value=None, step=1, key="epochs")
@@ -96,15 +99,16 @@ if cfg is not None:
 job = state.latest_job("train", "keep_train_job")     # after a reload too: the running job's panel
 busy = job is not None and job.active
 start = st.button("Start training", type="primary", disabled=cfg is None or busy,
-                  help="Trains the defended model, the plain watermark, the ablation and two clean "
-                       "models. Runs one at a time on this server; others wait in a queue.")
+                  help="Trains a victim for each chosen watermarking scheme and two clean models. Runs one "
+                       "at a time on this server; others wait in a queue.")
 if start and cfg is not None and not busy:
     n = sum(r["origin"] == "trained here" for r in state.session_runs()) + 1
     out = backend.new_run_dir(sid, cfg, ss["preset"])
     source_label = "photos" if ood and ss["dataset"] == "digits" else ss["source"]   # as the run says
     label = (f"#{n} {ss['dataset']} · {ss['preset']} · τ={ss['tau']:g} · r={ss['ratio']:g} · "
              f"κ={ss['kappa']:g} · {ss['trigger']} {source_label}→{ss['target']} · seed {ss['seed']}"
-             + (" · thief data disjoint" if ss["attacker_data"] == "disjoint" else ""))
+             + (" · thief data disjoint" if ss["attacker_data"] == "disjoint" else "")
+             + (f" · {widgets.schemes_text(cfg.schemes)}" if cfg.schemes is not None else ""))
     job = reg.submit(sid, "train", backend.train_job(cfg, out), label=label, out_dir=out,
                      meta={"config": cfg.to_dict()})
     ss["keep_train_job"] = job.id
@@ -124,7 +128,7 @@ def live(j):
         ev, "accuracy", "Clean accuracy", y_title="test accuracy", w_epochs=w_epochs)), key="acc")
     b.plotly_chart(fig("wm", lambda: charts.metric_figure(
         ev, "watermark_success", "Watermark success (held-out triggers)",
-        models=("defended", "plain_watermark", "ablation_no_snnl", "clean"), y_title="labelled as target",
+        models=(*VICTIMS, "clean"), y_title="labelled as target",
         w_epochs=w_epochs)), key="wm")
     c, d = st.columns(2)
     c.plotly_chart(fig("snnl", lambda: charts.layer_figure(
@@ -169,5 +173,5 @@ else:
                        "samples (blue), projected to 2-D. EWE's SNNL term pulls the two groups together; "
                        "without it they stay apart.")
             widgets.entanglement_view(run, key="train_entanglement")
-        if (result.get("models") or {}).get("defended"):
+        if backend.scheme_models(result.get("models")):
             widgets.next_link("pages/attack.py", "Next: attack this model", run=state.run_key(job.out_dir))

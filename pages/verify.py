@@ -5,6 +5,7 @@ import streamlit as st
 
 from ewe.config import RunConfig
 from ewe.models import MODELS
+from ewe.watermarks.schemes import STOLEN_COPIES
 from ui import backend, charts, page, state, widgets
 
 page.setup()
@@ -24,7 +25,7 @@ st.markdown("The owner queries a suspect model with the secret held-out triggers
 
 ref, run = widgets.run_picker(
     "Run", "verify_run",
-    need=lambda r: bool(r and ((r.get("result") or {}).get("verification") or {}).get("extracted")),
+    need=lambda r: bool(r and backend.stolen_copies((r.get("result") or {}).get("verification"))),
     empty="No verified run yet: attack a trained model on the Attack page first.")
 if ref is None:
     widgets.next_link("pages/attack.py", "Go to Attack")
@@ -34,13 +35,14 @@ result = (run or {}).get("result") or {}
 cfg = (run or {}).get("config") or {}
 alpha = float(cfg.get("alpha", 0.05))
 ver = dict(result.get("verification") or {})
+main = backend.stolen_copies(ver)[0]      # the headline copy: EWE's, or the first scheme's the run has
 run_test = cfg.get("test", RunConfig.test)
 test_key = f"keep_verify_test_{ref['key']}"
 ss.setdefault(test_key, run_test)
 TEST_LABELS = {"binomial": "Exact binomial against innocent models (default)",
                "welch": "Welch t-test against the clean model (the paper's)"}
 test = st.radio("Test", list(TEST_LABELS), key=test_key, format_func=TEST_LABELS.get, horizontal=True)
-stored_margin = (ver.get("extracted") or {}).get("margin")        # None: not judged with a margin
+stored_margin = (ver.get(main) or {}).get("margin")        # None: not judged with a margin
 run_margin = float(cfg.get("verify_margin", RunConfig.verify_margin))
 margin = run_margin
 if test == "welch":
@@ -55,7 +57,7 @@ if test == "welch":
              + (f"This run's setting: {100 * run_margin:g} points." if "verify_margin" in cfg
                 else "This run was made before the margin existed and judged with 0; the "
                      f"default is now {100 * RunConfig.verify_margin:g} points.")) / 100
-if test != (ver.get("extracted") or {}).get("test", "welch") or (
+if test != (ver.get(main) or {}).get("test", "welch") or (
         test == "welch" and (stored_margin is None or not math.isclose(margin, stored_margin, abs_tol=1e-9))):
     ver = backend.reverify(ref["dir"], run, margin, test)
 other = backend.reverify(ref["dir"], run, margin, "welch" if test == "binomial" else "binomial")
@@ -77,7 +79,7 @@ if len(draws) > 1:
         st.caption("This thief's copies are judged with the test above from their stored answers; the chart "
                    "draws the latest thief's copies.")
 thief_label = widgets.thief_name(draws, pick) if draws else None
-widgets.verdict_card("extracted", stolen.get("extracted"), alpha, big=True, thief=thief_label)
+widgets.verdict_card(main, stolen.get(main), alpha, big=True, thief=thief_label)
 chart_slot = st.container()
 st.caption("Each line is the median p-value over random subsets of that many queries. The stolen copy "
            "of the EWE model should cross the dashed line early; the plain watermark's copy and the "
@@ -102,24 +104,62 @@ if ver.get("clean_classic"):
 if ver.get("ablation_extracted"):
     with st.expander("Ablation: optimised triggers without SNNL"):
         widgets.verdict_card("ablation_extracted", stolen.get("ablation_extracted"), alpha, thief=thief_label)
+# the rival schemes' copies this run has (MEA-Defender's, ...), each judged on its own scheme's key, and the
+# innocent model on those keys
+rivals = [c for c in backend.stolen_copies(ver) if c not in STOLEN_COPIES and c != main]
+innocent_keys = [k for k in ver if k.startswith("clean_") and k != "clean_classic"]
+if rivals or innocent_keys:
+    st.subheader("Rival watermarking schemes")
+    for copy in rivals:
+        widgets.verdict_card(copy, stolen.get(copy), alpha, thief=thief_label)
+    for k in innocent_keys:
+        with st.expander(f"Would {backend.set_label(k[len('clean_'):])} accuse an innocent model?",
+                         expanded=widgets.accused(ver[k])):
+            widgets.verdict_card(k, ver.get(k), alpha)
 
-st.subheader("Test a suspect model of your own")
-st.markdown("Upload a PyTorch **state_dict** checkpoint (`torch.save(model.state_dict(), 'suspect.pt')`), "
-            "e.g. one of this run's `models/*.pt` from its downloaded folder.")
-a, b = st.columns([1, 2])
-ss.setdefault("keep_suspect_arch", cfg.get("model", "conv2") if cfg.get("model") in MODELS else "conv2")
-a.selectbox("Architecture", list(MODELS), key="keep_suspect_arch")
-file = b.file_uploader("Suspect checkpoint (.pt)", type=["pt", "pth"], key="suspect_file",
-                      max_upload_size=backend.max_upload_mb(),
-                      help=f"At most {backend.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
-if file is not None:
+st.subheader("Test a suspect against every key this run holds")
+keys = backend.key_sets(ref["dir"], run or {})
+st.markdown("One verdict per **key** (held-out trigger set) the owner holds for this run: "
+            + ", ".join(f"*{backend.set_label(k)}*" for k in keys) + ". Upload a PyTorch **state_dict** "
+            "checkpoint (`torch.save(model.state_dict(), 'suspect.pt')`), or test one of this run's own models.")
+SOURCES = {"upload": "an uploaded checkpoint", "run": "one of this run's models"}
+ss.setdefault("keep_suspect_source", "upload")
+source = st.radio("Suspect", list(SOURCES), key="keep_suspect_source", format_func=SOURCES.get, horizontal=True)
+suspect, arch, label = None, None, None
+if source == "upload":
+    a, b = st.columns([1, 2])
+    ss.setdefault("keep_suspect_arch", cfg.get("model", "conv2") if cfg.get("model") in MODELS else "conv2")
+    a.selectbox("Architecture", list(MODELS), key="keep_suspect_arch")
+    file = b.file_uploader("Suspect checkpoint (.pt)", type=["pt", "pth"], key="suspect_file",
+                          max_upload_size=backend.max_upload_mb(),
+                          help=f"At most {backend.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
+    if file is not None:
+        try:
+            backend.check_upload(file.size)
+        except backend.UploadError as exc:
+            st.error(f"Cannot test this file: {exc}")
+        else:
+            suspect, arch, label = file.getvalue(), ss["keep_suspect_arch"], file.name
+else:
+    own = [n for n in (*backend.scheme_models(result.get("models")), "clean", "independent_clean")
+           if (ref["dir"] / "models" / f"{n}.pt").exists()]
+    pick = st.selectbox("Model of this run", own, key=f"keep_suspect_model_{ref['key']}",
+                        format_func=lambda n: backend.MODEL_LABELS.get(n, n))
+    if pick is not None:
+        suspect, arch, label = (ref["dir"] / "models" / f"{pick}.pt").read_bytes(), \
+            backend.model_architecture(run or {}, pick), f"{pick}.pt"
+if suspect is not None:
     try:
-        backend.check_upload(file.size)
-        v = backend.verify_checkpoint(run, ref["dir"], file.getvalue(), ss["keep_suspect_arch"],
-                                     file.name, margin=margin, test=test)
+        verdicts = backend.verify_on_keys(run, ref["dir"], suspect, arch, label, margin=margin, test=test, sets=keys)
     except backend.UploadError as exc:
         st.error(f"Cannot test this file: {exc}")
     else:
-        ver["upload"] = v
-        widgets.verdict_card("upload", v, alpha, big=True)
+        who = ("the uploaded suspect model" if source == "upload"
+               else f"this run's {backend.MODEL_LABELS.get(pick, pick)} model")
+        cols = st.columns(2)
+        for i, k in enumerate(keys):
+            with cols[i % 2]:
+                widgets.verdict_card(f"upload_{k}", verdicts.get(k), alpha,
+                                     subject=f"{who}, against {backend.set_label(k)}")
+        ver.update({f"upload_{k}": v for k, v in verdicts.items() if v})
 chart_slot.plotly_chart(charts.pvalue_figure(ver, alpha), key="pvalue")

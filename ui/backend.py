@@ -18,18 +18,40 @@ from ewe.callbacks import part_of
 from ewe.config import PRESETS, TINY, ConfigError, RunConfig, preset, tiny
 from ewe.results import studies
 from ewe.results.schema import THIEVES_FILE
+from ewe.watermarks.schemes import SCHEMES, VICTIMS, check_schemes
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = None          # None = ewe.experiments.pipeline (imported lazily: it imports torch); tests may swap it
 
 PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "Digits (built-in, offline)",
           "speech-commands": "Speech Commands"}
-MODEL_LABELS = {"pretrain": "pre-training (shared)", "defended": "defended (EWE)",
+# every registered scheme's victim and stolen copy by its registry label; the built-in ones keep their
+# shorter names (the app's charts and tests use them)
+MODEL_LABELS = {**{n: label for s in SCHEMES.values() for n, label in ((s.name, s.label),
+                                                                        (s.stolen, f"stolen from {s.label}"))},
+                "pretrain": "pre-training (shared)", "defended": "defended (EWE)",
                 "plain_watermark": "plain watermark", "ablation_no_snnl": "ablation: no SNNL",
                 "clean": "clean", "independent_clean": "independent clean",
                 "extracted": "stolen from defended", "plain_extracted": "stolen from plain watermark",
                 "ablation_extracted": "stolen from ablation"}
 STUDENTS = ("same as victim", "conv2_wide", "conv2_narrow", "mlp")
+
+
+def stolen_copies(d: dict | None) -> list[str]:
+    """The stolen copies (of every registered scheme, in registry order) that ``d`` has: result.json's
+    "models" or "verification", or a thief's "copies". A run without rival schemes has the built-in three."""
+    return [c for c in VICTIMS.values() if c in (d or {})]
+
+
+def scheme_models(models: dict | None) -> list[str]:
+    """Every victim and stolen copy ``models`` (result.json's "models") has: each victim before its copy."""
+    return [n for v, c in VICTIMS.items() for n in (v, c) if n in (models or {})]
+
+
+def set_label(set_name: str) -> str:
+    """A trigger set in words, from the scheme registry: the label of the first scheme judged on it."""
+    owner = next((s.label for s in SCHEMES.values() if s.trigger_set == set_name), None)
+    return f"{owner}'s {set_name} triggers" if owner else f"the {set_name} triggers"
 
 
 def pipeline():
@@ -53,10 +75,12 @@ def default_dataset() -> str:
 
 
 def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
-    """The preset with the user's overrides, validated (raises ConfigError saying what to change)."""
-    if preset_name == "tiny":   # ewe.config.TINY, not a library preset: the run folder says "custom"
-        return tiny(dataset, **overrides)
-    return preset(dataset, preset_name, **overrides)
+    """The preset with the user's overrides, validated (raises ConfigError saying what to change). "tiny" is
+    ewe.config.TINY, not a library preset: its run folder says "custom"."""
+    cfg = tiny(dataset, **overrides) if preset_name == "tiny" else preset(dataset, preset_name, **overrides)
+    if cfg.schemes is not None:          # the scheme names too, here and not only when the run starts
+        check_schemes(cfg.schemes)
+    return cfg
 
 
 def preset_defaults(dataset: str, preset_name: str) -> dict[str, Any]:
@@ -464,12 +488,23 @@ def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
 
 
 def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
-                      margin: float | None = None, test: str | None = None) -> dict:
-    """Treat an uploaded state_dict as a suspect (ewe.results.verdicts.judge_checkpoint), with the app's
-    messages. Raises UploadError (no triggers yet, not a plain state_dict, wrong architecture)."""
+                      margin: float | None = None, test: str | None = None, set_name: str = "optimised") -> dict:
+    """Treat a state_dict (an upload's bytes) as a suspect on the run's ``set_name`` triggers
+    (ewe.results.verdicts.judge_checkpoint), with the app's messages. Raises UploadError (no triggers yet, not
+    a plain state_dict, wrong architecture)."""
+    return verify_on_keys(run, run_dir, data, model_name, filename, margin, test, sets=(set_name,))[set_name]
+
+
+def verify_on_keys(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
+                   margin: float | None = None, test: str | None = None, sets=None) -> dict[str, dict | None]:
+    """A state_dict judged on each of ``sets`` (default: every key the run holds, ``key_sets``): {set: verdict,
+    None where the set has no null to judge against}. Cached by the file's content, the run's answer files and
+    the settings (the Verify page asks again on every click). Raises UploadError as verify_checkpoint."""
+    import hashlib
     import tempfile
 
     from ewe.models import CheckpointError
+    from ewe.results.runs import RunFolderError
     from ewe.results.verdicts import judge_checkpoint
 
     result, preds = run.get("result") or {}, run.get("predictions") or {}
@@ -477,15 +512,48 @@ def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, fi
         raise UploadError("this run has no trigger set to test with; train it first")
     if (preds.get("sets", {}).get("optimised", {}) or {}).get("clean") is None:
         raise UploadError("this run has no clean reference model predictions; let training finish first")
+    sets = tuple(sets or key_sets(run_dir, run))
     overrides = {**({"margin": float(margin)} if margin is not None else {}), **({"test": test} if test else {})}
-    with tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
-        tmp.write(data)
-        tmp.flush()
-        try:
-            return judge_checkpoint(run_dir, tmp.name, model_name, "optimised", **overrides)
-        except CheckpointError as exc:
-            raise UploadError(f"{str(exc).replace(Path(tmp.name).name, filename)}. Upload a state_dict saved with "
-                              "torch.save(model.state_dict(), path) for the chosen architecture.") from None
+
+    def compute():
+        out: dict[str, dict | None] = {}
+        with tempfile.NamedTemporaryFile(suffix=".pt") as tmp:
+            tmp.write(data)
+            tmp.flush()
+            for set_name in sets:
+                try:
+                    out[set_name] = judge_checkpoint(run_dir, tmp.name, model_name, set_name, **overrides)
+                except CheckpointError as exc:
+                    raise UploadError(f"{str(exc).replace(Path(tmp.name).name, filename)}. Upload a state_dict "
+                                      "saved with torch.save(model.state_dict(), path) for the chosen "
+                                      "architecture.") from None
+                except RunFolderError:        # this run has no such key (yet): nothing to judge on it
+                    continue
+        return out
+    key = _verdict_key(run_dir, "checkpoint", hashlib.sha256(data).hexdigest(), model_name, sets,
+                       tuple(sorted(overrides.items())))
+    return dict(_cached_verdicts(key, compute))
+
+
+def key_sets(run_dir: str | Path, run: dict) -> list[str]:
+    """The trigger sets (the owner's keys) a run holds: held-out triggers in triggers.pt that predictions.json
+    has answers on; the schemes' sets in registry order ("optimised", "classic", then rivals' like
+    "composite")."""
+    from ewe.results.schema import heldout_sets
+    answered = set(((run.get("predictions") or {}).get("sets")) or {})
+    path = Path(run_dir) / "triggers.pt"
+    stamp = path.stat().st_mtime if path.exists() else 0.0
+    held = _cached_verdicts(("key_sets", str(run_dir), stamp), lambda: list(heldout_sets(load_triggers(run_dir) or {})))
+    order = list(dict.fromkeys([s.trigger_set for s in SCHEMES.values()] + sorted(held)))
+    return [s for s in order if s in held and s in answered]
+
+
+def model_architecture(run: dict, name: str) -> str:
+    """The architecture of the run's model ``name``: a stolen copy is the thief's student, the rest the run's
+    model."""
+    cfg, thief = run.get("config") or {}, (run.get("result") or {}).get("thief") or {}
+    own = cfg.get("model", RunConfig.model)
+    return (thief.get("student") or own) if name in VICTIMS.values() else own
 
 
 def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:

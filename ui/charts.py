@@ -7,14 +7,19 @@ from typing import Any, Iterable
 import pandas  # noqa: F401  - imported up front: plotly imports it lazily, racing with worker threads
 import plotly.graph_objects as go
 
-from ewe.results.schema import STOLEN_COPIES
+from ewe.watermarks.schemes import STOLEN_COPIES, VICTIMS
 from ui.backend import MODEL_LABELS
 
 COLORS = {"pretrain": "#7f7f7f", "defended": "#1f77b4", "plain_watermark": "#d62728",
           "ablation_no_snnl": "#9467bd", "clean": "#2ca02c", "independent_clean": "#17becf",
           "extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd"}
-VICTIM_MODELS = ("pretrain", "clean", "defended", "plain_watermark", "ablation_no_snnl")
-THIEF_MODELS = STOLEN_COPIES
+# a rival scheme's victim and copy share one colour of these (in registry order)
+_MORE_COLORS = ("#e377c2", "#bcbd22", "#8c564b", "#ff9896", "#c5b0d5")
+for _i, (_victim, _copy) in enumerate((v, c) for v, c in VICTIMS.items() if v not in COLORS):
+    COLORS[_victim] = COLORS[_copy] = _MORE_COLORS[_i % len(_MORE_COLORS)]
+# every registered scheme's victim and stolen copy: a chart draws the ones its run has
+VICTIM_MODELS = ("pretrain", "clean", *VICTIMS)
+THIEF_MODELS = tuple(VICTIMS.values())
 LAYER_DASH = ("solid", "dash", "dot")
 
 
@@ -119,13 +124,7 @@ P_FLOOR = 1e-12
 def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dict[str, str] | None = None,
                   height: int = 400) -> go.Figure:
     """Median p-value against the number of queries, log scale, with the significance line."""
-    names = names or {"extracted": "stolen copy of the defended (EWE) model",
-                      "plain_extracted": "stolen copy of the plain-watermark model",
-                      "ablation_extracted": "stolen copy of the ablation (no SNNL)",
-                      "clean": "independent clean model (innocent)",
-                      "clean_classic": "innocent model, classic triggers",
-                      "mea_extracted": "stolen copy of the MEA-Defender model",
-                      "clean_composite": "innocent model, composite triggers", "upload": "uploaded suspect"}
+    names = names or pvalue_names(verification)
     colors = {"extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd",
               "clean": "#2ca02c", "clean_classic": "#8c564b", "mea_extracted": "#17becf",
               "clean_composite": "#bcbd22", "upload": "#ff7f0e"}
@@ -137,7 +136,8 @@ def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dic
         q, p = v["curve"]["queries"], v["curve"]["p_median"]
         width = {"extracted": 3, "plain_extracted": 5}.get(key, 2)   # thick: often hidden under "clean" at 1
         fig.add_trace(go.Scatter(x=q, y=[max(P_FLOOR, float(x)) for x in p], mode="lines", name=label,
-                                 line=dict(color=colors.get(key), width=width,
+                                 line=dict(color=colors.get(key) or COLORS.get(key)
+                                           or (colors["upload"] if key.startswith("upload") else None), width=width,
                                            dash="dot" if key.startswith("clean") else "solid"),
                                  hovertemplate="%{x} queries: median p = %{y:.2g}<extra>" + label + "</extra>"))
     fig.add_hline(y=alpha, line_dash="dash", line_color="black")
@@ -152,6 +152,22 @@ def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dic
     if not fig.data:
         _empty(fig, "no verification yet: run the attack first")
     return fig
+
+
+def pvalue_names(verification: dict) -> dict[str, str]:
+    """The p-value chart's lines: every scheme's stolen copy, the innocent suspect on each trigger set, and
+    the uploaded suspect ("upload", or "upload_<set>" on each set it was tested on)."""
+    names = {"extracted": "stolen copy of the defended (EWE) model",
+             "plain_extracted": "stolen copy of the plain-watermark model",
+             "ablation_extracted": "stolen copy of the ablation (no SNNL)"}
+    names.update({c: f"stolen copy of the {MODEL_LABELS.get(c, c).removeprefix('stolen from ')} model"
+                  for c in VICTIMS.values() if c not in names})
+    names.update({"clean": "independent clean model (innocent)", "clean_classic": "innocent model, classic triggers"})
+    names.update({k: f"innocent model, {k[len('clean_'):]} triggers" for k in verification
+                  if k.startswith("clean_") and k not in names})
+    names["upload"] = "uploaded suspect"
+    names.update({k: f"suspect, {k[len('upload_'):]} triggers" for k in verification if k.startswith("upload_")})
+    return names
 
 
 def tradeoff_figure(points: list[dict[str, Any]]) -> go.Figure:
@@ -203,6 +219,10 @@ def compare_figure(rows: list[dict[str, Any]]) -> go.Figure:
               ("extracted", "accuracy", "stolen copy accuracy"),
               ("extracted", "watermark_success", "stolen copy watermark"),
               ("plain_extracted", "watermark_success", "plain watermark, stolen copy watermark")]
+    # a rival scheme's copy, when one of the runs has it
+    have = {c for r in rows for c in ((r.get("result") or {}).get("models") or {})}
+    series += [(c, "watermark_success", f"{MODEL_LABELS.get(c, c)}, watermark")
+               for c in VICTIMS.values() if c in have and c not in {s[0] for s in series} | set(STOLEN_COPIES)]
     labels = [r["label"] for r in rows]
     for model, metric, name in series:
         ys = [((r.get("result") or {}).get("models", {}).get(model) or {}).get(metric) for r in rows]

@@ -20,7 +20,11 @@ from ui.jobs import JobRegistry, default_max_running, default_torch_threads
 SHARED = ("dataset", "preset", "seed")
 TRAIN = ("tau", "ratio", "kappa", "trigger", "source", "target", "epochs", "w_epochs", "attacker_data",
          "clean_schedule")
-FIELDS = SHARED + TRAIN
+# the watermarking schemes a run trains (names of ewe.watermarks.schemes.SCHEMES) and the settings that only a
+# chosen scheme reads: scheme name -> its RunConfig field (passed on only when that scheme is chosen)
+SCHEME_FIELDS = ("schemes", "mea_sources", "dawn_rate")
+SCHEME_SETTINGS = {"mea_defender": "mea_sources", "dawn_api": "dawn_rate"}
+FIELDS = SHARED + TRAIN + SCHEME_FIELDS
 
 # widget ranges: (parse, min, max); the widgets use the same bounds
 RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
@@ -32,6 +36,7 @@ RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
     "target": (int, 0, 9),
     "epochs": (int, 0, 200),
     "w_epochs": (float, 0.0, 200.0),
+    "dawn_rate": (float, 0.0, 0.5),
 }
 CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in"),
            "attacker_data": lambda: ATTACKER_DATA, "clean_schedule": lambda: CLEAN_SCHEDULES}
@@ -73,6 +78,21 @@ def session_id() -> str:
 # ---- settings -----------------------------------------------------------------------------------------
 def parse_param(name: str, raw: str) -> Any:
     """A URL value as the widget's type; ValueError with what is allowed."""
+    if name == "schemes":
+        from ewe.config import ConfigError
+        from ewe.watermarks.schemes import check_schemes
+        try:
+            return check_schemes(raw.split(","))
+        except ConfigError as exc:
+            raise ValueError(f"`{name}={raw}`: {exc}") from None
+    if name == "mea_sources":       # "" (automatic) or up to two classes; the config checks the pair
+        try:
+            classes = [int(c) for c in raw.split(",") if c.strip()]
+        except ValueError:
+            raise ValueError(f"`{name}={raw}` is not a list of class numbers") from None
+        if len(classes) > 2 or not all(0 <= c <= 9 for c in classes):
+            raise ValueError(f"`{name}={raw}` is not two classes 0..9")
+        return classes
     if name in CHOICES:
         allowed = tuple(CHOICES[name]())
         if raw not in allowed:
@@ -118,11 +138,20 @@ def init_settings() -> None:
     dataset = from_url.get("dataset", backend.default_dataset())
     preset_name = from_url.get("preset", "quick")
     values = {"dataset": dataset, "preset": preset_name, "seed": 0,
-              **backend.preset_defaults(dataset, preset_name), **from_url}
+              **backend.preset_defaults(dataset, preset_name), **scheme_defaults(), **from_url}
     for k, v in values.items():
         ss[k] = v
     ss["_url_problems"] = problems
     ss["_settings_ready"] = True
+
+
+def scheme_defaults() -> dict[str, Any]:
+    """The scheme picker's first values: the default schemes (what a run trains when it does not list them),
+    MEA-Defender's automatic source classes, DAWN's default flip rate (0.005 until RunConfig has its own)."""
+    from ewe.config import RunConfig
+    from ewe.watermarks.schemes import check_schemes
+    return {"schemes": check_schemes("default"), "mea_sources": [],
+            "dawn_rate": float(getattr(RunConfig, "dawn_rate", 0.005))}
 
 
 def reset_to_preset() -> None:
@@ -150,6 +179,8 @@ def sync_query_params() -> None:
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:g}"
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(str, v))
     return str(v)
 
 
@@ -158,7 +189,29 @@ def config_overrides(s: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"seed": int(s["seed"]), "temperature": [float(s["tau"])] * 3, "kappa": [float(s["kappa"])] * 3,
             "ratio": float(s["ratio"]), "trigger": s["trigger"], "source": int(s["source"]),
             "target": int(s["target"]), "epochs": int(s["epochs"]), "w_epochs": float(s["w_epochs"]),
-            "attacker_data": s.get("attacker_data", "same"), "clean_schedule": s.get("clean_schedule", "shuffled")}
+            "attacker_data": s.get("attacker_data", "same"), "clean_schedule": s.get("clean_schedule", "shuffled"),
+            **scheme_overrides(s)}
+
+
+def scheme_overrides(s: dict[str, Any]) -> dict[str, Any]:
+    """The chosen schemes as RunConfig values: ``schemes`` (None when they are the default ones, so such a
+    run's config is the same as before the picker existed), and each chosen scheme's own setting
+    (SCHEME_SETTINGS) when it has a value and RunConfig has that field."""
+    from dataclasses import fields
+
+    from ewe.config import RunConfig
+    from ewe.watermarks.schemes import check_schemes
+    chosen = s.get("schemes")
+    if chosen is None:
+        return {}
+    chosen = list(chosen)
+    out: dict[str, Any] = {"schemes": None if chosen == check_schemes("default") else chosen}
+    known = {f.name for f in fields(RunConfig)}
+    for scheme, field in SCHEME_SETTINGS.items():
+        value = s.get(field)
+        if scheme in chosen and field in known and value not in (None, []):
+            out[field] = list(value) if isinstance(value, (list, tuple)) else value
+    return out
 
 
 # ---- this session's runs ------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 from ewe.config import DATASETS
-from ewe.results.schema import STOLEN_COPIES
+from ewe.watermarks.schemes import BUILTIN_SETS, SCHEMES
 from ui import backend, state
 from ui.jobs import Job
 
@@ -114,6 +114,52 @@ def sidebar() -> None:
                    "your runs.")
 
 
+# ---- the Train page's scheme picker ------------------------------------------------------------------
+def scheme_picker(classes: list[str]) -> None:
+    """Which watermarking schemes the run trains (the registry's, by label; default: the default ones), with
+    the settings of a chosen scheme that has its own: MEA-Defender's source classes, DAWN's flip rate. The
+    values stay in the session under state.SCHEME_FIELDS; state.config_overrides puts them in the config,
+    whose checks (ConfigError) report a bad combination."""
+    from dataclasses import fields
+
+    from ewe.config import RunConfig
+    ss = st.session_state
+    st.multiselect("Watermarking schemes (one victim each)", list(SCHEMES), key="schemes",
+                   format_func=lambda n: SCHEMES[n].label,
+                   help="EWE and its baselines (the plain watermark, the no-SNNL ablation) are watermarks trained "
+                        "into the model; the thief steals every chosen victim in turn and each copy is judged on "
+                        "its own scheme's triggers. Rival schemes are trained only when picked here.")
+    chosen = ss.get("schemes") or []
+    settings = {scheme: field for scheme, field in state.SCHEME_SETTINGS.items()
+                if scheme in chosen and field in {f.name for f in fields(RunConfig)}}
+    if not settings:
+        return
+    cols = iter(st.columns(len(settings)))
+    if "mea_sources" in settings.values():
+        from ewe.watermarks.mea import source_classes    # torch: only once MEA-Defender is picked
+        a, b = source_classes(int(ss["target"]))
+        name = next(k for k, v in settings.items() if v == "mea_sources")
+        next(cols).multiselect(
+            f"{SCHEMES[name].label}: source classes (two)", list(range(len(classes))), key="mea_sources",
+            max_selections=2, placeholder=f"automatic: classes {a} and {b}",
+            format_func=lambda i: f"{i} · {classes[i]}" if classes[i] != str(i) else str(i),
+            help="Its composite triggers join halves of images of these two classes, labelled the target. "
+                 "Empty: the two lowest classes other than the target.")
+    if "dawn_rate" in settings.values():
+        name = next(k for k, v in settings.items() if v == "dawn_rate")
+        # no min/max (as the other numbers): every typed value reaches the config's check
+        next(cols).number_input(
+            f"{SCHEMES[name].label}: flip rate r", min_value=None, max_value=None, key="dawn_rate", step=0.001,
+            format="%.4g", help="The share of the API's answers it changes on purpose (keyed, so the same "
+                                "query always gets the same answer): r of the honest users' answers are wrong. "
+                                "In (0, 0.5].")
+
+
+def schemes_text(names) -> str:
+    """A run's schemes in words, for its label: 'schemes: EWE (defended), MEA-Defender'."""
+    return "schemes: " + ", ".join(SCHEMES[n].label if n in SCHEMES else n for n in names)
+
+
 # ---- the live job panel ---------------------------------------------------------------------------
 def job_panel(job_id: str | None, live: Callable[[Job], None] | None = None, *, title: str = "") -> Job | None:
     """Status, progress with ETA, queue position and Cancel for a job; ``live(job)`` draws the live
@@ -175,6 +221,7 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
 
 
 STAGE_LABELS = {"triggers": "optimising the triggers", "pretrain": "clean pre-training (shared)",
+                **{f"steal_{s.name}": f"stealing the {s.label} model" for s in SCHEMES.values()},
                 **{f"steal_{victim}": f"stealing the {label} model" for victim, label in
                    (("defended", "defended (EWE)"), ("plain_watermark", "plain-watermark"),
                     ("ablation_no_snnl", "ablation (no SNNL)"))}}
@@ -273,14 +320,17 @@ def queries_text(n: int | None) -> str:
     return "—" if n is None else f"{int(n):,}"
 
 
-VERDICT_SUBJECT = {"extracted": "the stolen copy of the defended (EWE) model",
-                   "plain_extracted": "the stolen copy of the plain-watermark model",
-                   "ablation_extracted": "the stolen copy of the ablation (optimised triggers, no SNNL)",
-                   "clean": "an independently trained clean model (innocent)",
-                   "clean_classic": "the same innocent model, on the classic watermark's triggers",
-                   "mea_extracted": "the stolen copy of the MEA-Defender model",
-                   "clean_composite": "the same innocent model, on MEA-Defender's composite triggers",
-                   "upload": "the uploaded suspect model"}
+VERDICT_SUBJECT = {
+    # every registered scheme's stolen copy, and the innocent suspect on any scheme's own trigger set
+    **{s.stolen: f"the stolen copy of the {s.label} model" for s in SCHEMES.values()},
+    **{f"clean_{s.trigger_set}": f"the same innocent model, on {backend.set_label(s.trigger_set)}"
+       for s in SCHEMES.values() if s.trigger_set not in BUILTIN_SETS},
+    "extracted": "the stolen copy of the defended (EWE) model",
+    "plain_extracted": "the stolen copy of the plain-watermark model",
+    "ablation_extracted": "the stolen copy of the ablation (optimised triggers, no SNNL)",
+    "clean": "an independently trained clean model (innocent)",
+    "clean_classic": "the same innocent model, on the classic watermark's triggers",
+    "upload": "the uploaded suspect model"}
 
 
 def accused(v: dict) -> bool:
@@ -298,9 +348,10 @@ def is_proven(v: dict) -> bool:
 
 
 def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = False,
-                 thief: str | None = None) -> None:
-    """A plain-words verdict; ``thief`` names the thief whose stolen copy is judged."""
-    subject = VERDICT_SUBJECT.get(key, key)
+                 thief: str | None = None, subject: str | None = None) -> None:
+    """A plain-words verdict; ``thief`` names the thief whose stolen copy is judged; ``subject`` the suspect
+    (default: from the key)."""
+    subject = subject or VERDICT_SUBJECT.get(key, key)
     if not v:
         st.info(f"No verification for {subject} yet" + (f" from {thief}." if thief else "."))
         return
@@ -312,7 +363,7 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
     with st.container(border=True):
         if thief:
             st.caption(f":material/person: Judges the copy stolen by **{thief}**.")
-        if key in ("clean", "clean_classic", "clean_composite"):   # innocent suspects
+        if key == "clean" or key.startswith("clean_"):   # innocent suspects (on any trigger set)
             headline = (":red[:material/gpp_bad:] Falsely accused — the test would wrongly claim this "
                         "innocent model" if proven else
                         ":green[:material/verified_user:] Not accused — the test correctly leaves this "
@@ -405,7 +456,7 @@ def thief_name(draws: list[dict], i: int) -> str:
 def thieves_summary(draws: list[dict]) -> str:
     """'Proven for k of n thieves' per stolen copy, over every thief in thieves.json."""
     parts = []
-    for name in STOLEN_COPIES:
+    for name in backend.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
         got = [d["copies"][name] for d in draws if name in (d.get("copies") or {})]
         if got:
             parts.append(f"{backend.MODEL_LABELS.get(name, name)}: proven for **{sum(map(is_proven, got))} of "
@@ -463,11 +514,11 @@ def entanglement_summary(geometry: dict) -> str:
 def thieves_sentence(draws: list[dict]) -> str:
     """How many of the thieves' copies were proven stolen, per victim, and the range of watermark kept."""
     parts = []
-    for name in STOLEN_COPIES:
+    for name in backend.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
         got = [d["copies"][name] for d in draws if name in d.get("copies", {})]
         if got:
             wm = [c["watermark_success"] for c in got]
-            parts.append(f"{backend.MODEL_LABELS[name]}: proven for {sum(c['verified'] for c in got)} of "
+            parts.append(f"{backend.MODEL_LABELS.get(name, name)}: proven for {sum(c['verified'] for c in got)} of "
                          f"{len(got)} thieves (kept {pct(min(wm))}–{pct(max(wm))})")
     return ("; ".join(parts) + ". Same victim, same settings, only the thief's seed differs: the spread is "
             "the thief's luck, so judge a watermark over several thieves.") if parts else ""
