@@ -1,0 +1,169 @@
+"""Issue 18 in the app: the Train page picks the watermarking schemes, the Attack and Runs pages show every
+copy a run has (MEA-Defender's too), the Verify page judges a suspect on every key the run holds."""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import TINY
+from tests.app.helpers import click, no_exception, page, plotly_charts, texts
+
+SID = "schemes-session"
+
+
+@pytest.fixture(scope="session")
+def mea_run(tmp_path_factory) -> Path:
+    """One real tiny run that trains EWE and MEA-Defender (so it holds the "composite" key), stolen and judged."""
+    from ewe.config import preset
+    from ewe.experiments import pipeline
+    out = tmp_path_factory.mktemp("mea") / "run"
+    result = pipeline.run(preset("digits", "quick", **TINY, schemes=["defended", "mea_defender"]), out)
+    assert result["status"] == "finished" and "mea_extracted" in result["verification"], result
+    return out
+
+
+@pytest.fixture()
+def mea_workspace(app_env, mea_run) -> Path:
+    """The MEA run as a run of this test's workspace (as if trained here)."""
+    dest = app_env["runs"] / SID / "20260101-000000-000-digits-mea-s0"
+    shutil.copytree(mea_run, dest)
+    return dest
+
+
+def _train_config(app_env):
+    return [c for c in app_env["pipeline"].calls if c[0] == "train"][-1][1]
+
+
+def test_the_picker_lists_the_registry_and_leaves_the_default_runs_config_as_before(app_env):
+    from ewe.watermarks.schemes import SCHEMES, check_schemes
+    at = page("train", query={"preset": "tiny"})
+    no_exception(at)
+    picker = at.multiselect(key="schemes")
+    assert picker.options == [SCHEMES[n].label for n in SCHEMES]          # every registered scheme, by label
+    assert picker.value == check_schemes("default")
+    assert not [w for w in at.multiselect if w.key == "mea_sources"]       # MEA's setting only once it is picked
+    click(at, "Start training")
+    assert _train_config(app_env).schemes is None                          # the default ones: the config of old
+
+
+def test_the_picker_puts_the_chosen_schemes_and_meas_sources_into_the_config(app_env):
+    at = page("train", query={"preset": "tiny"})
+    at.multiselect(key="schemes").set_value(["defended", "mea_defender"]).run()
+    no_exception(at)
+    at.multiselect(key="mea_sources").set_value([3, 5]).run()
+    no_exception(at)
+    assert not at.error
+    click(at, "Start training")
+    cfg = _train_config(app_env)
+    assert cfg.schemes == ["defended", "mea_defender"] and cfg.mea_sources == [3, 5]
+    assert "MEA-Defender" in app_env["registry"].jobs(kind="train")[0].label
+    assert at.query_params["schemes"] in ("defended,mea_defender", ["defended,mea_defender"])   # the link keeps it
+
+
+def test_schemes_from_the_link_and_bad_choices_give_one_error(app_env):
+    at = page("train", query={"preset": "tiny", "schemes": "mea_defender", "mea_sources": "6"})
+    no_exception(at)
+    assert at.multiselect(key="schemes").value == ["mea_defender"]
+    # one source class (and the target, 6, at that): the library's ConfigError, once
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "mea_sources" in errors[0]
+    assert [b for b in at.button if b.label == "Start training"][0].disabled
+    at.multiselect(key="schemes").set_value([]).run()
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "schemes lists no scheme" in errors[0]
+    bad = page("train", sid="bad-link", query={"preset": "tiny", "schemes": "nonsense"})
+    no_exception(bad)
+    assert "unknown scheme 'nonsense'" in " ".join(texts(bad, "warning"))   # replaced by the default ones
+
+
+@pytest.mark.skipif("dawn_api" not in __import__("ewe.watermarks.schemes", fromlist=["SCHEMES"]).SCHEMES
+                    or "dawn_rate" not in {f.name for f in fields(__import__("ewe.config", fromlist=["RunConfig"])
+                                                                  .RunConfig)},
+                    reason="DAWN (scheme dawn_api, RunConfig.dawn_rate) is not in the library yet")
+def test_the_picker_puts_dawns_flip_rate_into_the_config(app_env):
+    at = page("train", query={"preset": "tiny"})
+    at.multiselect(key="schemes").set_value(["defended", "dawn_api"]).run()
+    at.number_input(key="dawn_rate").set_value(0.02).run()
+    no_exception(at)
+    click(at, "Start training")
+    cfg = _train_config(app_env)
+    assert "dawn_api" in cfg.schemes and cfg.dawn_rate == pytest.approx(0.02)
+
+
+def test_scheme_settings_reach_the_config_only_for_a_chosen_scheme():
+    from ui import state
+    assert state.scheme_overrides({"schemes": ["defended"], "mea_sources": [3, 5]}) == {"schemes": ["defended"]}
+    assert state.scheme_overrides({"schemes": ["mea_defender"], "mea_sources": []}) == {"schemes": ["mea_defender"]}
+    assert state.scheme_overrides({"schemes": ["mea_defender"], "mea_sources": [3, 5], "dawn_rate": 0.1}) == {
+        "schemes": ["mea_defender"], "mea_sources": [3, 5]}
+
+
+def test_attack_and_runs_list_the_mea_copy(app_env, mea_workspace, tiny_run):
+    at = page("attack", sid=SID)
+    no_exception(at)
+    models = list(at.dataframe[0].value["model"])
+    assert {"MEA-Defender", "stolen from MEA-Defender", "defended (EWE)", "stolen from defended"} <= set(models)
+
+    runs = page("runs", sid=SID)
+    no_exception(runs)
+    table = runs.dataframe[0].value
+    assert table["watermark stolen from MEA-Defender"].iloc[0] == pytest.approx(
+        json.loads((mea_workspace / "result.json").read_text())["models"]["mea_extracted"]["watermark_success"])
+    bars = json.loads(plotly_charts(runs)[0].proto.spec)
+    assert "stolen from MEA-Defender, watermark" in {t["name"] for t in bars["data"]}
+
+    # a workspace without rival schemes keeps the three built-in columns only
+    shutil.copytree(tiny_run, app_env["runs"] / "plain-session" / "20260101-000000-000-digits-tiny-s0")
+    plain = page("runs", sid="plain-session")
+    no_exception(plain)
+    assert not [c for c in plain.dataframe[0].value.columns if "MEA" in c]
+    assert {"defended accuracy", "watermark in stolen copy", "queries for 95 %"} <= set(plain.dataframe[0].value.columns)
+
+
+def _key_cards(at) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("Suspect: **") and ", against " in m.value]
+
+
+def test_verify_judges_a_suspect_on_every_key_the_run_holds(app_env, mea_workspace):
+    at = page("verify", sid=SID)
+    no_exception(at)
+    md = " ".join(m.value for m in at.markdown)
+    assert "the stolen copy of the MEA-Defender model" in md          # the rival copy's own card
+    assert _key_cards(at) == []                                        # nothing tested yet
+    up = at.get("file_uploader")[0]
+    up.set_value(("mea.pt", (mea_workspace / "models" / "mea_extracted.pt").read_bytes(), "application/octet-stream"))
+    at.run()
+    no_exception(at)
+    cards = _key_cards(at)
+    assert len(cards) == 3                                             # optimised, classic, composite
+    assert all("the uploaded suspect model" in c for c in cards)
+    assert any("composite triggers" in c for c in cards) and any("optimised triggers" in c for c in cards)
+    # the card on the composite key is the run's own verdict of that copy (same answers, same settings)
+    stored = json.loads((mea_workspace / "result.json").read_text())["verification"]["mea_extracted"]
+    composite = next(c for c in cards if "composite triggers" in c)
+    assert f"p = **{stored['p_value']:.2g}**" in composite
+    lines = {t["name"] for t in json.loads(plotly_charts(at)[0].proto.spec)["data"]}
+    assert {"suspect, composite triggers", "suspect, optimised triggers"} <= lines
+
+    # one of the run's own models, with its own architecture
+    at.radio(key="keep_suspect_source").set_value("run").run()
+    [pick] = [s for s in at.selectbox if s.key.startswith("keep_suspect_model_")]
+    assert "mea_extracted" in pick.options or "stolen from MEA-Defender" in pick.options
+    pick.set_value("mea_defender").run()
+    no_exception(at)
+    cards = _key_cards(at)
+    assert len(cards) == 3 and all("this run's MEA-Defender model" in c for c in cards)
+
+
+def test_verify_a_run_without_rival_schemes_has_its_two_keys(app_env, tiny_run):
+    shutil.copytree(tiny_run, app_env["runs"] / "two-keys" / "20260101-000000-000-digits-tiny-s0")
+    at = page("verify", sid="two-keys")
+    no_exception(at)
+    at.radio(key="keep_suspect_source").set_value("run").run()
+    no_exception(at)
+    cards = _key_cards(at)
+    assert len(cards) == 2 and not any("composite" in c for c in cards)
