@@ -167,3 +167,30 @@ def test_verify_a_run_without_rival_schemes_has_its_two_keys(app_env, tiny_run):
     no_exception(at)
     cards = _key_cards(at)
     assert len(cards) == 2 and not any("composite" in c for c in cards)
+
+
+def _families(at) -> str:
+    return " ".join(m.value for m in at.markdown if any(
+        head in m.value for head in ("In the model's weights", "At the API", "What this lab measured")))
+
+
+def test_learn_compares_the_families_with_numbers_only_from_published_results(app_env, monkeypatch):
+    from ui import backend
+    row = {"setting": "toy (with MEA-Defender)", "variant": "same-hard", "victims": 3, "thieves": 3,
+           "ewe_proven_100": 0.25, "mea_proven_100": 0.75, "accuracy_cost": 0.012, "classic_proven_100": 0.0,
+           "ablation_proven_100": 0.0, "ewe_minus_ablation": None, "innocents_accused": 0, "innocent_tests": 6}
+    monkeypatch.setattr(backend, "published", lambda: {"summaries": [row]})
+    at = page("learn", sid="learn-1")
+    no_exception(at)
+    text = _families(at)
+    assert "a register of every client's queries" in text and "victim's accuracy drop" in text
+    assert "EWE 25 %, MEA-Defender 75 % of copies proven (3 victims × 3 thieves)" in text
+    assert "lost 1.2 accuracy points" in text
+    assert "no published runs yet" in text                         # DAWN: its text, without a number
+    monkeypatch.setattr(backend, "published", lambda: {"summaries": [{**row, "dawn_proven_100": 0.5}]})
+    at = page("learn", sid="learn-2")
+    assert "50 % of copies proven" in _families(at) and "no published runs yet" not in _families(at)
+    monkeypatch.setattr(backend, "published", lambda: {})          # no results at all: the words, no numbers
+    at = page("learn", sid="learn-3")
+    no_exception(at)
+    assert _families(at).count("no published runs yet") == 2 and "%" not in _families(at).split("measured")[1]
