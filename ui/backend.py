@@ -18,7 +18,7 @@ from ewe.callbacks import part_of
 from ewe.config import PRESETS, TINY, ConfigError, RunConfig, preset, tiny
 from ewe.results import studies
 from ewe.results.schema import THIEVES_FILE
-from ewe.watermarks.schemes import SCHEMES, VICTIMS, check_schemes
+from ewe.watermarks.schemes import SCHEMES, STOLEN_COPIES, VICTIMS, check_schemes
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = None          # None = ewe.experiments.pipeline (imported lazily: it imports torch); tests may swap it
@@ -463,7 +463,9 @@ def point_summary(settings: dict[str, Any], result: dict, out: Path) -> dict[str
             "plain_extracted_watermark": m.get("plain_extracted", {}).get("watermark_success"),
             "clean_accuracy": m.get("clean", {}).get("accuracy"),
             "p_value": v.get("extracted", {}).get("p_value"),
-            "queries_for_95": v.get("extracted", {}).get("queries_for_95")}
+            "queries_for_95": v.get("extracted", {}).get("queries_for_95"),
+            # a rival scheme's copy (when the Train page chose one): the watermark it kept
+            "rivals": {c: m[c].get("watermark_success") for c in stolen_copies(m) if c not in STOLEN_COPIES}}
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------

@@ -197,6 +197,15 @@ def tradeoff_figure(points: list[dict[str, Any]]) -> go.Figure:
                 customdata=[[p["tau"], p["ratio"]] for p in plain],
                 hovertemplate=("plain watermark, same run (τ = %{customdata[0]:g}, ratio = "
                                "%{customdata[1]:g})<br>stolen copy's watermark = %{y:.1%}<extra></extra>")))
+        for copy in dict.fromkeys(c for p in pts for c in p.get("rivals") or {}):    # rival schemes' copies
+            got = [p for p in pts if (p.get("rivals") or {}).get(copy) is not None]
+            label = MODEL_LABELS.get(copy, copy).removeprefix("stolen from ")
+            fig.add_trace(go.Scatter(
+                x=[p["defended_accuracy"] for p in got], y=[p["rivals"][copy] for p in got], mode="markers",
+                name=f"{label}, stolen (same run)", marker=dict(size=9, color=COLORS.get(copy), symbol="diamond-open"),
+                customdata=[[p["tau"], p["ratio"]] for p in got],
+                hovertemplate=(f"{label}, same run" + " (τ = %{customdata[0]:g}, ratio = %{customdata[1]:g})<br>"
+                               "stolen copy's watermark = %{y:.1%}<extra></extra>")))
     _layout(fig, "Trade-off: accuracy vs. watermark surviving extraction", "defended model accuracy",
             "watermark success in the stolen copy", height=460)
     fig.update_layout(hovermode="closest")

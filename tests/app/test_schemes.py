@@ -194,3 +194,16 @@ def test_learn_compares_the_families_with_numbers_only_from_published_results(ap
     at = page("learn", sid="learn-3")
     no_exception(at)
     assert _families(at).count("no published runs yet") == 2 and "%" not in _families(at).split("measured")[1]
+
+
+def test_a_tradeoff_point_keeps_the_rival_copys_watermark_and_the_chart_draws_it(mea_run, tiny_run):
+    from ui import backend, charts
+    result = json.loads((mea_run / "result.json").read_text())
+    point = backend.point_summary({"tau": 1.0, "ratio": 2.0}, result, mea_run)
+    assert point["rivals"] == {"mea_extracted": result["models"]["mea_extracted"]["watermark_success"]}
+    plain = backend.point_summary({"tau": 4.0, "ratio": 2.0}, json.loads((tiny_run / "result.json").read_text()),
+                                  tiny_run)
+    assert plain["rivals"] == {}
+    fig = charts.tradeoff_figure([point, plain])
+    [trace] = [t for t in fig.data if t.name == "MEA-Defender, stolen (same run)"]
+    assert list(trace.y) == [point["rivals"]["mea_extracted"]]
