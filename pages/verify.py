@@ -91,9 +91,11 @@ with st.expander("Both tests side by side"):
                "disagree most on small samples and when innocent models differ from the clean reference.")
     st.dataframe(widgets.tests_side_by_side(ver, other), hide_index=True, width="stretch")
 c1, c2 = st.columns(2)
-with c1:
-    widgets.verdict_card("plain_extracted", stolen.get("plain_extracted"), alpha, thief=thief_label)
-with c2:
+plain = "plain_extracted" in ver or cfg.get("schemes") is None   # a run that chose its schemes may have none
+if plain:
+    with c1:
+        widgets.verdict_card("plain_extracted", stolen.get("plain_extracted"), alpha, thief=thief_label)
+with c2 if plain else c1:
     widgets.verdict_card("clean", ver.get("clean"), alpha)
 if ver.get("clean_classic"):
     with st.expander("Would the classic watermark accuse an innocent model?",
