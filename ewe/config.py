@@ -90,6 +90,8 @@ class RunConfig:
     schemes: list[str] | None = None
     # MEA-Defender's two source classes (its composites' halves); None = the two lowest classes other than target
     mea_sources: list[int] | None = None
+    # DAWN's share of API answers flipped (ewe.watermarks.dawn): the honest users' accuracy cost
+    dawn_rate: float = 0.005
     threads: int | None = None
 
     # ---- derived -------------------------------------------------------------------------------
@@ -293,6 +295,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(not (cfg.trigger == "in" and cfg.source == cfg.target),
          f"source and target are both class {cfg.source}: an in-distribution watermark needs a source "
          "class different from the target")
+    need(0 < cfg.dawn_rate <= 0.5, f"dawn_rate (the share of API answers DAWN flips) is in (0, 0.5], "
+         f"got {cfg.dawn_rate}")
     need(cfg.mea_sources is None or (len(cfg.mea_sources) == 2 and len(set(cfg.mea_sources)) == 2
                                      and all(0 <= c < n_classes for c in cfg.mea_sources)
                                      and cfg.target not in cfg.mea_sources),
