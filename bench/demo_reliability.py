@@ -5,6 +5,8 @@
     python bench/demo_reliability.py --dataset mnist --data-dir ../shared/data --victims 0-4 --thieves 5
     # only the table, from what is stored:
     python bench/demo_reliability.py --dataset digits --victims 0-4 --thieves 5 --summary-only
+    # the same victims' clean models served through a DAWN API flipping 0.5 % of answers:
+    python bench/demo_reliability.py --dataset fashion-mnist --victims 0-4 --thieves 5 --dawn-rate 0.005
 
 A variant is a thief (and, for ``disjoint``, the victims it needs: trained on one half of the data, the
 thief querying the other). Victims are run folders ``OUT/<dataset>-<preset>[-disjoint]-s<seed>``; every
@@ -63,7 +65,7 @@ VARIANTS = {
                        "victims": {"clean_schedule": "reference"}},
 }
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"),
-           ("mea_extracted", "MEA-Defender"))     # a scheme a run did not train has no rows
+           ("mea_extracted", "MEA-Defender"), ("dawn_extracted", "DAWN"))   # a scheme a run lacks has no rows
 WITHIN = 100
 
 
@@ -142,7 +144,38 @@ def footprint(path: Path) -> dict:
 
 
 VICTIM_OF = {"EWE": "defended", "classic": "plain_watermark", "ablation": "ablation_no_snnl",
-             "MEA-Defender": "mea_defender"}
+             "MEA-Defender": "mea_defender", "DAWN": "dawn_api"}
+DAWN_FILES = ("config.json", "result.json", "predictions.json", "triggers.pt", "innocents.json",
+              "models/clean.pt", "models/independent_clean.pt")
+
+
+def ensure_dawn(victim: Path, rate: float) -> Path:
+    """The victim run's clean model served through a DAWN API with flip rate ``rate``, in a sibling folder
+    ``dawn<rate>-<victim>`` (the files DAWN needs, copied: its thieves then never touch the victim's
+    thieves.json). The same clean model, test set and innocent population as the watermarked victims. The
+    folder name starts with "dawn" so that bench/verdicts.py's globs (digits-*, mnist-*) do not count the copied
+    trigger sets twice."""
+    import shutil
+    from ewe.config import from_dict
+    from ewe.watermarks.schemes import SCHEMES as REGISTRY
+    dest = victim.parent / f"dawn{rate:g}-{victim.name}"
+    if (dest / "result.json").exists() and "dawn_api" in json.loads((dest / "result.json").read_text())["models"]:
+        return dest
+    for f in DAWN_FILES:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(victim / f, dest / f)
+    saved = json.loads((dest / "config.json").read_text())
+    saved.update(schemes=["dawn_api"], dawn_rate=rate)
+    (dest / "config.json").write_text(json.dumps(saved, indent=1))
+    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    result = json.loads((dest / "result.json").read_text())
+    clean = runs.load_run_models(dest, ["clean"])["clean"]
+    data = splits.load_data(cfg)
+    result["models"] = {k: v for k, v in result["models"].items() if k in ("clean", "independent_clean")}
+    result["models"]["dawn_api"] = REGISTRY["dawn_api"].figures(clean, cfg, data.x_test, data.y_test)
+    result["verification"] = {}
+    (dest / "result.json").write_text(json.dumps(result, indent=1))
+    return dest
 
 
 def interval(k: int, n: int) -> str:
@@ -170,13 +203,19 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
         if "defended" in m:      # a run may train other schemes only (--set schemes='["mea_defender"]')
             costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
         for lab, victim in VICTIM_OF.items():   # each scheme's accuracy cost against the clean model
-            if victim in m:
+            if victim in m and "accuracy" in m[victim]:
                 rows[lab]["cost"].append(m["clean"]["accuracy"] - m[victim]["accuracy"])
-        for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
-            v = result["verification"].get(k)
-            if v:
-                innocent_tests += 1
-                accused += bool(v["proven"])
+        if "dawn_api" in m:   # DAWN: the independent clean model judged on each thief's own register
+            for d in draws:
+                for v in d.get("innocent_verdicts", {}).values():
+                    innocent_tests += 1
+                    accused += bool(v)
+        else:
+            for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
+                v = result["verification"].get(k)
+                if v:
+                    innocent_tests += 1
+                    accused += bool(v["proven"])
         nulls.append(result["verification"].get("extracted", {}).get("null_rate"))
         for d in draws:
             for key, lab in SCHEMES:
@@ -274,6 +313,9 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="same-hard,same-soft")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="victim setting overrides (a JSON value), e.g. --set kappa=4; tags the run folders")
+    ap.add_argument("--dawn-rate", type=float, default=None,
+                    help="steal each victim's clean model through a DAWN API with this flip rate instead "
+                         "(folders dawn<rate>-<victim>, next to the victims)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "runs" / "reliability"))
     ap.add_argument("--results", default=None, help="JSON lines file for the summaries")
@@ -301,12 +343,19 @@ def main(argv=None) -> int:
             cfg = preset(args.dataset, args.preset, seed=vs, data_dir=args.data_dir, threads=args.threads,
                          **overrides, **spec["victims"])
             path = run_dir(out, args.dataset, args.preset, spec["victims"], vs, tag)
+            if args.dawn_rate is not None:
+                path = path.parent / f"dawn{args.dawn_rate:g}-{path.name}"
             paths.append(path)
             # thief seeds differ between victims so that no two victims share a thief's luck
             thief_seeds = [100 * vs + t for t in range(args.thieves)]
             if args.summary_only:
                 continue
-            ensure_victim(path, cfg)
+            if args.dawn_rate is not None:
+                victim = path.parent / path.name.split("-", 1)[1]
+                ensure_victim(victim, cfg)
+                ensure_dawn(victim, args.dawn_rate)
+            else:
+                ensure_victim(path, cfg)
             for ts in thief_seeds:
                 ensure_thief(path, spec["thief"], ts)
             print(f"[{time.perf_counter() - started:.0f} s] {variant}: victim {vs} done", flush=True)

@@ -40,7 +40,13 @@ def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
             if set_name in per_input:   # a DAWN register is this thief's own: keep it with the copy
                 copies[name]["register"] = {"labels": per_input[set_name],
                                             "innocents": innocents.get(set_name) or {}}
-    draws.append({"thief": result["thief"], "copies": copies})
+    entry = {"thief": result["thief"], "copies": copies}
+    # the innocent suspect judged on this thief's own register (DAWN): a verdict that changes with the thief
+    judged = {k: v.get("proven") for k, v in result.get("verification", {}).items()
+              if k.startswith("clean_") and v.get("trigger_set") in per_input}
+    if judged:
+        entry["innocent_verdicts"] = judged
+    draws.append(entry)
     folder.write_json(THIEVES_FILE, draws)
     return draws
 

@@ -133,6 +133,7 @@ def test_a_run_with_dawn_steals_through_the_api_and_judges_the_copy_on_its_regis
     assert result["verification"]["clean_dawn"]["trigger_set"] == "dawn"   # the innocent suspect, judged too
     thieves = json.loads((run / "thieves.json").read_text())
     assert thieves[0]["copies"]["dawn_extracted"]["register"]["labels"] == labels
+    assert thieves[0]["innocent_verdicts"] == {"clean_dawn": result["verification"]["clean_dawn"]["proven"]}
     assert verify_run(run)["verification"]["dawn_extracted"]["p_value"] == v["p_value"]   # recomputable
 
     # a second thief with a query budget: its own register; the first thief is still judged on its own
