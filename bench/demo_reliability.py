@@ -28,6 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +40,7 @@ from ewe.results import verdicts  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 from ewe.config import preset  # noqa: E402
 from ewe.results.runs import THIEVES_FILE  # noqa: E402
+from ewe.verify import population_null, verify  # noqa: E402
 
 # thief settings by name; "victims" are overrides the victims need (the thief's data split is fixed when
 # they are trained)
@@ -59,6 +61,13 @@ VARIANTS = {
     "fresh-hard": {"thief": {"extract_labels": "hard", "attacker_data": "fresh"}, "victims": {}},
     "fresh-soft": {"thief": {"extract_labels": "soft", "distill_temperature": 1.0, "attacker_data": "fresh"},
                    "victims": {}},
+    # a thief that trains until it fits its queries (30 epochs; the quick presets' thieves stop at 3 on MNIST and
+    # Fashion-MNIST, 10 on digits): DAWN's flipped answers survive only in a copy that memorises its labels
+    "same-hard-e30": {"thief": {"extract_labels": "hard", "extract_epochs": 30}, "victims": {}},
+    "fresh-hard-e30": {"thief": {"extract_labels": "hard", "attacker_data": "fresh", "extract_epochs": 30},
+                       "victims": {}},
+    "same-soft5-e30": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0, "extract_epochs": 30},
+                       "victims": {}},
     # H2: victims trained with the reference code's clean-data schedule, the reference thief
     "refsched-hard": {"thief": {"extract_labels": "hard"}, "victims": {"clean_schedule": "reference"}},
     "refsched-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0},
@@ -98,8 +107,19 @@ def thief_key(thief: dict) -> dict:
     return {"labels": thief["labels"], "seed": thief["seed"], "data": thief.get("attacker_data", "same")}
 
 
-def matches(recorded: dict, thief: dict) -> bool:
-    """Was this thieves.json entry made by ``thief`` (settings, any seed)?"""
+def default_epochs(path: Path) -> int:
+    """The run's own thief's training epochs (a variant may set others with extract_epochs)."""
+    from ewe.config import from_dict
+    saved = json.loads((path / "config.json").read_text())
+    return from_dict({k: v for k, v in saved.items() if k != "effective"}).extraction_epochs
+
+
+def matches(recorded: dict, thief: dict, epochs: int | None = None) -> bool:
+    """Was this thieves.json entry made by ``thief`` (settings, any seed)? ``epochs``: the run's own thief's,
+    which a variant without extract_epochs trains for."""
+    want = thief.get("extract_epochs", epochs)
+    if want is not None and recorded.get("epochs") != want:
+        return False
     data = thief.get("attacker_data")
     same_data = (data is None and recorded.get("attacker_data") in ("same", "disjoint", None)
                  or recorded.get("attacker_data") == data)
@@ -110,7 +130,7 @@ def matches(recorded: dict, thief: dict) -> bool:
 
 def ensure_thief(path: Path, thief: dict, seed: int) -> None:
     draws = json.loads((path / THIEVES_FILE).read_text()) if (path / THIEVES_FILE).exists() else []
-    if any(matches(d["thief"], thief) and d["thief"]["seed"] == seed for d in draws):
+    if any(matches(d["thief"], thief, default_epochs(path)) and d["thief"]["seed"] == seed for d in draws):
         return
     t0 = time.perf_counter()
     res = pipeline.steal(path, {**thief, "thief_seed": seed})
@@ -175,7 +195,18 @@ def ensure_dawn(victim: Path, rate: float) -> Path:
     result["models"]["dawn_api"] = REGISTRY["dawn_api"].figures(clean, cfg, data.x_test, data.y_test)
     result["verification"] = {}
     (dest / "result.json").write_text(json.dumps(result, indent=1))
+    strip_to_clean(dest)
     return dest
+
+
+def strip_to_clean(dest: Path) -> None:
+    """Only the clean models' answers stay in a DAWN folder's predictions.json: the watermarked victims and their
+    copies are not in it, so no verdict about them may appear there."""
+    preds = json.loads((dest / "predictions.json").read_text())
+    for models in preds["sets"].values():
+        for name in [n for n in models if n not in ("clean", "independent_clean") and not n.startswith("dawn")]:
+            del models[name]
+    (dest / "predictions.json").write_text(json.dumps(preds))
 
 
 def interval(k: int, n: int) -> str:
@@ -188,13 +219,14 @@ def interval(k: int, n: int) -> str:
 def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[int]) -> dict:
     rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": [], "cost": []} for _, lab in SCHEMES}
     paired, costs, accused, innocent_tests, nulls = [], [], 0, 0, []
+    loo_accused = loo_tests = 0
     traces = {lab: [] for _, lab in SCHEMES}     # (victim's footprint, mean kept by its thieves)
     counted = []                                  # thieves per victim actually stored
     for path in paths:
         result = verdicts.verify_run(path)      # re-judges every stored thief with today's test
         kept_here = {lab: [] for _, lab in SCHEMES}
         draws = [d for d in json.loads((path / THIEVES_FILE).read_text())
-                 if matches(d["thief"], thief) and d["thief"]["seed"] in thief_seeds]
+                 if matches(d["thief"], thief, default_epochs(path)) and d["thief"]["seed"] in thief_seeds]
         if not draws:              # this victim was not stolen by this thief (a run stopped for time)
             continue
         counted.append(len(draws))
@@ -205,11 +237,19 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
         for lab, victim in VICTIM_OF.items():   # each scheme's accuracy cost against the clean model
             if victim in m and "accuracy" in m[victim]:
                 rows[lab]["cost"].append(m["clean"]["accuracy"] - m[victim]["accuracy"])
-        if "dawn_api" in m:   # DAWN: the independent clean model judged on each thief's own register
-            for d in draws:
+        if "dawn_api" in m:   # DAWN: the independent clean model judged on each thief's own register, and
+            for d in draws:   # each innocent of the population against the others (leave-one-out)
                 for v in d.get("innocent_verdicts", {}).values():
                     innocent_tests += 1
                     accused += bool(v)
+                register = d["copies"].get("dawn_extracted", {}).get("register") or {}
+                models = register.get("innocents") or {}
+                for name, pred in models.items():
+                    others = [p for o, p in models.items() if o != name]
+                    v = verify(pred, np.asarray(register["labels"]), draws=1,
+                               null=population_null(others, np.asarray(register["labels"]), ""))
+                    loo_tests += 1
+                    loo_accused += bool(v["proven"])
         else:
             for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
                 v = result["verification"].get(k)
@@ -245,6 +285,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
            "accuracy_cost_mean": statistics.mean(costs) if costs else None,
            "accuracy_cost_max": max(costs) if costs else None,
            "innocents_accused": accused, "innocent_tests": innocent_tests,
+           "population_accused_loo": loo_accused, "population_tests_loo": loo_tests,
            "null_rate_optimised": [n for n in nulls if n is not None],
            "ewe_minus_ablation_mean": statistics.mean(paired) if paired else None,
            "ewe_ahead_pairs": sum(p > 0 for p in paired), "pairs": len(paired), "schemes": {},
@@ -278,7 +319,9 @@ def table(summary: dict) -> str:
     null_range = f"{min(nulls):.3f}..{max(nulls):.3f}" if nulls else "—"
     lines += ["", f"EWE minus ablation, paired by thief: {'—' if d is None else f'{100 * d:+.1f} points'} "
               f"(EWE ahead in {summary['ewe_ahead_pairs']} of {summary['pairs']}); defended accuracy cost {cost}; "
-              f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}; "
+              f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}"
+              + (f" (and of the population, each against the others: {summary['population_accused_loo']} of "
+                 f"{summary['population_tests_loo']})" if summary.get("population_tests_loo") else "") + "; "
               f"null rate on the optimised triggers {null_range}", "",
               "The victim's footprint on the thief's queries (mean over victims): answers of the target class "
               "where the truth is another class, and the mean target probability on those inputs; "
