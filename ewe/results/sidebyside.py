@@ -22,8 +22,6 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
-from scipy import stats
-
 from ..config import ConfigError, from_dict, preset_values
 from ..watermarks.schemes import SCHEMES
 from .schema import CONFIG_FILE, RESULT_FILE, THIEVES_FILE, suspects
@@ -97,6 +95,7 @@ def _read(path: Path, name: str):
 def _ci(k: int, n: int) -> list[float] | None:
     if not n:
         return None
+    from scipy import stats     # here: the app reads the published tables (display_rows) without scipy
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
     return [float(ci.low), float(ci.high)]
 
@@ -222,7 +221,8 @@ def display_rows(table: dict) -> list[dict[str, str]]:
             "accuracy cost, median": "—" if r["accuracy_cost_median"] is None else
             f"{100 * r['accuracy_cost_median']:.2f} pts",
             "queries to proof, median": "—" if r["queries_median"] is None else f"{r['queries_median']:g}",
-            "innocent model accused": f"{r['innocents_accused']} of {r['innocent_tests']}"})
+            "innocent model accused": f"{r['innocents_accused']} of {r['innocent_tests']}"
+            if r["innocent_tests"] else "—"})
     return out
 
 

@@ -72,6 +72,8 @@ def test_proven_counts_intervals_and_thief_kinds(tmp_path):
     assert plain["proven_ci"][0] > 0 and plain["proven_ci"][1] < 1
     text = sb.markdown(table)
     assert "| hard, owner's images | EWE (defended) | 2 × 2 | 3/4 [19–99 %] | 2/4 |" in text
+    # the runs judged the innocent model on the optimised and classic sets only: no verdict on a third
+    assert (ewe["innocents_accused"], ewe["innocent_tests"]) == (0, 2)
 
 
 def test_like_with_like_seed_and_thief_settings_merge_victim_settings_do_not(tmp_path):
@@ -131,3 +133,12 @@ def test_thief_kind_names_temperature_data_and_an_unusual_student():
     assert sb.thief_kind({**HARD, "student": "mlp", "query_budget": 500}, "conv2")[1] == \
         "hard, owner's images, student mlp, 500 queries"
     assert sb.thief_kind({"labels": "soft"})[1] == "soft T=1, owner's images"   # older entries: no temperature
+
+
+def test_a_scheme_whose_innocent_was_never_judged_shows_a_dash(tmp_path):
+    make_run(tmp_path, "a-s0", 0, [(HARD, {"plain_extracted": copy(False, 0.1)})],
+             verification={"clean": {"proven": True}})              # no verdict on the classic triggers
+    [table] = sb.scheme_tables(sb.run_folders(tmp_path))
+    assert table["rows"][0]["innocent_tests"] == 0
+    assert sb.display_rows(table)[0]["innocent model accused"] == "—"
+    assert (table["innocents_accused_any"], table["innocent_runs"]) == (1, 1)
