@@ -210,8 +210,11 @@ def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
     return from_dict(values)
 
 
-def from_dict(values: dict[str, Any]) -> RunConfig:
+def from_dict(values: dict[str, Any], check: bool = True) -> RunConfig:
     """Build a config from a dict (a preset, a saved config.json or CLI overrides).
+
+    ``check=False`` skips ``validate`` (which imports torch for the model names): for readers of stored
+    configs that only want today's defaults filled in (ewe.results.sidebyside).
 
     Accepts the reference code's parameterisation as aliases: ``reference_T`` (tau = 100 / T) and
     ``reference_kappa`` (divided by the batch size, since the reference summed its cross-entropy).
@@ -239,7 +242,8 @@ def from_dict(values: dict[str, Any]) -> RunConfig:
         # names are checked against the scheme registry by ewe.watermarks.schemes.check_schemes (the
         # pipeline, before anything is written; this bottom layer does not import the registry)
         values["schemes"] = [n.strip() for v in values["schemes"] for n in str(v).split(",") if n.strip()]
-    return validate(RunConfig(**values))
+    cfg = RunConfig(**values)
+    return validate(cfg) if check else cfg
 
 
 def _three(value: Any, name: str) -> list[float]:
