@@ -34,15 +34,17 @@ NOT_VICTIM = ("seed", "data_dir", "device", "threads", "thief_seed", "extract_la
 DATA = {"same": "owner's images", "fresh": "thief's own images", "disjoint": "the other half of the data"}
 
 
-def thief_kind(thief: dict, victim_model: str | None = None) -> tuple[tuple, str]:
+def thief_kind(thief: dict, victim_model: str | None = None, epochs: int | None = None) -> tuple[tuple, str]:
     """(sort key, label) of a thieves.json thief, any seed: "hard, owner's images", "soft T=5, thief's own
-    images" ...; a student other than ``victim_model`` and a query budget are named."""
+    images" ...; a student other than ``victim_model``, a query budget and training epochs other than the
+    run's own thief's ``epochs`` are named."""
     labels = thief.get("labels", "hard")
     t = float(thief.get("distill_temperature") or 1.0) if labels == "soft" else None
     data = thief.get("attacker_data") or "same"
     label = f"{labels}{f' T={t:g}' if t is not None else ''}, {DATA.get(data, data)}"
     extra = [f"student {thief['student']}" if thief.get("student") not in (None, victim_model) else "",
-             f"{thief['query_budget']} queries" if thief.get("query_budget") else ""]
+             f"{thief['query_budget']} queries" if thief.get("query_budget") else "",
+             f"{thief['epochs']} epochs" if epochs is not None and thief.get("epochs") not in (None, epochs) else ""]
     label += "".join(f", {e}" for e in extra if e)
     order = (list(DATA).index(data) if data in DATA else len(DATA), labels != "hard", t or 0.0, label)
     return order, label
@@ -60,6 +62,10 @@ def _victim_settings(cfg: dict) -> dict:
     out = {k: v for k, v in _normalised(cfg).items() if k not in NOT_VICTIM}
     # the thief's own data changes nothing for the victims; the disjoint split trains them on half the data
     out["attacker_data"] = "disjoint" if out.get("attacker_data") == "disjoint" else "same"
+    # a run that only serves its clean model through an API (DAWN: bench/demo_reliability.py --dawn-rate) shares
+    # the setting of the run it was made from: same data, clean model and innocents
+    if out.get("schemes") and all(n in SCHEMES and SCHEMES[n].serves_api for n in out["schemes"]):
+        out["schemes"] = None
     return out
 
 
@@ -141,11 +147,18 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
         g["runs"].append(path.name)
         g["seeds"].append(cfg.get("seed"))
         models, verdicts = result.get("models", {}), result.get("verification", {})
-        judged = [verdicts[k] for k in innocent_key.values() if verdicts.get(k)]
+        # an API-only run (DAWN) holds copies of its source run's trigger sets: judged there, not counted twice
+        api_only = all(getattr(x, "serves_api", False) for x in schemes if x.name in models)
+        own_sets = {x.trigger_set for x in schemes if x.name in models}
+        judged = [verdicts[k] for t, k in innocent_key.items() if verdicts.get(k) and (t in own_sets or not api_only)]
         if judged:      # the independent clean model claimed on any trigger set of the run
             g["accused_any"].append(any(v.get("proven") for v in judged))
+        norm = _normalised(cfg)
+        epochs = norm.get("extract_epochs")   # the run's own thief's (RunConfig.extraction_epochs)
+        if epochs is None and norm.get("epochs") is not None:
+            epochs = int(norm["epochs"] + round(float(norm.get("w_epochs") or 0)))
         for d in draws:
-            order, kind = thief_kind(d.get("thief", {}), cfg.get("model"))
+            order, kind = thief_kind(d.get("thief", {}), cfg.get("model"), epochs)
             for si, s in enumerate(schemes):
                 c = d.get("copies", {}).get(s.stolen)
                 if not c:
@@ -162,6 +175,10 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
                         "cost": None if base is None or "accuracy" not in victim else base - victim["accuracy"],
                         "accused": None if not innocent else bool(innocent.get("proven"))}
                 cell["runs"][path.name]["copies"] += 1
+                # a set that changes with the thief (DAWN's register): the innocent judged on each thief's own
+                own = (d.get("innocent_verdicts") or {}).get(innocent_key.get(s.trigger_set, ""))
+                if own is not None:
+                    cell.setdefault("thief_accused", []).append(bool(own))
     return [_table(g) for g in groups.values()]
 
 
@@ -176,7 +193,7 @@ def _table(g: dict) -> dict:
         q1, kept, q3 = _quartiles(sorted(c["watermark_success"] for c in copies
                                          if c.get("watermark_success") is not None))
         costs = [r["cost"] for r in runs if r["cost"] is not None]
-        judged = [r["accused"] for r in runs if r["accused"] is not None]
+        judged = cell.get("thief_accused") or [r["accused"] for r in runs if r["accused"] is not None]
         per = sorted({r["copies"] for r in runs})
         s = cell["scheme"]
         rows.append({"thief": cell["thief"], "scheme": s.name, "scheme_label": s.label, "stolen": s.stolen,

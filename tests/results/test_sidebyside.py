@@ -142,3 +142,32 @@ def test_a_scheme_whose_innocent_was_never_judged_shows_a_dash(tmp_path):
     assert table["rows"][0]["innocent_tests"] == 0
     assert sb.display_rows(table)[0]["innocent model accused"] == "—"
     assert (table["innocents_accused_any"], table["innocent_runs"]) == (1, 1)
+
+
+def test_a_dawn_only_run_joins_its_source_setting_and_its_innocent_is_judged_per_thief(tmp_path):
+    """bench/demo_reliability.py --dawn-rate serves a victim run's clean model through DAWN in a folder of its
+    own: its rows belong beside the victim run's schemes, its thieves' registers each judge the innocent once,
+    and a thief that trained longer than the run's own is named."""
+    make_run(tmp_path, "fashion-s0", 0, [(HARD, {"extracted": copy(True, 0.6, 40)})])
+    long_hard = {**HARD, "epochs": 30}
+    make_run(tmp_path, "dawn0.005-fashion-s0", 0, [(HARD, {"dawn_extracted": copy(False, 0.0)}),
+                                                   (long_hard, {"dawn_extracted": copy(True, 0.8, 20)})],
+             schemes=["dawn_api"],
+             models={"clean": {"accuracy": 0.9}, "dawn_api": {"accuracy": 0.895, "model_accuracy": 0.9}},
+             verification={"clean": {"proven": True}, "clean_dawn": {"proven": False}})
+    draws = json.loads((tmp_path / "dawn0.005-fashion-s0" / "thieves.json").read_text())
+    for d, accused in zip(draws, (True, False)):
+        d["innocent_verdicts"] = {"clean_dawn": accused}
+    (tmp_path / "dawn0.005-fashion-s0" / "thieves.json").write_text(json.dumps(draws))
+    [table] = sb.scheme_tables(sb.run_folders(tmp_path), root=tmp_path)
+    rows = rows_by(table)
+    epochs = from_dict({**preset_values("digits", "quick")}, check=False).extraction_epochs
+    assert HARD.get("epochs") is None and epochs != 30
+    dawn_short = rows[("hard, owner's images", "dawn_api")]
+    dawn_long = rows[("hard, owner's images, 30 epochs", "dawn_api")]
+    assert (dawn_short["proven"], dawn_long["proven"]) == (0, 1)
+    assert (dawn_short["innocents_accused"], dawn_short["innocent_tests"]) == (1, 1)     # its own thief's verdict
+    assert (dawn_long["innocents_accused"], dawn_long["innocent_tests"]) == (0, 1)
+    assert dawn_short["accuracy_cost_median"] == pytest.approx(0.005)
+    # the copied "clean" verdict of the DAWN folder is the source run's: not counted a second time
+    assert table["innocent_runs"] == 2 and table["innocents_accused_any"] == 0
