@@ -5,6 +5,8 @@
     python bench/demo_reliability.py --dataset mnist --data-dir ../shared/data --victims 0-4 --thieves 5
     # only the table, from what is stored:
     python bench/demo_reliability.py --dataset digits --victims 0-4 --thieves 5 --summary-only
+    # the same victims' clean models served through a DAWN API flipping 0.5 % of answers:
+    python bench/demo_reliability.py --dataset fashion-mnist --victims 0-4 --thieves 5 --dawn-rate 0.005
 
 A variant is a thief (and, for ``disjoint``, the victims it needs: trained on one half of the data, the
 thief querying the other). Victims are run folders ``OUT/<dataset>-<preset>[-disjoint]-s<seed>``; every
@@ -26,6 +28,7 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +40,7 @@ from ewe.results import verdicts  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 from ewe.config import preset  # noqa: E402
 from ewe.results.runs import THIEVES_FILE  # noqa: E402
+from ewe.verify import population_null, verify  # noqa: E402
 
 # thief settings by name; "victims" are overrides the victims need (the thief's data split is fixed when
 # they are trained)
@@ -57,13 +61,20 @@ VARIANTS = {
     "fresh-hard": {"thief": {"extract_labels": "hard", "attacker_data": "fresh"}, "victims": {}},
     "fresh-soft": {"thief": {"extract_labels": "soft", "distill_temperature": 1.0, "attacker_data": "fresh"},
                    "victims": {}},
+    # a thief that trains until it fits its queries (30 epochs; the quick presets' thieves stop at 3 on MNIST and
+    # Fashion-MNIST, 10 on digits): DAWN's flipped answers survive only in a copy that memorises its labels
+    "same-hard-e30": {"thief": {"extract_labels": "hard", "extract_epochs": 30}, "victims": {}},
+    "fresh-hard-e30": {"thief": {"extract_labels": "hard", "attacker_data": "fresh", "extract_epochs": 30},
+                       "victims": {}},
+    "same-soft5-e30": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0, "extract_epochs": 30},
+                       "victims": {}},
     # H2: victims trained with the reference code's clean-data schedule, the reference thief
     "refsched-hard": {"thief": {"extract_labels": "hard"}, "victims": {"clean_schedule": "reference"}},
     "refsched-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0},
                        "victims": {"clean_schedule": "reference"}},
 }
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"),
-           ("mea_extracted", "MEA-Defender"))     # a scheme a run did not train has no rows
+           ("mea_extracted", "MEA-Defender"), ("dawn_extracted", "DAWN"))   # a scheme a run lacks has no rows
 WITHIN = 100
 
 
@@ -96,8 +107,19 @@ def thief_key(thief: dict) -> dict:
     return {"labels": thief["labels"], "seed": thief["seed"], "data": thief.get("attacker_data", "same")}
 
 
-def matches(recorded: dict, thief: dict) -> bool:
-    """Was this thieves.json entry made by ``thief`` (settings, any seed)?"""
+def default_epochs(path: Path) -> int:
+    """The run's own thief's training epochs (a variant may set others with extract_epochs)."""
+    from ewe.config import from_dict
+    saved = json.loads((path / "config.json").read_text())
+    return from_dict({k: v for k, v in saved.items() if k != "effective"}).extraction_epochs
+
+
+def matches(recorded: dict, thief: dict, epochs: int | None = None) -> bool:
+    """Was this thieves.json entry made by ``thief`` (settings, any seed)? ``epochs``: the run's own thief's,
+    which a variant without extract_epochs trains for."""
+    want = thief.get("extract_epochs", epochs)
+    if want is not None and recorded.get("epochs") != want:
+        return False
     data = thief.get("attacker_data")
     same_data = (data is None and recorded.get("attacker_data") in ("same", "disjoint", None)
                  or recorded.get("attacker_data") == data)
@@ -108,7 +130,7 @@ def matches(recorded: dict, thief: dict) -> bool:
 
 def ensure_thief(path: Path, thief: dict, seed: int) -> None:
     draws = json.loads((path / THIEVES_FILE).read_text()) if (path / THIEVES_FILE).exists() else []
-    if any(matches(d["thief"], thief) and d["thief"]["seed"] == seed for d in draws):
+    if any(matches(d["thief"], thief, default_epochs(path)) and d["thief"]["seed"] == seed for d in draws):
         return
     t0 = time.perf_counter()
     res = pipeline.steal(path, {**thief, "thief_seed": seed})
@@ -142,7 +164,49 @@ def footprint(path: Path) -> dict:
 
 
 VICTIM_OF = {"EWE": "defended", "classic": "plain_watermark", "ablation": "ablation_no_snnl",
-             "MEA-Defender": "mea_defender"}
+             "MEA-Defender": "mea_defender", "DAWN": "dawn_api"}
+DAWN_FILES = ("config.json", "result.json", "predictions.json", "triggers.pt", "innocents.json",
+              "models/clean.pt", "models/independent_clean.pt")
+
+
+def ensure_dawn(victim: Path, rate: float) -> Path:
+    """The victim run's clean model served through a DAWN API with flip rate ``rate``, in a sibling folder
+    ``dawn<rate>-<victim>`` (the files DAWN needs, copied: its thieves then never touch the victim's
+    thieves.json). The same clean model, test set and innocent population as the watermarked victims. The
+    folder name starts with "dawn" so that bench/verdicts.py's globs (digits-*, mnist-*) do not count the copied
+    trigger sets twice."""
+    import shutil
+    from ewe.config import from_dict
+    from ewe.watermarks.schemes import SCHEMES as REGISTRY
+    dest = victim.parent / f"dawn{rate:g}-{victim.name}"
+    if (dest / "result.json").exists() and "dawn_api" in json.loads((dest / "result.json").read_text())["models"]:
+        return dest
+    for f in DAWN_FILES:
+        (dest / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(victim / f, dest / f)
+    saved = json.loads((dest / "config.json").read_text())
+    saved.update(schemes=["dawn_api"], dawn_rate=rate)
+    (dest / "config.json").write_text(json.dumps(saved, indent=1))
+    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    result = json.loads((dest / "result.json").read_text())
+    clean = runs.load_run_models(dest, ["clean"])["clean"]
+    data = splits.load_data(cfg)
+    result["models"] = {k: v for k, v in result["models"].items() if k in ("clean", "independent_clean")}
+    result["models"]["dawn_api"] = REGISTRY["dawn_api"].figures(clean, cfg, data.x_test, data.y_test)
+    result["verification"] = {}
+    (dest / "result.json").write_text(json.dumps(result, indent=1))
+    strip_to_clean(dest)
+    return dest
+
+
+def strip_to_clean(dest: Path) -> None:
+    """Only the clean models' answers stay in a DAWN folder's predictions.json: the watermarked victims and their
+    copies are not in it, so no verdict about them may appear there."""
+    preds = json.loads((dest / "predictions.json").read_text())
+    for models in preds["sets"].values():
+        for name in [n for n in models if n not in ("clean", "independent_clean") and not n.startswith("dawn")]:
+            del models[name]
+    (dest / "predictions.json").write_text(json.dumps(preds))
 
 
 def interval(k: int, n: int) -> str:
@@ -155,13 +219,14 @@ def interval(k: int, n: int) -> str:
 def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[int]) -> dict:
     rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": [], "cost": []} for _, lab in SCHEMES}
     paired, costs, accused, innocent_tests, nulls = [], [], 0, 0, []
+    loo_accused = loo_tests = 0
     traces = {lab: [] for _, lab in SCHEMES}     # (victim's footprint, mean kept by its thieves)
     counted = []                                  # thieves per victim actually stored
     for path in paths:
         result = verdicts.verify_run(path)      # re-judges every stored thief with today's test
         kept_here = {lab: [] for _, lab in SCHEMES}
         draws = [d for d in json.loads((path / THIEVES_FILE).read_text())
-                 if matches(d["thief"], thief) and d["thief"]["seed"] in thief_seeds]
+                 if matches(d["thief"], thief, default_epochs(path)) and d["thief"]["seed"] in thief_seeds]
         if not draws:              # this victim was not stolen by this thief (a run stopped for time)
             continue
         counted.append(len(draws))
@@ -170,13 +235,27 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
         if "defended" in m:      # a run may train other schemes only (--set schemes='["mea_defender"]')
             costs.append(m["clean"]["accuracy"] - m["defended"]["accuracy"])
         for lab, victim in VICTIM_OF.items():   # each scheme's accuracy cost against the clean model
-            if victim in m:
+            if victim in m and "accuracy" in m[victim]:
                 rows[lab]["cost"].append(m["clean"]["accuracy"] - m[victim]["accuracy"])
-        for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
-            v = result["verification"].get(k)
-            if v:
-                innocent_tests += 1
-                accused += bool(v["proven"])
+        if "dawn_api" in m:   # DAWN: the independent clean model judged on each thief's own register, and
+            for d in draws:   # each innocent of the population against the others (leave-one-out)
+                for v in d.get("innocent_verdicts", {}).values():
+                    innocent_tests += 1
+                    accused += bool(v)
+                register = d["copies"].get("dawn_extracted", {}).get("register") or {}
+                models = register.get("innocents") or {}
+                for name, pred in models.items():
+                    others = [p for o, p in models.items() if o != name]
+                    v = verify(pred, np.asarray(register["labels"]), draws=1,
+                               null=population_null(others, np.asarray(register["labels"]), ""))
+                    loo_tests += 1
+                    loo_accused += bool(v["proven"])
+        else:
+            for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
+                v = result["verification"].get(k)
+                if v:
+                    innocent_tests += 1
+                    accused += bool(v["proven"])
         nulls.append(result["verification"].get("extracted", {}).get("null_rate"))
         for d in draws:
             for key, lab in SCHEMES:
@@ -206,6 +285,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
            "accuracy_cost_mean": statistics.mean(costs) if costs else None,
            "accuracy_cost_max": max(costs) if costs else None,
            "innocents_accused": accused, "innocent_tests": innocent_tests,
+           "population_accused_loo": loo_accused, "population_tests_loo": loo_tests,
            "null_rate_optimised": [n for n in nulls if n is not None],
            "ewe_minus_ablation_mean": statistics.mean(paired) if paired else None,
            "ewe_ahead_pairs": sum(p > 0 for p in paired), "pairs": len(paired), "schemes": {},
@@ -239,7 +319,9 @@ def table(summary: dict) -> str:
     null_range = f"{min(nulls):.3f}..{max(nulls):.3f}" if nulls else "—"
     lines += ["", f"EWE minus ablation, paired by thief: {'—' if d is None else f'{100 * d:+.1f} points'} "
               f"(EWE ahead in {summary['ewe_ahead_pairs']} of {summary['pairs']}); defended accuracy cost {cost}; "
-              f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}; "
+              f"innocent models accused: {summary['innocents_accused']} of {summary['innocent_tests']}"
+              + (f" (and of the population, each against the others: {summary['population_accused_loo']} of "
+                 f"{summary['population_tests_loo']})" if summary.get("population_tests_loo") else "") + "; "
               f"null rate on the optimised triggers {null_range}", "",
               "The victim's footprint on the thief's queries (mean over victims): answers of the target class "
               "where the truth is another class, and the mean target probability on those inputs; "
@@ -274,6 +356,9 @@ def main(argv=None) -> int:
     ap.add_argument("--variants", default="same-hard,same-soft")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="victim setting overrides (a JSON value), e.g. --set kappa=4; tags the run folders")
+    ap.add_argument("--dawn-rate", type=float, default=None,
+                    help="steal each victim's clean model through a DAWN API with this flip rate instead "
+                         "(folders dawn<rate>-<victim>, next to the victims)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "runs" / "reliability"))
     ap.add_argument("--results", default=None, help="JSON lines file for the summaries")
@@ -301,12 +386,19 @@ def main(argv=None) -> int:
             cfg = preset(args.dataset, args.preset, seed=vs, data_dir=args.data_dir, threads=args.threads,
                          **overrides, **spec["victims"])
             path = run_dir(out, args.dataset, args.preset, spec["victims"], vs, tag)
+            if args.dawn_rate is not None:
+                path = path.parent / f"dawn{args.dawn_rate:g}-{path.name}"
             paths.append(path)
             # thief seeds differ between victims so that no two victims share a thief's luck
             thief_seeds = [100 * vs + t for t in range(args.thieves)]
             if args.summary_only:
                 continue
-            ensure_victim(path, cfg)
+            if args.dawn_rate is not None:
+                victim = path.parent / path.name.split("-", 1)[1]
+                ensure_victim(victim, cfg)
+                ensure_dawn(victim, args.dawn_rate)
+            else:
+                ensure_victim(path, cfg)
             for ts in thief_seeds:
                 ensure_thief(path, spec["thief"], ts)
             print(f"[{time.perf_counter() - started:.0f} s] {variant}: victim {vs} done", flush=True)

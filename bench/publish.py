@@ -1,15 +1,20 @@
 """Write the measured verdicts into README.md, docs/RESULTS.md and the Learn page's data, from stored results.
 
-    python bench/publish.py            # after bench/demo_reliability.py --results ... and bench/verdicts.py --out ...
+    python bench/publish.py [--runs RUNS]   # after bench/demo_reliability.py --results ... and bench/verdicts.py --out ...
 
 Nothing here is typed by hand: every number in the generated blocks comes from
 ``bench/results/reliability_*.jsonl`` (bench/demo_reliability.py summaries of stored run folders: victims x
 thieves, re-judged with today's test) and ``bench/results/verdicts_*.json`` (bench/verdicts.py: out-of-sample
 false accusations and the before/after table). The blocks sit between ``<!-- generated:NAME -->`` and
 ``<!-- /generated:NAME -->`` markers; ``bench/results/published.json`` is what pages/learn.py shows.
+
+With ``--runs RUNS`` (the stored run folders, read only) it also writes the schemes side by side
+(``ewe.results.sidebyside``: per dataset, every scheme under each kind of thief) into docs/RESULTS.md §13 and
+published.json; without it, the tables published before are kept.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import sys
@@ -20,6 +25,8 @@ RESULTS = ROOT / "bench" / "results"
 
 from demo_reliability import table  # noqa: E402
 from verdicts import report  # noqa: E402
+
+from ewe.results import sidebyside  # noqa: E402
 
 
 def load_summaries() -> list[dict]:
@@ -46,9 +53,9 @@ def rate(s: dict, scheme: str, key: str = "proven_within_100") -> float | None:
     return x[key] / x["n"] if x.get("n") else None
 
 
-def replace_block(text: str, name: str, body: str) -> str:
+def replace_block(text: str, name: str, body: str, made_by: str = "python bench/publish.py (from bench/results)") -> str:
     start, end = f"<!-- generated:{name} -->", f"<!-- /generated:{name} -->"
-    block = f"{start}\n<!-- made by: python bench/publish.py (from bench/results); do not edit by hand -->\n{body}\n{end}"
+    block = f"{start}\n<!-- made by: {made_by}; do not edit by hand -->\n{body}\n{end}"
     if start in text:
         return re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     return text.rstrip("\n") + "\n\n" + block + "\n"
@@ -71,7 +78,23 @@ def overview(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def schemes_block(tables: dict[str, dict]) -> str:
+    body = []
+    for dataset, t in tables.items():
+        seeds = t["victim_seeds"]
+        body += [f"### {t['setting']}", "",
+                 f"Victim seeds {', '.join(map(str, seeds))} ({len(t['runs'])} run folders: "
+                 f"{', '.join(sorted(set(r.rsplit('-s', 1)[0] for r in t['runs'])))}-s*). The independent clean "
+                 f"model was claimed on some trigger set in {t['innocents_accused_any']} of {t['innocent_runs']} "
+                 "runs.", "", sidebyside.markdown(t), ""]
+    return "\n".join(body)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", help="the stored run folders (bench/regenerate.sh's RUNS): read only, for the "
+                    "schemes side by side")
+    args = ap.parse_args(argv)
     summaries = load_summaries()
     verdicts = {p.stem.removeprefix("verdicts_"): json.loads(p.read_text()) for p in sorted(RESULTS.glob("verdicts_*.json"))}
     if not summaries and not verdicts:
@@ -93,7 +116,21 @@ def main() -> int:
                         f"load average {float(d['load_average'][0]):.2f} on {d['cpus']} cores")
         body.append("")
     results = ROOT / "docs" / "RESULTS.md"
-    results.write_text(replace_block(results.read_text(), "reliability", "\n".join(body)))
+    text = replace_block(results.read_text(), "reliability", "\n".join(body))
+    try:
+        before = json.loads((RESULTS / "published.json").read_text())
+    except (OSError, ValueError):
+        before = {}
+    side = before.get("schemes_side_by_side", {})
+    if args.runs:
+        side = sidebyside.side_by_side(sidebyside.scheme_tables(sidebyside.run_folders(args.runs), root=args.runs))
+        if not side:
+            print(f"no stolen run folders under {args.runs}: the schemes side by side stay as they were")
+            side = before.get("schemes_side_by_side", {})
+        else:
+            text = replace_block(text, "schemes", schemes_block(side),
+                                 "python bench/publish.py --runs RUNS (from the stored run folders)")
+    results.write_text(text)
 
     readme = ROOT / "README.md"
     readme.write_text(replace_block(readme.read_text(), "demo", overview(summaries)))
@@ -109,10 +146,11 @@ def main() -> int:
                                 "innocents_accused": s["innocents_accused"], "innocent_tests": s["innocent_tests"]}
                                for s in summaries],
                  "verdicts": {k: {"out_of_sample": v["out_of_sample"], "before_after": v["before_after"]}
-                              for k, v in verdicts.items()}}
+                              for k, v in verdicts.items()},
+                 "schemes_side_by_side": side}
     (RESULTS / "published.json").write_text(json.dumps(published, indent=1))
-    print(f"published {len(summaries)} settings and {len(verdicts)} verdict checks into README.md, "
-          "docs/RESULTS.md and bench/results/published.json")
+    print(f"published {len(summaries)} settings, {len(verdicts)} verdict checks and {len(side)} datasets' schemes "
+          "side by side into README.md, docs/RESULTS.md and bench/results/published.json")
     return 0
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Re-make every table of docs/RESULTS.md §11, the README's demo table and the Learn page's numbers from the
+# Re-make every table of docs/RESULTS.md §11 and §13, the README's demo table and the Learn page's numbers from the
 # stored run folders, with today's verdict code (no training, no stealing: --summary-only re-judges each
 # copy from its stored answers).
 #   bench/regenerate.sh [RUNS]      RUNS: the folder the bench/demo_reliability.py commands wrote (default
@@ -53,4 +53,4 @@ shopt -s nullglob
 $PY bench/verdicts.py "$R"/digits-* --out bench/results/verdicts_digits.json
 $PY bench/verdicts.py "$R"/mnist-* "$R"/fashion-* --out bench/results/verdicts_mnist_fashion.json
 $PY bench/verdicts.py "$R"/speech-* --out bench/results/verdicts_speech.json
-$PY bench/publish.py
+$PY bench/publish.py --runs "$R"     # also docs/RESULTS.md §13: the schemes side by side

@@ -90,6 +90,8 @@ class RunConfig:
     schemes: list[str] | None = None
     # MEA-Defender's two source classes (its composites' halves); None = the two lowest classes other than target
     mea_sources: list[int] | None = None
+    # DAWN's share of API answers flipped (ewe.watermarks.dawn): the honest users' accuracy cost
+    dawn_rate: float = 0.005
     threads: int | None = None
 
     # ---- derived -------------------------------------------------------------------------------
@@ -208,8 +210,11 @@ def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
     return from_dict(values)
 
 
-def from_dict(values: dict[str, Any]) -> RunConfig:
+def from_dict(values: dict[str, Any], check: bool = True) -> RunConfig:
     """Build a config from a dict (a preset, a saved config.json or CLI overrides).
+
+    ``check=False`` skips ``validate`` (which imports torch for the model names): for readers of stored
+    configs that only want today's defaults filled in (ewe.results.sidebyside).
 
     Accepts the reference code's parameterisation as aliases: ``reference_T`` (tau = 100 / T) and
     ``reference_kappa`` (divided by the batch size, since the reference summed its cross-entropy).
@@ -237,7 +242,8 @@ def from_dict(values: dict[str, Any]) -> RunConfig:
         # names are checked against the scheme registry by ewe.watermarks.schemes.check_schemes (the
         # pipeline, before anything is written; this bottom layer does not import the registry)
         values["schemes"] = [n.strip() for v in values["schemes"] for n in str(v).split(",") if n.strip()]
-    return validate(RunConfig(**values))
+    cfg = RunConfig(**values)
+    return validate(cfg) if check else cfg
 
 
 def _three(value: Any, name: str) -> list[float]:
@@ -293,6 +299,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(not (cfg.trigger == "in" and cfg.source == cfg.target),
          f"source and target are both class {cfg.source}: an in-distribution watermark needs a source "
          "class different from the target")
+    need(0 < cfg.dawn_rate <= 0.5, f"dawn_rate (the share of API answers DAWN flips) is in (0, 0.5], "
+         f"got {cfg.dawn_rate}")
     need(cfg.mea_sources is None or (len(cfg.mea_sources) == 2 and len(set(cfg.mea_sources)) == 2
                                      and all(0 <= c < n_classes for c in cfg.mea_sources)
                                      and cfg.target not in cfg.mea_sources),

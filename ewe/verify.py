@@ -184,13 +184,16 @@ def queries_for_confidence(curve: dict, alpha: float = 0.05) -> int | None:
     return found
 
 
-def verify(suspect_pred, target: int, *, null: Null | None = None, reference_pred=None,
+def verify(suspect_pred, target, *, null: Null | None = None, reference_pred=None,
            test: str = "binomial", alpha: float = 0.05, draws: int = 200, seed: int = 0,
            margin: float = 0.0) -> dict:
-    """Everything a verdict needs for one suspect: p on all queries, queries for 1 - alpha, the curve."""
+    """Everything a verdict needs for one suspect: p on all queries, queries for 1 - alpha, the curve.
+    ``target``: the class every query should get, or one label per query (DAWN's register)."""
     if test not in TESTS:
         raise ValueError(f"unknown test {test!r}; choose one of {', '.join(TESTS)}")
-    x = (np.asarray(suspect_pred) == target).astype(float)
+    if np.ndim(target) and np.shape(target) != np.shape(suspect_pred):
+        raise ValueError("the suspect and the per-query labels must cover the same inputs")
+    x = (np.asarray(suspect_pred) == np.asarray(target)).astype(float)
     out = {"test": test, "suspect_rate": float(x.mean()), "n_queries": int(len(x))}
     if test == "binomial":
         if null is None:
@@ -218,19 +221,30 @@ def verify(suspect_pred, target: int, *, null: Null | None = None, reference_pre
             "proven": proven, "verified": proven, "alpha": alpha, "curve": curve}
 
 
-def population_null(innocent_preds, target: int, source: str) -> Null:
+def population_null(innocent_preds, target, source: str) -> Null:
     """The null of one trigger set from innocent models' answers on it (a list of prediction lists)."""
-    hits = np.array([np.asarray(p) == target for p in innocent_preds])
+    hits = np.array([np.asarray(p) == np.asarray(target) for p in innocent_preds])
     rates = hits.mean(axis=1).tolist()
     return Null(null_rate(rates, hits.shape[1]), len(rates), source, rates, hits)
 
 
+def set_target(preds: dict, set_name: str):
+    """What a hit is on ``set_name``: the run's target class, or for a set with a label per input (DAWN's
+    register, predictions.json "set_targets") that array."""
+    labels = (preds.get("set_targets") or {}).get(set_name)
+    return preds["target"] if labels is None else np.asarray(labels)
+
+
 def nulls_for_run(preds: dict, innocents: dict | None, margin: float) -> dict[str, Null]:
     """The null of each trigger set: the innocent population's rates when the run has them
-    (innocents.json), else the run's own clean reference plus ``margin`` (one model: weak, and said so)."""
-    target, out = preds["target"], {}
+    (innocents.json), else the run's own clean reference plus ``margin`` (one model: weak, and said so).
+    An empty set (a DAWN register with no flipped query) has none."""
+    out = {}
     for set_name, models in preds["sets"].items():
+        target = set_target(preds, set_name)
         inn = ((innocents or {}).get("sets") or {}).get(set_name) or {}
+        if np.ndim(target) and len(target) == 0:
+            continue
         if inn:
             out[set_name] = population_null(inn.values(), target, innocents.get("source", "innocent population"))
         elif "clean" in models:
@@ -249,7 +263,7 @@ def judge(suspect_pred, preds: dict, set_name: str, nulls: dict[str, Null], *, t
     reference = preds["sets"].get(set_name, {}).get("clean")
     if set_name not in nulls or (test == "welch" and reference is None):
         return None
-    return {**verify(suspect_pred, preds["target"], null=nulls[set_name], reference_pred=reference, test=test,
+    return {**verify(suspect_pred, set_target(preds, set_name), null=nulls[set_name], reference_pred=reference, test=test,
                      **settings), "trigger_set": set_name}
 
 

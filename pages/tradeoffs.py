@@ -1,4 +1,5 @@
-"""Trade-offs: a small temperature x ratio grid, each point a full run, plotted as the points arrive."""
+"""Trade-offs: a small temperature x ratio grid, each point a full run, plotted as the points arrive; then every
+scheme side by side as measured on stored runs (bench/publish.py --runs)."""
 import itertools
 
 import pandas as pd
@@ -89,3 +90,21 @@ if job is None:
     st.plotly_chart(charts.tradeoff_figure([]), key="tradeoff_empty")
 else:
     widgets.job_panel(job.id, live)
+
+
+st.subheader("Every scheme side by side, as measured")
+tables = backend.schemes_side_by_side()
+if not tables:
+    st.caption("The measured tables (bench/results/published.json) are not here: run "
+               "`python bench/publish.py --runs RUNS`.")
+else:
+    st.markdown("Stored runs, stolen by several thieves of each kind: how often each scheme's stolen copy was "
+                "**proven** (bars, with the exact 95 % interval), and what the watermark costs. Hover a bar for "
+                "the watermark kept, the accuracy cost, the queries to proof and whether an innocent model was "
+                "accused. Commands and definitions: `docs/RESULTS.md` §13.")
+    for tab, (name, table) in zip(st.tabs([backend.PRETTY.get(d, d) for d in tables]), tables.items()):
+        tab.plotly_chart(charts.schemes_figure(table), key=f"schemes_{name}")
+        tab.dataframe(pd.DataFrame(backend.scheme_rows(table)), hide_index=True, width="stretch")
+        tab.caption(f"{table['setting']}: victim seeds {', '.join(map(str, table['victim_seeds']))}. The innocent "
+                    f"model (an independently trained clean one) was claimed on some trigger set in "
+                    f"{table['innocents_accused_any']} of {table['innocent_runs']} runs.")

@@ -16,7 +16,7 @@ from typing import Any
 
 from ewe.callbacks import part_of
 from ewe.config import PRESETS, TINY, ConfigError, RunConfig, preset, tiny
-from ewe.results import studies
+from ewe.results import sidebyside, studies
 from ewe.results.schema import THIEVES_FILE
 from ewe.watermarks.schemes import SCHEMES, STOLEN_COPIES, VICTIMS, check_schemes
 
@@ -579,6 +579,8 @@ _warm_started = False
 
 
 published = studies.published          # the Learn page's numbers (ewe.results.studies)
+schemes_side_by_side = studies.side_by_side      # the Trade-offs page's schemes per dataset
+scheme_rows = sidebyside.display_rows             # one such table as text, column -> cell
 study_gains = studies.study_gains
 
 

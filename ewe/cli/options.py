@@ -24,6 +24,8 @@ HELP = {
     "thief_seed": "seed of the thief's student (initialisation, data order, query subset); by default "
                   "the run's seed + 20000",
     "mea_sources": "MEA-Defender's two source classes (default: the two lowest classes other than the target)",
+    "dawn_rate": "DAWN's share of API answers flipped (0-0.5; the honest users' accuracy cost), with "
+                 "--schemes ... dawn_api",
     "verify_margin": "how much more often than the clean reference (0-1) a suspect must answer the "
                      "watermark's target to count as stolen (0 = the plain t-test)",
 }
@@ -46,7 +48,7 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
         elif f.name == "schemes":
             p.add_argument(flag, "--scheme", dest="schemes", nargs="+", default=None,
-                           help="the watermarking schemes to train, e.g. default mea_defender "
+                           help="the watermarking schemes to train, e.g. default mea_defender dawn_api "
                                 "(unset: EWE and the baselines)")
         elif typing.get_origin(kind) is list:
             p.add_argument(flag, type=float, nargs="+", default=None, help=HELP.get(f.name))

@@ -42,13 +42,13 @@ from typing import Callable, Iterable
 
 import torch
 
-from ..attacks.extraction import ThiefConfig, extract
+from ..attacks.extraction import ThiefConfig, attacker_queries, extract, label_queries
 from ..callbacks import Reporter, Stopped, part_of
 from ..config import ConfigError, RunConfig, from_dict, run_thief_seed
 from ..data.splits import Data, check_device, load_data
 from ..models import build_model
 from ..results.runs import RunFolder, load_run, load_run_models
-from ..results.schema import TRIGGER_SET, VICTIMS, heldout_sets
+from ..results.schema import CLEAN_MODELS, TRIGGER_SET, VICTIMS, heldout_key, heldout_sets
 from ..results.verdicts import record_thief, verify_run
 from ..train import Probe, accuracy, make_optimizer, predict, train_clean, watermark_schedule, watermark_success
 from ..watermarks import triggers as trig
@@ -98,7 +98,8 @@ def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool
     chunks = -(-n_triggers // (cfg.batch_size // 2)) + -(-cfg.n_heldout // (cfg.batch_size // 2))
     return {"pretrain": cfg.epochs * nb,
             "triggers": chunks * (cfg.maxiter * 2.5 + 6) * 0.5 if cfg.optimise_triggers else 1,
-            **{s.name: wm_clean + wm_steps * (3.5 if s.uses_snnl(cfg) else 1) for s in schemes_for(cfg)},
+            **{s.name: wm_clean + wm_steps * (3.5 if s.uses_snnl(cfg) else 1) for s in schemes_for(cfg)
+               if not s.serves_api},
             "clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb, "independent_clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb,
             **({f"steal_{s.name}": cfg.extraction_epochs * nb for s in schemes_for(cfg)} if with_steal else {})}
 
@@ -147,6 +148,8 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
     """Train every victim and baseline; return (and write) result.json with status and timings."""
     check_device(cfg.device)   # before anything is written
     schemes = schemes_for(cfg)  # validates the run's scheme list (ConfigError), also before anything is written
+    api_schemes = [s for s in schemes if s.serves_api]   # DAWN: served, not trained (after the clean model)
+    schemes = [s for s in schemes if not s.serves_api]
     rep = reporter or _start(cfg, listeners, stop)
     folder = RunFolder(out_dir)
     folder.write_json("config.json", {**cfg.to_dict(), "effective": _effective(cfg)})
@@ -259,6 +262,9 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             batch_size=cfg.batch_size, lr=cfg.lr, reporter=rep, stage="clean", name="clean", probe=probe,
             seed=cfg.seed + 1))
         finish("clean", clean)
+        for scheme in api_schemes:   # what the API costs an honest user (its register starts with a thief)
+            result["models"][scheme.name] = scheme.figures(clean, cfg, data.x_test, data.y_test)
+            folder.write_json("result.json", result)
 
         # 5. an independently trained clean model (other initialisation and data order): the innocent
         #    suspect that verification must not claim
@@ -337,14 +343,20 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
         tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
         sets = {k: v.to(cfg.device) for k, v in heldout_sets(tensors).items()}
         victims = load_run_models(run_dir, VICTIMS)
-        if not victims:
-            raise ValueError("this run has no trained victim models to attack; train first")
+        if cfg.schemes is not None:     # a run (or a thief) that lists its schemes steals only those
+            wanted = {s.name for s in schemes_for(cfg)}
+            victims = {n: m for n, m in victims.items() if n in wanted}
         thief_cfg = ThiefConfig.from_run_config(cfg)
         thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
+        api_labels = _serve_apis(run_dir, cfg, thief_cfg, thief_seed, data, folder, predictions, sets, rep)
+        victims.update({name: api.model for name, api in api_labels.items()})
+        if not victims:
+            raise ValueError("this run has no trained victim models to attack; train first")
         nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
         plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
         if not all(k in rep.plan for k in plan):
             rep.set_plan(plan)
+        result["stolen"] = [VICTIMS[n] for n in victims]   # this thief's copies (thieves.json records only them)
         result["thief"] = {"labels": thief_cfg.labels, "student": thief_cfg.student,
                            "epochs": thief_cfg.epochs, "query_budget": thief_cfg.query_budget,
                            "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature,
@@ -354,18 +366,22 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
         for i, (victim_name, victim) in enumerate(victims.items()):
             name = VICTIMS[victim_name]
             stage = f"steal_{victim_name}"
-            probe = Probe(live.x_test, live.y_test, sets[TRIGGER_SET[name]], cfg.target)
+            hit = _set_target(predictions, TRIGGER_SET[name], cfg.device)   # the class (or labels) it must answer
+            probe = Probe(live.x_test, live.y_test, sets[TRIGGER_SET[name]], hit)
             t0 = time.perf_counter()
             # the same seed for every victim: the students differ only by the labels they were given
+            api = api_labels.get(victim_name)
             student, info = extract(victim, data.x_attack, thief_cfg, reporter=rep, stage=stage, name=name,
-                                    probe=probe, seed=thief_seed)
+                                    probe=probe, seed=thief_seed, labels=api.answers if api else None)
             result["seconds"][stage] = round(time.perf_counter() - t0, 2)
             rep.advance(stage, 1.0)
             rep.emit("stage_end", stage=stage, model=name, seconds=result["seconds"][stage])
             folder.save_model(name, student)
             figures = {"accuracy": accuracy(student, data.x_test, data.y_test),
-                       "watermark_success": watermark_success(student, sets[TRIGGER_SET[name]], cfg.target),
+                       "watermark_success": watermark_success(student, sets[TRIGGER_SET[name]], hit),
                        "queries": info["queries"]}
+            if api:
+                figures["register"] = len(sets[TRIGGER_SET[name]])
             result["models"][name] = figures
             # does the stolen copy inherit the victim's entanglement? (the thief never sees a trigger)
             result.setdefault("diagnostics", {})[name] = {
@@ -381,6 +397,59 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     result = verify_run(run_dir)
     record_thief(run_dir, result)
     return result
+
+
+def _set_target(predictions: dict, set_name: str, device: str):
+    """What a hit is on a trigger set, as ``watermark_success`` takes it: the run's target class, or the
+    per-input labels of a DAWN register."""
+    from ..verify import set_target
+    target = set_target(predictions, set_name)
+    return target if isinstance(target, int) else torch.as_tensor(target, device=device)
+
+
+def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_seed: int, data: Data,
+                folder: RunFolder, predictions: dict, sets: dict, rep: Reporter) -> dict:
+    """The run's API-level schemes (DAWN) answer this thief's queries through their API, which records the
+    owner's register of flipped queries: it becomes the scheme's trigger set (triggers.pt, predictions.json
+    with one label per input, the innocent population's answers on it), replacing an earlier thief's. Returns
+    victim name -> the API, with its answers in ``.answers``."""
+    listed = set(cfg.schemes or ())
+    api_schemes = [s for s in schemes_for(cfg) if s.serves_api and s.name in listed]
+    if not api_schemes:
+        return {}
+    clean = load_run_models(run_dir, ("clean",)).get("clean")
+    if clean is None:
+        raise ValueError("DAWN serves the run's clean model, and this run has none; train it first")
+    x = attacker_queries(data.x_attack, thief_cfg.query_budget, thief_seed)
+    triggers_path = Path(run_dir) / "triggers.pt"
+    tensors = torch.load(triggers_path, weights_only=True)
+    served = {}
+    for scheme in api_schemes:
+        api = scheme.serve(clean, cfg)
+        api.answers = label_queries(api, x, thief_cfg)
+        reg_x, reg_y = api.register()
+        set_name, key = scheme.trigger_set, heldout_key(scheme.trigger_set)
+        if not len(reg_x):
+            rep.message(f"{scheme.label}: the API flipped none of this thief's {len(x)} answers at rate "
+                        f"{cfg.dawn_rate:g}: nothing to prove ownership with (raise dawn_rate or the queries)")
+            tensors.pop(key, None), sets.pop(set_name, None), predictions["sets"].pop(set_name, None)
+            predictions.get("set_targets", {}).pop(set_name, None)
+            continue
+        rep.message(f"{scheme.label}: flipped {len(reg_x)} of this thief's {len(x)} answers; the owner keeps "
+                    "them as this client's register")
+        tensors[key] = reg_x
+        sets[set_name] = reg_x.to(cfg.device)
+        predictions.setdefault("set_targets", {})[set_name] = reg_y.tolist()
+        predictions["sets"][set_name] = {n: predict(m, sets[set_name]).tolist()
+                                         for n, m in load_run_models(run_dir, CLEAN_MODELS).items()}
+        served[scheme.name] = api
+    folder.save_tensors("triggers.pt", tensors)
+    folder.write_json("predictions.json", predictions)
+    from ..innocents import MANIFEST, attach_population, population_dir
+    population = population_dir(cfg)
+    if cfg.innocents and (population / MANIFEST).exists():
+        attach_population(run_dir, population)   # the innocents' answers on the new register too
+    return served
 
 
 def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int = 1,

@@ -5,4 +5,5 @@
     verdicts.py   verdicts recomputed from a run folder's stored answers; thieves.json
     report.py     the paper-style markdown table and robustness curves
     studies.py    the committed bench results the app shows (bench/results/*.json[l])
+    sidebyside.py every scheme under each kind of thief, per setting, from stored run folders
 """

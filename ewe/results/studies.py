@@ -1,6 +1,7 @@
 """The committed bench results the app shows (bench/results/): read only, never typed by hand.
 
     published()      what bench/publish.py wrote from stored runs (published.json)
+    side_by_side()   its schemes side by side, per dataset (ewe.results.sidebyside tables)
     study_gains()    the issue-5 study (bench/explore.py rows) as per-seed gains over the no-SNNL ablation
     STAGE_COSTS      seconds per unit of work of each stage (bench/bench_eta.py --calibrate)
 """
@@ -23,6 +24,12 @@ def published(folder: Path = BENCH_RESULTS) -> dict[str, Any]:
         return json.loads((folder / "published.json").read_text())
     except (OSError, ValueError):
         return {}
+
+
+def side_by_side(folder: Path = BENCH_RESULTS) -> dict[str, dict[str, Any]]:
+    """Per dataset, the published table of every scheme under each kind of thief (``bench/publish.py --runs``;
+    rows as ``ewe.results.sidebyside.scheme_tables``); empty when not published."""
+    return published(folder).get("schemes_side_by_side") or {}
 
 
 def study_gains(folder: Path = BENCH_RESULTS) -> list[dict[str, Any]]:

@@ -24,16 +24,29 @@ def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
     holds one entry per distinct thief: how much of each watermark survives depends on the thief's luck."""
     folder = RunFolder(run_dir)
     draws = [d for d in folder.read_json(THIEVES_FILE, []) if d.get("thief") != result["thief"]]
-    preds = folder.read_json("predictions.json", {}).get("sets", {})
+    predictions = folder.read_json("predictions.json", {})
+    preds, per_input = predictions.get("sets", {}), predictions.get("set_targets") or {}
+    innocents = (folder.read_json(INNOCENTS_FILE) or {}).get("sets") or {}
     copies = {}
-    for name in VICTIMS.values():     # every scheme's stolen copy
+    # this steal's copies (older results.json: every scheme's)
+    for name in result.get("stolen", VICTIMS.values()):
         m, v = result["models"].get(name), result.get("verification", {}).get(name)
         if m and v:
+            set_name = TRIGGER_SET[name]
             copies[name] = {"accuracy": m["accuracy"], "watermark_success": m["watermark_success"],
                             **{k: v.get(k) for k in VERDICT_KEYS},
                             # the copy's answers on its held-out triggers: any later test can re-judge it
-                            "predictions": preds.get(TRIGGER_SET[name], {}).get(name)}
-    draws.append({"thief": result["thief"], "copies": copies})
+                            "predictions": preds.get(set_name, {}).get(name)}
+            if set_name in per_input:   # a DAWN register is this thief's own: keep it with the copy
+                copies[name]["register"] = {"labels": per_input[set_name],
+                                            "innocents": innocents.get(set_name) or {}}
+    entry = {"thief": result["thief"], "copies": copies}
+    # the innocent suspect judged on this thief's own register (DAWN): a verdict that changes with the thief
+    judged = {k: v.get("proven") for k, v in result.get("verification", {}).items()
+              if k.startswith("clean_") and v.get("trigger_set") in per_input}
+    if judged:
+        entry["innocent_verdicts"] = judged
+    draws.append(entry)
     folder.write_json(THIEVES_FILE, draws)
     return draws
 
@@ -98,7 +111,15 @@ def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, sett
         for name, c in d.get("copies", {}).items():
             if not c.get("predictions"):
                 continue
-            v = judge(c["predictions"], preds, TRIGGER_SET[name], nulls, **settings)
+            set_name = TRIGGER_SET[name]
+            if "register" in c:   # judged on its own thief's register (DAWN), not the latest one
+                own = {"target": preds["target"], "set_targets": {set_name: c["register"]["labels"]},
+                       "sets": {set_name: {}}}
+                v = judge(c["predictions"], own, set_name,
+                          nulls_for_run(own, {"sets": {set_name: c["register"]["innocents"]}}, settings["margin"]),
+                          **settings)
+            else:
+                v = judge(c["predictions"], preds, set_name, nulls, **settings)
             if v:
                 c.update({k: v.get(k) for k in VERDICT_KEYS})
     return draws

@@ -12,6 +12,11 @@ weighted SNNL of every layer; ``ewe.train.plain_step``: cross-entropy only). The
     MEA        "mea_defender"       MEA-Defender (Lv et al., S&P 2024): its own "composite" triggers (halves of
                                     two source classes' images, labelled the target) and training
                                     (ewe.watermarks.mea); trained only when a run lists it in ``schemes``
+    DAWN       "dawn_api"           DAWN (Szyller et al., ACM MM 2021): no training; the run's clean model
+                                    served through an API that flips a keyed fraction of answers
+                                    (ewe.watermarks.dawn). Its "dawn" set is each thief's register of
+                                    flipped queries, with a label per input (predictions.json
+                                    "set_targets"); only when a run lists it in ``schemes``
 
 A run's ``schemes`` (RunConfig, CLI ``--schemes``) lists the victims it trains; unset, the default ones
 (EWE, and the baselines unless ``train_baselines`` is off), so that existing settings give the same numbers.
@@ -20,7 +25,7 @@ A run's ``schemes`` (RunConfig, CLI ``--schemes``) lists the victims it trains; 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from ..config import ConfigError
 
@@ -30,7 +35,7 @@ if TYPE_CHECKING:   # annotations only: importing this module must not import to
     from ..config import RunConfig
     from .triggers import TriggerSet
 
-TRIGGER_SETS = ("optimised", "classic", "composite")
+TRIGGER_SETS = ("optimised", "classic", "composite", "dawn")
 BUILTIN_SETS = ("optimised", "classic")    # made by ewe.watermarks.triggers for every run
 
 
@@ -43,6 +48,7 @@ class Scheme:
     snnl: bool | None         # SNNL term in the watermark step; None: the run's own ``snnl`` setting
     baseline: bool = True     # a comparison, trained only with the run's ``train_baselines``
     default: bool = True      # trained when a run does not list its ``schemes``
+    serves_api: ClassVar[bool] = False   # a watermark of the prediction API (DAWN), not of the model
 
     def __post_init__(self):
         if self.trigger_set not in TRIGGER_SETS:
@@ -87,10 +93,28 @@ class MeaScheme(Scheme):
         return train_mea(model, x, y, self.training_triggers(ts), cfg, stage=self.name, name=self.name, **kw)
 
 
+class DawnScheme(Scheme):
+    """DAWN: the run's clean model behind a keyed flipping API (ewe.watermarks.dawn); nothing is trained."""
+    serves_api: ClassVar[bool] = True
+
+    def serve(self, model, cfg: RunConfig):
+        """The API one client (thief) queries: its answers, and the owner's register of its flipped queries."""
+        from .dawn import DawnApi, lab_key
+        return DawnApi(model, lab_key(cfg.dataset, cfg.seed), cfg.dawn_rate)
+
+    def figures(self, model, cfg: RunConfig, x_test, y_test) -> dict:
+        from .dawn import api_figures, lab_key
+        return api_figures(model, lab_key(cfg.dataset, cfg.seed), cfg.dawn_rate, x_test, y_test)
+
+    def train(self, *args, **kw):
+        raise TypeError("DAWN trains nothing: it serves the run's clean model (DawnScheme.serve)")
+
+
 EWE = Scheme("defended", "extracted", "optimised", "EWE (defended)", snnl=None, baseline=False)
 CLASSIC = Scheme("plain_watermark", "plain_extracted", "classic", "plain watermark", snnl=False)
 ABLATION = Scheme("ablation_no_snnl", "ablation_extracted", "optimised", "ablation: no SNNL", snnl=False)
 MEA = MeaScheme("mea_defender", "mea_extracted", "composite", "MEA-Defender", snnl=False, default=False)
+DAWN = DawnScheme("dawn_api", "dawn_extracted", "dawn", "DAWN (API)", snnl=False, default=False)
 
 SCHEMES: dict[str, Scheme] = {}
 BASE_SETS = {"clean": "optimised", "independent_clean": "optimised"}   # the clean models' trigger set
@@ -116,7 +140,8 @@ for _s in (EWE, CLASSIC, ABLATION):
 # the built-in schemes' stolen copies (the app's fixed columns); library code iterates VICTIMS, which follows
 # register()
 STOLEN_COPIES = tuple(VICTIMS.values())
-register(MEA)   # after STOLEN_COPIES: a rival scheme, not one of the app's fixed EWE columns
+register(MEA)   # after STOLEN_COPIES: rival schemes, not among the app's fixed EWE columns
+register(DAWN)
 
 
 def check_schemes(names) -> list[str]:

@@ -66,3 +66,42 @@ def test_pvalue_figure_names_mea_defenders_copy_and_the_innocent_on_its_triggers
     curve = {"queries": [1, 2, 4], "p_median": [0.5, 0.1, 0.01]}
     fig = pvalue_figure({"mea_extracted": {"curve": curve}, "clean_composite": {"curve": curve}})
     assert {t.name for t in fig.data} >= {"stolen copy of the MEA-Defender model", "innocent model, composite triggers"}
+
+
+def _table(tmp_path):
+    """A side-by-side table built by the library from two synthetic run folders."""
+    from ewe.results import sidebyside
+    from tests.results.test_sidebyside import HARD, SOFT5, copy, make_run
+    models = {"clean": {"accuracy": 0.98}, "defended": {"accuracy": 0.97}, "mea_defender": {"accuracy": 0.95}}
+    verification = {"clean": {"proven": False}, "clean_composite": {"proven": False}}
+    for seed in (0, 1):
+        make_run(tmp_path, f"r-s{seed}", seed, models=models, verification=verification, thieves=[
+            (HARD, {"extracted": copy(seed == 0, 0.4, 30), "mea_extracted": copy(True, 0.3, 60)}),
+            (SOFT5, {"extracted": copy(True, 0.9, 3), "mea_extracted": copy(False, 0.2)})])
+    [table] = sidebyside.scheme_tables(sidebyside.run_folders(tmp_path))
+    return table
+
+
+def test_schemes_figure_has_one_bar_trace_per_scheme_with_its_interval(tmp_path):
+    table = _table(tmp_path)
+    fig = charts.schemes_figure(table)
+    assert [t.name for t in fig.data] == ["EWE (defended)", "MEA-Defender"]
+    ewe = fig.data[0]
+    assert list(ewe.x) == ["hard, owner's images", "soft T=5, owner's images"] and list(ewe.y) == [0.5, 1.0]
+    hard = table["rows"][0]                       # EWE under the hard-label thief: 1 of 2 proven
+    assert ewe.error_y.array[0] == hard["proven_ci"][1] - 0.5 and ewe.error_y.arrayminus[0] == 0.5 - hard["proven_ci"][0]
+    assert ewe.error_y.arrayminus[1] == 1.0 - table["rows"][2]["proven_ci"][0]
+    hover = dict(zip(sidebyside_columns(table), ewe.customdata[0]))
+    assert hover["accuracy cost, median"] == "1.00 pts" and "accuracy cost, median" in ewe.hovertemplate
+    assert hover["proven (95 % CI)"].startswith("1/2 [")
+    mea = dict(zip(sidebyside_columns(table), fig.data[1].customdata[0]))
+    assert mea["innocent model accused"] == "0 of 2"          # the innocent model on MEA-Defender's set
+
+
+def sidebyside_columns(table):
+    from ewe.results.sidebyside import display_rows
+    return list(display_rows(table)[0])
+
+
+def test_schemes_figure_without_a_table_says_so():
+    assert "no published runs" in charts.schemes_figure({}).layout.annotations[0].text
