@@ -3,7 +3,6 @@ from pathlib import Path
 
 import streamlit as st
 
-from ewe.watermarks.schemes import SCHEMES
 from ui import backend, page, state, widgets
 
 page.setup()
@@ -129,40 +128,13 @@ if study.open:
 
 # ---- issue 18: the families of defences (keep this block in one piece: another block follows at the end) ----
 st.subheader("Two families: a watermark in the model, or one at the API")
-
-
-def _label(name: str, fallback: str) -> str:
-    return SCHEMES[name].label if name in SCHEMES else fallback
-
-
-def _measured(key: str) -> list[str]:
-    """'setting, thief: EWE 100 %, MEA-Defender 67 % of copies proven (3 victims × 3 thieves)' for each
-    published row (bench/results/published.json) with ``key``'s rate beside EWE's (the same run), else with
-    ``key``'s alone; [] when there is none yet (the page then gives the text without a number)."""
-    out = []
-    have = [r for r in rows if r.get(f"{key}_proven_100") is not None]
-    beside = [r for r in have if r.get("ewe_proven_100") is not None]
-    for r in beside or have:            # the runs that trained it beside EWE, when there are such
-        both = r.get("ewe_proven_100") is not None
-        cost = r.get(f"{key}_accuracy_cost")
-        out.append(f"{r['setting']}, thief {r['variant']}: " + (f"EWE {_pct(r['ewe_proven_100'])}, " if both else "")
-                   + f"{_label(*FAMILY_KEYS[key])} {_pct(r[f'{key}_proven_100'])} of copies proven "
-                   f"({r['victims']} victims × {r['thieves']} thieves)"
-                   + (f"; EWE's victim lost {100 * r['accuracy_cost']:.1f} accuracy points" if both and
-                      r.get("accuracy_cost") is not None else "")
-                   + (f", {_label(*FAMILY_KEYS[key])}'s {100 * cost:.1f}" if cost is not None else ""))
-    return out
-
-
-# published.json's key prefix -> (scheme name in the registry, words when it is not registered yet)
-FAMILY_KEYS = {"mea": ("mea_defender", "MEA-Defender"), "dawn": ("dawn_api", "DAWN")}
-model_level = ", ".join(SCHEMES[n].label for n in ("defended", "plain_watermark", "mea_defender") if n in SCHEMES)
+in_model, at_api = widgets.scheme_families()
 left, right = st.columns(2)
 with left:
     st.markdown(
-        f"**In the model's weights** ({model_level}). The owner trains the watermark into the victim: its "
-        "triggers (EWE's optimised images, the plain watermark's raw ones, MEA-Defender's composites of two "
-        "classes' halves) are labelled the target class.\n"
+        f"**In the model's weights** ({', '.join(s.label for s in in_model)}). The owner trains the watermark "
+        "into the victim: its triggers (EWE's optimised images, the plain watermark's raw ones, MEA-Defender's "
+        "composites of two classes' halves) are labelled the target class.\n"
         "- **Cost to the honest user:** the victim's accuracy drop; every answer comes from the watermarked "
         "model.\n"
         "- **What it needs from the thief:** the copy only inherits what the victim's answers on the thief's "
@@ -173,8 +145,9 @@ with left:
         "works on any copy, whoever made it.")
 with right:
     st.markdown(
-        f"**At the API** ({_label('dawn_api', 'DAWN')}, Szyller et al. 2021). The model stays as it is; the "
-        "API changes a keyed fraction *r* of its answers (the same query always gets the same wrong answer).\n"
+        f"**At the API** ({', '.join(s.label for s in at_api) or 'DAWN'}: Szyller et al. 2021). The model stays "
+        "as it is; the API changes a keyed fraction *r* of its answers (the same query always gets the same "
+        "wrong answer).\n"
         "- **Cost to the honest user:** *r* of the answers are wrong (the API's accuracy drops by about *r*); "
         "the model's own accuracy is untouched.\n"
         "- **What it needs from the thief:** only that it trains on the API's answers, whatever it asks: a "
@@ -182,12 +155,7 @@ with right:
         "- **What the owner keeps:** a register of every client's queries and the answers it gave them; "
         "the flipped queries of the suspect's client are the key, so the proof needs that client to have "
         "made enough flipped queries, and works only against a copy trained on them.")
-measured = {key: _measured(key) for key in FAMILY_KEYS}
-st.markdown("**What this lab measured** (exact binomial test against the innocent population, proven within "
-            "100 queries; `bench/publish.py` writes these from stored runs):\n"
-            + "\n".join(f"- {line}" for key in FAMILY_KEYS for line in measured[key])
-            + "".join(f"\n- {_label(*FAMILY_KEYS[key])}: no published runs yet (they appear here once "
-                      "`bench/publish.py` has them)." for key in FAMILY_KEYS if not measured[key]))
+st.markdown(widgets.families_measured(backend.schemes_side_by_side(), in_model, at_api))
 # ---- end of the families block ----
 
 st.subheader("What triggers look like")

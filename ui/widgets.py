@@ -464,6 +464,46 @@ def thieves_summary(draws: list[dict]) -> str:
     return (f"Across all {len(draws)} thieves that stole this run — " + "; ".join(parts) + ".") if parts else ""
 
 
+def scheme_families() -> tuple[list, list]:
+    """The registry's schemes in two families: watermarks in the model's weights, and of the prediction API
+    (``Scheme.serves_api``: DAWN)."""
+    api = [s for s in SCHEMES.values() if getattr(s, "serves_api", False)]
+    return [s for s in SCHEMES.values() if s not in api], api
+
+
+def families_measured(tables: dict, in_model: list, at_api: list) -> str:
+    """What this lab measured, per family, from the published side-by-side tables (ewe.results.studies
+    .side_by_side; rows keyed by scheme name): each dataset's accuracy cost per scheme and the share of copies
+    proven within 100 queries per kind of thief. A family without published rows gets the words alone."""
+    labels = {s.name: s.label for s in in_model + at_api}
+    rivals = {s.name for s in in_model + at_api if not s.default}
+    # the datasets whose runs had a rival scheme beside EWE (all of them when none had)
+    shown = {d: t for d, t in tables.items() if rivals & {r.get("scheme") for r in t.get("rows") or []}} or tables
+    lines = []
+    for dataset, table in shown.items():
+        rows = [r for r in table.get("rows") or [] if r.get("scheme") in labels]
+        order = [n for n in labels if any(r["scheme"] == n for r in rows)]
+        cost = {r["scheme"]: r.get("accuracy_cost_median") for r in rows}
+        parts = [f"{labels[n]} {100 * cost[n]:+.1f}" for n in order if cost.get(n) is not None]
+        text = f"**{backend.PRETTY.get(dataset, dataset)}** ({table.get('setting', dataset)}): " + (
+            "honest users' accuracy drop in points (median over victims): " + ", ".join(parts) + ". " if parts else "")
+        for thief in dict.fromkeys(r["thief"] for r in rows):
+            got = {r["scheme"]: r for r in rows if r["thief"] == thief}
+            text += (f"Proven within 100 queries, thief *{thief}*: "
+                     + ", ".join(f"{labels[n]} {got[n]['proven_100']}/{got[n]['copies']}" for n in order if n in got)
+                     + ". ")
+        lines.append(text.strip())
+    names = {r.get("scheme") for t in tables.values() for r in t.get("rows") or []}
+    for schemes in (in_model, at_api):
+        missing = [s.label for s in schemes if s.name not in names and not s.default]   # a rival not run yet
+        if missing:
+            lines.append(f"{', '.join(missing)}: not in the published runs yet (the numbers appear here once "
+                         "`bench/publish.py --runs` has them).")
+    return ("**What this lab measured** (stored runs, several thieves of each kind per victim; the drop is the "
+            "victim's accuracy against its clean model, for an API its answers' against the model's own; all "
+            "datasets on the Trade-offs page and in `docs/RESULTS.md` §13):\n" + "\n".join(f"- {line}" for line in lines))
+
+
 VICTIM_DIAGNOSTICS = ("defended", "ablation_no_snnl", "plain_watermark")
 
 

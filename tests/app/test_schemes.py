@@ -177,24 +177,32 @@ def _families(at) -> str:
 
 def test_learn_compares_the_families_with_numbers_only_from_published_results(app_env, monkeypatch):
     from ui import backend
-    row = {"setting": "toy (with MEA-Defender)", "variant": "same-hard", "victims": 3, "thieves": 3,
-           "ewe_proven_100": 0.25, "mea_proven_100": 0.75, "accuracy_cost": 0.012, "classic_proven_100": 0.0,
-           "ablation_proven_100": 0.0, "ewe_minus_ablation": None, "innocents_accused": 0, "innocent_tests": 6}
-    monkeypatch.setattr(backend, "published", lambda: {"summaries": [row]})
+
+    def row(scheme, thief, proven, cost):
+        return {"thief": thief, "scheme": scheme, "copies": 9, "proven_100": proven, "accuracy_cost_median": cost}
+    table = {"dataset": "digits", "setting": "toy setting", "rows": [
+        row("defended", "hard, owner's images", 2, 0.012), row("mea_defender", "hard, owner's images", 7, 0.004),
+        row("defended", "soft T=5, owner's images", 9, 0.012), row("mea_defender", "soft T=5, owner's images", 8, 0.004)]}
+    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {"digits": table})
     at = page("learn", sid="learn-1")
     no_exception(at)
     text = _families(at)
     assert "a register of every client's queries" in text and "victim's accuracy drop" in text
-    assert "EWE 25 %, MEA-Defender 75 % of copies proven (3 victims × 3 thieves)" in text
-    assert "lost 1.2 accuracy points" in text
-    assert "no published runs yet" in text                         # DAWN: its text, without a number
-    monkeypatch.setattr(backend, "published", lambda: {"summaries": [{**row, "dawn_proven_100": 0.5}]})
+    assert "DAWN (API)" in text and "MEA-Defender" in text.split("At the API")[0]     # families from the registry
+    assert "EWE (defended) +1.2, MEA-Defender +0.4" in text
+    assert "thief *hard, owner's images*: EWE (defended) 2/9, MEA-Defender 7/9" in text
+    assert "DAWN (API): not in the published runs yet" in text     # its words, without a number
+    dawn = {**table, "rows": table["rows"] + [row("dawn_api", "hard, owner's images", 5, 0.006)]}
+    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {"digits": dawn})
     at = page("learn", sid="learn-2")
-    assert "50 % of copies proven" in _families(at) and "no published runs yet" not in _families(at)
-    monkeypatch.setattr(backend, "published", lambda: {})          # no results at all: the words, no numbers
+    assert "DAWN (API) 5/9" in _families(at) and "DAWN (API) +0.6" in _families(at)
+    assert "not in the published runs yet" not in _families(at)
+    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {})     # nothing published: the words alone
     at = page("learn", sid="learn-3")
     no_exception(at)
-    assert _families(at).count("no published runs yet") == 2 and "%" not in _families(at).split("measured")[1]
+    measured = _families(at).split("What this lab measured")[1]
+    assert measured.count("not in the published runs yet") == 2      # MEA-Defender's line, DAWN's line
+    assert not any(ch.isdigit() for ch in measured.replace("§13", ""))
 
 
 def test_a_tradeoff_point_keeps_the_rival_copys_watermark_and_the_chart_draws_it(mea_run, tiny_run):
