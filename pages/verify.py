@@ -157,7 +157,7 @@ if suspect is not None:
         st.error(f"Cannot test this file: {exc}")
     else:
         who = ("the uploaded suspect model" if source == "upload"
-               else f"this run's {backend.MODEL_LABELS.get(pick, pick)} model")
+               else f"this run's model “{backend.MODEL_LABELS.get(pick, pick)}”")
         cols = st.columns(2)
         for i, k in enumerate(keys):
             with cols[i % 2]:

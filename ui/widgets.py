@@ -325,6 +325,7 @@ VERDICT_SUBJECT = {
     **{s.stolen: f"the stolen copy of the {s.label} model" for s in SCHEMES.values()},
     **{f"clean_{s.trigger_set}": f"the same innocent model, on {backend.set_label(s.trigger_set)}"
        for s in SCHEMES.values() if s.trigger_set not in BUILTIN_SETS},
+    "defended": "the defended (EWE) model itself",
     "extracted": "the stolen copy of the defended (EWE) model",
     "plain_extracted": "the stolen copy of the plain-watermark model",
     "ablation_extracted": "the stolen copy of the ablation (optimised triggers, no SNNL)",
@@ -381,8 +382,13 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
 def verdict_words(subject: str, v: dict, n_all: int | None = None) -> str:
     """What was tested, against which null rate, backed by how many innocent models, and what p means."""
     p_value = v.get("p_value")
-    text = (f"Suspect: **{subject}**. On {n_all or 'the'} secret watermark queries it answered the watermark "
-            f"class **{pct(v.get('suspect_rate'))}** of the time")
+    if v.get("trigger_set") in {s.trigger_set for s in SCHEMES.values() if getattr(s, "serves_api", False)}:
+        # an API's key (DAWN): the queries whose answers it flipped, each with its own recorded label
+        text = (f"Suspect: **{subject}**. On {n_all or 'the'} queries whose answers the owner's API had flipped "
+                f"(its register), it gave the flipped label **{pct(v.get('suspect_rate'))}** of the time")
+    else:
+        text = (f"Suspect: **{subject}**. On {n_all or 'the'} secret watermark queries it answered the watermark "
+                f"class **{pct(v.get('suspect_rate'))}** of the time")
     if v.get("test", "welch") == "binomial" and v.get("null_rate") is not None:
         m = v.get("null_models") or 0
         text += (f". Models that never saw the watermark answer it at most **{pct(v['null_rate'])}** of the time "

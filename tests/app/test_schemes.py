@@ -157,7 +157,7 @@ def test_verify_judges_a_suspect_on_every_key_the_run_holds(app_env, mea_workspa
     pick.set_value("mea_defender").run()
     no_exception(at)
     cards = _key_cards(at)
-    assert len(cards) == 3 and all("this run's MEA-Defender model" in c for c in cards)
+    assert len(cards) == 3 and all("this run's model “MEA-Defender”" in c for c in cards)
 
 
 def test_verify_a_run_without_rival_schemes_has_its_two_keys(app_env, tiny_run):
@@ -216,3 +216,34 @@ def test_a_tradeoff_point_keeps_the_rival_copys_watermark_and_the_chart_draws_it
     fig = charts.tradeoff_figure([point, plain])
     [trace] = [t for t in fig.data if t.name == "MEA-Defender, stolen (same run)"]
     assert list(trace.y) == [point["rivals"]["mea_extracted"]]
+
+
+@pytest.fixture(scope="session")
+def dawn_run(tmp_path_factory) -> Path:
+    """A real tiny run with DAWN's API beside EWE: its "dawn" key is the thief's register of flipped queries."""
+    from ewe.config import preset
+    from ewe.experiments import pipeline
+    out = tmp_path_factory.mktemp("dawn") / "run"
+    result = pipeline.run(preset("digits", "quick", **TINY, schemes=["defended", "dawn_api"], dawn_rate=0.05), out)
+    assert result["status"] == "finished" and "dawn_extracted" in result["verification"], result
+    return out
+
+
+def test_dawns_copy_is_listed_and_judged_on_the_register(app_env, dawn_run):
+    shutil.copytree(dawn_run, app_env["runs"] / "dawn" / "20260101-000000-000-digits-dawn-s0")
+    at = page("attack", sid="dawn")
+    no_exception(at)
+    assert {"DAWN (API)", "stolen from DAWN (API)"} <= set(at.dataframe[0].value["model"])
+    ver = page("verify", sid="dawn")
+    no_exception(ver)
+    md = " ".join(m.value for m in ver.markdown)
+    assert "the stolen copy of the DAWN (API) model" in md and "whose answers the owner's API had flipped" in md
+    ver.radio(key="keep_suspect_source").set_value("run").run()
+    [pick] = [s for s in ver.selectbox if s.key.startswith("keep_suspect_model_")]
+    assert "DAWN (API)" not in pick.options and "stolen from DAWN (API)" in pick.options   # the API has no .pt
+    pick.set_value("dawn_extracted").run()
+    no_exception(ver)
+    cards = _key_cards(ver)
+    assert len(cards) == 3 and sum("dawn triggers" in c for c in cards) == 1
+    stored = json.loads((dawn_run / "result.json").read_text())["verification"]["dawn_extracted"]
+    assert f"p = **{stored['p_value']:.2g}**" in next(c for c in cards if "dawn triggers" in c)
