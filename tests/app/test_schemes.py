@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -80,15 +79,15 @@ def test_schemes_from_the_link_and_bad_choices_give_one_error(app_env):
     assert "unknown scheme 'nonsense'" in " ".join(texts(bad, "warning"))   # replaced by the default ones
 
 
-@pytest.mark.skipif("dawn_api" not in __import__("ewe.watermarks.schemes", fromlist=["SCHEMES"]).SCHEMES
-                    or "dawn_rate" not in {f.name for f in fields(__import__("ewe.config", fromlist=["RunConfig"])
-                                                                  .RunConfig)},
-                    reason="DAWN (scheme dawn_api, RunConfig.dawn_rate) is not in the library yet")
 def test_the_picker_puts_dawns_flip_rate_into_the_config(app_env):
     at = page("train", query={"preset": "tiny"})
     at.multiselect(key="schemes").set_value(["defended", "dawn_api"]).run()
+    at.number_input(key="dawn_rate").set_value(0.9).run()
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "dawn_rate" in errors[0]                # the library's check, once
     at.number_input(key="dawn_rate").set_value(0.02).run()
     no_exception(at)
+    assert not at.error
     click(at, "Start training")
     cfg = _train_config(app_env)
     assert "dawn_api" in cfg.schemes and cfg.dawn_rate == pytest.approx(0.02)
@@ -100,6 +99,8 @@ def test_scheme_settings_reach_the_config_only_for_a_chosen_scheme():
     assert state.scheme_overrides({"schemes": ["mea_defender"], "mea_sources": []}) == {"schemes": ["mea_defender"]}
     assert state.scheme_overrides({"schemes": ["mea_defender"], "mea_sources": [3, 5], "dawn_rate": 0.1}) == {
         "schemes": ["mea_defender"], "mea_sources": [3, 5]}
+    assert state.scheme_overrides({"schemes": ["defended", "dawn_api"], "mea_sources": [3, 5], "dawn_rate": 0.1}) == {
+        "schemes": ["defended", "dawn_api"], "dawn_rate": 0.1}
 
 
 def test_attack_and_runs_list_the_mea_copy(app_env, mea_workspace, tiny_run):
