@@ -63,15 +63,15 @@ def replace_block(text: str, name: str, body: str, made_by: str = "python bench/
 
 def overview(summaries: list[dict]) -> str:
     lines = ["| setting | thief | victims x thieves | EWE proven within 100 queries | classic | ablation | "
-             "MEA-Defender | EWE - ablation (paired) | EWE's accuracy cost | innocents accused |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "MEA-Defender | DAWN | EWE - ablation (paired) | EWE's accuracy cost | innocents accused |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         def cell(scheme):
             x = s["schemes"].get(scheme) or {}
             return f"{x['proven_within_100']}/{x['n']}" if x.get("n") else "—"
         d, cost = s["ewe_minus_ablation_mean"], s["accuracy_cost_mean"]
         lines.append(f"| {setting(s)} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} | {cell('EWE')} | "
-                     f"{cell('classic')} | {cell('ablation')} | {cell('MEA-Defender')} | "
+                     f"{cell('classic')} | {cell('ablation')} | {cell('MEA-Defender')} | {cell('DAWN')} | "
                      f"{'—' if d is None else f'{100 * d:+.1f} pts'} | "
                      f"{'—' if cost is None else f'{100 * cost:.2f} pts'} | "
                      f"{s['innocents_accused']}/{s['innocent_tests']} |")
@@ -86,7 +86,9 @@ def schemes_block(tables: dict[str, dict]) -> str:
                  f"Victim seeds {', '.join(map(str, seeds))} ({len(t['runs'])} run folders: "
                  f"{', '.join(sorted(set(r.rsplit('-s', 1)[0] for r in t['runs'])))}-s*). The independent clean "
                  f"model was claimed on some trigger set in {t['innocents_accused_any']} of {t['innocent_runs']} "
-                 "runs.", "", sidebyside.markdown(t), ""]
+                 "runs." + (f" Rows come from the run folders of: {'; '.join(t['sources'])} (each row from the "
+                            "one with the most copies of it)." if t.get("sources") else ""),
+                 "", sidebyside.markdown(t), ""]
     return "\n".join(body)
 
 

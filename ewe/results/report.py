@@ -237,6 +237,15 @@ def markdown_tables(groups: list[Group]) -> list[str]:
     lines += _md_table(["setting", "EWE: stolen watermark", "EWE: queries", "no-SNNL ablation: stolen watermark",
                         "ablation: queries", "classic watermark: stolen watermark", "classic: queries"],
                        base_rows)
+    scheme_rows = _scheme_rows(groups)
+    if scheme_rows:
+        lines += ["", "## Every scheme's stolen copy", "",
+                  "Each watermarking scheme the runs trained (ewe.watermarks.schemes), its victim's accuracy cost "
+                  "against the run's clean model (an API scheme such as DAWN: its flipped answers), what its copy "
+                  "kept, and in how many runs the copy was proven. Thieves of the same run beyond the last are in "
+                  "its thieves.json.", ""]
+        lines += _md_table(["setting", "scheme", "runs", "victim accuracy cost", "stolen watermark",
+                            "queries for 95 %", "proven"], scheme_rows)
     lines += ["", "## False claims", "",
               "An independently trained clean model tested as the suspect must not be claimed (p ≥ α). "
               "Judged by: " + _tests_used(groups) + ".", ""]
@@ -245,6 +254,31 @@ def markdown_tables(groups: list[Group]) -> list[str]:
     lines += _md_table(["setting", "seed", "clean accuracy", "defended accuracy", "victim watermark",
                         "stolen watermark", "queries for 95 %", "p (stolen copy)"], seed_rows)
     return lines
+
+
+def _scheme_rows(groups: list[Group]) -> list[list[str]]:
+    """One row per setting and scheme whose stolen copy some finished run holds, from the scheme registry."""
+    from ..watermarks.schemes import SCHEMES
+    rows = []
+    for g in groups:
+        runs = [r for r in g.runs if r.finished]
+        for s in SCHEMES.values():
+            held = [r for r in runs if s.stolen in (r.result.get("models") or {})]
+            if not held:
+                continue
+            cost = []
+            for r in held:
+                m = r.result["models"]
+                victim = m.get(s.name) or {}
+                base = victim.get("model_accuracy", (m.get("clean") or {}).get("accuracy"))
+                cost.append(None if base is None or "accuracy" not in victim else base - victim["accuracy"])
+            verdicts = [(r.result.get("verification") or {}).get(s.stolen) or {} for r in held]
+            proven = sum(bool(v.get("proven")) for v in verdicts)
+            rows.append([g.label, s.label, str(len(held)), _cell(cost, 4),
+                         _cell([r.result["models"][s.stolen].get("watermark_success") for r in held], 3),
+                         _cell([v.get("queries_for_95") for v in verdicts], integer=True),
+                         f"{proven} of {len(held)}"])
+    return rows
 
 
 def _tests_used(groups) -> str:

@@ -140,8 +140,12 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
         if not (cfg and result and draws):
             continue
         where = str(path.parent.relative_to(root)) if root and path.parent != Path(root) else ""
-        key = json.dumps([where, _victim_settings(cfg)], sort_keys=True, default=str)
+        settings = _victim_settings(cfg)
+        key = json.dumps([where, settings], sort_keys=True, default=str)
+        # settings apart from which schemes were trained: tables that side_by_side may put together
+        base = json.dumps([where, {**settings, "schemes": None}], sort_keys=True, default=str)
         g = groups.setdefault(key, {"dataset": cfg.get("dataset"), "runs": [], "seeds": [], "accused_any": [],
+                                    "base": base,
                                     "setting": setting_label(cfg) + (f" [{where}]" if where else ""),
                                     "cells": {}})
         g["runs"].append(path.name)
@@ -184,7 +188,7 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
 
 def _table(g: dict) -> dict:
     rows = []
-    for _, cell in sorted(g["cells"].items(), key=lambda kv: kv[0]):
+    for _, cell in sorted(g["cells"].items(), key=lambda kv: kv[0]):   # _: (thief order, scheme index)
         copies, runs = cell["copies"], list(cell["runs"].values())
         n = len(copies)
         proven = sum(bool(c.get("proven")) for c in copies)
@@ -196,7 +200,7 @@ def _table(g: dict) -> dict:
         judged = cell.get("thief_accused") or [r["accused"] for r in runs if r["accused"] is not None]
         per = sorted({r["copies"] for r in runs})
         s = cell["scheme"]
-        rows.append({"thief": cell["thief"], "scheme": s.name, "scheme_label": s.label, "stolen": s.stolen,
+        rows.append({"order": list(_[0]), "thief": cell["thief"], "scheme": s.name, "scheme_label": s.label, "stolen": s.stolen,
                      "victims": len(runs), "thieves_per_victim": per[0] if len(per) == 1 else f"{per[0]}-{per[-1]}",
                      "copies": n, "proven": proven, "proven_ci": _ci(proven, n),
                      "proven_100": within, "proven_100_ci": _ci(within, n),
@@ -204,18 +208,48 @@ def _table(g: dict) -> dict:
                      "accuracy_cost_median": statistics.median(costs) if costs else None,
                      "queries_median": statistics.median(queries) if queries else None,
                      "innocents_accused": sum(judged), "innocent_tests": len(judged)})
-    return {"dataset": g["dataset"], "setting": g["setting"], "runs": sorted(g["runs"]),
+    return {"dataset": g["dataset"], "setting": g["setting"], "base": g["base"], "runs": sorted(g["runs"]),
             "victim_seeds": sorted(s for s in g["seeds"] if s is not None), "rows": rows,
             "innocents_accused_any": sum(g["accused_any"]), "innocent_runs": len(g["accused_any"])}
 
 
+def merged(tables: list[dict]) -> dict:
+    """Tables of one setting that differ only in which schemes their runs trained (the quick runs, the runs
+    that added MEA-Defender, the DAWN folders) as one: each (thief kind, scheme) row from the table with the
+    most copies of it, so a victim stolen in two folders is counted once."""
+    if len(tables) == 1:
+        return tables[0]
+    rows: dict[tuple, dict] = {}
+    for t in sorted(tables, key=lambda t: -sum(r["copies"] for r in t["rows"])):
+        for r in t["rows"]:
+            k = (r["thief"], r["scheme"])
+            if k not in rows or r["copies"] > rows[k]["copies"]:
+                rows[k] = {**r, "from_setting": t["setting"]}
+    order = [s.name for s in SCHEMES.values()]
+    plain = min((t["setting"] for t in tables), key=len)
+    return {"dataset": tables[0]["dataset"], "setting": plain, "base": tables[0].get("base"),
+            "sources": sorted(t["setting"] for t in tables),
+            "runs": sorted({r for t in tables for r in t["runs"]}),
+            "victim_seeds": sorted({s for t in tables for s in t["victim_seeds"]}),
+            "rows": sorted(rows.values(), key=lambda r: (r.get("order", []), order.index(r["scheme"])
+                                                          if r["scheme"] in order else len(order))),
+            "innocents_accused_any": sum(t["innocents_accused_any"] for t in tables),
+            "innocent_runs": sum(t["innocent_runs"] for t in tables)}
+
+
 def side_by_side(tables: list[dict]) -> dict[str, dict]:
-    """Per dataset, the table that puts the most schemes side by side (ties: the most stolen copies)."""
-    best: dict[str, tuple] = {}
+    """Per dataset, the setting that puts the most schemes side by side (ties: the most stolen copies), its
+    tables that differ only in the schemes trained merged (``merged``)."""
+    by_base: dict[tuple, list[dict]] = {}
     for t in tables:
+        if t["rows"]:
+            by_base.setdefault((t["dataset"], t.get("base") or t["setting"]), []).append(t)
+    best: dict[str, tuple] = {}
+    for (dataset, _), group in by_base.items():
+        t = merged(group)
         score = (len({r["scheme"] for r in t["rows"]}), sum(r["copies"] for r in t["rows"]))
-        if t["rows"] and (t["dataset"] not in best or score > best[t["dataset"]][0]):
-            best[t["dataset"]] = (score, t)
+        if dataset not in best or score > best[dataset][0]:
+            best[dataset] = (score, t)
     return {d: t for d, (_, t) in sorted(best.items())}
 
 

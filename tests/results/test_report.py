@@ -123,3 +123,21 @@ def test_ablation_gains_pair_each_row_with_its_own_seeds_ablation():
              for g in report.ablation_gains(rows)}
     assert gains == {("quick", "", "kappa=1.0", 0): 25.0, ("quick", "", "kappa=1.0", 1): -5.0,
                      ("paper", "", "kappa=1.0", 0): 30.0, ("quick", "n_triggers=2048", "preset", 0): 30.0}
+
+
+def test_every_scheme_a_run_trained_gets_a_row_with_its_own_cost(tmp_path):
+    for seed in (0, 1):
+        run = write_run(tmp_path / "runs" / f"mnist-s{seed}", seed=seed)
+        result = json.loads((run / "result.json").read_text())
+        result["models"]["dawn_api"] = {"accuracy": 0.985, "model_accuracy": 0.99, "flip_rate": 0.005}
+        result["models"]["dawn_extracted"] = {"accuracy": 0.97, "watermark_success": 0.5 + 0.1 * seed}
+        result["verification"]["dawn_extracted"] = {"p_value": 0.04, "queries_for_95": 20, "proven": seed == 1}
+        (run / "result.json").write_text(json.dumps(result))
+    out = tmp_path / "report.md"
+    report.build_report([tmp_path / "runs"], out)
+    rows = {l.split("|")[2].strip(): [c.strip() for c in l.strip("|").split("|")]
+            for l in out.read_text().split("## Every scheme's stolen copy")[1].split("##")[0].splitlines()
+            if l.startswith("| mnist")}
+    assert rows["DAWN (API)"][2:] == ["2", "0.0050 ± 0.0000", "0.550 ± 0.071", "20 ± 0", "1 of 2"]
+    assert rows["EWE (defended)"][3] == "0.0095 ± 0.0007"        # defended 0.980 / 0.981 against clean 0.99
+    assert "MEA-Defender" not in rows                            # not trained: no row

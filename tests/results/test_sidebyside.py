@@ -171,3 +171,24 @@ def test_a_dawn_only_run_joins_its_source_setting_and_its_innocent_is_judged_per
     assert dawn_short["accuracy_cost_median"] == pytest.approx(0.005)
     # the copied "clean" verdict of the DAWN folder is the source run's: not counted a second time
     assert table["innocent_runs"] == 2 and table["innocents_accused_any"] == 0
+
+
+def test_settings_that_differ_only_in_the_schemes_trained_are_merged_without_counting_a_copy_twice(tmp_path):
+    make_run(tmp_path, "fashion-s0", 0, [(HARD, {"extracted": copy(True, 0.6, 40)}),
+                                         (HARD, {"extracted": copy(True, 0.7, 40)})])
+    make_run(tmp_path, "fashion-mea-s0", 0, [(HARD, {"extracted": copy(True, 0.6, 40),
+                                                     "mea_extracted": copy(False, 0.3)})],
+             schemes=["default", "mea_defender"],
+             models={"clean": {"accuracy": 0.9}, "defended": {"accuracy": 0.88}, "mea_defender": {"accuracy": 0.89}})
+    make_run(tmp_path, "dawn0.005-fashion-s0", 0, [(HARD, {"dawn_extracted": copy(False, 0.0)})],
+             schemes=["dawn_api"], models={"clean": {"accuracy": 0.9},
+                                           "dawn_api": {"accuracy": 0.895, "model_accuracy": 0.9}})
+    make_run(tmp_path, "fashion-long-s0", 0, [(HARD, {"extracted": copy(True, 0.9, 4)})], epochs=9)
+    tables = sb.scheme_tables(sb.run_folders(tmp_path), root=tmp_path)
+    assert len(tables) == 3                       # quick + DAWN, with MEA-Defender, another budget
+    [chosen] = sb.side_by_side(tables).values()
+    rows = rows_by(chosen)
+    assert [r["scheme"] for r in chosen["rows"]] == ["defended", "mea_defender", "dawn_api"]
+    assert rows[("hard, owner's images", "defended")]["copies"] == 2      # from the folder with more, not 2 + 1
+    assert rows[("hard, owner's images", "mea_defender")]["copies"] == 1
+    assert "fashion-long-s0" not in chosen["runs"] and len(chosen["sources"]) == 2
