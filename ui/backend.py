@@ -489,19 +489,13 @@ def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
     return _copy.deepcopy(_cached_verdicts(key, compute))
 
 
-def verify_checkpoint(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
-                      margin: float | None = None, test: str | None = None, set_name: str = "optimised") -> dict:
-    """Treat a state_dict (an upload's bytes) as a suspect on the run's ``set_name`` triggers
-    (ewe.results.verdicts.judge_checkpoint), with the app's messages. Raises UploadError (no triggers yet, not
-    a plain state_dict, wrong architecture)."""
-    return verify_on_keys(run, run_dir, data, model_name, filename, margin, test, sets=(set_name,))[set_name]
-
-
 def verify_on_keys(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
                    margin: float | None = None, test: str | None = None, sets=None) -> dict[str, dict | None]:
-    """A state_dict judged on each of ``sets`` (default: every key the run holds, ``key_sets``): {set: verdict,
-    None where the set has no null to judge against}. Cached by the file's content, the run's answer files and
-    the settings (the Verify page asks again on every click). Raises UploadError as verify_checkpoint."""
+    """Treat a state_dict (an upload's or a run model's bytes) as a suspect on each of ``sets`` (default: every
+    key the run holds, ``key_sets``) with ewe.results.verdicts.judge_checkpoint: {set: verdict, None where the
+    set has no null to judge against; a set the run lacks is left out}. Cached by the file's content, the run's
+    answer files and the settings (the Verify page asks again on every click). Raises UploadError with the app's
+    message (no triggers yet, not a plain state_dict, wrong architecture)."""
     import hashlib
     import tempfile
 
