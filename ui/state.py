@@ -14,6 +14,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, DATASETS
+from ewe.watermarks.schemes import SCHEMES
 from ui import backend
 from ui.jobs import JobRegistry, default_max_running, default_torch_threads
 
@@ -22,8 +23,8 @@ TRAIN = ("tau", "ratio", "kappa", "trigger", "source", "target", "epochs", "w_ep
          "clean_schedule")
 # the watermarking schemes a run trains (names of ewe.watermarks.schemes.SCHEMES) and the settings that only a
 # chosen scheme reads: scheme name -> its RunConfig field (passed on only when that scheme is chosen)
-SCHEME_FIELDS = ("schemes", "mea_sources", "dawn_rate")
-SCHEME_SETTINGS = {"mea_defender": "mea_sources", "dawn_api": "dawn_rate"}
+SCHEME_SETTINGS = {s.name: s.setting for s in SCHEMES.values() if s.setting}   # from the registry
+SCHEME_FIELDS = ("schemes", *SCHEME_SETTINGS.values())
 FIELDS = SHARED + TRAIN + SCHEME_FIELDS
 
 # widget ranges: (parse, min, max); the widgets use the same bounds

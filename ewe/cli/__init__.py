@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="steal this many times, with the thief's seed, seed + 1, ...: how much of a watermark "
                        "survives varies from thief to thief (each is recorded in thieves.json)")
     steal.add_argument("--threads", type=int, help="CPU threads (default: the run's)")
+    steal.add_argument("--schemes", "--scheme", nargs="+", default=None,
+                       help="steal only these schemes' victims, e.g. dawn_api (the run's clean model served "
+                            "through DAWN's API, even in a run that did not list it); default: every victim")
 
     verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
     verify.add_argument("run_dir")
@@ -291,8 +294,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "steal":
                 thief = {k: getattr(args, k) for k in ("extract_labels", "student", "attacker_data",
                                                        "distill_temperature", "query_budget", "extract_epochs",
-                                                       "thief_seed", "threads")
+                                                       "thief_seed", "threads", "schemes")
                          if getattr(args, k) is not None}
+                if "schemes" in thief:
+                    from ..watermarks.schemes import check_schemes
+                    thief["schemes"] = check_schemes(thief["schemes"])   # one line for an unknown name
                 result = pipeline.steal_several(args.run_dir, thief, args.thieves, [progress], stop)
                 if args.thieves > 1:
                     print(_thieves_summary(args.run_dir))

@@ -53,7 +53,7 @@ from ..results.verdicts import record_thief, verify_run
 from ..train import Probe, accuracy, make_optimizer, predict, train_clean, watermark_schedule, watermark_success
 from ..watermarks import triggers as trig
 from ..watermarks.diagnostics import layer_geometry, projection, save_projection_png
-from ..watermarks.schemes import schemes_for
+from ..watermarks.schemes import SCHEMES, schemes_for
 
 LIVE_TEST = 2000   # test samples used for the live per-epoch curves (the final figures use all)
 
@@ -350,6 +350,9 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
         thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
         api_labels = _serve_apis(run_dir, cfg, thief_cfg, thief_seed, data, folder, predictions, sets, rep)
         victims.update({name: api.model for name, api in api_labels.items()})
+        for name, api in api_labels.items():   # served to a thief in a run that did not train with it: its cost
+            if name not in result["models"]:
+                result["models"][name] = SCHEMES[name].figures(api.model, cfg, data.x_test, data.y_test)
         if not victims:
             raise ValueError("this run has no trained victim models to attack; train first")
         nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size

@@ -48,6 +48,7 @@ class Scheme:
     snnl: bool | None         # SNNL term in the watermark step; None: the run's own ``snnl`` setting
     baseline: bool = True     # a comparison, trained only with the run's ``train_baselines``
     default: bool = True      # trained when a run does not list its ``schemes``
+    setting: str | None = None   # the RunConfig field only this scheme reads (forms show it when it is chosen)
     serves_api: ClassVar[bool] = False   # a watermark of the prediction API (DAWN), not of the model
 
     def __post_init__(self):
@@ -113,8 +114,10 @@ class DawnScheme(Scheme):
 EWE = Scheme("defended", "extracted", "optimised", "EWE (defended)", snnl=None, baseline=False)
 CLASSIC = Scheme("plain_watermark", "plain_extracted", "classic", "plain watermark", snnl=False)
 ABLATION = Scheme("ablation_no_snnl", "ablation_extracted", "optimised", "ablation: no SNNL", snnl=False)
-MEA = MeaScheme("mea_defender", "mea_extracted", "composite", "MEA-Defender", snnl=False, default=False)
-DAWN = DawnScheme("dawn_api", "dawn_extracted", "dawn", "DAWN (API)", snnl=False, default=False)
+MEA = MeaScheme("mea_defender", "mea_extracted", "composite", "MEA-Defender", snnl=False, default=False,
+                setting="mea_sources")
+DAWN = DawnScheme("dawn_api", "dawn_extracted", "dawn", "DAWN (API)", snnl=False, default=False,
+                  setting="dawn_rate")
 
 SCHEMES: dict[str, Scheme] = {}
 BASE_SETS = {"clean": "optimised", "independent_clean": "optimised"}   # the clean models' trigger set

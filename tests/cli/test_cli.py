@@ -119,3 +119,17 @@ def test_run_without_out_never_reuses_a_folder(tmp_path, monkeypatch):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["mnist-quick-s1-20260101-000000",
                                                                      "mnist-quick-s1-20260101-000000-2"]
     assert seen == [[], []]
+
+
+def test_steal_through_dawn_on_a_run_that_did_not_list_it(tiny_run, capsys):
+    """`steal --schemes dawn_api`: the run's clean model served through DAWN to one thief; the other victims
+    are left alone, and the API's cost is recorded."""
+    before = json.loads((tiny_run / "result.json").read_text())["models"]["extracted"]
+    assert main(["steal", str(tiny_run), "--schemes", "dawn_api", "--thief-seed", "7", "--threads", "1"]) == 0
+    result = json.loads((tiny_run / "result.json").read_text())
+    assert result["stolen"] == ["dawn_extracted"] and result["models"]["extracted"] == before
+    assert 0 <= result["models"]["dawn_api"]["flip_rate"] < 0.05      # the run's default rate, 0.5 %
+    entry = next(d for d in json.loads((tiny_run / "thieves.json").read_text()) if d["thief"]["seed"] == 7)
+    assert set(entry["copies"]) <= {"dawn_extracted"}
+    assert main(["steal", str(tiny_run), "--schemes", "dawn"]) == 2
+    assert "unknown scheme 'dawn'" in capsys.readouterr().err
