@@ -151,7 +151,11 @@ def _install_stop_handler() -> threading.Event:
 def _summary(result: dict) -> str:
     lines = [f"status: {result.get('status')}", "model                 accuracy  watermark"]
     for name, m in result.get("models", {}).items():
-        lines.append(f"  {name:<20} {m['accuracy']:.4f}    {m['watermark_success']:.3f}")
+        if "watermark_success" in m:
+            lines.append(f"  {name:<20} {m['accuracy']:.4f}    {m['watermark_success']:.3f}")
+        else:   # an API scheme (DAWN): the API's accuracy, and the share of answers it flips
+            lines.append(f"  {name:<20} {m['accuracy']:.4f}    (API: flips {100 * m.get('flip_rate', 0):.2f} % "
+                         f"of answers; the model alone {m.get('model_accuracy', float('nan')):.4f})")
     verdicts = result.get("verification", {})
     for name, v in verdicts.items():
         q = v["queries_for_95"]

@@ -348,13 +348,14 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
             victims = {n: m for n, m in victims.items() if n in wanted}
         thief_cfg = ThiefConfig.from_run_config(cfg)
         thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
-        api_labels = _serve_apis(run_dir, cfg, thief_cfg, thief_seed, data, folder, predictions, sets, rep)
+        api_labels, unserved = _serve_apis(run_dir, cfg, thief_cfg, thief_seed, data, folder, predictions, sets, rep)
         victims.update({name: api.model for name, api in api_labels.items()})
         for name, api in api_labels.items():   # served to a thief in a run that did not train with it: its cost
             if name not in result["models"]:
                 result["models"][name] = SCHEMES[name].figures(api.model, cfg, data.x_test, data.y_test)
         if not victims:
-            raise ValueError("this run has no trained victim models to attack; train first")
+            raise ConfigError(unserved[0] if unserved else
+                              "this run has no trained victim models to attack; train first")
         nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
         plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
         if not all(k in rep.plan for k in plan):
@@ -415,26 +416,27 @@ def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_see
     """The run's API-level schemes (DAWN) answer this thief's queries through their API, which records the
     owner's register of flipped queries: it becomes the scheme's trigger set (triggers.pt, predictions.json
     with one label per input, the innocent population's answers on it), replacing an earlier thief's. Returns
-    victim name -> the API, with its answers in ``.answers``."""
+    (victim name -> the API, with its answers in ``.answers``; why any listed API has nothing to prove with)."""
     listed = set(cfg.schemes or ())
     api_schemes = [s for s in schemes_for(cfg) if s.serves_api and s.name in listed]
     if not api_schemes:
-        return {}
+        return {}, []
     clean = load_run_models(run_dir, ("clean",)).get("clean")
     if clean is None:
         raise ValueError("DAWN serves the run's clean model, and this run has none; train it first")
     x = attacker_queries(data.x_attack, thief_cfg.query_budget, thief_seed)
     triggers_path = Path(run_dir) / "triggers.pt"
     tensors = torch.load(triggers_path, weights_only=True)
-    served = {}
+    served, unserved = {}, []
     for scheme in api_schemes:
         api = scheme.serve(clean, cfg)
         api.answers = label_queries(api, x, thief_cfg)
         reg_x, reg_y = api.register()
         set_name, key = scheme.trigger_set, heldout_key(scheme.trigger_set)
         if not len(reg_x):
-            rep.message(f"{scheme.label}: the API flipped none of this thief's {len(x)} answers at rate "
-                        f"{cfg.dawn_rate:g}: nothing to prove ownership with (raise dawn_rate or the queries)")
+            unserved.append(f"{scheme.label}: the API flipped none of this thief's {len(x)} answers at rate "
+                            f"{cfg.dawn_rate:g}: nothing to prove ownership with (raise dawn_rate or the queries)")
+            rep.message(unserved[-1])
             tensors.pop(key, None), sets.pop(set_name, None), predictions["sets"].pop(set_name, None)
             predictions.get("set_targets", {}).pop(set_name, None)
             continue
@@ -452,7 +454,7 @@ def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_see
     population = population_dir(cfg)
     if cfg.innocents and (population / MANIFEST).exists():
         attach_population(run_dir, population)   # the innocents' answers on the new register too
-    return served
+    return served, unserved
 
 
 def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int = 1,

@@ -126,6 +126,7 @@ def test_steal_through_dawn_on_a_run_that_did_not_list_it(tiny_run, capsys):
     are left alone, and the API's cost is recorded."""
     before = json.loads((tiny_run / "result.json").read_text())["models"]["extracted"]
     assert main(["steal", str(tiny_run), "--schemes", "dawn_api", "--thief-seed", "7", "--threads", "1"]) == 0
+    assert "(API: flips" in capsys.readouterr().out      # the summary line of the API, not a watermark
     result = json.loads((tiny_run / "result.json").read_text())
     assert result["stolen"] == ["dawn_extracted"] and result["models"]["extracted"] == before
     assert 0 <= result["models"]["dawn_api"]["flip_rate"] < 0.05      # the run's default rate, 0.5 %

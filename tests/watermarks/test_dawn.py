@@ -155,3 +155,10 @@ def test_only_the_listed_schemes_are_stolen_and_recorded(tmp_path):
     assert result["stolen"] == ["dawn_extracted"]
     entry = next(t for t in json.loads((run / "thieves.json").read_text()) if t["thief"]["seed"] == 3)
     assert set(entry["copies"]) == {"dawn_extracted"}
+
+
+def test_a_thief_that_got_no_flipped_answer_is_told_why_nothing_was_stolen(tiny_run):
+    from ewe.experiments import pipeline
+    with pytest.raises(ConfigError, match="flipped none of this thief's 20 answers"):
+        pipeline.steal(tiny_run, {"schemes": ["dawn_api"], "query_budget": 20, "dawn_rate": 0.0001})
+    assert "dawn" not in json.loads((tiny_run / "predictions.json").read_text())["sets"]

@@ -9,9 +9,10 @@ from ewe.watermarks.schemes import SCHEMES, Scheme
 
 
 def test_the_papers_three_schemes():
-    # the training order; MEA-Defender is registered but trained only when a run lists it
-    assert list(SCHEMES) == ["defended", "plain_watermark", "ablation_no_snnl", "mea_defender"]
-    ewe, classic, ablation, mea = SCHEMES.values()
+    # the training order; MEA-Defender and DAWN are registered but used only when a run lists them
+    assert list(SCHEMES) == ["defended", "plain_watermark", "ablation_no_snnl", "mea_defender", "dawn_api"]
+    ewe, classic, ablation, mea, dawn = SCHEMES.values()
+    assert dawn.serves_api and not any(s.serves_api for s in (ewe, classic, ablation, mea))
     assert (ewe.stolen, ewe.trigger_set, ewe.baseline) == ("extracted", "optimised", False)
     assert (classic.stolen, classic.trigger_set) == ("plain_extracted", "classic")
     assert (ablation.stolen, ablation.trigger_set) == ("ablation_extracted", "optimised")
