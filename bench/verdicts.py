@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from ewe.innocents import halves  # noqa: E402
 from ewe.experiments.pipeline import TRIGGER_SET  # noqa: E402
-from ewe.verify import binomial_p, population_null, query_grid, verify  # noqa: E402
+from ewe.verify import binomial_p, population_null, query_grid, set_target, verify  # noqa: E402
 
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))
 ALPHA = 0.05
@@ -109,8 +109,8 @@ def out_of_sample(runs: list[dict]) -> dict:
     before the rank part existed; halves leave too few models for the rank part to prove anything)."""
     loo, half, by_model = [], [], {}
     for run in runs:
-        target = run["preds"]["target"]
         for set_name, models in run["innocents"]["sets"].items():
+            target = set_target(run["preds"], set_name)   # a DAWN register: one label per input
             names = sorted(models)
             for name in names:
                 others = [models[o] for o in names if o != name]
@@ -133,8 +133,8 @@ def own_innocents(runs: list[dict]) -> dict:
     tests = accused = 0
     names = []
     for run in runs:
-        target = run["preds"]["target"]
         for set_name, models in run["preds"]["sets"].items():
+            target = set_target(run["preds"], set_name)
             inn = run["innocents"]["sets"].get(set_name) or {}
             if not inn:
                 continue
@@ -160,7 +160,7 @@ def before_after(runs: list[dict]) -> dict:
         for d in run["thieves"]:
             for key, lab in SCHEMES:
                 c = d.get("copies", {}).get(key)
-                if not c or not c.get("predictions"):
+                if not c or not c.get("predictions") or "register" in c:   # DAWN: no "before" rule to compare
                     continue
                 set_name = TRIGGER_SET[key]
                 x = np.asarray(c["predictions"]) == target
