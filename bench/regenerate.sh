@@ -55,7 +55,7 @@ dawn() { rel --dawn-rate 0.005 --results $DW --note "DAWN, flip rate 0.5 %" "$@"
 dawn --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5,same-hard-e30
 dawn --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard-e30,same-soft5-e30
 dawn --dataset mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,same-soft5,same-hard-e30
-dawn --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard,fresh-hard-e30
+dawn --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard,fresh-hard-e30,same-soft5-e30
 dawn --dataset digits --victims 0-4 --thieves 5 --variants same-hard,same-soft5,same-hard-e30 --set target=6
 shopt -s nullglob
 $PY bench/verdicts.py "$R"/digits-* --out bench/results/verdicts_digits.json
