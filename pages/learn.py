@@ -150,9 +150,10 @@ with right:
         "wrong answer).\n"
         "- **Cost to the honest user:** *r* of the answers are wrong (the API's accuracy drops by about *r*); "
         "the model's own accuracy is untouched.\n"
-        "- **What it needs from the thief:** that it trains on the API's answers until it fits them, whatever "
-        "it asks: such a copy repeats most flipped answers. A thief that stops early learns the task, not the "
-        "exceptions, and repeats almost none (the lab's quick thieves; `docs/RESULTS.md` §14).\n"
+        "- **What it needs from the thief:** that it trains on the API's top-class answers until it fits "
+        "them: such a copy repeats most flipped answers. A thief that stops early learns the task, not the "
+        "exceptions, and repeats almost none (the lab's quick thieves); so does one that distils the API's "
+        "probabilities, even for long (`docs/RESULTS.md` §14).\n"
         "- **What the owner keeps:** a register of every client's queries and the answers it gave them; "
         "the flipped queries of the suspect's client are the key, so the proof needs that client to have "
         "made enough flipped queries, and works only against a copy trained on them.")
