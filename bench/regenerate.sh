@@ -49,14 +49,16 @@ rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --varia
     --results $M12 --out "$R/mea-sources"
 rel --dataset speech-commands --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --results bench/results/reliability_speech.jsonl
-# DAWN (issue 18; RESULTS §14): the same victims' clean models behind the API, flipping 0.5 % of answers
-DW=bench/results/reliability_dawn.jsonl
-dawn() { rel --dawn-rate 0.005 --results $DW --note "DAWN, flip rate 0.5 %" "$@"; }
-dawn --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5,same-hard-e30
-dawn --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard-e30,same-soft5-e30
-dawn --dataset mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,same-soft5,same-hard-e30
-dawn --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard,fresh-hard-e30,same-soft5-e30
-dawn --dataset digits --victims 0-4 --thieves 5 --variants same-hard,same-soft5,same-hard-e30 --set target=6
+# DAWN (issue 18; RESULTS §14): the same victims' clean models behind the API, flipping 0.5 % of answers; the rows
+# join their dataset's file, after its watermark rows
+dawn() { rel --dawn-rate 0.005 --note "DAWN, flip rate 0.5 %" "$@"; }
+dawn --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5,same-hard-e30 \
+    --results $F
+dawn --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard-e30,same-soft5-e30 --results $F
+dawn --dataset mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,same-soft5,same-hard-e30 --results $M
+dawn --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants fresh-hard,fresh-hard-e30,same-soft5-e30 \
+    --results $M
+dawn --dataset digits --victims 0-4 --thieves 5 --variants same-hard,same-soft5,same-hard-e30 --set target=6 --results $D
 shopt -s nullglob
 $PY bench/verdicts.py "$R"/digits-* --out bench/results/verdicts_digits.json
 $PY bench/verdicts.py "$R"/mnist-* "$R"/fashion-* --out bench/results/verdicts_mnist_fashion.json

@@ -209,7 +209,8 @@ def _table(g: dict) -> dict:
                      "queries_median": statistics.median(queries) if queries else None,
                      "innocents_accused": sum(judged), "innocent_tests": len(judged)})
     return {"dataset": g["dataset"], "setting": g["setting"], "base": g["base"], "runs": sorted(g["runs"]),
-            "victim_seeds": sorted(s for s in g["seeds"] if s is not None), "rows": rows,
+            # a victim's seed once, though its DAWN folder is a second run folder of the same victim
+            "victim_seeds": sorted({s for s in g["seeds"] if s is not None}), "rows": rows,
             "innocents_accused_any": sum(g["accused_any"]), "innocent_runs": len(g["accused_any"])}
 
 
