@@ -22,6 +22,8 @@ rel --dataset digits --victims 0-2 --thieves 3 --variants same-soft5,same-hard -
     --results $D
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,disjoint-hard \
     --note "target 7: the preset before this session" --results $D
+# the model-level schemes under a hard-label thief that trains until it fits (30 epochs), as DAWN's -e30 rows (§14)
+rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard-e30 --set target=6 --results $D
 # MEA-Defender beside the three schemes (issue 18; docs/RESULTS.md §12)
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,same-soft5 \
     --set 'schemes=["default","mea_defender"]' --note "with MEA-Defender" --results $D
