@@ -174,28 +174,22 @@ def ensure_dawn(victim: Path, rate: float) -> Path:
     ``dawn<rate>-<victim>`` (the files DAWN needs, copied: its thieves then never touch the victim's
     thieves.json). The same clean model, test set and innocent population as the watermarked victims. The
     folder name starts with "dawn" so that bench/verdicts.py's globs (digits-*, mnist-*) do not count the copied
-    trigger sets twice."""
+    trigger sets twice. The API's cost to honest users is recorded by the first steal (pipeline.steal)."""
     import shutil
-    from ewe.config import from_dict
-    from ewe.watermarks.schemes import SCHEMES as REGISTRY
     dest = victim.parent / f"dawn{rate:g}-{victim.name}"
-    if (dest / "result.json").exists() and "dawn_api" in json.loads((dest / "result.json").read_text())["models"]:
+    if (dest / "config.json").exists() and json.loads((dest / "config.json").read_text()).get("schemes") == ["dawn_api"]:
         return dest
     for f in DAWN_FILES:
         (dest / f).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(victim / f, dest / f)
-    saved = json.loads((dest / "config.json").read_text())
-    saved.update(schemes=["dawn_api"], dawn_rate=rate)
-    (dest / "config.json").write_text(json.dumps(saved, indent=1))
-    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
     result = json.loads((dest / "result.json").read_text())
-    clean = runs.load_run_models(dest, ["clean"])["clean"]
-    data = splits.load_data(cfg)
     result["models"] = {k: v for k, v in result["models"].items() if k in ("clean", "independent_clean")}
-    result["models"]["dawn_api"] = REGISTRY["dawn_api"].figures(clean, cfg, data.x_test, data.y_test)
     result["verification"] = {}
     (dest / "result.json").write_text(json.dumps(result, indent=1))
     strip_to_clean(dest)
+    saved = json.loads((dest / "config.json").read_text())
+    saved.update(schemes=["dawn_api"], dawn_rate=rate)
+    (dest / "config.json").write_text(json.dumps(saved, indent=1))   # last: marks the folder complete
     return dest
 
 

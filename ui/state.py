@@ -148,11 +148,10 @@ def init_settings() -> None:
 
 def scheme_defaults() -> dict[str, Any]:
     """The scheme picker's first values: the default schemes (what a run trains when it does not list them),
-    MEA-Defender's automatic source classes, DAWN's default flip rate (0.005 until RunConfig has its own)."""
+    MEA-Defender's automatic source classes, DAWN's default flip rate."""
     from ewe.config import RunConfig
     from ewe.watermarks.schemes import check_schemes
-    return {"schemes": check_schemes("default"), "mea_sources": [],
-            "dawn_rate": float(getattr(RunConfig, "dawn_rate", 0.005))}
+    return {"schemes": check_schemes("default"), "mea_sources": [], "dawn_rate": float(RunConfig.dawn_rate)}
 
 
 def reset_to_preset() -> None:

@@ -300,9 +300,6 @@ def main(argv: list[str] | None = None) -> int:
                                                        "distill_temperature", "query_budget", "extract_epochs",
                                                        "thief_seed", "threads", "schemes")
                          if getattr(args, k) is not None}
-                if "schemes" in thief:
-                    from ..watermarks.schemes import check_schemes
-                    thief["schemes"] = check_schemes(thief["schemes"])   # one line for an unknown name
                 result = pipeline.steal_several(args.run_dir, thief, args.thieves, [progress], stop)
                 if args.thieves > 1:
                     print(_thieves_summary(args.run_dir))

@@ -334,6 +334,8 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
         raise ConfigError(f"this run's victims were trained for a thief with {trained!r} data, not {wanted!r}: "
                           "train a run with --attacker-data " + wanted)
     cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})
+    if cfg.schemes is not None:
+        schemes_for(cfg)    # unknown scheme names: ConfigError before anything is written
     rep = reporter or _start(cfg, listeners, stop)
     result = folder.read_json("result.json")
     predictions = folder.read_json("predictions.json")
@@ -436,9 +438,7 @@ def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_see
         if not len(reg_x):
             unserved.append(f"{scheme.label}: the API flipped none of this thief's {len(x)} answers at rate "
                             f"{cfg.dawn_rate:g}: nothing to prove ownership with (raise dawn_rate or the queries)")
-            rep.message(unserved[-1])
-            tensors.pop(key, None), sets.pop(set_name, None), predictions["sets"].pop(set_name, None)
-            predictions.get("set_targets", {}).pop(set_name, None)
+            rep.message(unserved[-1])   # an earlier thief's register and copy stay as they were
             continue
         rep.message(f"{scheme.label}: flipped {len(reg_x)} of this thief's {len(x)} answers; the owner keeps "
                     "them as this client's register")
@@ -448,6 +448,8 @@ def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_see
         predictions["sets"][set_name] = {n: predict(m, sets[set_name]).tolist()
                                          for n, m in load_run_models(run_dir, CLEAN_MODELS).items()}
         served[scheme.name] = api
+    if not served:       # no new register: the run folder stays as it was
+        return served, unserved
     folder.save_tensors("triggers.pt", tensors)
     folder.write_json("predictions.json", predictions)
     from ..innocents import MANIFEST, attach_population, population_dir

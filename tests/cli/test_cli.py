@@ -134,3 +134,4 @@ def test_steal_through_dawn_on_a_run_that_did_not_list_it(tiny_run, capsys):
     assert set(entry["copies"]) <= {"dawn_extracted"}
     assert main(["steal", str(tiny_run), "--schemes", "dawn"]) == 2
     assert "unknown scheme 'dawn'" in capsys.readouterr().err
+    assert json.loads((tiny_run / "result.json").read_text()) == result     # nothing written for a bad name
