@@ -26,7 +26,7 @@ from .callbacks import Reporter
 from .config import RunConfig
 from .models import build_model, load_state
 from .results.schema import INNOCENTS_FILE, heldout_sets
-from .train import accuracy, predict, train_clean
+from .train import PRECISIONS, accuracy, fast_precision, predict, train_clean
 
 POPULATION_SIZE = 24
 MANIFEST = "manifest.json"
@@ -107,6 +107,30 @@ def population_dir(cfg: RunConfig, root: str | Path | None = None) -> Path:
     return Path(root) / population_key(cfg)
 
 
+def precision(device: str = "cpu") -> str:
+    """The population's training precision: bf16 autocast where the device has bf16 units (the quick MNIST
+    population in 84 s instead of 160 s on the project machine, bench/bench_population.py), else fp32; ``EWE_INNOCENTS_PRECISION`` (fp32 |
+    bf16) overrides. Not part of the population key: an innocent trained either way never saw the watermark,
+    and each model's manifest entry records its precision and test accuracy."""
+    import os
+    wanted = os.environ.get("EWE_INNOCENTS_PRECISION", "").strip().lower()
+    if wanted:
+        if wanted not in PRECISIONS:
+            raise ValueError(f"EWE_INNOCENTS_PRECISION is one of {', '.join(PRECISIONS)}, got {wanted!r}")
+        return wanted
+    return fast_precision(device)
+
+
+# an innocent's cost relative to an fp32 clean model of the run (the ETA's plan): bf16 took 84.0 s for the
+# quick MNIST population against 159.6 s in fp32 (bench/bench_population.py, RESULTS section 15)
+PRECISION_COST = {"fp32": 1.0, "bf16": 0.53}
+
+
+def planned_cost(recipe: Recipe, mode: str) -> float:
+    """A member's cost in units of the run's clean model: its budget, half for half the data, its precision."""
+    return recipe.budget * (0.5 if recipe.data != "all" else 1.0) * PRECISION_COST[mode]
+
+
 def _train_data(cfg: RunConfig, recipe: Recipe, data_cache: dict):
     """The recipe's training data: for subsets (train_size) another seeded draw of the same size; for
     halves, a seeded half of it."""
@@ -175,7 +199,8 @@ def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> P
     data_cache: dict = {}
     epochs = cfg.epochs + max(1, round(cfg.w_epochs))
     rep = reporter or Reporter(list(listeners or []), stop)
-    plan = {r.name: r.budget * (0.5 if r.data != "all" else 1.0) for r in todo}
+    mode = precision(cfg.device)
+    plan = {r.name: planned_cost(r, mode) for r in todo}
     if reporter is None:
         rep.set_plan(plan)
     else:   # a run's reporter: add the missing models to its plan so its ETA counts them
@@ -188,10 +213,10 @@ def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> P
         model = build_model(arch, tuple(x.shape[1:]), seed=r.seed).to(x.device)
         t0 = time.perf_counter()
         train_clean(model, x, y, epochs=max(1, round(epochs * r.budget)), batch_size=cfg.batch_size, lr=cfg.lr,
-                    reporter=rep, stage=r.name, name=r.name, seed=r.seed)
+                    reporter=rep, stage=r.name, name=r.name, seed=r.seed, precision=mode)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "models" / f"{r.name}.pt")
         manifest["models"][r.name] = {**r.__dict__, "model": arch, "epochs": max(1, round(epochs * r.budget)),
-                                      "n_train": len(x), "accuracy": accuracy(model, d.x_test, d.y_test),
+                                      "n_train": len(x), "accuracy": accuracy(model, d.x_test, d.y_test), "precision": mode,
                                       "seconds": round(time.perf_counter() - t0, 2)}
         manifest["input_shape"] = list(x.shape[1:])
         tmp = manifest_path.with_suffix(".tmp")

@@ -7,6 +7,7 @@ Every batch checks the reporter's stop flag; every (pseudo-)epoch emits an ``epo
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +83,33 @@ class BatchStream:
         return self.x[idx], self.y[idx]
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def fast_precision(device: str | torch.device = "cpu") -> str:
+    """"bf16" where the device runs bfloat16 matrix and convolution kernels natively (CPUs with AVX-512 BF16
+    or AMX, through oneDNN; CUDA GPUs with bf16 support), else "fp32". On this project's 2-core Xeon (AMX) a
+    training step of the 2-conv CNN at batch 128 takes 12 ms under bf16 autocast against 28 ms in fp32
+    (bench/bench_population.py); on a CPU without those units bf16 would be emulated and slower."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    try:
+        return "bf16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    except (AttributeError, RuntimeError):
+        return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """Mixed precision for the forward pass: weights, optimiser state and gradients stay fp32, the
+    convolutions and matrix products run in bf16 and the loss in fp32 (torch.autocast's own lists)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision is one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
 def _ce(logits, y, temperature: float = 1.0):
     if y.dtype.is_floating_point:   # soft labels (distillation): cross-entropy against probabilities
         return -(y * F.log_softmax(logits / temperature, 1)).sum(1).mean()
@@ -91,8 +119,11 @@ def _ce(logits, y, temperature: float = 1.0):
 def train_clean(model, x, y, *, epochs: float, batch_size: int, lr: float, reporter: Reporter,
                 stage: str, name: str, probe: Probe | None = None, seed: int = 0,
                 optimizer: torch.optim.Optimizer | None = None, label_temperature: float = 1.0,
-                evals: int | None = None) -> torch.optim.Optimizer:
+                evals: int | None = None, precision: str = "fp32") -> torch.optim.Optimizer:
     """Train on (x, y) for ``epochs`` epochs (y may be class ids or soft-label probabilities).
+
+    ``precision`` "bf16" runs the forward pass under bf16 autocast (``autocast``; the innocent population
+    uses it where the hardware has bf16 units, ``fast_precision``); the run's own models stay fp32.
 
     Emits ``evals`` epoch events (default: one per epoch). Returns the optimiser so a later stage can
     continue with the same Adam state (shared pre-training).
@@ -109,7 +140,9 @@ def train_clean(model, x, y, *, epochs: float, batch_size: int, lr: float, repor
     for step in range(1, steps + 1):
         reporter.check()
         xb, yb = stream.next()
-        loss = _ce(model(xb), yb, label_temperature)
+        with autocast(xb.device, precision):
+            logits = model(xb)
+        loss = _ce(logits.float(), yb, label_temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

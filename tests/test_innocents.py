@@ -111,3 +111,21 @@ def test_two_builders_of_one_population_train_each_model_once(tiny_data_dir, tmp
     for t in threads:
         t.join()
     assert sorted(started) == ["innocent00", "innocent01", "innocent02", "innocent03"]   # none twice
+
+
+def test_population_precision_is_recorded_and_can_be_forced(tiny_data_dir, tmp_path, monkeypatch):
+    """bf16 autocast (where the hardware has it) or fp32, as EWE_INNOCENTS_PRECISION says; each manifest entry
+    records which, and a bad value is one clear error before anything trains."""
+    from ewe.innocents import precision
+    cfg = tiny_config(tiny_data_dir)
+    monkeypatch.setenv("EWE_INNOCENTS_PRECISION", "bf16")
+    manifest = json.loads((build_population(cfg, tmp_path / "b", n=4) / MANIFEST).read_text())
+    assert {m["precision"] for m in manifest["models"].values()} == {"bf16"}
+    monkeypatch.setenv("EWE_INNOCENTS_PRECISION", "fp32")
+    manifest = json.loads((build_population(cfg, tmp_path / "f", n=4) / MANIFEST).read_text())
+    assert {m["precision"] for m in manifest["models"].values()} == {"fp32"}
+    monkeypatch.setenv("EWE_INNOCENTS_PRECISION", "fp8")
+    with pytest.raises(ValueError, match="EWE_INNOCENTS_PRECISION is one of fp32, bf16"):
+        precision()
+    monkeypatch.delenv("EWE_INNOCENTS_PRECISION")
+    assert precision() in ("fp32", "bf16")

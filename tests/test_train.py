@@ -171,3 +171,29 @@ def test_learned_temperature_descends_each_layers_snnl():
     assert all(e < s for e, s in zip(end, start)), (start, end)
     fixed = Temperatures([2.0] * 3, "fixed")
     assert fixed.gradient(snnl_layers(hidden, w, fixed)) is None       # a fixed temperature never moves
+
+
+def test_bf16_training_learns_like_fp32_and_keeps_fp32_weights():
+    """The innocents' mixed precision: the forward pass runs in bf16, weights and optimiser stay fp32, and a
+    separable task is learnt as well as in fp32; fp32 mode is the plain loop, bit for bit."""
+    from ewe.callbacks import Reporter
+    from ewe.models import build_model
+    from ewe.train import accuracy, autocast, train_clean
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (512,), generator=g)
+    x = torch.randn(512, 1, 28, 28, generator=g) * 0.3
+    for c in range(10):                          # the label is written into the image: a bright row band
+        x[y == c, 0, 2 * c:2 * c + 3, :] += 2.0
+    acc, weights = {}, {}
+    for mode in ("fp32", "bf16", "fp32"):
+        model = build_model("conv2", (1, 28, 28), seed=1)
+        train_clean(model, x, y, epochs=6, batch_size=64, lr=1e-3, reporter=Reporter(), stage="s", name="m",
+                    seed=2, precision=mode)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        acc.setdefault(mode, []).append(accuracy(model, x, y))
+        weights.setdefault(mode, []).append(model.fc1.weight.detach().clone())
+    assert acc["fp32"][0] > 0.9 and acc["bf16"][0] > 0.9
+    assert torch.equal(weights["fp32"][0], weights["fp32"][1])
+    assert not torch.equal(weights["fp32"][0], weights["bf16"][0])   # bf16 really ran (on this CPU or emulated)
+    with pytest.raises(ValueError, match="precision is one of"):
+        autocast(torch.device("cpu"), "fp16")

@@ -84,8 +84,9 @@ def _missing_innocents(cfg: RunConfig, clean_cost: float) -> dict[str, float]:
     innocents._build gives them in the plan: known from the start, the first run's ETA counts them too."""
     if not cfg.innocents:
         return {}
-    from ..innocents import missing_recipes
-    return {r.name: r.budget * (0.5 if r.data != "all" else 1.0) * clean_cost for r in missing_recipes(cfg)}
+    from ..innocents import missing_recipes, planned_cost, precision
+    mode = precision(cfg.device)
+    return {r.name: planned_cost(r, mode) * clean_cost for r in missing_recipes(cfg)}
 
 
 def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
