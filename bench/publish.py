@@ -92,6 +92,35 @@ def schemes_block(tables: dict[str, dict]) -> str:
     return "\n".join(body)
 
 
+def population_block(costs: dict[str, dict]) -> str:
+    """The innocent population's cost per recipe, fp32 against bf16 autocast (bench/bench_population.py)."""
+    body = []
+    for name, c in costs.items():
+        unit = c["plain_epoch_s"]
+        body += [f"#### {c['dataset']} {c['preset']} ({c['threads']} threads on {c['cpus']} cores; one plain PyTorch "
+                 f"epoch of the victim's CNN in the same process: {unit:.2f} s)", "",
+                 "| recipe (architecture, data, budget) | models | fp32 s/model | bf16 s/model | speed-up | "
+                 "fp32 test accuracy | bf16 test accuracy |", "|---|---|---|---|---|---|---|"]
+        for r in c["recipes"]:
+            s, a = r["seconds"], r["accuracy"]
+            body.append(f"| {r['recipe'][0]}, {r['recipe'][1]}, x{r['recipe'][2]:g} | {r['models']} | {s['fp32']:.2f} | "
+                        f"{s['bf16']:.2f} | {s['fp32'] / s['bf16']:.2f}x | {a['fp32'][0]:.3f}-{a['fp32'][1]:.3f} | "
+                        f"{a['bf16'][0]:.3f}-{a['bf16'][1]:.3f} |")
+        f32, b16 = (c["populations"][p]["total_s"] for p in ("fp32", "bf16"))
+        body.append(f"| **all** | {len(c['populations']['fp32']['models'])} | {f32:.1f} s ({f32 / unit:.0f} plain epochs) | "
+                    f"{b16:.1f} s ({b16 / unit:.0f} plain epochs) | {f32 / b16:.2f}x | | |")
+        verdicts = [c["populations"][p].get("verdicts") for p in ("fp32", "bf16")]
+        if all(verdicts):
+            body += ["", "The same run judged with each population (null rate p0, verdict p):", "",
+                     "| model | fp32 population | bf16 population |", "|---|---|---|"]
+            for model, a in verdicts[0].items():
+                b = verdicts[1].get(model, {})
+                body.append(f"| {model} | p0 {a['null']:.3f}, p {a['p']:.3g} ({'proven' if a['proven'] else 'not proven'}) | "
+                            f"p0 {b['null']:.3f}, p {b['p']:.3g} ({'proven' if b['proven'] else 'not proven'}) |")
+        body.append("")
+    return "\n".join(body)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", help="the stored run folders (bench/regenerate.sh's RUNS): read only, for the "
@@ -132,6 +161,11 @@ def main(argv=None) -> int:
         else:
             text = replace_block(text, "schemes", schemes_block(side),
                                  "python bench/publish.py --runs RUNS (from the stored run folders)")
+    costs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("population_cost_*.json"))}
+    if costs:
+        text = replace_block(text, "population", population_block(costs),
+                             "python bench/bench_population.py --out bench/results/population_cost_DATASET.json, "
+                             "then python bench/publish.py")
     results.write_text(text)
 
     readme = ROOT / "README.md"
