@@ -7,8 +7,8 @@ pixels) three ways and prints the seconds and the throughput in models per minut
 thread; (b) one model, 2 threads; (c) two models at the same time in two Python threads, 1 torch thread
 each (torch releases the GIL inside its kernels). If (c) beats (b), a run's independent models (the clean
 reference, the independent clean model, the baselines, the three thieves) could train side by side.
-Measured (docs/RESULTS.md section 2): (c) led by 1.2-1.4x with the NCHW CNN, and no longer leads since the
-CNN is channels-last (23.6 against 24.8 models a minute), so runs train one model at a time.
+Measured (docs/history/2026-11-28-presets-and-step-cost.md): (c) led by 1.2-1.4x with the NCHW CNN, and no
+longer leads since the CNN is channels-last (23.6 against 24.8 models a minute), so runs train one model at a time.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Trains fresh re-runs of the owner's recipe (the victim's architecture and the clean model's budget, new
 seeds): half on the run's own training data, half on other seeded draws of the same size (presets with a
 train_size subset), and prints each one's target rate on the run's held-out triggers next to the run's
-population (innocents.json). The probe behind the population's mix (docs/RESULTS.md §11).
+population (innocents.json). The probe behind the population's mix (docs/history/2026-11-29-verdicts-and-demo.md).
 
     python bench/innocent_tail.py runs/reliability/mnist-quick-s1 --models 4
 """

@@ -1,7 +1,7 @@
 """MEA-Defender with cross-entropy only (similarity and KL weights 0): what the paper's extra losses add here.
 
 The reliability bench (bench/demo_reliability.py, same arguments) with ewe.watermarks.mea's two weights set to 0,
-e.g. (RESULTS.md section 12):
+e.g. (docs/history/2026-11-30-mea-defender-and-dawn.md; rows in docs/RESULTS.md §2):
 
     python bench/mea_ce_only.py --dataset fashion-mnist --data-dir DATA --victims 0-2 --thieves 3 \\
         --variants same-soft5,same-hard --set 'schemes=["mea_defender"]' --threads 1 --out OTHER_DIR

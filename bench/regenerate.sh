@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Re-make every table of docs/RESULTS.md §11 and §13, the README's demo table and the Learn page's numbers from the
-# stored run folders, with today's verdict code (no training, no stealing: --summary-only re-judges each
-# copy from its stored answers).
+# Re-make every table of docs/RESULTS.md §1, §2 and §4, docs/results-by-setting.md, the README's demo table and
+# the Learn page's numbers from the stored run folders, with today's verdict code (no training, no stealing:
+# --summary-only re-judges each copy from its stored answers).
 #   bench/regenerate.sh [RUNS]      RUNS: the folder the bench/demo_reliability.py commands wrote (default
 #                                   runs/reliability); the same commands without --summary-only train and steal.
 set -euo pipefail
@@ -22,9 +22,10 @@ rel --dataset digits --victims 0-2 --thieves 3 --variants same-soft5,same-hard -
     --results $D
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,disjoint-hard \
     --note "target 7: the preset before this session" --results $D
-# the model-level schemes under a hard-label thief that trains until it fits (30 epochs), as DAWN's -e30 rows (§14)
+# the model-level schemes under a hard-label thief that trains until it fits (30 epochs), as DAWN's -e30 rows
+# (RESULTS §1)
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard-e30 --set target=6 --results $D
-# MEA-Defender beside the three schemes (issue 18; docs/RESULTS.md §12)
+# MEA-Defender beside the three schemes (issue 18; docs/RESULTS.md §1, §2)
 rel --dataset digits --victims 0-2 --thieves 3 --variants same-hard,same-soft5 \
     --set 'schemes=["default","mea_defender"]' --note "with MEA-Defender" --results $D
 M=bench/results/reliability_mnist.jsonl
@@ -37,7 +38,7 @@ rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --varia
 rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants refsched-hard --results $F
 rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --set 'schemes=["default","mea_defender"]' --note "with MEA-Defender" --results $F
-# MEA-Defender side studies (RESULTS §12), each in a folder of its own under RUNS: folder names do not
+# MEA-Defender side studies (RESULTS §2), each in a folder of its own under RUNS: folder names do not
 # record the loss weights or the source classes' meaning
 M12=bench/results/reliability_mea.jsonl
 $PY bench/mea_ce_only.py --summary-only --out "$R/mea-ce-only" --dataset digits --victims 0-2 --thieves 3 \
@@ -51,7 +52,7 @@ rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --varia
     --results $M12 --out "$R/mea-sources"
 rel --dataset speech-commands --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --results bench/results/reliability_speech.jsonl
-# DAWN (issue 18; RESULTS §14): the same victims' clean models behind the API, flipping 0.5 % of answers; the rows
+# DAWN (issue 18; RESULTS §1): the same victims' clean models behind the API, flipping 0.5 % of answers; the rows
 # join their dataset's file, after its watermark rows
 dawn() { rel --dawn-rate 0.005 --note "DAWN, flip rate 0.5 %" "$@"; }
 dawn --dataset fashion-mnist --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5,same-hard-e30 \
@@ -65,4 +66,4 @@ shopt -s nullglob
 $PY bench/verdicts.py "$R"/digits-* --out bench/results/verdicts_digits.json
 $PY bench/verdicts.py "$R"/mnist-* "$R"/fashion-* --out bench/results/verdicts_mnist_fashion.json
 $PY bench/verdicts.py "$R"/speech-* --out bench/results/verdicts_speech.json
-$PY bench/publish.py --runs "$R"     # also docs/RESULTS.md §13: the schemes side by side
+$PY bench/publish.py --runs "$R"     # also docs/RESULTS.md §1: the schemes side by side

@@ -76,8 +76,8 @@ class RunConfig:
     alpha: float = 0.05
     # welch test: H0 is rate(suspect) <= rate(clean reference) + margin (verify.py); also the allowance over
     # the clean reference when a run has no innocent population. 0.1: the smallest margin that accused no
-    # innocent model in 17 measured runs (docs/RESULTS.md section 7) -- an in-sample choice, hence the
-    # binomial test against an innocent population by default
+    # innocent model in 17 measured runs (docs/history/2026-11-28-verification-margin.md) -- an in-sample
+    # choice, hence the binomial test against an innocent population by default
     verify_margin: float = 0.1
     query_draws: int = 200
     test: str = "binomial"             # binomial (against the innocent population) | welch (the paper's)
@@ -131,9 +131,9 @@ _PROJECT = {
     # MNIST / Fashion: tau = 1 (reference T = 100), where the cosine kernel is not flat and SNNL moves;
     # kappa 0.25: on MNIST no setting of the quick-scale grid (kappa, tau, ratio, triggers; 3 seeds,
     # bench/results/explore_grid.jsonl) beat it consistently, and none beat the no-SNNL ablation by much:
-    # see docs/RESULTS.md section 1.
+    # see docs/history/2026-11-28-snnl-study.md.
     # paper: full data, 2 + 2 epochs (the thief and the clean models get 4): 3 + 3 would take ~27 min a
-    # run on 2 cores; 2 + 2 is about 18 (docs/RESULTS.md).
+    # run on 2 cores; 2 + 2 is about 18 (docs/history/2026-11-28-presets-and-step-cost.md).
     ("mnist", "paper"): dict(batch_size=256, epochs=2, w_epochs=2, n_triggers=2048, n_heldout=1000,
                              kappa=[0.25] * 3, temperature=[1.0] * 3),
     ("mnist", "quick"): dict(batch_size=128, epochs=2, w_epochs=2, train_size=8000, test_size=2000,
@@ -142,13 +142,13 @@ _PROJECT = {
     ("fashion-mnist", "paper"): dict(batch_size=256, ratio=1.0, epochs=2, w_epochs=2, n_triggers=2048,
                                      n_heldout=1000, kappa=[0.25] * 3, temperature=[1.0] * 3),
     # Fashion quick: kappa 1 kept 0.730 of the watermark in the stolen copy against 0.594 with 0.25, and
-    # beat the no-SNNL ablation on all three seeds (+11.3 points on average; docs/RESULTS.md section 1)
+    # beat the no-SNNL ablation on all three seeds (+11.3 points on average; docs/history/2026-11-28-snnl-study.md)
     ("fashion-mnist", "quick"): dict(batch_size=128, ratio=1.0, epochs=2, w_epochs=2, train_size=8000,
                                      test_size=2000, n_triggers=512, n_heldout=300, maxiter=10,
                                      extract_epochs=3, kappa=[1.0] * 3, temperature=[1.0] * 3),
     # digits (offline demo): kappa 2 (bench/results/explore_digits.jsonl). Target 6, not 7: innocent models
     # call the photo-patch triggers 7 on up to 72 % of them (a null rate of 0.78 on the classic triggers) and
-    # 6 on none (issue 16, H4; docs/RESULTS.md section 11). The preset's thief distils soft labels at
+    # 6 on none (issue 16, H4; docs/RESULTS.md §2). The preset's thief distils soft labels at
     # temperature 5: a hard-label thief querying the owner's 1,437 training images gets the true labels back
     # (1 answer of 1,437 was the target where the truth is another class) and no watermark survived it; from
     # temperature 2 every watermark did. bench/demo_reliability.py measures both thieves over victims x thieves.

@@ -122,7 +122,7 @@ def precision(device: str = "cpu") -> str:
 
 
 # an innocent's cost relative to an fp32 clean model of the run (the ETA's plan): bf16 took 84.0 s for the
-# quick MNIST population against 159.6 s in fp32 (bench/bench_population.py, RESULTS section 15)
+# quick MNIST population against 159.6 s in fp32 (bench/bench_population.py, docs/RESULTS.md §5)
 PRECISION_COST = {"fp32": 1.0, "bf16": 0.53}
 
 

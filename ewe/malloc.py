@@ -3,9 +3,9 @@
 glibc serves large blocks with mmap and trims the heap after frees, so each training step gets its
 activations (tens of MB at the paper's batch size) as fresh pages and page-faults them in again: on this
 2-core machine 10-18 % of the CPU time went to the kernel, and a 256-image step took 218 ms instead
-of 178 (docs/RESULTS.md section 3). PyTorch's performance tuning guide gives the same advice for CPU
-training (use an allocator that reuses memory: jemalloc or tcmalloc); ``mallopt`` does it for glibc's
-own allocator without a preloaded library. The process keeps its peak heap, which it reaches anyway.
+of 178 (docs/history/2026-11-28-presets-and-step-cost.md). PyTorch's performance tuning guide gives the
+same advice for CPU training (use an allocator that reuses memory: jemalloc or tcmalloc); ``mallopt`` does
+it for glibc's own allocator without a preloaded library. The process keeps its peak heap, which it reaches anyway.
 
 A library must not change the process that imports it (a notebook, a server, another tool), so
 ``import ewe`` does not do this: the entry points do, with ``apply_unless_disabled()`` at their start

@@ -37,7 +37,7 @@ class ConvNet(nn.Module):
         self.fc2 = nn.Linear(d, n_classes)
         _glorot(self)
         # channels-last weights make the activations channels-last too: max-pooling and the convolutions
-        # then run about 1.4x faster per training step on this CPU (docs/RESULTS.md section 3)
+        # then run about 1.4x faster per training step on this CPU (docs/history/2026-11-28-presets-and-step-cost.md)
         self.to(memory_format=torch.channels_last)
 
     def features(self, x):

@@ -14,13 +14,13 @@ must reject (an intersection test: its false-positive rate is at most either par
    5-14 % of the triggers where the median innocent answers 0 %, a run's own clean reference on 20-23 %,
    and on Fashion-MNIST's classic triggers one longer-trained CNN on 55 %; a new innocent beyond every
    bound fitted to the others is then no rare event, and the binomial part alone accused 9 of 288 held-out
-   innocents (bench/verdicts.py, docs/RESULTS.md). Its price: p is never below 1 / (m + 1), so proving at
+   innocents (bench/verdicts.py, docs/RESULTS.md §4). Its price: p is never below 1 / (m + 1), so proving at
    alpha = 0.05 needs at least 20 innocents (``innocents_needed``), and a copy must out-answer every one of them.
 
 The null rate p0 is an upper bound for the rate of an innocent model not in the population
 (``null_rate``): innocent models disagree with each other far more than one model's sampling noise
-(0-47 % of the optimised MNIST triggers, docs/RESULTS.md), so a single clean reference is not a null
-distribution. It is the largest of
+(0-47 % of the optimised MNIST triggers, docs/history/2026-11-28-removal-and-thief-variants.md), so a single
+clean reference is not a null distribution. It is the largest of
   - the highest 95 % Clopper-Pearson upper bound of any one innocent's rate (each rate is measured on a
     finite trigger set: a model seen to hit 0 of 200 triggers may well hit 1 %),
   - a one-sided 99 % normal prediction bound for a new innocent's rate, which widens with the spread

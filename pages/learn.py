@@ -92,10 +92,10 @@ st.markdown(
     "it must also out-answer every one of them: innocent rates are heavy-tailed (on MNIST one seed in a "
     "dozen answers far more often than the rest), and a copy that beats all 24 innocents has a 1-in-25 "
     "chance of being innocent whatever that tail looks like. How often innocent models are accused, "
-    "tested out of sample, is in `docs/RESULTS.md` §11.\n\n"
+    "tested out of sample, is in `docs/RESULTS.md` §4.\n\n"
     "The demo therefore uses the distilling thief, and the Attack page keeps the paper's thief one click "
     "away (*hard* labels) to show the contrast. Every number here is regenerated from stored runs by "
-    "`python bench/publish.py`; commands and seeds are in `docs/RESULTS.md` §11.")
+    "`python bench/publish.py`; commands and seeds are in `docs/RESULTS.md` §2 and §6.")
 if rows:
     import pandas as pd
     st.dataframe(pd.DataFrame([{
@@ -124,7 +124,8 @@ if study.open:
         "the stolen copy of the *ablation* (the same optimised triggers and pre-training, no SNNL). Above "
         "0, entanglement helped; the dashed line is the +20 points at which it would clearly matter. "
         "Quick scale (8,000 training images) unless the label says *paper*; the commands are in "
-        "`docs/RESULTS.md` §1." if gains else "The study files (bench/results/explore_*.jsonl) are not here.")
+        "`docs/history/2026-11-28-snnl-study.md`." if gains
+        else "The study files (bench/results/explore_*.jsonl) are not here.")
 
 # ---- issue 18: the families of defences (keep this block in one piece: another block follows at the end) ----
 st.subheader("Two families: a watermark in the model, or one at the API")
@@ -153,7 +154,7 @@ with right:
         "- **What it needs from the thief:** that it trains on the API's top-class answers until it fits "
         "them: such a copy repeats most flipped answers. A thief that stops early learns the task, not the "
         "exceptions, and repeats almost none (the lab's quick thieves); so does one that distils the API's "
-        "probabilities, even for long (`docs/RESULTS.md` §14).\n"
+        "probabilities, even for long (`docs/RESULTS.md` §1).\n"
         "- **What the owner keeps:** a register of every client's queries and the answers it gave them; "
         "the flipped queries of the suspect's client are the key, so the proof needs that client to have "
         "made enough flipped queries, and works only against a copy trained on them.")

@@ -101,7 +101,7 @@ else:
     st.markdown("Stored runs, stolen by several thieves of each kind: how often each scheme's stolen copy was "
                 "**proven** (bars, with the exact 95 % interval), and what the watermark costs. Hover a bar for "
                 "the watermark kept, the accuracy cost, the queries to proof and whether an innocent model was "
-                "accused. Commands and definitions: `docs/RESULTS.md` §13.")
+                "accused. Commands and definitions: `docs/RESULTS.md` §1 and §6.")
     for tab, (name, table) in zip(st.tabs([backend.PRETTY.get(d, d) for d in tables]), tables.items()):
         tab.plotly_chart(charts.schemes_figure(table), key=f"schemes_{name}")
         tab.dataframe(pd.DataFrame(backend.scheme_rows(table)), hide_index=True, width="stretch")

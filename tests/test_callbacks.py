@@ -77,7 +77,7 @@ def test_eta_waits_for_some_progress_and_is_zero_at_the_end():
 def test_stage_plan_is_in_measured_seconds():
     """The plan of a digits quick run adds up to the measured run time of bench/results/stage_costs.json.
     The stages' costs were guessed before (in batches), and the ETA that came from them was 4-5x too long
-    on the digits quick run of docs/RESULTS.md section 10."""
+    on the digits quick run of docs/history/2026-11-29-app-threads-and-eta.md."""
     import json
 
     from ewe.experiments import pipeline

@@ -600,7 +600,7 @@ def warm_up_in_background() -> None:
 
 # The offline demo's innocent population (the verdicts' null), trained once per machine. A first start
 # trains it in the background while the presenter talks, so the first demo run does not: measured, the
-# first digits run took 215 s with it and 86 s without (docs/RESULTS.md §11). Digits only: the others
+# first digits run took 215 s with it and 86 s without (docs/RESULTS.md §5). Digits only: the others
 # take minutes of both cores, which nobody asked for. EWE_APP_WARM_INNOCENTS=0 turns it off.
 _warm_innocents: dict[str, Any] = {}
 

@@ -33,9 +33,9 @@ log = logging.getLogger("ewe.app.jobs")
 # spinning threads burn the CPU time their partner thread needs and every parallel region waits for a
 # thread that was pushed off its core: 60 training steps took 31-50 s with 2 spinning threads, 2-5 s with
 # 2 passive ones and 6-7 s with 1 thread, a whole digits quick run 779 s against 140 s (docs/RESULTS.md
-# section 10). The wait policy does not change the arithmetic (the thread count would), so runs keep
-# matching the CLI. It is read once, when torch loads OpenMP: this module is imported by the app before
-# anything imports torch. Set OMP_WAIT_POLICY to override.
+# §5; docs/history/2026-11-29-app-threads-and-eta.md). The wait policy does not change the arithmetic (the
+# thread count would), so runs keep matching the CLI. It is read once, when torch loads OpenMP: this module
+# is imported by the app before anything imports torch. Set OMP_WAIT_POLICY to override.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TERMINAL = ("finished", "stopped", "failed", "cancelled")
@@ -262,7 +262,7 @@ def default_max_running() -> int:
 
 def default_torch_threads() -> int:
     """Threads per run: the cores divided among the runs allowed at once (at least 1). No core is kept
-    for the web server: measured on the 2-core target machine (bench/bench_app.py, docs/RESULTS.md §9),
+    for the web server: measured on the 2-core target machine (bench/bench_app.py, docs/RESULTS.md §5),
     2 threads train a digits quick run in 72-74 s against 100-109 s with 1, and page clicks during
     training stay as fast (median 0.25 s against 0.28 s). There it is also the CLI's default (torch's), and
     the thread count changes the arithmetic: with 1 thread the app's runs differed from the CLI's for the

@@ -507,7 +507,7 @@ def families_measured(tables: dict, in_model: list, at_api: list) -> str:
                          "`bench/publish.py --runs` has them).")
     return ("**What this lab measured** (stored runs, several thieves of each kind per victim; the drop is the "
             "victim's accuracy against its clean model, for an API its answers' against the model's own; all "
-            "datasets on the Trade-offs page and in `docs/RESULTS.md` §13):\n" + "\n".join(f"- {line}" for line in lines))
+            "datasets on the Trade-offs page and in `docs/RESULTS.md` §1):\n" + "\n".join(f"- {line}" for line in lines))
 
 
 VICTIM_DIAGNOSTICS = ("defended", "ablation_no_snnl", "plain_watermark")

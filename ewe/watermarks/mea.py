@@ -35,7 +35,8 @@ labels them C: on digits quick, seed 0, victim only, the held-out composites' ta
 (accuracy 89 %), and the similarity term alone cost 4 points of accuracy; at 0.1 / 0.1 the victim keeps
 its accuracy (96.9 %, base 96.9 %) and answers C on 98 % of held-out composites. Chosen on that one
 victim, before any thief was run.
-Measured afterwards (docs/RESULTS.md section 12, 3 victims x 3 thieves): the two terms help a hard-label thief
+Measured afterwards (docs/RESULTS.md §2's MEA-Defender rows, 3 victims x 3 thieves;
+docs/history/2026-11-30-mea-defender-and-dawn.md): the two terms help a hard-label thief
 carry the watermark (digits: 7/9 copies proven, 0/9 with cross-entropy only) and hurt a distilling one
 (Fashion-MNIST, T = 5: kept 0.42 against 0.69); ``bench/mea_ce_only.py`` runs the cross-entropy-only variant.
 
