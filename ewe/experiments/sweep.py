@@ -7,7 +7,7 @@ summarised in one table (the CLI's ``sweep`` verb is ``ewe.cli.sweep``).
 Layout::
 
     DIR/sweep_spec.json               what was asked (dataset, preset, grid, seeds, fixed overrides)
-    DIR/points/<key>/s<seed>/         one run folder per point and seed (see docs/ARCHITECTURE.md)
+    DIR/points/<key>/s<seed>/         one run folder per point and seed (see docs/CONTRACT.md)
     DIR/sweep.json                    per point: parameters, per-seed values and mean/std/min/max of METRICS
     DIR/sweep.csv                     the same as one flat table (one row per point)
 

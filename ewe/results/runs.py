@@ -1,5 +1,5 @@
 """Run folders: write as a run goes (RunFolder), read, validate, load the models, zip for download, unzip an
-upload (see docs/ARCHITECTURE.md)."""
+upload (see docs/CONTRACT.md)."""
 from __future__ import annotations
 
 import io

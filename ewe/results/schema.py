@@ -1,4 +1,4 @@
-"""The run folder's file names and result.json's key names, in one place (docs/ARCHITECTURE.md draws them).
+"""The run folder's file names and result.json's key names, in one place (docs/CONTRACT.md draws them).
 
 Model names: every scheme's victim and stolen copy (``ewe.watermarks.schemes``: defended / extracted,
 plain_watermark / plain_extracted, ablation_no_snnl / ablation_extracted) plus the two clean models.
@@ -16,7 +16,7 @@ __all__ = ["CONFIG_FILE", "RESULT_FILE", "HISTORY_FILE", "PREDICTIONS_FILE", "DI
            "CLEAN_MODELS", "VERDICT_KEYS", "METRICS", "suspects", "get", "metric_values"]
 
 CONFIG_FILE = "config.json"              # RunConfig.to_dict() (+ "effective" notes)
-RESULT_FILE = "result.json"              # the contract in docs/ARCHITECTURE.md
+RESULT_FILE = "result.json"              # the contract in docs/CONTRACT.md
 HISTORY_FILE = "history.json"            # the events (ewe.callbacks)
 PREDICTIONS_FILE = "predictions.json"    # {"target", "sets": {trigger set: {model: [class per trigger]}}}
 DIAGNOSTICS_FILE = "diagnostics.json"    # geometry and projections before / after the watermark phase
