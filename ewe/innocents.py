@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 import torch
 
 from .callbacks import Reporter
-from .config import RunConfig
+from .config import ConfigError, RunConfig
 from .models import build_model, load_state
 from .results.schema import INNOCENTS_FILE, heldout_sets
 from .train import PRECISIONS, accuracy, fast_precision, predict, train_clean
@@ -112,11 +113,10 @@ def precision(device: str = "cpu") -> str:
     population in 84 s instead of 160 s on the project machine, bench/bench_population.py), else fp32; ``EWE_INNOCENTS_PRECISION`` (fp32 |
     bf16) overrides. Not part of the population key: an innocent trained either way never saw the watermark,
     and each model's manifest entry records its precision and test accuracy."""
-    import os
     wanted = os.environ.get("EWE_INNOCENTS_PRECISION", "").strip().lower()
     if wanted:
         if wanted not in PRECISIONS:
-            raise ValueError(f"EWE_INNOCENTS_PRECISION is one of {', '.join(PRECISIONS)}, got {wanted!r}")
+            raise ConfigError(f"EWE_INNOCENTS_PRECISION is one of {', '.join(PRECISIONS)}, got {wanted!r}")
         return wanted
     return fast_precision(device)
 
