@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8501
 
-.PHONY: run test venv test-venv bench clean
+.PHONY: run test test-class venv test-venv bench populations clean
 
 # runtime packages (requirements.txt, pinned): all `make run` needs; then the ewe package itself, editable
 # (pyproject.toml: the `ewe` command; --no-deps: the pins above are what it runs with)
@@ -30,8 +30,19 @@ run: venv
 test: test-venv
 	$(BIN)/python -m pytest -q tests
 
+# the class on one server, short: three real browser sessions at once (tests/app/test_class_load.py)
+test-class: test-venv
+	$(BIN)/python -m pytest -q -m class_load tests/app/test_class_load.py
+
 bench: venv
 	EWE_DATA_DIR=$${EWE_DATA_DIR:-../shared/data} $(BIN)/python bench/bench_presets.py
+
+# the default demo's innocent population shipped in the package (ewe/populations: digits, quick): fp32 training
+# wherever it runs, from an empty cache of its own, so the files depend on the code and the data only
+populations: venv
+	set -e; cache=$$(mktemp -d); for p in quick; do \
+	  EWE_CACHE_DIR=$$cache EWE_INNOCENTS_PRECISION=fp32 $(BIN)/python -m ewe nulls --dataset digits \
+	    --preset $$p --threads 2 --ship ewe/populations; done; rm -rf $$cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -10,6 +10,11 @@ The population does not depend on the watermark, only on the task: it is built o
 training budget (``python -m ewe nulls``), cached under ``$EWE_CACHE_DIR/innocents/<key>/`` with a
 manifest of what it was built from, and queried on each run's trigger sets (``innocents.json`` in the
 run folder).
+
+The offline default demo (digits, quick) needs no innocent training: its population ships inside the
+package (``ewe/populations/<key>/``, int8 state dicts with a sha256 per file in the manifest, rebuilt by
+``make populations``); ``ready_population`` prefers a complete cached population, then a shipped one that
+passes its checks.
 """
 from __future__ import annotations
 
@@ -25,12 +30,13 @@ import torch
 
 from .callbacks import Reporter
 from .config import ConfigError, RunConfig
-from .models import build_model, load_state
+from .models import build_model, load_state, quantize_state
 from .results.schema import INNOCENTS_FILE, heldout_sets
 from .train import PRECISIONS, accuracy, fast_precision, predict, train_clean
 
 POPULATION_SIZE = 24
 MANIFEST = "manifest.json"
+SHIPPED_ROOT = Path(__file__).parent / "populations"
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,7 @@ def _train_data(cfg: RunConfig, recipe: Recipe, data_cache: dict):
     from .data.splits import load_data
     seed = recipe.seed if cfg.train_size else cfg.seed
     if seed not in data_cache:
+        data_cache.clear()   # one draw held at a time: 24 subset draws of MNIST kept 1.5 GB alive
         data_cache[seed] = load_data(cfg.replace(seed=seed))
     d = data_cache[seed]
     x, y = d.x_train, d.y_train
@@ -184,9 +191,96 @@ def trained_models(folder: str | Path) -> dict[str, dict]:
 
 
 def missing_recipes(cfg: RunConfig, n: int | None = None) -> list[Recipe]:
-    """The members of ``cfg``'s population (``n``, default ``cfg.innocents``) not trained yet."""
+    """The members of ``cfg``'s population (``n``, default ``cfg.innocents``) not trained yet: none when a
+    complete population is cached or shipped."""
+    n = cfg.innocents if n is None else n
+    if n <= 0 or ready_population(cfg, n) is not None:
+        return []
     have = trained_models(population_dir(cfg))
-    return [r for r in recipes(cfg, cfg.innocents if n is None else n) if r.name not in have]
+    return [r for r in recipes(cfg, n) if r.name not in have]
+
+
+def ready_population(cfg: RunConfig, n: int | None = None) -> Path | None:
+    """The folder of a population of ``cfg``'s task with all of its first ``n`` members (default
+    ``cfg.innocents``): the cache's, else one shipped with the package that passes its checks; None when
+    it must be built."""
+    n = cfg.innocents if n is None else n
+    if n <= 0:   # a run without a population (verdicts against its own clean model)
+        return None
+    wanted = {r.name for r in recipes(cfg, n)}
+    cached = population_dir(cfg)
+    if wanted <= set(trained_models(cached)):
+        return cached
+    shipped = SHIPPED_ROOT / population_key(cfg)
+    if wanted <= set(trained_models(shipped)) and shipped_problem(shipped, cfg) is None:
+        return shipped
+    return None
+
+
+def data_fingerprint(cfg: RunConfig) -> str:
+    """sha256 of ``cfg``'s whole dataset (every split, whatever the run's seed draws from it): a shipped
+    population is used only with the data it was trained on (another scikit-learn's digits would not match)."""
+    from .data import load_dataset
+    ds = load_dataset(cfg.dataset, cfg.data_dir)
+    h = hashlib.sha256()
+    for t in (ds.train.x, ds.train.y, ds.test.x, ds.test.y):
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def shipped_problem(folder: str | Path, cfg: RunConfig | None = None) -> str | None:
+    """What is wrong with a shipped population folder (a file's hash, the data it was trained on), or None."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return f"{folder.name}: no readable {MANIFEST}"
+    hashes = manifest.get("sha256", {})
+    for name in manifest.get("models", {}):
+        path = folder / "models" / f"{name}.pt"
+        if name not in hashes:
+            return f"{folder.name}: {name} has no hash in the manifest"
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            return f"{folder.name}: {path.name} is missing"
+        if digest != hashes[name]:
+            return f"{folder.name}: {path.name} fails its sha256 check"
+    if cfg is not None and manifest.get("data_sha256") != data_fingerprint(cfg):
+        return f"{folder.name}: built from other training data than this machine's {cfg.dataset}"
+    return None
+
+
+def ship_population(cfg: RunConfig, dest_root: str | Path, n: int = POPULATION_SIZE, listeners=None,
+                    stop=None) -> Path:
+    """Build (or reuse) ``cfg``'s population in the cache and write a shippable copy to
+    ``dest_root/<key>/``: int8 state dicts (``ewe.models.quantize_state``: a quarter of the bytes, 12 MB
+    for a digits population instead of 48; each copy's accuracy is measured after the rounding, so the
+    manifest describes the models as shipped), a sha256 per file and of the dataset."""
+    import shutil
+    source = build_population(cfg, n=n, listeners=listeners, stop=stop)
+    manifest = json.loads((source / MANIFEST).read_text())
+    dest = Path(dest_root) / population_key(cfg)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "models").mkdir(parents=True)
+    from .data.splits import load_data
+    d = load_data(cfg)
+    shape = tuple(manifest["input_shape"])
+    manifest["sha256"] = {}
+    for name in [r.name for r in recipes(cfg, n)]:
+        state = torch.load(source / "models" / f"{name}.pt", map_location="cpu", weights_only=True)
+        path = tmp / "models" / f"{name}.pt"
+        torch.save(quantize_state(state), path)
+        model = load_state(build_model(manifest["models"][name]["model"], shape), path)
+        manifest["models"][name].update(accuracy=accuracy(model, d.x_test, d.y_test), stored="int8")
+        manifest["sha256"][name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    manifest["models"] = {name: manifest["models"][name] for name in manifest["sha256"]}
+    manifest["data_sha256"] = data_fingerprint(cfg)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
 
 
 def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> Path:

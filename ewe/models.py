@@ -185,6 +185,39 @@ def build_model(name: str, input_shape, n_classes: int = 10, *, seed: int | None
     return model
 
 
+QUANT_SCALE = ".int8_scale"   # the per-output-channel scale of an int8 weight in a quantised state dict
+
+
+def quantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict in a quarter of fp32's bytes, for files shipped in the package (ewe.innocents): weight
+    matrices and kernels as int8 with a symmetric scale per output channel, vectors as fp16. ``load_state``
+    reads it back (dequantised to fp32)."""
+    out = {}
+    for key, v in state.items():
+        v = v.detach().cpu()
+        if v.is_floating_point() and v.dim() > 1:
+            scale = v.float().abs().flatten(1).amax(1).clamp_min(1e-12) / 127
+            out[key] = torch.round(v.float() / scale.view(-1, *[1] * (v.dim() - 1))).to(torch.int8)
+            out[key + QUANT_SCALE] = scale
+        else:
+            out[key] = v.half() if v.is_floating_point() else v
+    return out
+
+
+def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The fp32 state dict of a ``quantize_state`` one (any other state dict unchanged)."""
+    out = {}
+    for key, v in state.items():
+        if key.endswith(QUANT_SCALE):
+            continue
+        scale = state.get(key + QUANT_SCALE)
+        if scale is not None:
+            out[key] = v.float() * scale.view(-1, *[1] * (v.dim() - 1))
+        else:
+            out[key] = v.float() if v.is_floating_point() else v
+    return out
+
+
 class CheckpointError(ValueError):
     """A checkpoint that is not a plain state_dict for the expected architecture."""
 
@@ -198,6 +231,7 @@ def load_state(model: nn.Module, path: str | Path) -> nn.Module:
                               f"({type(exc).__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{Path(path).name} does not hold a state_dict (a dict of tensors)")
+    state = dequantize_state(state)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

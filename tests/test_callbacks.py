@@ -104,6 +104,7 @@ def test_stage_plan_counts_the_innocent_models_still_to_train(monkeypatch, tmp_p
     from ewe.experiments import pipeline
     from ewe.config import preset
     monkeypatch.setattr(innocents, "population_dir", lambda cfg, root=None: tmp_path / "not-built")
+    monkeypatch.setattr(innocents, "SHIPPED_ROOT", tmp_path / "none-shipped")   # digits ships its populations
     cfg = preset("digits", "quick", innocents=8)
     plan = pipeline._stage_plan(cfg, 1437, 256, True)
     extra = set(plan) - set(pipeline._stage_units(cfg, 1437, 256, True))

@@ -129,3 +129,57 @@ def test_population_precision_is_recorded_and_can_be_forced(tiny_data_dir, tmp_p
         precision()
     monkeypatch.delenv("EWE_INNOCENTS_PRECISION")
     assert precision() in ("fp32", "bf16")
+
+
+def test_the_default_demos_population_ships():
+    """A fresh clone's default demo (digits, quick) needs no innocent training: its population ships in the
+    package (12 MB; the other presets' would add 24 MB to every clone, so they are built on first use), complete,
+    with every file matching its sha256 and built from this machine's digits data. Fails when a change to the
+    recipes, the preset or the data moves the key: rebuild with `make populations`."""
+    from ewe.config import preset
+    from ewe.innocents import SHIPPED_ROOT, ready_population, shipped_problem, trained_models
+    for name in ("quick",):
+        cfg = preset("digits", name)
+        folder = SHIPPED_ROOT / population_key(cfg)
+        assert set(trained_models(folder)) == {r.name for r in recipes(cfg, cfg.innocents)}, name
+        assert shipped_problem(folder, cfg) is None
+        assert ready_population(cfg) == folder   # the test session's cache is empty
+
+
+def test_shipped_population_is_used_checked_and_rebuilt_by_one_command(tiny_data_dir, tmp_path, monkeypatch,
+                                                                        capsys):
+    import ewe.innocents as innocents
+    from ewe.cli import main
+    from ewe.experiments import pipeline
+    cfg = tiny_config(tiny_data_dir)
+    run = tmp_path / "run"
+    pipeline.run(cfg.replace(innocents=0), run)
+    # the rebuild command, on tiny data: `nulls RUN --ship FOLDER` (make populations runs it per digits preset)
+    assert main(["nulls", str(run), "--innocents", "4", "--threads", "1", "--ship", str(tmp_path / "ship")]) == 0
+    shipped = tmp_path / "ship" / population_key(cfg)
+    manifest = json.loads((shipped / MANIFEST).read_text())
+    assert set(manifest["sha256"]) == {"innocent00", "innocent01", "innocent02", "innocent03"}
+    state = torch.load(shipped / "models" / "innocent00.pt", weights_only=True)
+    assert {v.dtype for k, v in state.items() if k.endswith(".weight")} == {torch.int8}   # a quarter of the bytes
+    # an empty cache and a shipped population: a run trains no innocent and its verdict uses the shipped one
+    monkeypatch.setattr(innocents, "SHIPPED_ROOT", tmp_path / "ship")
+    monkeypatch.setenv("EWE_CACHE_DIR", str(tmp_path / "empty-cache"))
+    assert innocents.missing_recipes(cfg) == []
+    events = []
+    result = pipeline.run(cfg, tmp_path / "run2", listeners=[events.append])
+    assert not [e for e in events if e["kind"] == "stage_start" and e["stage"].startswith("innocent")]
+    assert json.loads((tmp_path / "run2" / "innocents.json").read_text())["population"] == str(shipped)
+    assert result["verification"]["extracted"]["null_models"] == 4
+    assert not (tmp_path / "empty-cache" / "innocents").exists()
+    # a shipped file that fails its hash is refused (the run would build its own, in the cache)
+    path = shipped / "models" / "innocent02.pt"
+    original = path.read_bytes()
+    path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    assert "innocent02.pt fails its sha256 check" in innocents.shipped_problem(shipped, cfg)
+    assert innocents.ready_population(cfg) is None and len(innocents.missing_recipes(cfg)) == 4
+    # and so is one built from other data than this machine's
+    path.write_bytes(original)
+    assert innocents.ready_population(cfg) == shipped
+    (shipped / MANIFEST).write_text(json.dumps({**manifest, "data_sha256": "0" * 64}))
+    assert "other training data" in innocents.shipped_problem(shipped, cfg)
+    assert innocents.ready_population(cfg) is None

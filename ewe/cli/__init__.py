@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     nulls.add_argument("--device", default="auto", help=HELP["device"])
     nulls.add_argument("--innocents", type=int, default=None, help="how many models (default: the preset's)")
     nulls.add_argument("--threads", type=int, help="CPU threads")
+    nulls.add_argument("--ship", metavar="FOLDER",
+                       help="also write a shippable copy (int8, sha256-checked) to FOLDER/<key>/; "
+                            "`make populations` writes the default demo's (digits, quick) into ewe/populations")
     nulls.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
                        help="build the population of these runs' task instead (their own data and budget), query "
                        "it on their triggers and re-verify them")
@@ -195,7 +198,7 @@ def _nulls(args) -> int:
     it to the run (innocents.json), re-verifying the run."""
     from ..callbacks import Stopped
     from ..config import from_dict, preset
-    from ..innocents import POPULATION_SIZE, attach_population, build_population, trained_models
+    from ..innocents import POPULATION_SIZE, attach_population, build_population, ship_population, trained_models
     from ..results.verdicts import verify_run
     n = POPULATION_SIZE if args.innocents is None else args.innocents
     if n < 4:
@@ -218,7 +221,10 @@ def _nulls(args) -> int:
     for run_dir, cfg in jobs:
         progress = _Progress()
         try:
-            folder = build_population(cfg, n=n, listeners=[progress], stop=stop)
+            if args.ship:
+                folder = ship_population(cfg, args.ship, n=n, listeners=[progress], stop=stop)
+            else:
+                folder = build_population(cfg, n=n, listeners=[progress], stop=stop)
         except Stopped:
             print("stopped; the models already trained are kept: run the same command again to resume",
                   file=sys.stderr)
