@@ -40,7 +40,7 @@ from ewe.results import verdicts  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 from ewe.config import preset  # noqa: E402
 from ewe.results.runs import THIEVES_FILE  # noqa: E402
-from ewe.verify import population_null, verify  # noqa: E402
+from ewe.verify import population_null, set_target, verify  # noqa: E402
 
 # thief settings by name; "victims" are overrides the victims need (the thief's data split is fixed when
 # they are trained)
@@ -74,7 +74,8 @@ VARIANTS = {
                        "victims": {"clean_schedule": "reference"}},
 }
 SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"),
-           ("mea_extracted", "MEA-Defender"), ("dawn_extracted", "DAWN"))   # a scheme a run lacks has no rows
+           ("mea_extracted", "MEA-Defender"), ("dawn_extracted", "DAWN"),
+           ("mbw_extracted", "MBW"), ("di_extracted", "dataset inference"))   # a scheme a run lacks has no rows
 WITHIN = 100
 
 
@@ -164,7 +165,8 @@ def footprint(path: Path) -> dict:
 
 
 VICTIM_OF = {"EWE": "defended", "classic": "plain_watermark", "ablation": "ablation_no_snnl",
-             "MEA-Defender": "mea_defender", "DAWN": "dawn_api"}
+             "MEA-Defender": "mea_defender", "DAWN": "dawn_api", "MBW": "mbw",
+             "dataset inference": "dataset_inference"}
 DAWN_FILES = ("config.json", "result.json", "predictions.json", "triggers.pt", "innocents.json",
               "models/clean.pt", "models/independent_clean.pt")
 
@@ -203,6 +205,19 @@ def strip_to_clean(dest: Path) -> None:
     (dest / "predictions.json").write_text(json.dumps(preds))
 
 
+def population_loo(path: Path, set_name: str) -> tuple[int, int]:
+    """(accused, tests): every model of the run's innocent population judged on ``set_name`` by the run's
+    exact test with a null calibrated on the other models only (leave one out)."""
+    preds = json.loads((path / "predictions.json").read_text())
+    innocents = json.loads((path / "innocents.json").read_text())["sets"].get(set_name) or {}
+    target = set_target(preds, set_name)
+    accused = 0
+    for name, pred in innocents.items():
+        others = [p for o, p in innocents.items() if o != name]
+        accused += bool(verify(pred, target, draws=1, null=population_null(others, target, ""))["proven"])
+    return accused, len(innocents)
+
+
 def interval(k: int, n: int) -> str:
     if n == 0:
         return "—"
@@ -214,6 +229,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
     rows = {lab: {"proven": 0, "within": 0, "n": 0, "kept": [], "queries": [], "cost": []} for _, lab in SCHEMES}
     paired, costs, accused, innocent_tests, nulls = [], [], 0, 0, []
     loo_accused = loo_tests = 0
+    di_innocents = []                             # dataset inference: its innocents per victim
     traces = {lab: [] for _, lab in SCHEMES}     # (victim's footprint, mean kept by its thieves)
     counted = []                                  # thieves per victim actually stored
     for path in paths:
@@ -245,11 +261,16 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
                     loo_tests += 1
                     loo_accused += bool(v["proven"])
         else:
-            for k in ("clean", "clean_classic", "clean_composite"):   # the last only in runs with MEA-Defender
-                v = result["verification"].get(k)
+            for k in ("clean", "clean_classic", "clean_composite", "clean_margin"):   # the last two only in runs
+                v = result["verification"].get(k)                                    # with MEA-Defender / MBW
                 if v:
                     innocent_tests += 1
                     accused += bool(v["proven"])
+        if "mbw" in m:        # MBW: each innocent of the population judged on this victim's key against the others
+            k, n = population_loo(path, "margin")
+            loo_accused, loo_tests = loo_accused + k, loo_tests + n
+        if "dataset_inference" in m:
+            di_innocents.append(di_innocents_of(path, result))
         nulls.append(result["verification"].get("extracted", {}).get("null_rate"))
         for d in draws:
             for key, lab in SCHEMES:
@@ -284,6 +305,8 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
            "ewe_minus_ablation_mean": statistics.mean(paired) if paired else None,
            "ewe_ahead_pairs": sum(p > 0 for p in paired), "pairs": len(paired), "schemes": {},
            "footprint": traces}
+    if di_innocents:
+        out["dataset_inference_innocents"] = pool_di_innocents(di_innocents)
     for lab, r in rows.items():
         out["schemes"][lab] = {
             "n": r["n"], "proven": r["proven"], "proven_within_100": r["within"],
@@ -292,6 +315,124 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
             "median_queries": statistics.median(r["queries"]) if r["queries"] else None,
             "accuracy_cost_mean": statistics.mean(r["cost"]) if r["cost"] else None}
     return out
+
+
+# models trained with true labels on the thief's own data (never the owner's points), walked by dataset inference
+# in the victim's folder: the independent models of the same distribution Szyller et al. (TMLR 2023) found it
+# accuses. Their evidence is kept under these names in dataset_inference.json.
+OWN_DATA_INDEPENDENT = "own_data_independent"
+
+
+def ensure_di_independents(path: Path, k: int) -> int:
+    """``k`` models of the victim's architecture and clean budget trained on the thief's own data of this
+    victim (attacker_data disjoint or fresh: none of the owner's training points) with the true labels, each
+    walked by dataset inference on the victim's points (resumable). Returns how many the folder has."""
+    import torch
+    from ewe.callbacks import Reporter
+    from ewe.config import from_dict
+    from ewe.models import build_model
+    from ewe.train import train_clean
+    from ewe.watermarks import dataset_inference as di
+    saved = json.loads((path / "config.json").read_text())
+    cfg = from_dict({k_: v for k_, v in saved.items() if k_ != "effective"})
+    if cfg.attacker_data == "same":   # the thief's own data of the "fresh" thieves (subset presets), if any
+        if not cfg.train_size:
+            return 0      # the thief's data is the owner's: no independent data to train on
+        cfg = cfg.replace(attacker_data="fresh")
+    stored = json.loads((path / di.EVIDENCE_FILE).read_text())
+    data = splits.load_data(cfg)
+    for i in range(k):
+        name = f"{OWN_DATA_INDEPENDENT}{i}"
+        if name in stored["models"]:
+            continue
+        t0 = time.perf_counter()
+        model = build_model(cfg.model, tuple(data.x_attack.shape[1:]), seed=60_000 + i).to(cfg.device)
+        train_clean(model, data.x_attack, data.y_attack, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
+                    batch_size=cfg.batch_size, lr=cfg.lr, reporter=Reporter([]), stage=name, name=name,
+                    seed=60_000 + i)
+        di.record_model(path, cfg, data, name, model, owner=False)
+        stored = json.loads((path / di.EVIDENCE_FILE).read_text())
+        print(f"  {path.name}: {name} trained and walked in {time.perf_counter() - t0:.0f} s", flush=True)
+    return sum(n.startswith(OWN_DATA_INDEPENDENT) for n in stored["models"])
+
+
+def di_innocents_of(path: Path, result: dict) -> dict:
+    """Dataset inference's innocents of one victim: the run's two clean models (trained on the owner's very
+    points), the innocent population (each judged alone: the test calibrates nothing on the others, so every
+    verdict is out of sample) and the models trained on the thief's own data (``ensure_di_independents``)."""
+    from ewe.watermarks import dataset_inference as di
+    stored = json.loads((path / di.EVIDENCE_FILE).read_text())
+    alpha = result["verification"].get("di_extracted", {}).get("alpha", 0.05)
+    scorer = di.fit_scorer(stored["owner"])
+    pop = di.population_rate(stored, alpha, scorer)
+    kinds = stored.get("innocents_models", {})
+    own = [di.judge(stored["owner"], ev, alpha=alpha, draws=1, scorer=scorer)["p_value"]
+           for n, ev in stored["models"].items() if n.startswith(OWN_DATA_INDEPENDENT)]
+    # the best any copy could do: the owner's own model judged on its revealed points, and how well its scores
+    # tell them apart (AUC 0.5: the margins carry nothing of who was trained on)
+    from sklearn.metrics import roc_auc_score
+    s_private = scorer.decision_function(di.features(stored["owner"]["test_private"]))
+    s_public = scorer.decision_function(di.features(stored["owner"]["test_public"]))
+    owner_auc = float(roc_auc_score(np.r_[np.zeros(len(s_private)), np.ones(len(s_public))], np.r_[s_private, s_public]))
+    return {"victim": path.name,
+            "owner_p": float(di.di_p(s_private, s_public)), "owner_auc": owner_auc,
+            "clean_models": {n: di.judge(stored["owner"], stored["models"][n], alpha=alpha, draws=1, scorer=scorer)["p_value"]
+                             for n in di.WALKED if n in stored["models"]},
+            "population": {n: {"p": p, **kinds.get(n, {})} for n, p in pop["innocent_p"].items()},
+            "own_data": own, "n_train": result.get("n_train"), "margin_gap": margin_gap(path)}
+
+
+def margin_gap(path: Path, m: int = 50, draws: int = 200) -> dict:
+    """Why dataset inference finds (or not) the owner's points, measured with the white-box margin (the true
+    class's logit minus the largest other; the paper's premise is that training points sit farther inside):
+    per model of the victim's folder, training and test accuracy, the AUC of training over test margins, the
+    effect size (Cohen's d) and the share of one-sided Welch t-tests on m training vs m test points that reject
+    at 0.05 (the power a perfect embedding would give the test with m points)."""
+    import torch
+    from ewe.config import from_dict
+    saved = json.loads((path / "config.json").read_text())
+    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    data = splits.load_data(cfg)
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, model in runs.load_run_models(path, ("dataset_inference", "di_extracted", "independent_clean")).items():
+        with torch.no_grad():
+            def margins(x, y):
+                logits = model(x)
+                true = logits.gather(1, y[:, None])[:, 0]
+                return (true - logits.scatter(1, y[:, None], float("-inf")).max(1).values).cpu().numpy()
+            a, b = margins(data.x_train, data.y_train), margins(data.x_test, data.y_test)
+        auc = stats.mannwhitneyu(a, b).statistic / (len(a) * len(b))
+        power = np.mean([stats.ttest_ind(rng.choice(a, m, replace=False), rng.choice(b, m, replace=False),
+                                         equal_var=False, alternative="greater").pvalue < 0.05 for _ in range(draws)])
+        out[name] = {"train_accuracy": float((a > 0).mean()), "test_accuracy": float((b > 0).mean()),
+                     "margin_auc": float(auc), "cohen_d": float((a.mean() - b.mean()) / np.sqrt((a.var() + b.var()) / 2)),
+                     "power_at_m": float(power), "m": m}
+    return out
+
+
+def pool_di_innocents(per_victim: list[dict], alpha: float = 0.05) -> dict:
+    """Accused / judged with exact 95 % intervals, pooled over victims, per kind of innocent: the clean
+    models, the population by the data it saw (all of the owner's training draw, half of it, another draw),
+    and the models of the thief's own data."""
+    from ewe.watermarks.dataset_inference import clopper_pearson
+    groups: dict[str, list[float]] = {"owner's own model (not an innocent: the best case)": [],
+                                      "clean models": [], "own-data independents": []}
+    for r in per_victim:
+        groups["owner's own model (not an innocent: the best case)"].append(r["owner_p"])
+        groups["clean models"] += list(r["clean_models"].values())
+        groups["own-data independents"] += r["own_data"]
+        for info in r["population"].values():
+            groups.setdefault(f"population ({info.get('data', '?')} data)", []).append(info["p"])
+            groups.setdefault("population (all)", []).append(info["p"])
+    out = {}
+    for name, ps in groups.items():
+        k = sum(p < alpha for p in ps)
+        out[name] = {"accused": k, "judged": len(ps), "ci": clopper_pearson(k, len(ps)) if ps else None,
+                     "median_p": float(np.median(ps)) if ps else None}
+    aucs = [r["owner_auc"] for r in per_victim]
+    return {"alpha": alpha, "groups": out, "owner_auc_mean": float(np.mean(aucs)), "owner_auc_range": [min(aucs), max(aucs)],
+            "victims": per_victim}
 
 
 def table(summary: dict) -> str:
@@ -337,6 +478,25 @@ def table(summary: dict) -> str:
             line += f"; rho(false-target, kept) {rho_f:+.2f}, rho(probability, kept) {rho_p:+.2f}"
         lines.append(line)
     lines.append("")
+    di = summary.get("dataset_inference_innocents")
+    if di:
+        lines += ["Dataset inference's innocents (each judged by its own t-test at alpha "
+                  f"{di['alpha']:g}; accused / judged, exact 95 % interval, median p):", ""]
+        for name, g in di["groups"].items():
+            if g["judged"]:
+                lines.append(f"- {name}: {interval(g['accused'], g['judged'])}, median p {g['median_p']:.3g}")
+        lo, hi = di["owner_auc_range"]
+        lines.append(f"- the owner's scorer on its own model's revealed points: AUC {di['owner_auc_mean']:.3f} "
+                     f"[{lo:.3f}..{hi:.3f}] (0.5: private and public points look alike)")
+        gaps = [v["margin_gap"] for v in di["victims"] if v.get("margin_gap")]
+        for name in dict.fromkeys(n for g in gaps for n in g):
+            rows = [g[name] for g in gaps if name in g]
+            lines.append(f"- white-box logit margins of {name}: train / test accuracy "
+                         f"{np.mean([r['train_accuracy'] for r in rows]):.3f} / {np.mean([r['test_accuracy'] for r in rows]):.3f}, "
+                         f"AUC train over test {np.mean([r['margin_auc'] for r in rows]):.3f}, Cohen's d "
+                         f"{np.mean([r['cohen_d'] for r in rows]):.2f}, a t-test on {rows[0]['m']} + {rows[0]['m']} points "
+                         f"rejects in {100 * np.mean([r['power_at_m'] for r in rows]):.0f} % of draws")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -353,6 +513,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dawn-rate", type=float, default=None,
                     help="steal each victim's clean model through a DAWN API with this flip rate instead "
                          "(folders dawn<rate>-<victim>, next to the victims)")
+    ap.add_argument("--di-independents", type=int, default=0,
+                    help="dataset inference: train this many models on each victim's thief data (true labels; "
+                         "variants with their own data only) and judge them")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=str(ROOT / "runs" / "reliability"))
     ap.add_argument("--results", default=None, help="JSON lines file for the summaries")
@@ -395,6 +558,8 @@ def main(argv=None) -> int:
                 ensure_victim(path, cfg)
             for ts in thief_seeds:
                 ensure_thief(path, spec["thief"], ts)
+            if args.di_independents and (path / "dataset_inference.json").exists():
+                ensure_di_independents(path, args.di_independents)
             print(f"[{time.perf_counter() - started:.0f} s] {variant}: victim {vs} done", flush=True)
         all_seeds = [100 * vs + t for vs in victims for t in range(args.thieves)]
         s = summarise([p for p in paths if (p / THIEVES_FILE).exists()], variant, spec["thief"], all_seeds)

@@ -52,6 +52,14 @@ rel --dataset fashion-mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --varia
     --results $M12 --out "$R/mea-sources"
 rel --dataset speech-commands --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-soft5,same-hard \
     --results bench/results/reliability_speech.jsonl
+# the margin-based watermark beside EWE (issue 26; its own file): the three standard thieves, then why its
+# key does or does not carry over (bench/mbw_mechanism.py reads the same run folders)
+B=bench/results/reliability_mbw.jsonl
+rel --dataset digits --victims 0-4 --thieves 5 --variants same-hard,same-soft5,disjoint-hard \
+    --set 'schemes=["defended","mbw"]' --note "with MBW" --results $B
+$PY bench/mbw_mechanism.py "$R"/digits-quick-schemesdefended+mbw-*s? --out bench/results/mbw_mechanism_digits.json
+rel --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-hard,same-soft5 \
+    --set 'schemes=["defended","mbw"]' --note "with MBW" --results $B
 # DAWN (issue 18; RESULTS §1): the same victims' clean models behind the API, flipping 0.5 % of answers; the rows
 # join their dataset's file, after its watermark rows
 dawn() { rel --dawn-rate 0.005 --note "DAWN, flip rate 0.5 %" "$@"; }

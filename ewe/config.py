@@ -92,6 +92,12 @@ class RunConfig:
     mea_sources: list[int] | None = None
     # DAWN's share of API answers flipped (ewe.watermarks.dawn): the honest users' accuracy cost
     dawn_rate: float = 0.005
+    # the margin-based watermark's radius (ewe.watermarks.mbw): L-infinity bound of the ascent on its key
+    # samples; 5/255 is the paper's, 0 trains the key without a margin
+    mbw_eps: float = 5 / 255
+    # dataset inference's m: the private (and as many public) points the owner reveals to its t-test
+    # (ewe.watermarks.dataset_inference; the paper's claim is for 50)
+    di_samples: int = 50
     threads: int | None = None
 
     # ---- derived -------------------------------------------------------------------------------
@@ -301,6 +307,11 @@ def validate(cfg: RunConfig) -> RunConfig:
          "class different from the target")
     need(0 < cfg.dawn_rate <= 0.5, f"dawn_rate (the share of API answers DAWN flips) is in (0, 0.5], "
          f"got {cfg.dawn_rate}")
+    need(0 <= cfg.mbw_eps <= 0.5, f"mbw_eps (the margin-based watermark's radius, L-infinity on [0, 1] inputs) "
+         f"is in [0, 0.5], got {cfg.mbw_eps}")
+    need(isinstance(cfg.di_samples, int) and not isinstance(cfg.di_samples, bool) and cfg.di_samples >= 2,
+         f"di_samples (the private and public points dataset inference reveals) must be an integer of at "
+         f"least 2 (the t-test needs two points a side), got {cfg.di_samples!r}")
     need(cfg.mea_sources is None or (len(cfg.mea_sources) == 2 and len(set(cfg.mea_sources)) == 2
                                      and all(0 <= c < n_classes for c in cfg.mea_sources)
                                      and cfg.target not in cfg.mea_sources),

@@ -54,7 +54,7 @@ class Probe:
     x_test: torch.Tensor
     y_test: torch.Tensor
     triggers: torch.Tensor | None = None
-    target: int = 0
+    target: int | torch.Tensor = 0     # the class a hit is, or one label per trigger
     train_triggers: torch.Tensor | None = None
 
     def __call__(self, model) -> dict:

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special, stats
 
+from .querycurve import queries_for_confidence, query_grid  # noqa: F401  (verify's names too)
+
 TESTS = ("binomial", "welch")
 PREDICTION_LEVEL = 0.99   # the null rate bounds a new innocent model's rate at this level
 MODEL_LEVEL = 0.95        # the Clopper-Pearson level of each innocent model's own rate
@@ -129,16 +131,6 @@ def _welch_defined(p, x, y):
     return np.where(const | np.isnan(p), 1.0, p)
 
 
-def query_grid(n_max: int) -> list[int]:
-    """Every size from 2 to 30, then steps of about 10 % up to n_max."""
-    sizes = list(range(2, min(n_max, 30) + 1))
-    n = 30
-    while n < n_max:
-        n = min(n_max, max(n + 1, int(n * 1.1)))
-        sizes.append(n)
-    return sizes
-
-
 def _subset_orders(n: int, draws: int, seed: int) -> np.ndarray:
     """One random query order per draw; a subset of size k is an order's first k queries."""
     rng = np.random.default_rng(seed)
@@ -171,17 +163,6 @@ def query_curve(suspect_hits, *, null: Null | None = None, reference_hits=None, 
             xs, ys = x[idx] - margin, y[idx]
             medians.append(float(np.median(_welch_defined(_welch(xs, ys, axis=1), xs, ys))))
     return {"queries": list(sizes), "p_median": medians}
-
-
-def queries_for_confidence(curve: dict, alpha: float = 0.05) -> int | None:
-    """Smallest n of the curve from which the median p stays below ``alpha`` at every larger n (None if
-    it is not below alpha at the largest n)."""
-    found = None
-    for n, p in zip(reversed(curve["queries"]), reversed(curve["p_median"])):
-        if p >= alpha:
-            break
-        found = n
-    return found
 
 
 def verify(suspect_pred, target, *, null: Null | None = None, reference_pred=None,

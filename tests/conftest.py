@@ -25,6 +25,16 @@ def _private_cache(tmp_path_factory):
         os.environ["EWE_CACHE_DIR"] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _short_blind_walks():
+    """Dataset inference walks 2 directions per noise family in tests instead of a run's 10: the same code with
+    a fifth of the label queries (its tiny runs took 110 s of the suite)."""
+    from ewe.watermarks import dataset_inference
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(dataset_inference, "WALKS", 2)
+        yield
+
+
 @pytest.fixture
 def tiny_data_dir(tmp_path, monkeypatch):
     """A data dir with tiny MNIST and Fashion-MNIST look-alikes (IDX files), and no download possible."""

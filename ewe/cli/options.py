@@ -26,6 +26,10 @@ HELP = {
     "mea_sources": "MEA-Defender's two source classes (default: the two lowest classes other than the target)",
     "dawn_rate": "DAWN's share of API answers flipped (0-0.5; the honest users' accuracy cost), with "
                  "--schemes ... dawn_api",
+    "mbw_eps": "the margin-based watermark's radius (L-infinity, 0-0.5; the paper's 5/255, 0 = no margin), "
+               "with --schemes ... mbw",
+    "di_samples": "dataset inference's m: the private (and as many public) points its t-test reveals, with "
+                  "--schemes ... dataset_inference",
     "verify_margin": "how much more often than the clean reference (0-1) a suspect must answer the "
                      "watermark's target to count as stolen (0 = the plain t-test)",
 }
@@ -48,7 +52,7 @@ def add_config_options(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=HELP.get(f.name))
         elif f.name == "schemes":
             p.add_argument(flag, "--scheme", dest="schemes", nargs="+", default=None,
-                           help="the watermarking schemes to train, e.g. default mea_defender dawn_api "
+                           help="the watermarking schemes to train, e.g. default mea_defender dawn_api mbw "
                                 "(unset: EWE and the baselines)")
         elif typing.get_origin(kind) is list:
             p.add_argument(flag, type=float, nargs="+", default=None, help=HELP.get(f.name))

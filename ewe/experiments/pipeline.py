@@ -99,8 +99,8 @@ def _stage_units(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool
     chunks = -(-n_triggers // (cfg.batch_size // 2)) + -(-cfg.n_heldout // (cfg.batch_size // 2))
     return {"pretrain": cfg.epochs * nb,
             "triggers": chunks * (cfg.maxiter * 2.5 + 6) * 0.5 if cfg.optimise_triggers else 1,
-            **{s.name: wm_clean + wm_steps * (3.5 if s.uses_snnl(cfg) else 1) for s in schemes_for(cfg)
-               if not s.serves_api},
+            **{s.name: (wm_clean + wm_steps * (3.5 if s.uses_snnl(cfg) else 1)) * s.plan_factor
+               for s in schemes_for(cfg) if not s.serves_api},
             "clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb, "independent_clean": (cfg.epochs + max(1, round(cfg.w_epochs))) * nb,
             **({f"steal_{s.name}": cfg.extraction_epochs * nb for s in schemes_for(cfg)} if with_steal else {})}
 
@@ -113,12 +113,15 @@ def _start(cfg: RunConfig, listeners, stop) -> Reporter:
 
 
 def _evaluate(model, data: Data, sets: dict[str, torch.Tensor], train_sets: dict[str, torch.Tensor],
-              name: str, target: int) -> tuple[dict, dict]:
-    """Final figures for one model (full test set, its held-out trigger set) and its trigger predictions."""
+              name: str, target, train_target=None) -> tuple[dict, dict]:
+    """Final figures for one model (full test set, its held-out trigger set) and its trigger predictions.
+    ``target``: the class (or per-input labels) a hit is on the model's set; ``train_target`` the same for
+    its training triggers (default: ``target``)."""
     figures = {"accuracy": accuracy(model, data.x_test, data.y_test),
                "watermark_success": watermark_success(model, sets[TRIGGER_SET[name]], target)}
     if name in train_sets:
-        figures["watermark_success_train"] = watermark_success(model, train_sets[name], target)
+        figures["watermark_success_train"] = watermark_success(
+            model, train_sets[name], target if train_target is None else train_target)
     preds = {k: predict(model, v).tolist() for k, v in sets.items()}
     return figures, preds
 
@@ -149,6 +152,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
     """Train every victim and baseline; return (and write) result.json with status and timings."""
     check_device(cfg.device)   # before anything is written
     schemes = schemes_for(cfg)  # validates the run's scheme list (ConfigError), also before anything is written
+    run_schemes = list(schemes)
     api_schemes = [s for s in schemes if s.serves_api]   # DAWN: served, not trained (after the clean model)
     schemes = [s for s in schemes if not s.serves_api]
     rep = reporter or _start(cfg, listeners, stop)
@@ -195,6 +199,9 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
                 made = scheme.build_triggers(cfg, data, len(raw_train))
                 if made is not None:
                     ts.extra[scheme.trigger_set] = made[:2]
+                    if len(made) > 3:   # one label per input (the margin key): a hit is answering its label
+                        ts.labels[scheme.trigger_set] = made[3]
+                        predictions.setdefault("set_targets", {})[scheme.trigger_set] = made[3][1].tolist()
                     result.setdefault("scheme_triggers", {})[scheme.trigger_set] = made[2]
                     rep.message(f"Triggers of {scheme.label}: {made[2]}")
         folder.save_tensors("triggers.pt", {"train": ts.train, "heldout": ts.heldout,
@@ -222,7 +229,12 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
 
         def finish(name: str, model):
             folder.save_model(name, model)
-            figures, preds = _evaluate(model, data, sets, train_sets, name, cfg.target)
+            for scheme in run_schemes:   # a scheme with its own test records its evidence (dataset inference)
+                scheme.observe(folder.path, cfg, data, name, model)
+            set_name = TRIGGER_SET[name]
+            figures, preds = _evaluate(model, data, sets, train_sets, name,
+                                       _set_target(predictions, set_name, cfg.device),
+                                       ts.labels[set_name][0] if set_name in ts.labels else None)
             result["models"][name] = figures
             for k, v in preds.items():
                 predictions["sets"][k][name] = v
@@ -235,8 +247,10 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             name = scheme.name
             model = copy.deepcopy(base)
             opt = _resume_optimizer(model, cfg.lr, pre_opt_state)
-            probe = Probe(live.x_test, live.y_test, sets[scheme.trigger_set], cfg.target,
-                          train_triggers=train_sets[name][: cfg.n_heldout])
+            hit = _set_target(predictions, scheme.trigger_set, cfg.device)
+            probe = Probe(live.x_test, live.y_test, sets[scheme.trigger_set], hit,   # per-input labels: the
+                          train_triggers=None if scheme.trigger_set in ts.labels   # training key is the set
+                          else train_sets[name][: cfg.n_heldout])
             timed(name, lambda: scheme.train(model, data.x_train, data.y_train, ts, x_target, cfg, reporter=rep,
                                              optimizer=opt, probe=probe, seed=cfg.seed))
             diagnose(name, model, scheme.trigger_set)
@@ -279,6 +293,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
         # 6. the innocent population behind every verdict (built once per task, then only queried)
         if folder.path:
             ensure_innocents(cfg, folder.path, rep)
+            _observe_population(run_schemes, cfg, data, folder.path, rep)
         result["status"] = "trained"
     return result
 
@@ -396,6 +411,8 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
                 "geometry": layer_geometry(student, sets[TRIGGER_SET[name]], diag_target)}
             for k, v in sets.items():
                 predictions["sets"][k][name] = predict(student, v).tolist()
+            for scheme in schemes_for(cfg):
+                scheme.observe(run_dir, cfg, data, name, student)
             folder.write_json("result.json", result)
             folder.write_json("predictions.json", predictions)
         result["status"] = "finished"
@@ -453,9 +470,9 @@ def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_see
         return served, unserved
     folder.save_tensors("triggers.pt", tensors)
     folder.write_json("predictions.json", predictions)
-    from ..innocents import MANIFEST, attach_population, population_dir
-    population = population_dir(cfg)
-    if cfg.innocents and (population / MANIFEST).exists():
+    from ..innocents import attach_population, ready_population
+    population = ready_population(cfg) if cfg.innocents else None
+    if population is not None:
         attach_population(run_dir, population)   # the innocents' answers on the new register too
     return served, unserved
 
@@ -480,12 +497,34 @@ def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int =
     return result
 
 
+def _observe_population(schemes, cfg: RunConfig, data: Data, run_dir: Path, reporter: Reporter) -> None:
+    """The innocent population shown to the schemes that judge with their own test (dataset inference walks
+    each innocent on the run's points); nothing is loaded for a run without one."""
+    own = [s for s in schemes if s.own_test]
+    if not own or not cfg.innocents:
+        return
+    from ..innocents import MANIFEST, load_population, population_dir
+    population = population_dir(cfg)
+    if not (population / MANIFEST).exists():
+        return
+    manifest, models = load_population(population, cfg.device)
+    for scheme in own:
+        reporter.message(f"{scheme.label}: the {len(models)} innocent models judged on the run's points")
+        scheme.observe_population(run_dir, cfg, data, manifest, models)
+
+
 def ensure_innocents(cfg: RunConfig, run_dir: str | Path, reporter: Reporter) -> dict | None:
     """Build the task's innocent population if it is missing (once per task: cached), then query it on the
     run's triggers. ``cfg.innocents`` = 0 skips it (verdicts then fall back to the run's clean model)."""
     if not cfg.innocents:
         return None
-    from ..innocents import attach_population, build_population
+    from ..innocents import SHIPPED_ROOT, attach_population, build_population, ready_population
+    folder = ready_population(cfg)
+    if folder is not None:
+        reporter.message(f"Innocent population: {cfg.innocents} models that never saw the watermark, "
+                         f"{'shipped with the lab' if folder.parent == SHIPPED_ROOT else 'cached'} "
+                         f"({folder.name})")
+        return attach_population(run_dir, folder)
     reporter.message(f"Innocent population: {cfg.innocents} models that never saw the watermark "
                      "(trained once per task, then reused)")
     return attach_population(run_dir, build_population(cfg, n=cfg.innocents, reporter=reporter))

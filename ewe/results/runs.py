@@ -12,10 +12,11 @@ import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable
 
-from .schema import CONFIG_FILE, RESULT_FILE, THIEVES_FILE
+from .schema import CONFIG_FILE, RESULT_FILE, REUSE_FILE, THIEVES_FILE
 
 REQUIRED = (CONFIG_FILE, RESULT_FILE)
-OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", THIEVES_FILE, "triggers.pt", "triggers.png")
+OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", THIEVES_FILE, "triggers.pt", "triggers.png",
+            "dataset_inference_points.pt")   # ewe.watermarks.dataset_inference.POINTS_FILE (that module imports torch)
 MAX_UNZIPPED = 512 * 1024 * 1024
 
 
@@ -159,6 +160,9 @@ def unzip_run(data: bytes, dest_dir: str | Path) -> Path:
                 continue
             allowed = rel in REQUIRED + OPTIONAL or (rel.startswith("models/") and rel.endswith(".pt")) \
                 or rel.endswith(".png") or rel.endswith(".json")
+            # an uploaded folder is nobody's cached state: a reuse.json naming a key would let its files
+            # stand for that key's in the run cache (ewe.results.cache), served to other workspaces
+            allowed = allowed and rel != REUSE_FILE
             if not allowed:
                 continue
             target = tmp / rel
@@ -182,9 +186,7 @@ class RunFolder:
     def write_json(self, name: str, obj: Any) -> None:
         if self.path:
             self.path.mkdir(parents=True, exist_ok=True)
-            tmp = self.path / (name + ".tmp")
-            tmp.write_text(json.dumps(obj, indent=2))
-            tmp.replace(self.path / name)
+            self._replace(name, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
 
     def read_json(self, name: str, default=None):
         if self.path and (self.path / name).exists():
@@ -195,14 +197,22 @@ class RunFolder:
         if self.path:
             import torch
             (self.path / "models").mkdir(parents=True, exist_ok=True)
-            torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       self.path / "models" / f"{name}.pt")
+            self._replace(f"models/{name}.pt", lambda tmp: torch.save(
+                {k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp))
 
     def save_tensors(self, name: str, tensors: dict) -> None:
         if self.path:
             import torch
             self.path.mkdir(parents=True, exist_ok=True)
-            torch.save({k: v.detach().cpu() for k, v in tensors.items()}, self.path / name)
+            self._replace(name, lambda tmp: torch.save({k: v.detach().cpu() for k, v in tensors.items()}, tmp))
+
+    def _replace(self, name: str, write) -> None:
+        """Write ``name`` beside itself and move it in: a reader never sees half a file, and a run folder
+        hard-linked from the run cache (ewe.results.cache) gets a new file instead of changing the cached one."""
+        target = self.path / name
+        tmp = target.with_name(target.name + ".tmp")
+        write(tmp)
+        tmp.replace(target)
 
 
 def load_run_models(run_dir: str | Path, names: Iterable[str]) -> dict:

@@ -12,7 +12,7 @@ from typing import Any
 from ..watermarks.schemes import BASE_SETS, STOLEN_COPIES, TRIGGER_SET, VICTIMS
 
 __all__ = ["CONFIG_FILE", "RESULT_FILE", "HISTORY_FILE", "PREDICTIONS_FILE", "DIAGNOSTICS_FILE", "THIEVES_FILE",
-           "INNOCENTS_FILE", "ROBUSTNESS_FILE", "TRIGGERS_FILE", "HELDOUT_KEYS", "heldout_key", "heldout_sets", "VICTIMS", "STOLEN_COPIES", "TRIGGER_SET",
+           "INNOCENTS_FILE", "ROBUSTNESS_FILE", "REUSE_FILE", "TRIGGERS_FILE", "HELDOUT_KEYS", "heldout_key", "heldout_sets", "VICTIMS", "STOLEN_COPIES", "TRIGGER_SET",
            "CLEAN_MODELS", "VERDICT_KEYS", "METRICS", "suspects", "get", "metric_values"]
 
 CONFIG_FILE = "config.json"              # RunConfig.to_dict() (+ "effective" notes)
@@ -23,6 +23,8 @@ DIAGNOSTICS_FILE = "diagnostics.json"    # geometry and projections before / aft
 THIEVES_FILE = "thieves.json"            # one entry per thief that stole the run's victims (verdicts.record_thief)
 INNOCENTS_FILE = "innocents.json"        # the innocent population's answers on the run's triggers
 ROBUSTNESS_FILE = "robustness.json"      # removal-attack records (ewe.experiments.robustness)
+REUSE_FILE = "reuse.json"                # the run cache's key of the folder's state, and where a reused run came
+                                         # from (ewe.results.cache)
 TRIGGERS_FILE = "triggers.pt"            # {"train", "heldout", "raw_train", "raw_heldout"} tensors, plus
                                          # "<set>_train" / "<set>_heldout" of a scheme's own set ("composite")
 # a trigger set -> the triggers.pt key of its held-out half (other sets: "<set>_heldout")

@@ -120,6 +120,12 @@ def _innocent_keys() -> dict[str, str]:
     return {s: k for k, (model, s) in suspects().items() if model == "independent_clean"}
 
 
+def _own_innocent_key(scheme) -> str | None:
+    """The verification key of the independent clean model judged by a scheme's own test ("clean_<scheme>":
+    dataset inference), None for a scheme judged on its trigger set."""
+    return f"clean_{scheme.name}" if getattr(scheme, "own_test", False) else None
+
+
 def run_folders(root: str | Path) -> list[Path]:
     """The run folders under ``root`` (and one level deeper: side studies kept in folders of their own) that
     have been stolen from (thieves.json)."""
@@ -155,6 +161,7 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
         api_only = all(getattr(x, "serves_api", False) for x in schemes if x.name in models)
         own_sets = {x.trigger_set for x in schemes if x.name in models}
         judged = [verdicts[k] for t, k in innocent_key.items() if verdicts.get(k) and (t in own_sets or not api_only)]
+        judged += [verdicts[k] for x in schemes if x.name in models and (k := _own_innocent_key(x)) in verdicts]
         if judged:      # the independent clean model claimed on any trigger set of the run
             g["accused_any"].append(any(v.get("proven") for v in judged))
         norm = _normalised(cfg)
@@ -173,7 +180,7 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
                     victim, clean = models.get(s.name) or {}, models.get("clean") or {}
                     # an API scheme (DAWN) serves the clean model: its cost is its own flips
                     base = victim.get("model_accuracy", clean.get("accuracy"))
-                    innocent = verdicts.get(innocent_key.get(s.trigger_set, ""))
+                    innocent = verdicts.get(_own_innocent_key(s) or innocent_key.get(s.trigger_set, ""))
                     cell["runs"][path.name] = {
                         "copies": 0,
                         "cost": None if base is None or "accuracy" not in victim else base - victim["accuracy"],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..config import ConfigError, from_dict
 from ..verify import judge, nulls_for_run, run_settings, verify_predictions
+from ..watermarks.schemes import SCHEMES
 from .runs import RunFolder, RunFolderError, load_run
 from .schema import INNOCENTS_FILE, THIEVES_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS, heldout_key
 
@@ -25,7 +26,11 @@ def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
     folder = RunFolder(run_dir)
     draws = [d for d in folder.read_json(THIEVES_FILE, []) if d.get("thief") != result["thief"]]
     predictions = folder.read_json("predictions.json", {})
-    preds, per_input = predictions.get("sets", {}), predictions.get("set_targets") or {}
+    # a set with one label per input that an API scheme made for this thief (DAWN's register); a fixed key
+    # with its own labels (the margin key) is the run's, judged like any other set
+    api_sets = {s.trigger_set for s in SCHEMES.values() if s.serves_api}
+    preds = predictions.get("sets", {})
+    per_input = {k: v for k, v in (predictions.get("set_targets") or {}).items() if k in api_sets}
     innocents = (folder.read_json(INNOCENTS_FILE) or {}).get("sets") or {}
     copies = {}
     # this steal's copies (older results.json: every scheme's)
@@ -37,6 +42,8 @@ def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
                             **{k: v.get(k) for k in VERDICT_KEYS},
                             # the copy's answers on its held-out triggers: any later test can re-judge it
                             "predictions": preds.get(set_name, {}).get(name)}
+            for scheme in SCHEMES.values():   # what a scheme with its own test re-judges the copy from
+                copies[name].update(scheme.copy_record(run_dir, name))
             if set_name in per_input:   # a DAWN register is this thief's own: keep it with the copy
                 copies[name]["register"] = {"labels": per_input[set_name],
                                             "innocents": innocents.get(set_name) or {}}
@@ -71,10 +78,12 @@ def verify_run(run_dir: str | Path, margin: float | None = None, test: str | Non
     innocents = folder.read_json(INNOCENTS_FILE) or _cached_innocents(run_dir, cfg)
     settings = run_settings(cfg)
     result["verification"] = verify_predictions(preds, innocents, **settings)
+    for scheme in SCHEMES.values():   # a scheme judged by its own test replaces the trigger-set verdicts
+        result["verification"].update(scheme.verdicts(run_dir, settings))
     folder.write_json("result.json", result)
     draws = folder.read_json(THIEVES_FILE)
     if draws:
-        folder.write_json(THIEVES_FILE, rejudge_thieves(draws, preds, innocents, settings))
+        folder.write_json(THIEVES_FILE, rejudge_thieves(draws, preds, innocents, settings, run_dir))
     return result
 
 
@@ -103,16 +112,22 @@ def judge_suspect(run_dir: str | Path, suspect_pred, set_name: str = "optimised"
     return verdict
 
 
-def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, settings: dict) -> list[dict]:
+def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, settings: dict,
+                    run_dir: str | Path | None = None) -> list[dict]:
     """Every recorded thief's copies judged with ``settings`` (entries without stored predictions, made
-    before thieves.json kept them, keep their old verdict). The nulls are the run's, whoever the thief."""
+    before thieves.json kept them, keep their old verdict). The nulls are the run's, whoever the thief; a
+    copy of a scheme with its own test is judged by it from its record (needs ``run_dir``)."""
     nulls = nulls_for_run(preds, innocents, settings["margin"])
+    own_tests = [s for s in SCHEMES.values() if s.own_test] if run_dir else []
     for d in draws:
         for name, c in d.get("copies", {}).items():
             if not c.get("predictions"):
                 continue
             set_name = TRIGGER_SET[name]
-            if "register" in c:   # judged on its own thief's register (DAWN), not the latest one
+            v = next((v for s in own_tests if s.stolen == name and (v := s.rejudge(run_dir, c, settings))), None)
+            if v:
+                pass   # judged by its own scheme's test from its record (dataset inference)
+            elif "register" in c:   # judged on its own thief's register (DAWN), not the latest one
                 own = {"target": preds["target"], "set_targets": {set_name: c["register"]["labels"]},
                        "sets": {set_name: {}}}
                 v = judge(c["predictions"], own, set_name,
@@ -127,13 +142,13 @@ def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, sett
 
 def _cached_innocents(run_dir: str | Path, cfg: dict) -> dict | None:
     """Attach the task's innocent population when it is already built (never trains here)."""
-    from ..innocents import MANIFEST, attach_population, population_dir
+    from ..innocents import attach_population, ready_population
     try:
         run_cfg = from_dict({k: v for k, v in cfg.items() if k != "effective"})
     except ConfigError:
         return None
-    folder = population_dir(run_cfg)
-    if not (folder / MANIFEST).exists() or not (Path(run_dir) / "triggers.pt").exists():
+    folder = ready_population(run_cfg)
+    if folder is None or not (Path(run_dir) / "triggers.pt").exists():
         return None
     return attach_population(run_dir, folder)
 
@@ -152,6 +167,13 @@ def judge_checkpoint(run_dir: str | Path, path: str | Path, model_name: str, set
     if not trig_path.exists() or "input_shape" not in (run["result"] or {}):
         raise RunFolderError(f"{Path(run_dir).name} has no trigger set to test with; train it first")
     model = load_state(build_model(model_name, tuple(run["result"]["input_shape"])), path)
+    own = next((s for s in SCHEMES.values() if s.own_test and s.own_key(run_dir) == set_name), None)
+    if own is not None:   # a key judged by its scheme's own test on the model itself (dataset inference)
+        verdict = own.judge_model(run_dir, model.to(run["config"].get("device", "cpu")),
+                                  {**run_settings(run["config"]), **overrides})
+        if verdict is None:
+            raise RunFolderError(f"{Path(run_dir).name} has no {set_name} evidence")
+        return verdict
     tensors = torch.load(trig_path, weights_only=True)
     if heldout_key(set_name) not in tensors:
         raise RunFolderError(f"{Path(run_dir).name} has no {set_name} triggers")

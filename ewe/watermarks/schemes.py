@@ -17,6 +17,14 @@ weighted SNNL of every layer; ``ewe.train.plain_step``: cross-entropy only). The
                                     (ewe.watermarks.dawn). Its "dawn" set is each thief's register of
                                     flipped queries, with a label per input (predictions.json
                                     "set_targets"); only when a run lists it in ``schemes``
+    MBW        "mbw"                margin-based watermark (Kim et al., ICML 2023): its own "margin" key of
+                                    blended test images with random labels, one label per sample
+                                    (predictions.json "set_targets"), trained with a margin
+                                    (ewe.watermarks.mbw); only when a run lists it in ``schemes``
+    DI         "dataset_inference"  dataset inference (Maini et al., ICLR 2021): no watermark; the owner's
+                                    model trained plainly, each suspect judged by its own t-test on its
+                                    margins around the owner's private points (ewe.watermarks.
+                                    dataset_inference); only when a run lists it in ``schemes``
 
 A run's ``schemes`` (RunConfig, CLI ``--schemes``) lists the victims it trains; unset, the default ones
 (EWE, and the baselines unless ``train_baselines`` is off), so that existing settings give the same numbers.
@@ -35,7 +43,7 @@ if TYPE_CHECKING:   # annotations only: importing this module must not import to
     from ..config import RunConfig
     from .triggers import TriggerSet
 
-TRIGGER_SETS = ("optimised", "classic", "composite", "dawn")
+TRIGGER_SETS = ("optimised", "classic", "composite", "dawn", "margin")
 BUILTIN_SETS = ("optimised", "classic")    # made by ewe.watermarks.triggers for every run
 
 
@@ -50,6 +58,8 @@ class Scheme:
     default: bool = True      # trained when a run does not list its ``schemes``
     setting: str | None = None   # the RunConfig field only this scheme reads (forms show it when it is chosen)
     serves_api: ClassVar[bool] = False   # a watermark of the prediction API (DAWN), not of the model
+    plan_factor: ClassVar[float] = 1.0   # its phase's expected cost against a plain one of EWE's length (ETA)
+    own_test: ClassVar[bool] = False     # judged by its own test on evidence it records (dataset inference)
 
     def __post_init__(self):
         if self.trigger_set not in TRIGGER_SETS:
@@ -64,8 +74,9 @@ class Scheme:
         return ts.train if self.trigger_set == "optimised" else ts.raw_train
 
     def build_triggers(self, cfg: RunConfig, data, n_train: int):
-        """A scheme with its own trigger set makes it here: (training, held-out, description); None for the
-        sets every run makes (``ewe.watermarks.triggers``)."""
+        """A scheme with its own trigger set makes it here: (training, held-out, description), plus
+        (training labels, held-out labels) for a set with one label per input (the margin key); None for
+        the sets every run makes (``ewe.watermarks.triggers``)."""
         return None
 
     def step(self, cfg: RunConfig) -> Callable:
@@ -79,6 +90,36 @@ class Scheme:
         from ..train import train_watermark
         return train_watermark(model, x, y, self.training_triggers(ts), x_target, cfg.target, cfg=cfg,
                                stage=self.name, name=self.name, step=self.step(cfg), **kw)
+
+    # A scheme judged by its own test (``own_test``) records what it needs from each model as the run makes it,
+    # and judges from those records; the others are judged on their trigger set (ewe.verify) and ignore these.
+    def observe(self, run_dir, cfg: RunConfig, data, name: str, model) -> None:
+        """A model of the run is finished (a victim, a clean model, a stolen copy) under ``name``."""
+
+    def observe_population(self, run_dir, cfg: RunConfig, data, manifest: dict, models: dict) -> None:
+        """The innocent population's models (``ewe.innocents.load_population``), for the run's folder."""
+
+    def verdicts(self, run_dir, settings: dict) -> dict:
+        """result.json "verification" entries this scheme judges itself (replacing the trigger-set test's): its
+        copy's under the copy's name, the independent clean model's under "clean_<scheme name>"."""
+        return {}
+
+    def copy_record(self, run_dir, name: str) -> dict:
+        """What thieves.json keeps of this scheme's copy ``name`` beside its verdict, to re-judge it later."""
+        return {}
+
+    def rejudge(self, run_dir, record: dict, settings: dict) -> dict | None:
+        """A thieves.json copy record judged again (None: judged on its trigger set like any other)."""
+        return None
+
+    def own_key(self, run_dir) -> str | None:
+        """The name of the key this scheme judges any suspect on in ``run_dir`` (the Verify page's), if it has
+        one there."""
+        return None
+
+    def judge_model(self, run_dir, model, settings: dict) -> dict | None:
+        """Any suspect model (an uploaded checkpoint) judged by this scheme's own test."""
+        return None
 
 
 class MeaScheme(Scheme):
@@ -111,6 +152,73 @@ class DawnScheme(Scheme):
         raise TypeError("DAWN trains nothing: it serves the run's clean model (DawnScheme.serve)")
 
 
+class MbwScheme(Scheme):
+    """The margin-based watermark: a key of random-labelled blends trained with a margin (ewe.watermarks.mbw)."""
+    labelled_key: ClassVar[bool] = True   # one label per key input, not the run's target class
+    # up to 8 rounds of EWE's length, each step with 5 ascent steps on its key samples: digits quick measured
+    # 109 s against 7 s for EWE's phase (seed 0, 5 rounds; 3-5 rounds over seeds 0-4); the bar jumps when it stops
+    plan_factor: ClassVar[float] = 16.0
+
+    def build_triggers(self, cfg: RunConfig, data, n_train: int):
+        from .mbw import make_key
+        key, labels, what = make_key(cfg, data)
+        return key, key, what, (labels, labels)     # judged on the very key it trains (no held-out half)
+
+    def train(self, model, x, y, ts: TriggerSet, x_target, cfg: RunConfig, **kw):
+        from .mbw import train_mbw
+        kw.pop("temps", None)
+        return train_mbw(model, x, y, self.training_triggers(ts), ts.labels[self.trigger_set][0], cfg,
+                         stage=self.name, name=self.name, value_range=ts.value_range,
+                         schedule_triggers=len(ts.train), **kw)
+class DatasetInferenceScheme(Scheme):
+    """Dataset inference: no watermark; the owner's model is trained on its data like the clean one, served
+    unchanged, and a suspect is judged by its own test on its decision margins around the owner's private
+    points (ewe.watermarks.dataset_inference). The trigger set is only where its figures report what a trigger
+    test would see (nothing: it never trained on one)."""
+    own_test: ClassVar[bool] = True
+
+    def train(self, model, x, y, ts: TriggerSet, x_target, cfg: RunConfig, **kw):
+        """The watermark phase's length of plain training on the owner's data: the clean model's budget."""
+        from ..train import train_clean
+        opt = train_clean(model, x, y, epochs=max(1, round(cfg.w_epochs)), batch_size=cfg.batch_size, lr=cfg.lr,
+                          reporter=kw["reporter"], stage=self.name, name=self.name, probe=kw.get("probe"),
+                          optimizer=kw.get("optimizer"), seed=kw.get("seed", cfg.seed) + 7919)
+        return opt, None
+
+    def observe(self, run_dir, cfg: RunConfig, data, name: str, model) -> None:
+        from . import dataset_inference as di
+        if run_dir and name in (self.name, self.stolen, *di.WALKED):
+            di.record_model(run_dir, cfg, data, name, model, owner=name == self.name)
+
+    def observe_population(self, run_dir, cfg: RunConfig, data, manifest: dict, models: dict) -> None:
+        from . import dataset_inference as di
+        if run_dir:
+            di.record_population(run_dir, cfg, data, manifest, models)
+
+    def verdicts(self, run_dir, settings: dict) -> dict:
+        from . import dataset_inference as di
+        return di.run_verdicts(run_dir, self.stolen, alpha=settings.get("alpha", 0.05))
+
+    def copy_record(self, run_dir, name: str) -> dict:
+        from . import dataset_inference as di
+        ev = di.copy_evidence(run_dir, name) if name == self.stolen else None
+        return {"evidence": ev} if ev else {}
+
+    def rejudge(self, run_dir, record: dict, settings: dict) -> dict | None:
+        from . import dataset_inference as di
+        if not record.get("evidence"):
+            return None
+        return di.judge_copy(run_dir, record["evidence"], alpha=settings.get("alpha", 0.05))
+
+    def own_key(self, run_dir) -> str | None:
+        from . import dataset_inference as di
+        return di.TEST_NAME if di.has_evidence(run_dir) else None
+
+    def judge_model(self, run_dir, model, settings: dict) -> dict | None:
+        from . import dataset_inference as di
+        return di.judge_model(run_dir, model, alpha=settings.get("alpha", 0.05))
+
+
 EWE = Scheme("defended", "extracted", "optimised", "EWE (defended)", snnl=None, baseline=False)
 CLASSIC = Scheme("plain_watermark", "plain_extracted", "classic", "plain watermark", snnl=False)
 ABLATION = Scheme("ablation_no_snnl", "ablation_extracted", "optimised", "ablation: no SNNL", snnl=False)
@@ -118,6 +226,10 @@ MEA = MeaScheme("mea_defender", "mea_extracted", "composite", "MEA-Defender", sn
                 setting="mea_sources")
 DAWN = DawnScheme("dawn_api", "dawn_extracted", "dawn", "DAWN (API)", snnl=False, default=False,
                   setting="dawn_rate")
+MBW = MbwScheme("mbw", "mbw_extracted", "margin", "margin-based (MBW)", snnl=False, default=False,
+                setting="mbw_eps")
+DATASET_INFERENCE = DatasetInferenceScheme("dataset_inference", "di_extracted", "optimised", "dataset inference",
+                                           snnl=False, default=False, setting="di_samples")
 
 SCHEMES: dict[str, Scheme] = {}
 BASE_SETS = {"clean": "optimised", "independent_clean": "optimised"}   # the clean models' trigger set
@@ -145,6 +257,8 @@ for _s in (EWE, CLASSIC, ABLATION):
 STOLEN_COPIES = tuple(VICTIMS.values())
 register(MEA)   # after STOLEN_COPIES: rival schemes, not among the app's fixed EWE columns
 register(DAWN)
+register(MBW)
+register(DATASET_INFERENCE)
 
 
 def check_schemes(names) -> list[str]:

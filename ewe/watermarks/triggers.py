@@ -39,6 +39,8 @@ class TriggerSet:
     value_range: tuple[float, float] = (0.0, 1.0)
     # a scheme's own trigger set (ewe.watermarks.schemes.Scheme.build_triggers): name -> (training, held-out)
     extra: dict = field(default_factory=dict)
+    # a scheme's set with one label per input (the margin key): name -> (training labels, held-out labels)
+    labels: dict = field(default_factory=dict)
 
 
 def tile(x: torch.Tensor, n: int) -> torch.Tensor:

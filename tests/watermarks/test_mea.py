@@ -91,7 +91,8 @@ def test_cli_rejects_an_unknown_scheme_in_one_line_before_writing(tmp_path):
                            "mea", "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown scheme 'mea'; choose from defended, plain_watermark, ablation_no_snnl, mea_defender, dawn_api "
+        "error: unknown scheme 'mea'; choose from defended, plain_watermark, ablation_no_snnl, mea_defender, dawn_api, mbw, "
+        "dataset_inference "
         "(or 'default')"]
     assert not out.exists()
 

@@ -9,10 +9,13 @@ from ewe.watermarks.schemes import SCHEMES, Scheme
 
 
 def test_the_papers_three_schemes():
-    # the training order; MEA-Defender and DAWN are registered but used only when a run lists them
-    assert list(SCHEMES) == ["defended", "plain_watermark", "ablation_no_snnl", "mea_defender", "dawn_api"]
-    ewe, classic, ablation, mea, dawn = SCHEMES.values()
-    assert dawn.serves_api and not any(s.serves_api for s in (ewe, classic, ablation, mea))
+    # the training order; MEA-Defender, DAWN, MBW and dataset inference are registered but used only when a run
+    # lists them
+    assert list(SCHEMES) == ["defended", "plain_watermark", "ablation_no_snnl", "mea_defender", "dawn_api", "mbw",
+                            "dataset_inference"]
+    ewe, classic, ablation, mea, dawn, mbw, di = SCHEMES.values()
+    assert di.own_test and not di.serves_api and not any(s.own_test for s in (ewe, classic, ablation, mea, dawn, mbw))
+    assert dawn.serves_api and not any(s.serves_api for s in (ewe, classic, ablation, mea, mbw))
     assert (ewe.stolen, ewe.trigger_set, ewe.baseline) == ("extracted", "optimised", False)
     assert (classic.stolen, classic.trigger_set) == ("plain_extracted", "classic")
     assert (ablation.stolen, ablation.trigger_set) == ("ablation_extracted", "optimised")
