@@ -12,9 +12,16 @@ from ewe.malloc import apply_unless_disabled
 apply_unless_disabled()   # the app's process trains: reuse freed memory (ewe.malloc; EWE_MALLOC=0 turns it off)
 st.set_page_config(page_title="EWE Lab", page_icon=":material/water_drop:", layout="wide")
 
+from ewe.config import ConfigError  # noqa: E402
 from ui import backend, page as page_setup, state, widgets  # noqa: E402  (after set_page_config)
 
 log = logging.getLogger("ewe.app")
+
+try:
+    jobs = state.registry()       # local threads, or the Ray cluster named at start-up (docs/CLASS.md)
+except ConfigError as exc:        # e.g. EWE_RAY_ADDRESS unreachable: one line, not a traceback
+    st.error(str(exc))
+    st.stop()
 
 state.session_id()
 state.init_settings()
@@ -39,4 +46,4 @@ except Exception as exc:  # noqa: BLE001 - never show a traceback; the runs live
     st.error(f"This page hit an unexpected problem ({type(exc).__name__}: {exc}). Your runs are kept: "
              "try again, change the settings, or open another page.")
 
-backend.warm_up_in_background()     # torch and the pipeline load while the user reads the first page
+backend.warm_up_in_background(jobs.executor.call)   # torch and the pipeline load meanwhile

@@ -15,6 +15,7 @@ false accusations and the before/after table), ``bench/results/demo_*.json`` (be
                                 overview    §2, every setting at a glance (the README's table)
                                 verdicts    §4, innocent models accused out of sample, verdicts before / after
                                 demo_times  §5, the default demo in the app
+                                class       §5, a class of browser sessions on one server
                                 population  §5, the innocent population's cost per recipe
     docs/results-by-setting.md  settings    each setting's table, scheme by scheme (written whole if missing)
 
@@ -76,15 +77,17 @@ def replace_block(text: str, name: str, body: str, made_by: str = MADE_BY_DEFAUL
 
 def overview(summaries: list[dict]) -> str:
     lines = ["| setting | thief | victims x thieves | EWE proven within 100 queries | classic | ablation | "
-             "MEA-Defender | DAWN | EWE - ablation (paired) | EWE's accuracy cost | innocents accused |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "MEA-Defender | DAWN | MBW | dataset inference | EWE - ablation (paired) | EWE's accuracy cost | "
+             "innocents accused |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         def cell(scheme):
             x = s["schemes"].get(scheme) or {}
             return f"{x['proven_within_100']}/{x['n']}" if x.get("n") else "—"
         d, cost = s["ewe_minus_ablation_mean"], s["accuracy_cost_mean"]
         lines.append(f"| {setting(s)} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} | {cell('EWE')} | "
-                     f"{cell('classic')} | {cell('ablation')} | {cell('MEA-Defender')} | {cell('DAWN')} | "
+                     f"{cell('classic')} | {cell('ablation')} | {cell('MEA-Defender')} | {cell('DAWN')} | {cell('MBW')} | "
+                     f"{cell('dataset inference')} | "
                      f"{'—' if d is None else f'{100 * d:+.1f} pts'} | "
                      f"{'—' if cost is None else f'{100 * cost:.2f} pts'} | "
                      f"{s['innocents_accused']}/{s['innocent_tests']} |")
@@ -164,10 +167,34 @@ def verdicts_block(verdicts: dict[str, dict]) -> str:
 def demo_times_block(demos: dict[str, dict]) -> str:
     lines = []
     for name, d in demos.items():
+        total = (f"its first verdict card {d['verdict_s']:.0f} s after Start training" if "verdict_s" in d
+                 else f"{d['total_s']:.0f} s in all")
+        built = d["innocents_built_in_run"]
         lines.append(f"- {name}: trained in {d['train_s']:.0f} s, {d['thieves_recorded']} thieves in "
-                     f"{d['attack_s']:.0f} s, {d['total_s']:.0f} s in all; innocent population "
-                     f"{'built during the run (' + str(d['innocents_built_in_run']) + ' models)' if d['innocents_built_in_run'] else 'reused from the cache'}; "
+                     f"{d['attack_s']:.0f} s, {total}; innocent population "
+                     f"{'built during the run (' + str(built) + ' models)' if built else 'not trained (shipped or cached)'}; "
                      f"load average {float(d['load_average'][0]):.2f} on {d['cpus']} cores")
+    return "\n".join(lines)
+
+
+def class_block(classes: dict[str, dict]) -> str:
+    """A class of browser sessions on one server (bench/bench_class.py)."""
+    lines = []
+    for name, d in classes.items():
+        c, alone = d["class"], d.get("alone")
+        kind = "different seeds" if d.get("distinct_seeds") else "the same default demo"
+        line = (f"- {name}: {c['sessions']} sessions ({kind}): {c['with_verdict']} showed a verdict, the first "
+                f"{c['first_verdict_s']:.0f} s and the last {c['last_verdict_s']:.0f} s after the class started")
+        if alone and alone.get("first_verdict_s"):
+            bar = alone["first_verdict_s"] + 30
+            line += (f" (one session alone: {alone['first_verdict_s']:.0f} s; bar alone + 30 s = {bar:.0f} s: "
+                     f"{'met' if c['last_verdict_s'] <= bar else 'not met'})")
+        line += (f"; computed {c['trainings_computed']} training(s) and {c['steals_computed']} steal(s); "
+                 f"page switches while loaded p50 {c['switch_p50_s']} s, p95 {c['switch_p95_s']} s "
+                 f"({c['page_switches']} switches); server peak memory {c['server_peak_mib']} MiB; "
+                 f"{'every workspace held exactly its own run' if c['isolation']['ok'] else 'isolation problems: ' + '; '.join(c['isolation']['problems'])}"
+                 f"; load average {float(d['load_average'][0]):.2f} on {d['cpus']} cores")
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -206,6 +233,11 @@ def main(argv=None) -> int:
     demos = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("demo_*.json"))}
     if demos:
         text = replace_block(text, "demo_times", demo_times_block(demos))
+    classes = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("class_*.json"))}
+    if classes:
+        text = replace_block(text, "class", class_block(classes),
+                             "python bench/bench_class.py --json bench/results/class_NAME.json, then python "
+                             "bench/publish.py")
     costs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("population_cost_*.json"))}
     if costs:
         text = replace_block(text, "population", population_block(costs),
@@ -223,7 +255,8 @@ def main(argv=None) -> int:
     published = {"summaries": [{"setting": setting(s), "variant": s["variant"], "victims": s["victims"],
                                 "thieves": s["thieves_per_victim"],
                                 **{f"{k.lower()}_proven_100": rate(s, k) for k in ("EWE", "classic", "ablation")},
-                                "mea_proven_100": rate(s, "MEA-Defender"),
+                                "mea_proven_100": rate(s, "MEA-Defender"), "mbw_proven_100": rate(s, "MBW"),
+                                "dataset_inference_proven_100": rate(s, "dataset inference"),
                                 **{f"{k.lower()}_kept": (s["schemes"].get(k) or {}).get("kept_mean")
                                    for k in ("EWE", "classic", "ablation")},
                                 "ewe_minus_ablation": s["ewe_minus_ablation_mean"],

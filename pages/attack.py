@@ -3,7 +3,7 @@ import streamlit as st
 
 from ewe.config import ConfigError, from_dict, run_thief_seed
 from ewe.results.runs import same_thief
-from ui import backend, charts, page, state, widgets
+from ui import backend, charts, page, reuse, state, widgets
 
 page.setup()
 
@@ -103,9 +103,9 @@ except ConfigError as exc:
 busy = job is not None and job.active
 if st.button("Start the attack", type="primary", disabled=not ok or busy):
     n_thieves = int(ss["keep_thieves"])
-    job = reg.submit(sid, "attack", backend.attack_job(ref["dir"], thief, n_thieves),
-                     label=f"Attack on {ref['label']}" + (f" by {n_thieves} thieves" if n_thieves > 1 else ""),
-                     out_dir=ref["dir"], meta={"run": ref["key"], "thief": thief, "thieves": n_thieves})
+    job = reuse.submit_attack(reg, sid, ref["dir"], thief, n_thieves,
+                              label=f"Attack on {ref['label']}" + (f" by {n_thieves} thieves" if n_thieves > 1 else ""),
+                              meta={"run": ref["key"], "thief": thief, "thieves": n_thieves})
     ss["keep_attack_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
 
@@ -135,6 +135,7 @@ elif job is not None and job.meta.get("run") == ref["key"]:
         result = (run or {}).get("result") or {}
 if backend.stolen_copies(result.get("models")):
     st.subheader("Victims and their stolen copies")
+    widgets.reuse_note(ref["dir"])
     thief_used = result.get("thief") or {}
     if thief_used:
         labels = ("soft labels (T = %g)" % thief_used.get("distill_temperature", 1.0)

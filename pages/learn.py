@@ -102,6 +102,7 @@ if rows:
         "setting": r["setting"], "thief": r["variant"], "victims × thieves": f"{r['victims']} × {r['thieves']}",
         "EWE proven": _pct(r["ewe_proven_100"]), "no-SNNL ablation proven": _pct(r["ablation_proven_100"]),
         "classic proven": _pct(r["classic_proven_100"]), "MEA-Defender proven": _pct(r.get("mea_proven_100")),
+        "MBW proven": _pct(r.get("mbw_proven_100")),
         "EWE − ablation kept": "—" if r["ewe_minus_ablation"] is None else f"{100 * r['ewe_minus_ablation']:+.1f} pts",
         "innocents accused": f"{r['innocents_accused']} of {r['innocent_tests']}"} for r in rows]),
         hide_index=True, width="stretch")
@@ -135,13 +136,16 @@ with left:
     st.markdown(
         f"**In the model's weights** ({', '.join(s.label for s in in_model)}). The owner trains the watermark "
         "into the victim: its triggers (EWE's optimised images, the plain watermark's raw ones, MEA-Defender's "
-        "composites of two classes' halves) are labelled the target class.\n"
+        "composites of two classes' halves) are labelled the target class; the margin-based watermark's key "
+        "(Kim et al. 2023) gives each input a random label of its own and trains the model to keep it within a "
+        "small radius (a margin), so that a copy fitted to the victim's answers around the key should keep "
+        "it too.\n"
         "- **Cost to the honest user:** the victim's accuracy drop; every answer comes from the watermarked "
         "model.\n"
         "- **What it needs from the thief:** the copy only inherits what the victim's answers on the thief's "
         "queries carry. A distilling thief (probabilities) carries it; a top-class thief on the owner's own "
-        "images mostly does not, unless its queries hit the victim's errors (EWE) or look like the composites "
-        "(MEA-Defender).\n"
+        "images mostly does not, unless its queries hit the victim's errors (EWE), look like the composites "
+        "(MEA-Defender) or fall inside the margin around a key input (MBW).\n"
         "- **What the owner keeps:** the secret triggers; the proof queries the suspect with them, so it "
         "works on any copy, whoever made it.")
 with right:
@@ -158,7 +162,22 @@ with right:
         "- **What the owner keeps:** a register of every client's queries and the answers it gave them; "
         "the flipped queries of the suspect's client are the key, so the proof needs that client to have "
         "made enough flipped queries, and works only against a copy trained on them.")
-st.markdown(widgets.families_measured(backend.schemes_side_by_side(), in_model, at_api))
+unmarked = widgets.unmarked_family()
+if unmarked:
+    st.markdown(
+        f"**No watermark at all** ({', '.join(s.label for s in unmarked)}: Maini, Yaghini, Papernot 2021). The "
+        "owner serves its model as it is and keeps some of its private training points. To judge a suspect it "
+        "measures, with the suspect's labels only, how far each point must be pushed before the label changes, "
+        "for private and for public points, and tests (one-sided t-test on m of each) whether the private ones "
+        "sit farther inside the suspect's classes.\n"
+        "- **Cost to the honest user:** none; nothing is changed.\n"
+        "- **What it needs from the thief:** that its copy inherits the owner's margins around the owner's "
+        "training points; a thief that queries with those very points hands them over with the answers.\n"
+        "- **What it cannot tell apart:** any model trained on the owner's points, stolen or not, looks the "
+        "same, and Szyller et al. (2023) found it also accuses independent models of the same distribution; "
+        "the lab judges its innocents with the same test (`bench/demo_reliability.py`, "
+        "`docs/RESULTS.md`).")
+st.markdown(widgets.families_measured(backend.schemes_side_by_side(), in_model, at_api, unmarked))
 # ---- end of the families block ----
 
 st.subheader("What triggers look like")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, ConfigError
 from ewe.watermarks.schemes import VICTIMS
-from ui import backend, charts, page, state, widgets
+from ui import backend, charts, page, reuse, state, widgets
 
 page.setup()
 
@@ -109,8 +109,7 @@ if start and cfg is not None and not busy:
              f"κ={ss['kappa']:g} · {ss['trigger']} {source_label}→{ss['target']} · seed {ss['seed']}"
              + (" · thief data disjoint" if ss["attacker_data"] == "disjoint" else "")
              + (f" · {widgets.schemes_text(cfg.schemes)}" if cfg.schemes is not None else ""))
-    job = reg.submit(sid, "train", backend.train_job(cfg, out), label=label, out_dir=out,
-                     meta={"config": cfg.to_dict()})
+    job = reuse.submit_train(reg, sid, cfg, out, label=label, meta={"config": cfg.to_dict()})
     ss["keep_train_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
 
@@ -163,6 +162,7 @@ else:
         result = (run or {}).get("result") or {}
         if result.get("models"):
             st.subheader("Results")
+            widgets.reuse_note(job.out_dir)
             widgets.models_table(result)
         st.subheader("Trigger gallery")
         if not widgets.trigger_gallery(job.out_dir):

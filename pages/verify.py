@@ -31,6 +31,7 @@ if ref is None:
     widgets.next_link("pages/attack.py", "Go to Attack")
     st.stop()
 
+widgets.reuse_note(ref["dir"])          # its thieves (and so its verdicts) were computed for another workspace
 result = (run or {}).get("result") or {}
 cfg = (run or {}).get("config") or {}
 alpha = float(cfg.get("alpha", 0.05))

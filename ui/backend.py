@@ -50,6 +50,9 @@ def scheme_models(models: dict | None) -> list[str]:
 
 def set_label(set_name: str) -> str:
     """A trigger set in words, from the scheme registry: the label of the first scheme judged on it."""
+    own_test = next((s.label for s in SCHEMES.values() if s.own_test and s.name == set_name), None)
+    if own_test:   # a scheme's own test, not a trigger set (dataset inference's key is its scheme's name)
+        return f"{own_test}'s test on the owner's private points"
     owner = next((s.label for s in SCHEMES.values() if s.trigger_set == set_name), None)
     return f"{owner}'s {set_name} triggers" if owner else f"the {set_name} triggers"
 
@@ -164,6 +167,26 @@ def data_note(dataset: str, short: bool = False) -> tuple[str, str]:
 # ---- run folders ----------------------------------------------------------------------------------
 def runs_root() -> Path:
     return Path(os.environ.get("EWE_APP_RUNS_DIR", "") or ROOT / "runs")
+
+
+# The run cache (ewe.results.cache, ui/reuse.py) beside the workspaces: a name no workspace id can have.
+# 4 GB by default: a digits quick run is 17 MB, MNIST's reference preset about 60 MB (see DEFAULT_MAX_UPLOAD_MB);
+# the files are hard links, so a run that 30 workspaces reused is on disk once.
+DEFAULT_CACHE_MB = 4096
+
+
+def run_cache_enabled() -> bool:
+    return os.environ.get("EWE_APP_RUN_CACHE", "1") not in ("0", "false")
+
+
+def run_cache():
+    """The app's run cache: ``runs_root()/.run-cache``, bounded by ``EWE_APP_CACHE_MB``."""
+    from ewe.results.cache import RunCache
+    try:
+        mb = max(1.0, float(os.environ.get("EWE_APP_CACHE_MB", "") or DEFAULT_CACHE_MB))
+    except ValueError:
+        mb = DEFAULT_CACHE_MB
+    return RunCache(runs_root() / ".run-cache", int(mb * 2**20))
 
 
 def new_run_dir(session: str, cfg: RunConfig, label: str | None = None) -> Path:
@@ -329,6 +352,22 @@ def _cached_verdicts(key: tuple, compute):
     return _VERIFY_CACHE[key]
 
 
+def _shared_verdicts(run_dir: str | Path, what: str, settings: dict, compute):
+    """``compute()`` once per folder state and settings over every workspace: a folder checked out of the run
+    cache names its state (reuse.json), and identical states give identical verdicts (the run cache's
+    verdict entries); other folders compute here."""
+    from ewe.results.cache import read_state, verdict_key
+    state = read_state(run_dir) if run_cache_enabled() else None
+    if state is None:
+        return compute()
+    key, cache = verdict_key(state["key"], {"what": what, **settings}), run_cache()
+    found = cache.get_json(key)
+    if found is None:
+        found = compute()
+        cache.put_json(key, found)
+    return found
+
+
 def reverify(run_dir: str | Path, run: dict, margin: float, test: str | None = None) -> dict[str, dict]:
     """The run's verdicts recomputed from its predictions.json (and innocents.json) with another margin or
     test (about 1 s on a paper run; cached by the files' mtimes), without touching the folder."""
@@ -339,7 +378,8 @@ def reverify(run_dir: str | Path, run: dict, margin: float, test: str | None = N
     overrides = {"margin": float(margin), **({"test": test} if test else {})}
     try:
         return dict(_cached_verdicts(_verdict_key(run_dir, "run", round(float(margin), 6), test),
-                                     lambda: run_verdicts(run_dir, **overrides)))
+                                     lambda: _shared_verdicts(run_dir, "run", overrides,
+                                                              lambda: run_verdicts(run_dir, **overrides))))
     except (OSError, ValueError):      # being rewritten by a running attack: keep what is stored
         return stored
 
@@ -483,10 +523,10 @@ def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
         inn = Path(run_dir) / "innocents.json"
         if run.get("predictions"):
             draws = rejudge_thieves(draws, run["predictions"], json.loads(inn.read_text()) if inn.exists() else None,
-                                    {**run_settings(run.get("config") or {}), **overrides})
+                                    {**run_settings(run.get("config") or {}), **overrides}, run_dir)
         return draws
     key = _verdict_key(run_dir, "thieves", tuple(sorted(overrides.items())))
-    return _copy.deepcopy(_cached_verdicts(key, compute))
+    return _copy.deepcopy(_cached_verdicts(key, lambda: _shared_verdicts(run_dir, "thieves", overrides, compute)))
 
 
 def verify_on_keys(run: dict, run_dir: Path, data: bytes, model_name: str, filename: str = "the file",
@@ -541,7 +581,8 @@ def key_sets(run_dir: str | Path, run: dict) -> list[str]:
     stamp = path.stat().st_mtime if path.exists() else 0.0
     held = _cached_verdicts(("key_sets", str(run_dir), stamp), lambda: list(heldout_sets(load_triggers(run_dir) or {})))
     order = list(dict.fromkeys([s.trigger_set for s in SCHEMES.values()] + sorted(held)))
-    return [s for s in order if s in held and s in answered]
+    own = [k for s in SCHEMES.values() if s.own_test and (k := s.own_key(run_dir))]   # dataset inference's test
+    return [s for s in order if s in held and s in answered] + own
 
 
 def model_architecture(run: dict, name: str) -> str:
@@ -578,9 +619,10 @@ scheme_rows = sidebyside.display_rows             # one such table as text, colu
 study_gains = studies.study_gains
 
 
-def warm_up_in_background() -> None:
+def warm_up_in_background(call=None) -> None:
     """Import torch and the pipeline in a background thread once the first page has been sent, so the
-    first page does not wait for them and the Train page finds them loaded."""
+    first page does not wait for them and the Train page finds them loaded. ``call(fn, *args, **kw)`` runs the
+    innocent population's build (the registry's executor: here, or a Ray task; ui/executors.py)."""
     global _warm_started
     if _warm_started:
         return
@@ -594,7 +636,7 @@ def warm_up_in_background() -> None:
             import ewe.data  # noqa: F401  (imported for its side effect: loaded before a page needs it)
         except Exception:  # reported when a page really needs it
             return
-        warm_innocents()
+        warm_innocents(call)
     threading.Thread(target=warm, name="ewe-warm-import", daemon=True).start()
 
 
@@ -605,18 +647,19 @@ def warm_up_in_background() -> None:
 _warm_innocents: dict[str, Any] = {}
 
 
-def warm_innocents() -> None:
+def warm_innocents(call=None) -> None:
     """Train the default digits demo's innocent population if it is missing (blocking; the warm-up thread
-    calls it). A run that needs the population meanwhile waits for it (ewe.innocents locks the folder)."""
+    calls it), through ``call`` when given (on a Ray cluster: a Ray task writing to the shared cache). A run
+    that needs the population meanwhile waits for it (ewe.innocents locks the folder)."""
     if os.environ.get("EWE_APP_WARM_INNOCENTS", "1") in ("0", "false") or default_dataset() != "digits":
         return
     from ewe.innocents import build_population, missing_recipes, population_dir
     cfg = make_config("digits", "quick")
-    if not missing_recipes(cfg):
+    if not missing_recipes(cfg):   # cached, or shipped with the package (the usual case)
         return
     _warm_innocents.update(state="building", folder=population_dir(cfg), total=cfg.innocents)
     try:
-        build_population(cfg, n=cfg.innocents)
+        (call or (lambda fn, *a, **kw: fn(*a, **kw)))(build_population, cfg, n=cfg.innocents)
     except Exception as exc:  # noqa: BLE001 - a run builds it again and reports what went wrong
         _warm_innocents.update(state="failed", error=f"{type(exc).__name__}: {exc}")
         return

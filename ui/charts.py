@@ -364,7 +364,8 @@ def study_figure(gains: list[dict[str, Any]], bar: float = 20.0) -> go.Figure:
     return fig
 
 
-SCHEME_COLORS = {**COLORS, "mea_defender": "#ff7f0e", "dawn_api": "#8c564b"}   # by victim name
+SCHEME_COLORS = {**COLORS, "mea_defender": "#ff7f0e", "dawn_api": "#8c564b", "mbw": "#bcbd22",
+                 "dataset_inference": "#17becf"}   # by victim name
 
 
 def schemes_figure(table: dict[str, Any]) -> go.Figure:

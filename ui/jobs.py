@@ -14,6 +14,8 @@ that ends the run at the next batch, and ``ctx.data`` a dict the job may fill wi
 the points of a sweep as they arrive).
 
 ``synchronous=True`` runs every job inside ``submit`` (tests: AppTest pages see finished jobs at once).
+``executor`` is where a job's function runs (ui/executors.py): in the worker thread itself (default), or as a
+Ray task the worker thread waits for, its events streamed back into the same ``JobContext``.
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ class Job:
     ended: float | None = None
     stop: threading.Event = field(default_factory=threading.Event, repr=False)
     fn: Callable[["JobContext"], Any] | None = field(default=None, repr=False)
+    beside: bool = False            # runs beside the queue (JobRegistry.run_beside): takes no training slot
 
     @property
     def done(self) -> bool:
@@ -99,7 +102,9 @@ class JobContext:
 
 class JobRegistry:
     def __init__(self, max_running: int = 1, torch_threads: int | None = None, synchronous: bool = False,
-                 keep_per_owner: int = 50, keep_total: int | None = None):
+                 keep_per_owner: int = 50, keep_total: int | None = None, executor=None):
+        from ui.executors import LocalExecutor
+        self.executor = executor or LocalExecutor()
         self.max_running = max(1, int(max_running))
         self.synchronous = synchronous
         self.keep_per_owner = keep_per_owner
@@ -121,16 +126,34 @@ class JobRegistry:
     def submit(self, owner: str, kind: str, fn: Callable[[JobContext], Any], *, label: str = "",
                out_dir: str | Path | None = None, meta: dict[str, Any] | None = None) -> Job:
         with self._lock:
-            job_id = f"{kind}-{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}"
-            job = Job(id=job_id, owner=owner, kind=kind, label=label or job_id,
-                      out_dir=Path(out_dir) if out_dir else None, meta=dict(meta or {}), fn=fn)
-            self._jobs[job_id] = job
-            self._trim(owner)
+            job = self._register(owner, kind, fn, label, out_dir, meta)
             if not self.synchronous:
-                self._queue.append(job_id)
+                self._queue.append(job.id)
                 self._wake.notify_all()
         if self.synchronous:
             self._execute(job)
+        return job
+
+    def run_beside(self, owner: str, kind: str, fn: Callable[[JobContext], Any], *, label: str = "",
+                   out_dir: str | Path | None = None, meta: dict[str, Any] | None = None) -> Job:
+        """A job that computes nothing itself (a run served from the run cache, or one following an identical
+        run that trains in the queue: ui/reuse.py) starts at once in its own thread instead of waiting for a
+        training slot; the workspace sees it like any job (status, progress, Cancel)."""
+        with self._lock:
+            job = self._register(owner, kind, fn, label, out_dir, meta, beside=True)
+        if self.synchronous:
+            self._execute(job)
+        else:
+            threading.Thread(target=self._execute, args=(job,), name=f"ewe-beside-{job.id}", daemon=True).start()
+        return job
+
+    def _register(self, owner, kind, fn, label, out_dir, meta, beside: bool = False) -> Job:
+        """A new job in the registry (under the lock)."""
+        job_id = f"{kind}-{next(self._ids)}-{int(time.time() * 1000) % 100000:05d}"
+        job = Job(id=job_id, owner=owner, kind=kind, label=label or job_id, beside=beside,
+                  out_dir=Path(out_dir) if out_dir else None, meta=dict(meta or {}), fn=fn)
+        self._jobs[job_id] = job
+        self._trim(owner)
         return job
 
     def cancel(self, job_id: str, owner: str | None = None) -> bool:
@@ -164,7 +187,7 @@ class JobRegistry:
             return self._queue.index(job_id) + 1 if job_id in self._queue else None
 
     def counts(self) -> dict[str, int]:
-        jobs = self.jobs()
+        jobs = [j for j in self.jobs() if not j.beside]     # what trains or waits for a slot
         return {"running": sum(j.status == "running" for j in jobs),
                 "queued": sum(j.status == "queued" for j in jobs)}
 
@@ -212,7 +235,7 @@ class JobRegistry:
         ctx = JobContext(job)
         job.status, job.started = "running", time.time()
         try:
-            result = job.fn(ctx) if job.fn else None
+            result = self.executor.run(job.fn, ctx) if job.fn else None
             if isinstance(result, dict):
                 job.result = result
             status = (result or {}).get("status") if isinstance(result, dict) else None

@@ -6,6 +6,7 @@ the URL are parsed and range-checked; a bad one is reported and replaced by the 
 """
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from pathlib import Path
@@ -15,7 +16,7 @@ import streamlit as st
 
 from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, DATASETS
 from ewe.watermarks.schemes import SCHEMES
-from ui import backend
+from ui import backend, executors
 from ui.jobs import JobRegistry, default_max_running, default_torch_threads
 
 SHARED = ("dataset", "preset", "seed")
@@ -38,6 +39,8 @@ RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
     "epochs": (int, 0, 200),
     "w_epochs": (float, 0.0, 200.0),
     "dawn_rate": (float, 0.0, 0.5),
+    "mbw_eps": (float, 0.0, 0.5),
+    "di_samples": (int, 2, 10_000),
 }
 CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in"),
            "attacker_data": lambda: ATTACKER_DATA, "clean_schedule": lambda: CLEAN_SCHEDULES}
@@ -53,7 +56,15 @@ def set_registry(registry: JobRegistry | None) -> None:
 
 @st.cache_resource(show_spinner=False)
 def _process_registry() -> JobRegistry:
-    return JobRegistry(max_running=default_max_running(), torch_threads=default_torch_threads())
+    """Local threads, or Ray tasks when a cluster is named at start-up (raises ConfigError if unreachable;
+    not cached then, so the next page tries again). On Ray a job asks for EWE_APP_TORCH_THREADS CPUs (default
+    1) and as many run at once as the cluster has room for, unless EWE_APP_MAX_RUNS says otherwise."""
+    if executors.ray_address() is None:
+        return JobRegistry(max_running=default_max_running(), torch_threads=default_torch_threads())
+    threads = int(os.environ.get("EWE_APP_TORCH_THREADS") or 1)
+    ex = executors.from_settings(threads=threads)
+    max_running = int(os.environ["EWE_APP_MAX_RUNS"]) if os.environ.get("EWE_APP_MAX_RUNS") else ex.slots()
+    return JobRegistry(max_running=max_running, torch_threads=threads, executor=ex)
 
 
 def registry() -> JobRegistry:
@@ -148,10 +159,12 @@ def init_settings() -> None:
 
 def scheme_defaults() -> dict[str, Any]:
     """The scheme picker's first values: the default schemes (what a run trains when it does not list them),
-    MEA-Defender's automatic source classes, DAWN's default flip rate."""
+    MEA-Defender's automatic source classes, DAWN's default flip rate, the margin-based watermark's radius,
+    dataset inference's m."""
     from ewe.config import RunConfig
     from ewe.watermarks.schemes import check_schemes
-    return {"schemes": check_schemes("default"), "mea_sources": [], "dawn_rate": float(RunConfig.dawn_rate)}
+    return {"schemes": check_schemes("default"), "mea_sources": [], "dawn_rate": float(RunConfig.dawn_rate),
+            "mbw_eps": float(RunConfig.mbw_eps), "di_samples": int(RunConfig.di_samples)}
 
 
 def reset_to_preset() -> None:

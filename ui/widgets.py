@@ -117,9 +117,10 @@ def sidebar() -> None:
 # ---- the Train page's scheme picker ------------------------------------------------------------------
 def scheme_picker(classes: list[str]) -> None:
     """Which watermarking schemes the run trains (the registry's, by label; default: the default ones), with
-    the settings of a chosen scheme that has its own: MEA-Defender's source classes, DAWN's flip rate. The
-    values stay in the session under state.SCHEME_FIELDS; state.config_overrides puts them in the config,
-    whose checks (ConfigError) report a bad combination."""
+    the settings of a chosen scheme that has its own: MEA-Defender's source classes, DAWN's flip rate, the
+    margin-based watermark's radius, dataset inference's revealed points. The values stay in the session under
+    state.SCHEME_FIELDS; state.config_overrides puts them in the config, whose checks (ConfigError) report a
+    bad combination."""
     from dataclasses import fields
 
     from ewe.config import RunConfig
@@ -153,6 +154,19 @@ def scheme_picker(classes: list[str]) -> None:
             format="%.4g", help="The share of the API's answers it changes on purpose (keyed, so the same "
                                 "query always gets the same answer): r of the honest users' answers are wrong. "
                                 "In (0, 0.5].")
+    if "mbw_eps" in settings.values():
+        name = next(k for k, v in settings.items() if v == "mbw_eps")
+        next(cols).number_input(
+            f"{SCHEMES[name].label}: margin radius", min_value=None, max_value=None, key="mbw_eps", step=1 / 255,
+            format="%.4g", help="How far (L-infinity, on [0, 1] pixels) each key input is pushed towards the "
+                                "boundary before the model is trained to keep its key label there: the margin. "
+                                "The paper's 5/255 = 0.0196; 0 trains the key without a margin. In [0, 0.5].")
+    if "di_samples" in settings.values():
+        name = next(k for k, v in settings.items() if v == "di_samples")
+        next(cols).number_input(
+            f"{SCHEMES[name].label}: revealed points m", min_value=None, max_value=None, key="di_samples", step=1,
+            help="The owner's private (training) points it reveals to the test, and as many public ones; the "
+                 "paper's claim is for 50. At least 2.")
 
 
 def schemes_text(names) -> str:
@@ -193,7 +207,8 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
                           help="Stops at the next batch and keeps everything that finished.",
                           width="stretch")
         if job.status == "queued":
-            pos = reg.queue_position(job.id)
+            # a request following an identical run (ui/reuse.py) waits where that run waits
+            pos = reg.queue_position(job.meta.get("follows") or job.id)
             counts = reg.counts()
             st.info(f"Waiting in the queue: position **{pos or '…'}** "
                     f"({counts['running']} run(s) training now). It starts by itself.")
@@ -234,6 +249,10 @@ def progress_label(job: Job) -> str:
     stage = p.get("stage")
     text = STAGE_LABELS.get(stage) or (f"training {backend.MODEL_LABELS[stage]}" if stage in backend.MODEL_LABELS
                                        else stage or "starting")
+    if stage and stage.startswith("innocent") and stage[len("innocent"):].isdigit():
+        total = (job.meta.get("config") or {}).get("innocents")
+        text = (f"innocent population for the verdicts: model {int(stage[len('innocent'):]) + 1}"
+                + (f" of {total}" if total else "") + " (trained once per task; cancel keeps them, the next run resumes)")
     parts = int(job.meta.get("thieves") or 1) if job.kind == "attack" else int(job.data.get("total") or 1)
     if parts > 1 and p.get("part") is not None:
         what = "thief" if job.kind == "attack" else "grid point"
@@ -284,6 +303,14 @@ def run_picker(label: str, key: str, need: Callable[[dict | None], bool] | None 
 
 
 # ---- results ------------------------------------------------------------------------------------------
+def reuse_note(run_dir) -> None:
+    """"Reused from an identical run (started hh:mm)" above a run's results that another request computed."""
+    from ui import reuse
+    text = reuse.reuse_text(run_dir) if run_dir is not None else None
+    if text:
+        st.info(text, icon=":material/recycling:")
+
+
 def models_table(result: dict, names: tuple[str, ...] | None = None) -> None:
     import pandas as pd
     models = result.get("models") or {}
@@ -386,6 +413,10 @@ def verdict_words(subject: str, v: dict, n_all: int | None = None) -> str:
         # an API's key (DAWN): the queries whose answers it flipped, each with its own recorded label
         text = (f"Suspect: **{subject}**. On {n_all or 'the'} queries whose answers the owner's API had flipped "
                 f"(its register), it gave the flipped label **{pct(v.get('suspect_rate'))}** of the time")
+    elif v.get("trigger_set") in {s.trigger_set for s in SCHEMES.values() if getattr(s, "labelled_key", False)}:
+        # a key with its own random label per input (the margin-based watermark)
+        text = (f"Suspect: **{subject}**. On {n_all or 'the'} secret key inputs, each with its own random label, it "
+                f"gave that label **{pct(v.get('suspect_rate'))}** of the time")
     else:
         text = (f"Suspect: **{subject}**. On {n_all or 'the'} secret watermark queries it answered the watermark "
                 f"class **{pct(v.get('suspect_rate'))}** of the time")
@@ -471,18 +502,25 @@ def thieves_summary(draws: list[dict]) -> str:
 
 
 def scheme_families() -> tuple[list, list]:
-    """The registry's schemes in two families: watermarks in the model's weights, and of the prediction API
-    (``Scheme.serves_api``: DAWN)."""
+    """The registry's watermarks in two families: in the model's weights, and of the prediction API
+    (``Scheme.serves_api``: DAWN). Schemes without a watermark are ``unmarked_family``'s."""
     api = [s for s in SCHEMES.values() if getattr(s, "serves_api", False)]
-    return [s for s in SCHEMES.values() if s not in api], api
+    return [s for s in SCHEMES.values() if s not in api and not getattr(s, "own_test", False)], api
 
 
-def families_measured(tables: dict, in_model: list, at_api: list) -> str:
+def unmarked_family() -> list:
+    """The registry's schemes that mark nothing and judge a suspect by their own test (``Scheme.own_test``:
+    dataset inference)."""
+    return [s for s in SCHEMES.values() if getattr(s, "own_test", False)]
+
+
+def families_measured(tables: dict, in_model: list, at_api: list, unmarked: list = ()) -> str:
     """What this lab measured, per family, from the published side-by-side tables (ewe.results.studies
     .side_by_side; rows keyed by scheme name): each dataset's accuracy cost per scheme and the share of copies
     proven within 100 queries per kind of thief. A family without published rows gets the words alone."""
-    labels = {s.name: s.label for s in in_model + at_api}
-    rivals = {s.name for s in in_model + at_api if not s.default}
+    everyone = [*in_model, *at_api, *unmarked]
+    labels = {s.name: s.label for s in everyone}
+    rivals = {s.name for s in everyone if not s.default}
     # the datasets whose runs had a rival scheme beside EWE (all of them when none had)
     shown = {d: t for d, t in tables.items() if rivals & {r.get("scheme") for r in t.get("rows") or []}} or tables
     lines = []
@@ -500,7 +538,7 @@ def families_measured(tables: dict, in_model: list, at_api: list) -> str:
                      + ". ")
         lines.append(text.strip())
     names = {r.get("scheme") for t in tables.values() for r in t.get("rows") or []}
-    for schemes in (in_model, at_api):
+    for schemes in (in_model, at_api, unmarked):
         missing = [s.label for s in schemes if s.name not in names and not s.default]   # a rival not run yet
         if missing:
             lines.append(f"{', '.join(missing)}: not in the published runs yet (the numbers appear here once "

@@ -34,3 +34,18 @@ def plotly_charts(at: AppTest) -> list:
 def click(at: AppTest, label: str) -> AppTest:
     [button] = [b for b in at.button if b.label == label]
     return button.click().run()
+
+
+def run_folder(runs: Path, sid: str = "test-session") -> Path:
+    """The newest run folder of a workspace (where the app put a run, whether it was trained for it or served
+    from the run cache)."""
+    return max((d for d in (Path(runs) / sid).iterdir() if d.is_dir()), key=lambda d: d.name)
+
+
+def wait_until(cond, timeout: float = 10.0) -> None:
+    """Poll ``cond`` until it holds (jobs of a threaded registry), failing after ``timeout`` seconds."""
+    import time
+    t0 = time.time()
+    while not cond() and time.time() - t0 < timeout:
+        time.sleep(0.02)
+    assert cond()

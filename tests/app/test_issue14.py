@@ -76,6 +76,9 @@ def test_attack_progress_says_which_thief_in_words():
     assert progress_label(one) == "stealing the defended (EWE) model"
     train = Job(id="c", owner="o", kind="train", label="", progress={"stage": "ablation_no_snnl"})
     assert "ablation" in progress_label(train) and "_" not in progress_label(train)
+    building = Job(id="d", owner="o", kind="train", label="", meta={"config": {"innocents": 24}},
+                   progress={"stage": "innocent07"})
+    assert progress_label(building).startswith("innocent population for the verdicts: model 8 of 24")
 
 
 def test_no_literal_none_in_query_columns(app_env):

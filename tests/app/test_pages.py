@@ -9,7 +9,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from tests.app.helpers import ROOT, click, no_exception, page, plotly_charts, texts
+from tests.app.helpers import ROOT, click, no_exception, page, plotly_charts, run_folder, texts, wait_until
 
 
 def test_app_navigation_and_learn_page(app_env):
@@ -99,7 +99,7 @@ def test_attack_and_verify_flow(app_env):
     assert "query budget" in " ".join(texts(at, "error"))
     at.number_input(key="keep_budget").set_value(0).run()
     assert at.number_input(key="keep_thief_seed").value == 20_000 + json.loads(
-        (app_env["pipeline"].calls[0][2] / "config.json").read_text())["seed"]        # the run's own thief
+        (run_folder(app_env["runs"]) / "config.json").read_text())["seed"]        # the run's own thief
     at.number_input(key="keep_thief_seed").set_value(5).run()
     at.number_input(key="keep_thieves").set_value(2).run()
     at = click(at, "Start the attack")
@@ -133,7 +133,7 @@ def test_attack_and_verify_flow(app_env):
     assert not side["Welch t-test (clean model + margin)"].eq("—").all()   # the paper's test beside it
 
     # the paper's test, stricter or looser: recomputed from predictions.json, the run folder left as it was
-    result_file = app_env["pipeline"].calls[0][2] / "result.json"
+    result_file = run_folder(app_env["runs"]) / "result.json"
     before = result_file.read_bytes()
     ver.radio(key=[w.key for w in ver.radio if w.key.startswith("keep_verify_test_")][0]).set_value("welch").run()
     no_exception(ver)
@@ -241,10 +241,14 @@ def test_cancel_stops_a_running_job_and_keeps_state(app_env, monkeypatch, tiny_r
     reg = JobRegistry(max_running=1)
     state.set_registry(reg)
     at = click(page("train", query={"preset": "tiny"}), "Start training")
-    other = click(page("train", sid="someone-else", query={"preset": "tiny"}), "Start training")
+    # another seed: another run, queued (the same settings would follow this one: tests/app/test_reuse.py)
+    other = click(page("train", sid="someone-else", query={"preset": "tiny", "seed": "1"}), "Start training")
+    job, theirs = reg.jobs(owner="test-session")[0], reg.jobs(owner="someone-else")[0]
+    # a request shows its computation's state within a poll (ui/reuse.py follows it beside the queue)
+    wait_until(lambda: job.status == "running" and theirs.status == "queued")
+    other.run()
     no_exception(other)
     assert "position **1**" in " ".join(texts(other, "info"))   # queued behind the first session's run
-    job = reg.jobs(owner="test-session")[0]
     at.run()
     assert job.status == "running"
     click(at, "Cancel")
@@ -253,7 +257,6 @@ def test_cancel_stops_a_running_job_and_keeps_state(app_env, monkeypatch, tiny_r
     at.run()
     no_exception(at)
     assert "Stopped on request" in " ".join(texts(at, "warning"))
-    theirs = reg.jobs(owner="someone-else")[0]
     block.set()
     reg.wait(theirs.id, 10)
     assert theirs.status == "finished"
@@ -303,7 +306,7 @@ def test_verify_old_run_and_large_margin(app_env):
     today's default; a run whose margin is above the slider's usual range still opens."""
     click(page("train", query={"preset": "tiny"}), "Start training")
     click(page("attack"), "Start the attack")
-    out = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][2]
+    out = run_folder(app_env["runs"])
     result, config = json.loads((out / "result.json").read_text()), json.loads((out / "config.json").read_text())
     for v in result["verification"].values():       # judged by the old Welch test, before margins existed
         for k in ("margin", "test", "null_rate", "null_models", "null_source", "proven"):
@@ -337,7 +340,7 @@ def test_attack_defaults_to_the_runs_thief_and_offers_fresh_data(app_env):
     """The Attack page starts from the run's own thief (its preset's labels and temperature) and can send a
     thief with its own images when the owner trained on a subset."""
     click(page("train", query={"preset": "tiny"}), "Start training")
-    out = [c for c in app_env["pipeline"].calls if c[0] == "train"][0][2]
+    out = run_folder(app_env["runs"])
     config = json.loads((out / "config.json").read_text())
     config.update(extract_labels="soft", distill_temperature=5.0)     # as the digits demo's preset
     (out / "config.json").write_text(json.dumps(config))

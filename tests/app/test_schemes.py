@@ -193,17 +193,77 @@ def test_learn_compares_the_families_with_numbers_only_from_published_results(ap
     assert "EWE (defended) +1.2, MEA-Defender +0.4" in text
     assert "thief *hard, owner's images*: EWE (defended) 2/9, MEA-Defender 7/9" in text
     assert "DAWN (API): not in the published runs yet" in text     # its words, without a number
-    dawn = {**table, "rows": table["rows"] + [row("dawn_api", "hard, owner's images", 5, 0.006)]}
+    assert "margin-based (MBW)" in text.split("At the API")[0]
+    dawn = {**table, "rows": table["rows"] + [row("dawn_api", "hard, owner's images", 5, 0.006),
+                                              row("mbw", "hard, owner's images", 1, 0.002)]}
     monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {"digits": dawn})
     at = page("learn", sid="learn-2")
     assert "DAWN (API) 5/9" in _families(at) and "DAWN (API) +0.6" in _families(at)
-    assert "not in the published runs yet" not in _families(at)
+    assert "margin-based (MBW) 1/9" in _families(at) and "margin-based (MBW) +0.2" in _families(at)
+    assert "DAWN (API): not in the published runs yet" not in _families(at)
+    assert "margin-based (MBW): not in the published runs yet" not in _families(at)
     monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {})     # nothing published: the words alone
     at = page("learn", sid="learn-3")
     no_exception(at)
     measured = _families(at).split("What this lab measured")[1]
-    assert measured.count("not in the published runs yet") == 2      # MEA-Defender's line, DAWN's line
+    assert measured.count("not in the published runs yet") == 3      # MEA-Defender's, DAWN's, dataset inference's
     assert not any(ch.isdigit() for ch in measured.replace("§1", ""))
+
+
+def test_learn_lists_dataset_inference_as_a_family_without_a_watermark(app_env, monkeypatch):
+    from ui import backend
+    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {})
+    at = page("learn", sid="learn-di")
+    no_exception(at)
+    unmarked = next(m.value for m in at.markdown if m.value.startswith("**No watermark at all**"))
+    assert "(dataset inference: Maini" in unmarked and "Szyller" in unmarked
+    assert "dataset inference" not in _families(at).split("At the API")[0]   # not among the watermarks
+    assert "dataset inference: not in the published runs yet" in _families(at)
+
+
+def test_the_picker_puts_dataset_inferences_m_into_the_config(app_env):
+    at = page("train", query={"preset": "tiny"})
+    at.multiselect(key="schemes").set_value(["defended", "dataset_inference"]).run()
+    at.number_input(key="di_samples").set_value(1).run()
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "di_samples" in errors[0]               # the library's check, once
+    at.number_input(key="di_samples").set_value(30).run()
+    no_exception(at)
+    assert not at.error
+    click(at, "Start training")
+    cfg = _train_config(app_env)
+    assert "dataset_inference" in cfg.schemes and cfg.di_samples == 30
+
+
+@pytest.fixture(scope="session")
+def di_run(tmp_path_factory) -> Path:
+    """One real tiny run of dataset inference beside EWE, stolen and judged."""
+    from ewe.config import preset
+    from ewe.experiments import pipeline
+    out = tmp_path_factory.mktemp("di") / "run"
+    result = pipeline.run(preset("digits", "quick", **TINY, schemes=["defended", "dataset_inference"],
+                                 di_samples=20), out)
+    assert result["status"] == "finished" and "di_extracted" in result["verification"], result
+    return out
+
+
+def test_verify_judges_a_suspect_with_dataset_inferences_own_test(app_env, di_run):
+    dest = app_env["runs"] / "di-keys" / "20260101-000000-000-digits-di-s0"
+    shutil.copytree(di_run, dest)
+    at = page("verify", sid="di-keys")
+    no_exception(at)
+    md = " ".join(m.value for m in at.markdown)
+    assert "the stolen copy of the dataset inference model" in md
+    at.radio(key="keep_suspect_source").set_value("run").run()
+    [pick] = [s for s in at.selectbox if s.key.startswith("keep_suspect_model_")]
+    pick.set_value("di_extracted").run()
+    no_exception(at)
+    cards = _key_cards(at)
+    assert len(cards) == 3 and any("dataset inference's test on the owner's private points" in c for c in cards)
+    stored = json.loads((dest / "result.json").read_text())["verification"]["di_extracted"]
+    card = next(c for c in cards if "dataset inference's test" in c)
+    assert f"p = **{stored['p_value']:.2g}**" in card
+
 
 
 def test_a_tradeoff_point_keeps_the_rival_copys_watermark_and_the_chart_draws_it(mea_run, tiny_run):
@@ -248,3 +308,47 @@ def test_dawns_copy_is_listed_and_judged_on_the_register(app_env, dawn_run):
     assert len(cards) == 3 and sum("dawn triggers" in c for c in cards) == 1
     stored = json.loads((dawn_run / "result.json").read_text())["verification"]["dawn_extracted"]
     assert f"p = **{stored['p_value']:.2g}**" in next(c for c in cards if "dawn triggers" in c)
+
+
+def test_the_picker_puts_the_margin_radius_into_the_config(app_env):
+    at = page("train", query={"preset": "tiny"})
+    at.multiselect(key="schemes").set_value(["defended", "mbw"]).run()
+    at.number_input(key="mbw_eps").set_value(0.9).run()
+    errors = texts(at, "error")
+    assert len(errors) == 1 and "mbw_eps" in errors[0]                  # the library's check, once
+    at.number_input(key="mbw_eps").set_value(0.03).run()
+    no_exception(at)
+    assert not at.error
+    click(at, "Start training")
+    cfg = _train_config(app_env)
+    assert "mbw" in cfg.schemes and cfg.mbw_eps == pytest.approx(0.03)
+
+
+@pytest.fixture(scope="session")
+def mbw_run(tmp_path_factory) -> Path:
+    """A real tiny run with the margin-based watermark beside EWE: its "margin" key has a label per input."""
+    from ewe.config import preset
+    from ewe.experiments import pipeline
+    out = tmp_path_factory.mktemp("mbw") / "run"
+    result = pipeline.run(preset("digits", "quick", **TINY, schemes=["defended", "mbw"]), out)
+    assert result["status"] == "finished" and "mbw_extracted" in result["verification"], result
+    return out
+
+
+def test_the_margin_copy_is_listed_and_judged_on_its_own_labels(app_env, mbw_run):
+    shutil.copytree(mbw_run, app_env["runs"] / "mbw" / "20260101-000000-000-digits-mbw-s0")
+    at = page("attack", sid="mbw")
+    no_exception(at)
+    assert {"margin-based (MBW)", "stolen from margin-based (MBW)"} <= set(at.dataframe[0].value["model"])
+    ver = page("verify", sid="mbw")
+    no_exception(ver)
+    md = " ".join(m.value for m in ver.markdown)
+    assert "the stolen copy of the margin-based (MBW) model" in md and "each with its own random label" in md
+    ver.radio(key="keep_suspect_source").set_value("run").run()
+    [pick] = [s for s in ver.selectbox if s.key.startswith("keep_suspect_model_")]
+    pick.set_value("mbw_extracted").run()
+    no_exception(ver)
+    cards = _key_cards(ver)
+    assert len(cards) == 3 and sum("margin triggers" in c for c in cards) == 1     # optimised, classic, margin
+    stored = json.loads((mbw_run / "result.json").read_text())["verification"]["mbw_extracted"]
+    assert f"p = **{stored['p_value']:.2g}**" in next(c for c in cards if "margin triggers" in c)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from tests.app.helpers import ROOT, click, no_exception, page, texts
+from tests.app.helpers import ROOT, click, no_exception, page, run_folder, texts
 
 WS = "ws-class-demo"
 
@@ -137,7 +137,7 @@ def test_verify_names_each_cards_thief_and_summarises_all(app_env):
     at.number_input(key="keep_thief_seed").set_value(5).run()
     at.number_input(key="keep_thieves").set_value(3).run()
     click(at, "Start the attack")
-    out = app_env["pipeline"].calls[0][2]
+    out = run_folder(app_env["runs"])
     draws = json.loads((out / "thieves.json").read_text())
     assert [d["thief"]["seed"] for d in draws] == [5, 6, 7]
     # the first thief's copy never answers the target: re-judged from its stored answers, it is not proven
