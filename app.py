@@ -23,6 +23,7 @@ except ConfigError as exc:        # e.g. EWE_RAY_ADDRESS unreachable: one line, 
     st.error(str(exc))
     st.stop()
 
+backend.wait_for_warm_imports()   # no page imports the library while the warm-up thread does (ui/backend.py)
 state.session_id()
 state.init_settings()
 

@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -611,6 +612,17 @@ def preview_triggers(dataset: str, trigger: str, source: int, n: int = 8):
 
 
 _warm_started = False
+_warm_imported = threading.Event()
+
+
+def wait_for_warm_imports(timeout: float = 180.0) -> None:
+    """Block until the warm-up thread has imported torch and the library (app.py calls it before each page).
+    A page importing those modules while the warm-up thread does can be handed a half-initialised module by
+    Python's import-deadlock detection: seen in CI, the Train page's "cannot import name '_stage_plan' from
+    'ewe.experiments.pipeline'" left it without its Start button. Returns at once before the warm-up
+    starts (the first page) and after it has imported."""
+    if _warm_started:
+        _warm_imported.wait(timeout)
 
 
 published = studies.published          # the Learn page's numbers (ewe.results.studies)
@@ -627,15 +639,18 @@ def warm_up_in_background(call=None) -> None:
     if _warm_started:
         return
     _warm_started = True
-    import threading
 
     def warm():
         time.sleep(float(os.environ.get("EWE_APP_WARM_DELAY", "3")))  # let the first page finish first
         try:
             pipeline()
-            import ewe.data  # noqa: F401  (imported for its side effect: loaded before a page needs it)
+            import ewe.data  # noqa: F401  (imported for their side effect: loaded before a page needs them)
+            import ewe.innocents  # noqa: F401
+            import ewe.results.cache  # noqa: F401
         except Exception:  # reported when a page really needs it
             return
+        finally:
+            _warm_imported.set()
         warm_innocents(call)
     threading.Thread(target=warm, name="ewe-warm-import", daemon=True).start()
 
