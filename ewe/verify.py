@@ -36,6 +36,10 @@ indicators against the run's clean reference on the same queries, with the margi
 (H0: rate(suspect) <= rate(reference) + margin). With constant samples its t statistic is undefined; it
 then reports p = 1 (no evidence) rather than 0.
 
+Shown apart (spec section 0): the query curve's ``binomial_median`` is the part that falls with the number of
+queries (what the chart draws); the rank part is one yes/no on the whole set, ``outranks_innocents`` (the
+card's own line: "answered the watermark class more often than all 24 innocent models").
+
 "Proven" means one thing everywhere: the p-value on every held-out query is below alpha. The number of
 queries it takes (``queries_for_95``) is the smallest n of the grid from which the median p over random
 query subsets stays below alpha at every larger n.
@@ -140,7 +144,10 @@ def _subset_orders(n: int, draws: int, seed: int) -> np.ndarray:
 def query_curve(suspect_hits, *, null: Null | None = None, reference_hits=None, test: str = "binomial",
                 draws: int = 200, seed: int = 0, sizes: list[int] | None = None,
                 margin: float = 0.0) -> dict:
-    """Median p-value over ``draws`` random query subsets of each size."""
+    """Median p-value over ``draws`` random query subsets of each size: ``p_median``, the decision's p (the
+    larger of the binomial and rank parts), from which ``queries_for_95`` is read; for the binomial test also
+    ``binomial_median``, its binomial part alone, which is what falls with the number of queries (the rank
+    part cannot go below 1 / (innocents + 1): 0.04 with 24, a flat line), and so what the chart draws."""
     x = np.asarray(suspect_hits, dtype=float)
     orders = _subset_orders(len(x), draws, seed)
     sizes = sizes or query_grid(len(x))
@@ -149,11 +156,14 @@ def query_curve(suspect_hits, *, null: Null | None = None, reference_hits=None, 
         cum = np.cumsum(x[orders], axis=1)          # hits among each order's first k queries
         # each innocent's hits on the same queries: (models, draws, k)
         inn_cum = None if null.hits is None else np.cumsum(np.asarray(null.hits, dtype=np.int32)[:, orders], axis=2)
+        binomial_medians = []
         for n in sizes:
             p = binomial_p(cum[:, n - 1], n, null.rate)
+            binomial_medians.append(float(np.median(p)))
             if inn_cum is not None:
                 p = np.maximum(p, rank_p(cum[:, n - 1], inn_cum[:, :, n - 1]))
             medians.append(float(np.median(p)))
+        return {"queries": list(sizes), "p_median": medians, "binomial_median": binomial_medians}
     else:
         y = np.asarray(reference_hits, dtype=float)
         if len(x) != len(y):
@@ -189,14 +199,18 @@ def verify(suspect_pred, target, *, null: Null | None = None, reference_pred=Non
             innocent_k = null.hits.sum(axis=1)
             p_rank = rank_p(k, innocent_k)
             p = max(p_binomial, p_rank)
+            # the rank part in words: did the suspect out-answer the population (what the card states)
             out.update(rank_p=p_rank, innocents_at_least=int((innocent_k >= k).sum()),
-                       smallest_p=null.smallest_rank_p)
+                       smallest_p=null.smallest_rank_p, outranks_innocents=bool(p_rank < alpha))
         curve = query_curve(x, null=null, draws=draws, seed=seed)
     else:
         y = (np.asarray(reference_pred) == target).astype(float)
         p = welch_p(x, y, margin)
         curve = query_curve(x, reference_hits=y, test="welch", draws=draws, seed=seed, margin=margin)
-        out.update(reference_rate=float(y.mean()), margin=float(margin))
+        # both models answered every query alike (the owner's own model against a clean one: 100 % and 0 %):
+        # Welch's t is undefined, p = 1 says "no verdict", which a page must not show as "not proven"
+        out.update(reference_rate=float(y.mean()), margin=float(margin),
+                   t_undefined=bool(np.ptp(x) == 0 and np.ptp(y) == 0))
     proven = bool(p < alpha)
     return {**out, "p_value": float(p), "queries_for_95": queries_for_confidence(curve, alpha),
             "proven": proven, "verified": proven, "alpha": alpha, "curve": curve}

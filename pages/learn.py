@@ -34,10 +34,11 @@ with c2:
 with c3:
     st.subheader("3 · Entanglement")
     st.markdown(
-        "A plain watermark lives in parts of the model that the thief never asks about, so a copy "
-        "trained only on normal queries **forgets it**. EWE adds the *soft nearest-neighbour loss* "
-        "(SNNL) so triggers and real target-class data share the same features: copying the task also "
-        "copies the watermark.")
+        "The paper's argument: a plain watermark lives in parts of the model that the thief never asks "
+        "about, so a copy trained only on normal queries should forget it. EWE adds the *soft "
+        "nearest-neighbour loss* (SNNL) so triggers and real target-class data share the same features, "
+        "and copying the task should copy the watermark too. Whether a copy keeps it is measured below, "
+        "thief by thief: what the thief gets back decides.")
 
 st.subheader("Does it work? What this lab measured")
 pub = backend.published()

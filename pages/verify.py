@@ -82,9 +82,12 @@ if len(draws) > 1:
 thief_label = widgets.thief_name(draws, pick) if draws else None
 widgets.verdict_card(main, stolen.get(main), alpha, big=True, thief=thief_label)
 chart_slot = st.container()
-st.caption("Each line is the median p-value over random subsets of that many queries. The stolen copy "
-           "of the EWE model should cross the dashed line early; the plain watermark's copy and the "
-           "innocent clean model should stay above it."
+st.caption(("Each line is the exact binomial p, the median over random subsets of that many queries; a "
+            "diamond marks where a copy is proven from (from there on the binomial p stays below the dashed line "
+            "and the copy out-answers every innocent model). " if test == "binomial" else
+            "Each line is the Welch t-test's p, the median over random subsets of that many queries; a diamond "
+            "marks where a copy is proven from. ")
+           + charts.pvalue_caption(ver, charts.pvalue_names(ver))
            + (f" The stolen copies drawn are {widgets.thief_name(draws, latest)}'s." if len(draws) > 1 else ""))
 with st.expander("Both tests side by side"):
     st.caption("The same queries judged by the exact binomial test (against the innocent population's null "

@@ -173,3 +173,34 @@ def test_verify_predictions_uses_the_population_and_says_so():
     # without a population: the clean reference + margin, and the verdict says it rests on one model
     weak = verify_predictions(preds, None, draws=20, margin=0.1)
     assert weak["extracted"]["null_models"] == 1 and "no innocent population" in weak["extracted"]["null_source"]
+
+
+def test_the_chart_gets_the_binomial_part_and_the_card_the_rank_condition():
+    """The decision is the larger p of the two parts (unchanged); the curve also carries the binomial part alone,
+    which falls with the queries where the rank part sits at its floor 1 / (m + 1), and the verdict says whether
+    the suspect out-answered every innocent model."""
+    rng = np.random.default_rng(5)
+    m = 24
+    hits = (rng.random((m, 200)) < 0.03).astype(int)
+    null = Null(0.06, m, "t", hits=hits)
+    strong = verify(np.where(rng.random(200) < 0.7, 7, 1), 7, null=null, draws=50)
+    curve = strong["curve"]
+    assert strong["proven"] and strong["outranks_innocents"] and strong["innocents_at_least"] == 0
+    assert strong["p_value"] == pytest.approx(max(strong["binomial_p"], strong["rank_p"]))
+    assert min(curve["p_median"][-20:]) == pytest.approx(1 / (m + 1))          # the decision's p: flat
+    binom = curve["binomial_median"]
+    assert binom[-1] < 1e-30 and binom[-1] < binom[10] < binom[0]              # what falls with the queries
+    assert all(b <= p for b, p in zip(binom, curve["p_median"]))
+    # a suspect some innocent out-answers: the binomial part alone would pass, the rank condition does not
+    best = int(hits.sum(1).max())
+    tied = np.where(np.arange(200) < best, 7, 1)
+    v = verify(tied, 7, null=Null(0.0001, m, "t", hits=hits), draws=20)
+    assert v["binomial_p"] < 0.05 and not v["outranks_innocents"] and not v["proven"]
+    assert v["innocents_at_least"] >= 1 and v["queries_for_95"] is None
+
+
+def test_welch_says_when_its_t_is_undefined():
+    owner = verify([7] * 50, 7, reference_pred=[1] * 50, test="welch", draws=5)   # 100 % against 0 %
+    assert owner["t_undefined"] and owner["p_value"] == 1.0
+    mixed = verify([7] * 40 + [1] * 10, 7, reference_pred=[1] * 49 + [7], test="welch", draws=5)
+    assert not mixed["t_undefined"] and mixed["proven"]

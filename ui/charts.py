@@ -124,35 +124,67 @@ P_FLOOR = 1e-12
 
 def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dict[str, str] | None = None,
                   height: int = 400) -> go.Figure:
-    """Median p-value against the number of queries, log scale, with the significance line."""
+    """How many queries proof takes: each suspect's p against the number of queries (median over random query
+    subsets, log scale), with the significance line. For the exact test the line is its binomial part, the
+    part that falls with the queries (the rank part is a yes or no on the card; drawn as the decision's p its
+    floor of 1 / (innocents + 1) made every line flat), and a diamond marks where the copy is proven from
+    (``queries_for_95``: both parts pass from there on)."""
     names = names or pvalue_names(verification)
     colors = {"extracted": "#1f77b4", "plain_extracted": "#d62728", "ablation_extracted": "#9467bd",
               "clean": "#2ca02c", "clean_classic": "#8c564b", "mea_extracted": "#17becf",
               "clean_composite": "#bcbd22", "upload": "#ff7f0e"}
     fig = go.Figure()
+    binomial = False
     for key, label in names.items():
         v = verification.get(key)
         if not v or not v.get("curve"):
             continue
-        q, p = v["curve"]["queries"], v["curve"]["p_median"]
+        q, p = v["curve"]["queries"], v["curve"].get("binomial_median") or v["curve"]["p_median"]
+        binomial = binomial or "binomial_median" in v["curve"]
+        color = colors.get(key) or COLORS.get(key) or (colors["upload"] if key.startswith("upload") else None)
         width = {"extracted": 3, "plain_extracted": 5}.get(key, 2)   # thick: often hidden under "clean" at 1
         fig.add_trace(go.Scatter(x=q, y=[max(P_FLOOR, float(x)) for x in p], mode="lines", name=label,
-                                 line=dict(color=colors.get(key) or COLORS.get(key)
-                                           or (colors["upload"] if key.startswith("upload") else None), width=width,
-                                           dash="dot" if key.startswith("clean") else "solid"),
+                                 legendgroup=key, line=dict(color=color, width=width,
+                                                            dash="dot" if key.startswith("clean") else "solid"),
                                  hovertemplate="%{x} queries: median p = %{y:.2g}<extra>" + label + "</extra>"))
+        n95 = v.get("queries_for_95")
+        if n95 is not None and n95 in q and (v.get("proven") or v.get("verified")):
+            fig.add_trace(go.Scatter(x=[n95], y=[max(P_FLOOR, float(p[q.index(n95)]))], mode="markers",
+                                     legendgroup=key, showlegend=False,
+                                     marker=dict(symbol="diamond", size=12, color=color,
+                                                 line=dict(color="black", width=1)),
+                                     hovertemplate=f"proven from {n95} queries<extra>{label}</extra>"))
     fig.add_hline(y=alpha, line_dash="dash", line_color="black")
     # on a log axis annotation positions are given as log10 (add_hline's own annotation gets this wrong)
     fig.add_annotation(x=1, xref="paper", y=math.log10(alpha), yref="y", xanchor="right", yanchor="bottom",
                        showarrow=False, text=f"p = {alpha:g}: below this line, {100 * (1 - alpha):.0f} % confidence")
-    _layout(fig, "p-value against number of queries", "queries to the suspect model",
-            "median p-value (log scale)", height=height)
+    _layout(fig, "How many queries proof takes" if binomial else "p-value against number of queries",
+            "queries to the suspect model",
+            "exact binomial p, median (log scale)" if binomial else "median p-value (log scale)", height=height)
     fig.update_layout(hovermode="closest")
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_xaxes(rangemode="tozero")
     if not fig.data:
         _empty(fig, "no verification yet: run the attack first")
     return fig
+
+
+def pvalue_caption(verification: dict[str, dict], names: dict[str, str]) -> str:
+    """What the p-value chart shows for this run, read from its verdicts (never a fixed expectation)."""
+    said = []
+    for key, label in names.items():
+        v = verification.get(key)
+        if not v or not v.get("curve"):
+            continue
+        proven = bool(v.get("proven") if v.get("proven") is not None else v.get("verified"))
+        n95 = v.get("queries_for_95")
+        if key.startswith("clean"):
+            said.append(f"the {label} is {'**accused**' if proven else 'not accused'}")
+        elif proven:
+            said.append(f"the {label} is proven from **{n95 if n95 is not None else v.get('n_queries')} queries**")
+        else:
+            said.append(f"the {label} is **not proven** with all {v.get('n_queries') or ''} queries")
+    return ("In this run: " + "; ".join(said) + ".") if said else ""
 
 
 def pvalue_names(verification: dict) -> dict[str, str]:

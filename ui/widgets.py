@@ -407,46 +407,66 @@ def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = Fals
 
 
 def verdict_words(subject: str, v: dict, n_all: int | None = None) -> str:
-    """What was tested, against which null rate, backed by how many innocent models, and what p means."""
+    """What was tested, against which null rate, backed by how many innocent models, and what p means. The
+    exact test's two conditions each get a line of their own (spec section 0): the binomial p, which falls with
+    the number of queries, and the rank among the innocent models, one yes or no on the whole set."""
     p_value = v.get("p_value")
     if v.get("trigger_set") in {s.trigger_set for s in SCHEMES.values() if getattr(s, "serves_api", False)}:
         # an API's key (DAWN): the queries whose answers it flipped, each with its own recorded label
+        answer = "the flipped label"
         text = (f"Suspect: **{subject}**. On {n_all or 'the'} queries whose answers the owner's API had flipped "
                 f"(its register), it gave the flipped label **{pct(v.get('suspect_rate'))}** of the time")
     elif v.get("trigger_set") in {s.trigger_set for s in SCHEMES.values() if getattr(s, "labelled_key", False)}:
         # a key with its own random label per input (the margin-based watermark)
+        answer = "the key's labels"
         text = (f"Suspect: **{subject}**. On {n_all or 'the'} secret key inputs, each with its own random label, it "
                 f"gave that label **{pct(v.get('suspect_rate'))}** of the time")
     else:
+        answer = "the watermark class"
         text = (f"Suspect: **{subject}**. On {n_all or 'the'} secret watermark queries it answered the watermark "
                 f"class **{pct(v.get('suspect_rate'))}** of the time")
     if v.get("test", "welch") == "binomial" and v.get("null_rate") is not None:
-        m = v.get("null_models") or 0
-        text += (f". Models that never saw the watermark answer it at most **{pct(v['null_rate'])}** of the time "
-                 f"(the null rate, an upper bound from **{m} innocent model{'s' if m != 1 else ''}**"
-                 + (" — only the run's clean model: weak, build a population with `python -m ewe nulls`"
-                    if m <= 1 else "") + ")")
-        if v.get("rank_p") is not None:
-            from ewe.verify import innocents_needed   # scipy: not on the first page's import path
-            ties = v.get("innocents_at_least") or 0
-            text += (f"; **{ties} of the {m}** innocent models answered it at least as often on the same queries"
-                     + (f" (at least {innocents_needed(v.get('alpha', 0.05))} are needed before any copy can be proven)"
-                        if m < innocents_needed(v.get("alpha", 0.05)) else ""))
-            meaning = ("the larger of two chances: a model answering at the null rate hitting this often by luck "
-                       "(exact binomial test), and an innocent model out-answering every innocent one "
-                       "(its rank among them)")
-        else:
-            meaning = "the chance that a model answering at the null rate hits this often by luck"
-        text += ". Exact binomial test"
-    else:
-        text += (f", a clean model **{pct(v.get('reference_rate'))}**" if v.get("reference_rate") is not None else "")
-        text += (f" (to count as stolen it must beat that by more than {100 * v['margin']:g} percentage points)"
-                 if v.get("margin") and v.get("reference_rate") is not None else "")
-        text += ". The paper's one-sided Welch t-test"
-        meaning = "the chance of a gap this large between the two models if the suspect were innocent"
+        return text + _binomial_lines(v, answer, n_all)
+    text += (f", a clean model **{pct(v.get('reference_rate'))}**" if v.get("reference_rate") is not None else "")
+    text += (f" (to count as stolen it must beat that by more than {100 * v['margin']:g} percentage points)"
+             if v.get("margin") and v.get("reference_rate") is not None else "")
+    text += ". The paper's one-sided Welch t-test"
+    meaning = "the chance of a gap this large between the two models if the suspect were innocent"
     if isinstance(p_value, (int, float)):
         return text + f": p = **{p_value:.2g}** with all queries ({meaning}; below 0.05 counts as proven)."
     return text + "."
+
+
+def _binomial_lines(v: dict, answer: str, n_all: int | None) -> str:
+    """The exact test's null rate, then one line per condition: ✓ or ✗, and its number."""
+    from ewe.verify import innocents_needed   # scipy: not on the first page's import path
+    alpha = v.get("alpha", 0.05)
+    m = v.get("null_models") or 0
+    text = (f". Models that never saw the watermark answer it at most **{pct(v['null_rate'])}** of the time "
+            f"(the null rate, an upper bound from **{m} innocent model{'s' if m != 1 else ''}**"
+            + (" — only the run's clean model: weak, build a population with `python -m ewe nulls`"
+               if m <= 1 else "") + ").")
+
+    def mark(ok: bool) -> str:
+        return ":green[:material/check_circle:]" if ok else ":red[:material/cancel:]"
+    p_binomial = v.get("binomial_p", v.get("p_value"))
+    lines = []
+    if isinstance(p_binomial, (int, float)):
+        lines.append(f"{mark(p_binomial < alpha)} **Exact binomial test:** p = **{p_binomial:.2g}** with all "
+                     f"{n_all or ''} queries (the chance that a model answering at the null rate hits this often "
+                     f"by luck; below {alpha:g} passes)")
+    if v.get("rank_p") is not None:
+        ties = v.get("innocents_at_least") or 0
+        outranks = v.get("outranks_innocents", v["rank_p"] < alpha)
+        rank = (f"**Answered {answer} more often than all {m} innocent models** on the same queries" if ties == 0
+                else f"**{ties} of the {m}** innocent models answered it at least as often on the same queries "
+                     "(a copy must out-answer every one)")
+        if m < innocents_needed(alpha):
+            rank += f" — at least {innocents_needed(alpha)} are needed before any copy can be proven"
+        lines.append(f"{mark(outranks)} {rank}")
+    if not lines:
+        return text
+    return text + (" Proven needs both:" if len(lines) > 1 else "") + "\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def tests_side_by_side(shown: dict, other: dict) -> list[dict]:
@@ -454,6 +474,8 @@ def tests_side_by_side(shown: dict, other: dict) -> list[dict]:
     def cell(v: dict | None) -> str:
         if not v:
             return "—"
+        if v.get("t_undefined"):
+            return "no verdict · t undefined (both models answered every query alike)"
         q = v.get("queries_for_95")
         return (f"{'proven' if is_proven(v) else 'not proven'} · p = {v['p_value']:.2g}"
                 + (f" · {q} queries" if q is not None and is_proven(v) else ""))

@@ -34,7 +34,7 @@ CLEAN_MODELS = tuple(BASE_SETS)          # the clean reference and the independe
 
 # what thieves.json keeps of each copy's verdict (ewe.verify.verify)
 VERDICT_KEYS = ("test", "p_value", "queries_for_95", "proven", "verified", "null_rate", "null_models", "margin",
-                "n_queries", "suspect_rate", "reference_rate", "binomial_p", "rank_p", "innocents_at_least")
+                "n_queries", "suspect_rate", "reference_rate", "binomial_p", "rank_p", "innocents_at_least", "outranks_innocents", "smallest_p", "t_undefined")
 
 # a sweep's and a report's metric name -> its path in result.json
 METRICS: dict[str, tuple[str, ...]] = {

@@ -105,3 +105,22 @@ def sidebyside_columns(table):
 
 def test_schemes_figure_without_a_table_says_so():
     assert "no published runs" in charts.schemes_figure({}).layout.annotations[0].text
+
+
+def test_pvalue_figure_draws_the_binomial_part_and_marks_where_proof_starts():
+    from ui.charts import pvalue_caption, pvalue_figure, pvalue_names
+    copy = {"proven": True, "queries_for_95": 4, "n_queries": 6,
+            "curve": {"queries": [2, 3, 4, 5, 6], "p_median": [0.3, 0.1, 0.04, 0.04, 0.04],
+                      "binomial_median": [0.2, 0.06, 0.01, 0.002, 0.0004]}}
+    innocent = {"proven": False, "queries_for_95": None, "n_queries": 6,
+                "curve": {"queries": [2, 3, 4, 5, 6], "p_median": [1.0] * 5, "binomial_median": [0.9] * 5}}
+    ver = {"extracted": copy, "clean": innocent}
+    fig = pvalue_figure(ver)
+    lines = {t.name: list(t.y) for t in fig.data if t.mode == "lines"}
+    assert lines["stolen copy of the defended (EWE) model"] == [0.2, 0.06, 0.01, 0.002, 0.0004]
+    [diamond] = [t for t in fig.data if t.mode == "markers"]
+    assert list(diamond.x) == [4] and list(diamond.y) == [0.01]             # only the proven copy gets one
+    assert "binomial" in fig.layout.yaxis.title.text
+    caption = pvalue_caption(ver, pvalue_names(ver))
+    assert "stolen copy of the defended (EWE) model is proven from **4 queries**" in caption
+    assert "independent clean model (innocent) is not accused" in caption
