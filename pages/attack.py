@@ -124,12 +124,37 @@ def live(j):
         y_title="labelled as target", x_title="extraction epoch")), key="t_wm")
 
 
+def first_verdicts(j):
+    """The verdicts of this attack's thieves that are done, while the others still steal: the first card
+    need not wait for the last thief (each thief is judged as it is recorded in thieves.json)."""
+    n, first = int(j.meta.get("thieves", 1)), (j.meta.get("thief") or {}).get("thief_seed")
+    if n < 2 or first is None or j.meta.get("run") != ref["key"]:
+        return
+    done = [d for d in (backend.read_run(ref["dir"]) or {}).get("thieves") or []
+            if (d.get("thief") or {}).get("seed") in range(first, first + n)]
+    if not done or len(done) == n and j.done:
+        return          # all done: the page's own cards and Verify take over
+    st.markdown(f"**{len(done)} of {n} thieves done.** Each copy is judged as soon as it is stolen:")
+    cols = st.columns(min(n, 3))
+    for i, d in enumerate(done):
+        copies = d.get("copies") or {}
+        main = (backend.stolen_copies(copies) or [None])[0]
+        with cols[i % len(cols)]:
+            widgets.verdict_card(main, copies.get(main), float(cfg_saved.get("alpha", 0.05)),
+                                 thief=widgets.thief_name(done, i, n))
+
+
+def live_with_verdicts(j):
+    live(j)
+    first_verdicts(j)
+
+
 if busy and job.meta.get("run") != ref["key"]:
     st.info("Another attack of this session is still running; it is shown below. Wait for it or cancel "
             "it to attack this run.")
     widgets.job_panel(job.id, live)
 elif job is not None and job.meta.get("run") == ref["key"]:
-    widgets.job_panel(job.id, live)
+    widgets.job_panel(job.id, live_with_verdicts)
     if job.done:
         run = backend.read_run(ref["dir"])
         result = (run or {}).get("result") or {}

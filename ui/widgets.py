@@ -501,15 +501,16 @@ def latest_thief(draws: list[dict], result: dict) -> int:
     return len(draws) - 1
 
 
-def thief_name(draws: list[dict], i: int) -> str:
-    """'thief 2 of 3 (seed 20001, soft labels, mlp student)': which thief, in words."""
+def thief_name(draws: list[dict], i: int, total: int | None = None) -> str:
+    """'thief 2 of 3 (seed 20001, soft labels, mlp student)': which thief, in words (of ``total`` thieves,
+    default as many as ``draws``)."""
     t = draws[i].get("thief") or {}
     bits = [f"seed {t['seed']}" if t.get("seed") is not None else None,
             f"{t['labels']} labels" if t.get("labels") else None,
             f"{t['student']} student" if t.get("student") else None,
             f"{t['query_budget']:,} queries" if t.get("query_budget") else None]
     bits = [b for b in bits if b]
-    return f"thief {i + 1} of {len(draws)}" + (f" ({', '.join(bits)})" if bits else "")
+    return f"thief {i + 1} of {total or len(draws)}" + (f" ({', '.join(bits)})" if bits else "")
 
 
 def thieves_summary(draws: list[dict]) -> str:

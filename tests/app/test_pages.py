@@ -355,3 +355,28 @@ def test_attack_defaults_to_the_runs_thief_and_offers_fresh_data(app_env):
     no_exception(at)
     steals = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
     assert steals and all(c[2]["attacker_data"] == "fresh" and c[2]["distill_temperature"] == 5.0 for c in steals)
+
+
+def test_attack_shows_each_thiefs_verdict_while_the_others_still_steal(app_env):
+    """Three thieves: the first one's card is on the Attack page as soon as it is recorded, not after the third."""
+    from ui.jobs import Job
+    click(page("train", query={"preset": "tiny"}), "Start training")
+    attack = page("attack")
+    attack.number_input(key="keep_thieves").set_value(1).run()
+    click(attack, "Start the attack")                                  # one thief, recorded in thieves.json
+    out = run_folder(app_env["runs"])
+    [done] = json.loads((out / "thieves.json").read_text())
+    reg = app_env["registry"]
+    finished = [j for j in reg.jobs(kind="attack") if j.meta.get("thief")][-1]
+    # the same attack as if it had asked for three thieves and were stealing with the second one now
+    running = Job(id="attack-99-00000", owner="test-session", kind="attack", label="Attack by 3 thieves",
+                  out_dir=out, meta={**finished.meta, "thieves": 3,
+                                     "thief": {**finished.meta["thief"], "thief_seed": done["thief"]["seed"]}},
+                  status="running", events=list(finished.events))
+    reg._jobs[running.id] = running
+    at = page("attack")
+    no_exception(at)
+    md = " ".join(m.value for m in at.markdown)
+    assert "**1 of 3 thieves done.**" in md
+    assert "Ownership proven with" in md or "Not proven" in md
+    assert any("thief 1 of 3" in c for c in texts(at, "caption"))
