@@ -276,10 +276,12 @@ def run_thief_seed(seed: int, thief_seed: int | None = None) -> int:
 
 
 def validate(cfg: RunConfig) -> RunConfig:
-    """Check every parameter and combination; raise ConfigError saying what to change."""
+    """Check every parameter and combination; raise ConfigError naming every setting to change (one line)."""
+    problems: list[str] = []
+
     def need(ok: bool, message: str) -> None:
         if not ok:
-            raise ConfigError(message)
+            problems.append(message)
 
     need(cfg.dataset in DATASETS, f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DATASETS)}")
     need(cfg.preset in PRESETS + ("custom",), f"unknown preset {cfg.preset!r}")
@@ -292,7 +294,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(cfg.w_epochs > 0, "the watermark phase needs w_epochs > 0")
     need(cfg.ratio > 0, f"ratio (clean batches per watermark batch) must be positive, got {cfg.ratio}")
     need(cfg.ratio <= 100, f"ratio {cfg.ratio} is too large (at most 100)")
-    need(len(cfg.kappa) == 3 and all(k >= 0 for k in cfg.kappa), "kappa needs three values >= 0")
+    need(len(cfg.kappa) == 3 and all(k >= 0 for k in cfg.kappa),
+         f"kappa (κ, the SNNL weight) needs three values >= 0, got {cfg.kappa}")
     need(len(cfg.temperature) == 3 and all(t > 0 for t in cfg.temperature),
          f"temperature must be positive (got {cfg.temperature}); tau = 100 / T for the reference code's T")
     need(cfg.temperature_mode in ("learned", "fixed"), "temperature_mode is 'learned' or 'fixed'")
@@ -337,7 +340,10 @@ def validate(cfg: RunConfig) -> RunConfig:
          "a thief with fresh data needs the owner to train on a subset (train_size), so that images the owner "
          f"never saw are left for the thief; {cfg.dataset} here uses all its training images")
     need(0 < cfg.alpha < 1, "alpha is a significance level in (0, 1)")
-    check_verify_margin(cfg.verify_margin)
+    try:
+        check_verify_margin(cfg.verify_margin)
+    except ConfigError as exc:
+        problems.append(str(exc))
     need(cfg.query_draws >= 1, "query_draws must be at least 1")
     need(cfg.test in ("binomial", "welch"), f"test is 'binomial' or 'welch', got {cfg.test!r}")
     need(cfg.innocents == 0 or cfg.innocents >= 4,
@@ -355,4 +361,8 @@ def validate(cfg: RunConfig) -> RunConfig:
          "reference recorded are not part of the 10-keyword data")
     need(cfg.dataset == "speech-commands" or cfg.model not in ("lstm", "audio_cnn"),
          f"model {cfg.model!r} is for speech-commands; image datasets use 'conv2'")
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} settings need a change: " + "; ".join(problems))
     return cfg

@@ -23,9 +23,14 @@ rivals = [c for c in backend.stolen_copies({c: 1 for run in loaded.values()
           if c not in STOLEN_COPIES]
 
 
+def settings_of(r) -> dict:
+    """A run's settings: its config.json, or while it waits in the queue the settings its job was started with."""
+    return (loaded.get(r["key"]) or {}).get("config") or r.get("job_config") or {}
+
+
 def row(r):
     run = loaded.get(r["key"]) or {}
-    res, cfg = run.get("result") or {}, run.get("config") or {}
+    res, cfg = run.get("result") or {}, settings_of(r)
     m, v = res.get("models") or {}, res.get("verification") or {}
     return {"run": r["label"], "origin": r["origin"], "status": res.get("status", r["status"]),
             "dataset": cfg.get("dataset"), "preset": cfg.get("preset"), "seed": cfg.get("seed"),
@@ -61,10 +66,14 @@ else:
     if chosen:
         rows = [{"label": labels[k], "result": (loaded.get(k) or {}).get("result")} for k in chosen]
         st.plotly_chart(charts.compare_figure(rows), key="compare")
-        cfgs = {labels[k]: (loaded.get(k) or {}).get("config") or {} for k in chosen}
+        by_key = {r["key"]: r for r in runs}
+        cfgs = {labels[k]: settings_of(by_key[k]) for k in chosen}
+        if unknown := [name for name, c in cfgs.items() if not c]:
+            st.caption("No settings to compare yet for " + ", ".join(unknown) + " (its folder holds no config.json).")
+        cfgs = {name: c for name, c in cfgs.items() if c}
         keys = sorted({key for c in cfgs.values() for key in c if key != "effective"})
         differ = [key for key in keys if len({repr(c.get(key)) for c in cfgs.values()}) > 1]
-        if differ and len(chosen) > 1:
+        if differ and len(cfgs) > 1:
             st.markdown("**Settings that differ**")
             st.dataframe(pd.DataFrame({name: [str(c.get(key)) for key in differ] for name, c in cfgs.items()},
                                       index=differ), width="stretch")

@@ -74,20 +74,22 @@ with st.expander("The thief's data"):
                   "clean samples while watermarking, so the victim drifts on the rest of its training data, "
                   "which a thief then queries: its errors there may carry the watermark.")
 
-cfg, problem = None, None
+# the checks are RunConfig.validate's (every problem named at once, in the CLI's words); the page adds only its
+# widgets' upper limits, which a command line does not have
+problems = [f"{label} is at most {R[name][2]:g} here, got {ss[name]:g}"
+            for name, label in (("tau", "temperature τ"), ("kappa", "κ (SNNL weight)"),
+                                ("epochs", "pre-training epochs"), ("w_epochs", "watermark phase"))
+            if ss[name] > R[name][2]]
+cfg = None
 try:
-    for name, label in (("tau", "temperature τ"), ("ratio", "ratio r"), ("kappa", "κ (SNNL weight)"),
-                        ("epochs", "pre-training epochs"), ("w_epochs", "watermark phase")):
-        lo, hi = R[name][1:]
-        if not lo <= ss[name] <= hi:
-            raise ConfigError(f"{label} must be between {lo:g} and {hi:g}, got {ss[name]:g}")
-    if ss["trigger"] == "in" and ss["source"] == ss["target"]:
-        raise ConfigError(f"source and target are both class {ss['source']}: pick a different source or "
-                          "target class (an in-distribution trigger must come from another class)")
     cfg = backend.make_config(ss["dataset"], ss["preset"], **state.config_overrides())
 except ConfigError as exc:
-    problem = str(exc)
-    widgets.show_config_error(exc)
+    problems.append(str(exc))
+if problems:
+    cfg, problem = None, "; ".join(problems)
+    widgets.show_config_error(problem)
+else:
+    problem = None
 if cfg is not None and ood and ss["source"] == ss["target"] and ss["dataset"] != "digits":
     st.caption("Source and target share a number, which is fine here: OOD triggers come from another "
                "dataset, so its class "
@@ -104,11 +106,7 @@ start = st.button("Start training", type="primary", disabled=cfg is None or busy
 if start and cfg is not None and not busy:
     n = sum(r["origin"] == "trained here" for r in state.session_runs()) + 1
     out = backend.new_run_dir(sid, cfg, ss["preset"])
-    source_label = "photos" if ood and ss["dataset"] == "digits" else ss["source"]   # as the run says
-    label = (f"#{n} {ss['dataset']} · {ss['preset']} · τ={ss['tau']:g} · r={ss['ratio']:g} · "
-             f"κ={ss['kappa']:g} · {ss['trigger']} {source_label}→{ss['target']} · seed {ss['seed']}"
-             + (" · thief data disjoint" if ss["attacker_data"] == "disjoint" else "")
-             + (f" · {widgets.schemes_text(cfg.schemes)}" if cfg.schemes is not None else ""))
+    label = f"#{n} {backend.run_label(cfg.to_dict())}"      # the words every run list uses
     job = reuse.submit_train(reg, sid, cfg, out, label=label, meta={"config": cfg.to_dict()})
     ss["keep_train_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel

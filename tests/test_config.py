@@ -44,3 +44,17 @@ def test_unknown_dataset_and_preset():
         preset("cifar", "quick")
     with pytest.raises(ConfigError, match="unknown preset"):
         preset("mnist", "huge")
+
+
+def test_every_bad_setting_is_named_at_once_in_one_line():
+    with pytest.raises(ConfigError) as err:
+        preset("mnist", "quick", temperature=[-1.0], ratio=0, target=12)
+    message = str(err.value)
+    assert message.startswith("3 settings need a change: ") and "\n" not in message
+    assert "temperature must be positive" in message and "ratio" in message and "target class" in message
+    words = set()
+    for tau in (0.0, -1.0):                           # tau 0 and tau -1: the same words
+        with pytest.raises(ConfigError) as one:
+            preset("mnist", "quick", temperature=[tau])
+        words.add(str(one.value).split(" (got")[0])
+    assert words == {"temperature must be positive"}

@@ -249,15 +249,32 @@ def run_time(folder: Path) -> float:
         return 0.0
 
 
+# where a dataset's out-of-distribution triggers come from (ewe.data.registry.load_ood_source), in a label
+OOD_POOL = {"mnist": "fashion", "fashion-mnist": "mnist"}
+
+
+def trigger_text(cfg: dict[str, Any]) -> str:
+    """The watermark's trigger in a label: 'ood photos→6' (digits' photo patches have no class), 'ood fashion
+    1→7' (class 1 of the other dataset), 'in 3→7' (source class 3 with a patch)."""
+    if cfg.get("trigger") == "ood":
+        source = "photos" if cfg.get("dataset") == "digits" else \
+            f"{OOD_POOL.get(cfg.get('dataset'), 'other')} {cfg.get('source')}"
+    else:
+        source = cfg.get("source")
+    return f"{cfg.get('trigger')} {source}→{cfg.get('target')}"
+
+
 def run_label(cfg: dict[str, Any]) -> str:
-    """A run's settings in one line (the same words as the Train page's job label)."""
+    """A run's settings in one line: the Train page's job label and every run list say the same words."""
     def first(x):
         return x[0] if isinstance(x, (list, tuple)) and x else x
     try:
         return (f"{cfg['dataset']} · {cfg.get('preset')} · τ={float(first(cfg.get('temperature'))):g} · "
-                f"r={float(cfg.get('ratio')):g} · κ={float(first(cfg.get('kappa'))):g} · {cfg.get('trigger')} "
-                f"{cfg.get('source')}→{cfg.get('target')} · seed {cfg.get('seed')}"
-                + (" · thief data disjoint" if cfg.get("attacker_data") == "disjoint" else ""))
+                f"r={float(cfg.get('ratio')):g} · κ={float(first(cfg.get('kappa'))):g} · {trigger_text(cfg)} "
+                f"· seed {cfg.get('seed')}"
+                + (" · thief data disjoint" if cfg.get("attacker_data") == "disjoint" else "")
+                + (" · schemes: " + ", ".join(SCHEMES[n].label if n in SCHEMES else n for n in cfg["schemes"])
+                   if cfg.get("schemes") is not None else ""))
     except (KeyError, TypeError, ValueError):
         return f"{cfg.get('dataset', '?')} · seed {cfg.get('seed', '?')}"
 
@@ -270,10 +287,12 @@ def _read_config(folder: Path) -> dict[str, Any] | None:
         return None
 
 
-def workspace_runs(workspace: str, active: dict[Path, Any] | None = None) -> list[dict[str, Any]]:
+def workspace_runs(workspace: str, active: dict[Path, Any] | None = None,
+                   pending: dict[Path, dict] | None = None) -> list[dict[str, Any]]:
     """Every run folder of a workspace, read from disk (so runs survive a reload and a server restart),
     newest first: trained runs, the points of trade-off sweeps and uploads. ``active`` maps the folders of
-    queued / running jobs to their job ids: such a folder is listed even before it holds a config.
+    queued / running jobs to their job ids: such a folder is listed even before it holds a config, labelled
+    from ``pending`` (folder -> the settings its job was started with) until it does.
 
     Each entry: key (the folder relative to the workspace: stable across reloads and restarts), label, dir,
     origin, time, job (id or None)."""
@@ -293,7 +312,9 @@ def workspace_runs(workspace: str, active: dict[Path, Any] | None = None) -> lis
                 found.append({"label": f"uploaded: {stem + '.zip' if stem else folder.name} · {run_label(cfg)}",
                               "origin": "uploaded", "dir": folder, "time": t, "job": None})
         elif cfg is not None or job is not None or (folder / "result.json").exists():
-            found.append({"label": run_label(cfg) if cfg else folder.name + (" (waiting to start)" if job else ""),
+            waiting = (pending or {}).get(folder.resolve())
+            found.append({"label": run_label(cfg) if cfg else
+                          f"{run_label(waiting) if waiting else folder.name}" + (" (waiting to start)" if job else ""),
                           "origin": "trained here", "dir": folder, "time": t, "job": job})
         else:   # a trade-off sweep: one run per grid point
             points = sorted(p for p in folder.glob("point*") if p.is_dir() and (p / "result.json").exists())

@@ -238,11 +238,14 @@ def session_runs() -> list[dict[str, Any]]:
     reg, sid = registry(), session_id()
     jobs = {j.out_dir.resolve(): j for j in reg.jobs(owner=sid, kind="train") if j.out_dir is not None}
     out = []
-    for r in backend.workspace_runs(sid, {d: j.id for d, j in jobs.items() if j.active}):
+    pending = {d: j.meta["config"] for d, j in jobs.items() if j.active and j.meta.get("config")}
+    for r in backend.workspace_runs(sid, {d: j.id for d, j in jobs.items() if j.active}, pending):
         job = jobs.get(r["dir"].resolve())
         status = (job.status if job is not None else "uploaded" if r["origin"] == "uploaded"
                   else "finished" if (r["dir"] / "result.json").exists() else "incomplete")
-        out.append({**r, "job": job.id if job is not None else None, "status": status})
+        # a queued run has no config.json yet: its job's settings stand in (the Runs page's row and comparison)
+        config = (job.meta.get("config") if job is not None else None) or None
+        out.append({**r, "job": job.id if job is not None else None, "status": status, "job_config": config})
     return out
 
 

@@ -169,11 +169,6 @@ def scheme_picker(classes: list[str]) -> None:
                  "paper's claim is for 50. At least 2.")
 
 
-def schemes_text(names) -> str:
-    """A run's schemes in words, for its label: 'schemes: EWE (defended), MEA-Defender'."""
-    return "schemes: " + ", ".join(SCHEMES[n].label if n in SCHEMES else n for n in names)
-
-
 # ---- the live job panel ---------------------------------------------------------------------------
 def job_panel(job_id: str | None, live: Callable[[Job], None] | None = None, *, title: str = "") -> Job | None:
     """Status, progress with ETA, queue position and Cancel for a job; ``live(job)`` draws the live

@@ -97,3 +97,15 @@ def test_first_start_trains_the_demo_innocents_in_the_background_once(tmp_path, 
     assert len(ewe.innocents.load_population(folder)[1]) == 4
     backend.warm_innocents()
     assert len(seen) == 1                                        # complete: not trained again
+
+
+def test_a_run_is_labelled_in_the_same_words_everywhere():
+    from ewe.config import preset, tiny
+    from ui.backend import run_label
+    digits = run_label(tiny("digits", target=6).to_dict())
+    assert "ood photos→6" in digits and "seed 0" in digits
+    assert "ood fashion 1→7" in run_label(preset("mnist", "quick").to_dict())   # class 1 of the other dataset
+    patch = run_label(preset("mnist", "quick", trigger="in", source=3, target=7).to_dict())
+    assert "in 3→7" in patch
+    chosen = run_label(tiny("digits", schemes=["defended", "mea_defender"]).to_dict())
+    assert chosen.endswith(" · schemes: EWE (defended), MEA-Defender")

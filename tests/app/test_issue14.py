@@ -114,7 +114,7 @@ def test_negative_kappa_is_refused_not_silently_replaced(app_env):
     no_exception(at)
     assert at.session_state["kappa"] == -1.0          # the value typed reaches the checks
     [error] = texts(at, "error")
-    assert "κ (SNNL weight) must be between 0 and 100, got -1" in error
+    assert "kappa (κ, the SNNL weight) needs three values >= 0, got [-1.0, -1.0, -1.0]" in error   # validate's words
     assert _start_button(at).disabled
 
 
