@@ -2,7 +2,8 @@
 import streamlit as st
 
 from ewe.config import ConfigError, from_dict, run_thief_seed
-from ewe.results.runs import same_thief
+from ewe.results.runs import RunFolder, same_thief
+from ewe.results.schema import THIEVES_FILE
 from ui import backend, charts, page, reuse, state, widgets
 
 page.setup()
@@ -37,7 +38,7 @@ run_thief = {"keep_labels": cfg_saved.get("extract_labels", "hard"),
              "keep_thief_data": "fresh" if cfg_saved.get("attacker_data") == "fresh" else "same"}
 for k, v in {**run_thief, "keep_student": backend.STUDENTS[0], "keep_budget": 0,
              "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed,
-             "keep_thieves": 3}.items():
+             "keep_thieves": 1, "keep_contrast": True}.items():
     ss.setdefault(k, v)
 if ss.get("keep_attack_for") != ref["key"]:          # a new victim: its own defaults
     ss["keep_xepochs"], ss["keep_attack_for"] = max(1, default_epochs), ref["key"]
@@ -79,9 +80,17 @@ c3.number_input("Thief's seed", min_value=0, max_value=2**31 - 1, step=1, key="k
                 help="Another seed is another thief: a new initialisation and training order, everything else "
                      "the same. How much of a watermark a copy keeps can change a lot from one thief to the "
                      "next: steal the same victim with a few seeds before trusting one result.")
-c2.number_input("Thieves", min_value=1, max_value=10, step=1, key="keep_thieves",
+c2.number_input("Thieves (of each kind)", min_value=1, max_value=10, step=1, key="keep_thieves",
                 help="Steal this many times in a row, with the thief's seed, seed + 1, …: each thief is one dot "
-                     "in the chart below. Each takes as long as one attack.")
+                     "in the chart below. Each takes as long as one attack (twice with the side by side below).")
+
+contrast_words = backend.thief_words(backend.contrast_thief(
+    {"extract_labels": ss["keep_labels"], "distill_temperature": float(ss["keep_distill"])}))
+st.checkbox(f"Side by side: each thief also steals given {contrast_words}", key="keep_contrast",
+            help="What a copy keeps depends most on what the thief gets back (docs/RESULTS.md §1): a thief given "
+                 "probabilities carries every watermark, one given only the top class of the owner's images "
+                 "almost none. With this on, each thief above is paired with the same thief (same seed, "
+                 "same everything else) given the other kind of answer, and Verify shows the two side by side.")
 
 thief = {"extract_labels": ss["keep_labels"], "extract_epochs": int(ss["keep_xepochs"]),
          "student": None if ss["keep_student"] == backend.STUDENTS[0] else ss["keep_student"],
@@ -102,10 +111,12 @@ except ConfigError as exc:
 
 busy = job is not None and job.active
 if st.button("Start the attack", type="primary", disabled=not ok or busy):
-    n_thieves = int(ss["keep_thieves"])
-    job = reuse.submit_attack(reg, sid, ref["dir"], thief, n_thieves,
+    # the contrast first: the run folder ends with the chosen thief's copies (the cards, its own thieves' chart)
+    kinds = [backend.contrast_thief(thief), thief] if ss["keep_contrast"] else [thief]
+    n_thieves = int(ss["keep_thieves"]) * len(kinds)
+    job = reuse.submit_attack(reg, sid, ref["dir"], kinds, int(ss["keep_thieves"]),
                               label=f"Attack on {ref['label']}" + (f" by {n_thieves} thieves" if n_thieves > 1 else ""),
-                              meta={"run": ref["key"], "thief": thief, "thieves": n_thieves})
+                              meta={"run": ref["key"], "thief": thief, "thieves": n_thieves, "kinds": len(kinds)})
     ss["keep_attack_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
 
@@ -130,8 +141,10 @@ def first_verdicts(j):
     n, first = int(j.meta.get("thieves", 1)), (j.meta.get("thief") or {}).get("thief_seed")
     if n < 2 or first is None or j.meta.get("run") != ref["key"]:
         return
-    done = [d for d in (backend.read_run(ref["dir"]) or {}).get("thieves") or []
-            if (d.get("thief") or {}).get("seed") in range(first, first + n)]
+    seeds = range(first, first + n // int(j.meta.get("kinds", 1)))     # each kind of thief has the same seeds
+    folder = reuse.live_folder(reg, j) or ref["dir"]      # a shared computation writes in its own folder first
+    done = [d for d in RunFolder(folder).read_json(THIEVES_FILE) or []
+            if (d.get("thief") or {}).get("seed") in seeds]
     if not done or len(done) == n and j.done:
         return          # all done: the page's own cards and Verify take over
     st.markdown(f"**{len(done)} of {n} thieves done.** Each copy is judged as soon as it is stolen:")

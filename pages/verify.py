@@ -14,19 +14,22 @@ ss = st.session_state
 sid = state.session_id()
 
 st.title("Verify ownership")
-st.markdown("The owner queries a suspect model with the secret held-out triggers and counts how often it "
-            "answers the watermark's class. **Default test:** an exact binomial test of those hits against the "
-            "*null rate*, the most often a model that never saw the watermark answers that class, measured on "
-            "a population of innocent models (other seeds, architectures, data and training lengths) on the "
-            "same triggers; and, because some innocent models answer it far more often than the rest, the "
-            "suspect must also answer it more often than **every** innocent model on the same queries. "
-            "Below **p = 0.05** ownership is proven with 95 % confidence. The paper's Welch "
-            "t-test against one clean model is shown beside it.")
+with st.expander("How ownership is tested"):      # folded: the first verdict shows without scrolling
+    st.markdown("The owner queries a suspect model with the secret held-out triggers and counts how often it "
+                "answers the watermark's class. **Default test:** an exact binomial test of those hits against "
+                "the *null rate*, the most often a model that never saw the watermark answers that class, "
+                "measured on a population of innocent models (other seeds, architectures, data and training "
+                "lengths) on the same triggers; and, because some innocent models answer it far more often than "
+                "the rest, the suspect must also answer it more often than **every** innocent model on the same "
+                "queries. Below **p = 0.05** ownership is proven with 95 % confidence. The paper's Welch "
+                "t-test against one clean model is shown beside it.")
 
-ref, run = widgets.run_picker(
-    "Run", "verify_run",
-    need=lambda r: bool(r and backend.stolen_copies((r.get("result") or {}).get("verification"))),
-    empty="No verified run yet: attack a trained model on the Attack page first.")
+run_col, test_col = st.columns([3, 2])      # one row: the run and the test
+with run_col:
+    ref, run = widgets.run_picker(
+        "Run", "verify_run",
+        need=lambda r: bool(r and backend.stolen_copies((r.get("result") or {}).get("verification"))),
+        empty="No verified run yet: attack a trained model on the Attack page first.")
 if ref is None:
     widgets.next_link("pages/attack.py", "Go to Attack")
     st.stop()
@@ -42,7 +45,7 @@ test_key = f"keep_verify_test_{ref['key']}"
 ss.setdefault(test_key, run_test)
 TEST_LABELS = {"binomial": "Exact binomial against innocent models (default)",
                "welch": "Welch t-test against the clean model (the paper's)"}
-test = st.radio("Test", list(TEST_LABELS), key=test_key, format_func=TEST_LABELS.get, horizontal=True)
+test = test_col.radio("Test", list(TEST_LABELS), key=test_key, format_func=TEST_LABELS.get)
 stored_margin = (ver.get(main) or {}).get("margin")        # None: not judged with a margin
 run_margin = float(cfg.get("verify_margin", RunConfig.verify_margin))
 margin = run_margin
@@ -67,6 +70,10 @@ other = backend.reverify(ref["dir"], run, margin, "welch" if test == "binomial" 
 draws = backend.thieves_judged(ref["dir"], run, test=test, margin=margin)   # every thief, judged as above
 latest = widgets.latest_thief(draws, result) if draws else None
 pick, stolen = latest, ver          # the latest thief's copies: result.json and predictions.json hold them
+card_slot = st.container()          # the headline card first (a 1280x720 projector shows it), the thief picker after
+if len({(d.get("thief") or {}).get("labels") for d in draws}) > 1:      # thieves given different answers
+    st.markdown("**The thieves side by side**: what each copy keeps depends on what its thief got back.")
+    st.dataframe(widgets.thieves_table(draws), hide_index=True, width="stretch")
 if len(draws) > 1:
     st.markdown(widgets.thieves_summary(draws))
     thief_key = f"keep_verify_thief_{ref['key']}"
@@ -80,7 +87,8 @@ if len(draws) > 1:
         st.caption("This thief's copies are judged with the test above from their stored answers; the chart "
                    "draws the latest thief's copies.")
 thief_label = widgets.thief_name(draws, pick) if draws else None
-widgets.verdict_card(main, stolen.get(main), alpha, big=True, thief=thief_label)
+with card_slot:
+    widgets.verdict_card(main, stolen.get(main), alpha, big=True, thief=thief_label)
 chart_slot = st.container()
 st.caption(("Each line is the exact binomial p, the median over random subsets of that many queries; a "
             "diamond marks where a copy is proven from (from there on the binomial p stays below the dashed line "

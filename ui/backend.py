@@ -470,12 +470,34 @@ def train_job(cfg: RunConfig, out_dir: Path):
     return fn
 
 
-def attack_job(run_dir: Path, thief: dict[str, Any], thieves: int = 1):
+def attack_job(run_dir: Path, kinds: list[dict[str, Any]], thieves: int = 1):
+    """``thieves`` thieves of each kind (thief settings), seed by seed (ewe.experiments.pipeline.thief_seeds)."""
     pipeline()
 
     def fn(ctx):
-        return pipeline().steal_several(run_dir, thief, thieves, listeners=[ctx.listener], stop=ctx.stop)
+        p = pipeline()
+        return p.steal_each(run_dir, p.thief_seeds(run_dir, kinds, thieves), listeners=[ctx.listener],
+                            stop=ctx.stop)
     return fn
+
+
+DISTILLER_T = 5.0    # the distilling thief of the lab's tables (docs/RESULTS.md §1: "same-soft5")
+
+
+def contrast_thief(thief: dict[str, Any]) -> dict[str, Any]:
+    """The same thief given the other kind of answer: the top class only (the paper's thief) for one given
+    probabilities, probabilities at T = 5 (the distiller) for one given the top class. The lab's tables find
+    this decides what a copy keeps; the Attack page steals with both by default."""
+    if thief.get("extract_labels") == "soft":
+        return {k: v for k, v in {**thief, "extract_labels": "hard"}.items() if k != "distill_temperature"}
+    return {**thief, "extract_labels": "soft", "distill_temperature": DISTILLER_T}
+
+
+def thief_words(thief: dict[str, Any]) -> str:
+    """A thief's answers in words: 'probabilities (T = 5)' or 'the top class only'."""
+    if thief.get("extract_labels", thief.get("labels")) == "soft":
+        return f"probabilities (T = {thief.get('distill_temperature', 1.0):g})"
+    return "the top class only"
 
 
 def sweep_job(cfgs: list[tuple[dict[str, Any], RunConfig]], base_dir: Path):

@@ -47,19 +47,29 @@ def submit_train(reg: JobRegistry, owner: str, cfg: RunConfig, out_dir: Path, *,
     return _request(reg, owner, "train", key, compute, out_dir, label, meta)
 
 
-def submit_attack(reg: JobRegistry, owner: str, run_dir: Path, thief: dict[str, Any], thieves: int, *,
+def submit_attack(reg: JobRegistry, owner: str, run_dir: Path, kinds: list[dict[str, Any]], thieves: int, *,
                   label: str, meta: dict[str, Any] | None = None) -> Job:
-    """Steal from the run in ``run_dir`` with ``thieves`` thieves: keyed by the folder's state and the thief."""
+    """Steal from the run in ``run_dir`` with ``thieves`` thieves of each kind (thief settings): keyed by the
+    folder's state and the thieves."""
     state = rc.read_state(run_dir) if backend.run_cache_enabled() else None
     if state is None:
-        return reg.submit(owner, "attack", backend.attack_job(run_dir, thief, thieves), label=label,
+        return reg.submit(owner, "attack", backend.attack_job(run_dir, kinds, thieves), label=label,
                           out_dir=run_dir, meta=meta)
-    key = rc.steal_key(state["key"], thief, thieves)
+    # one kind keeps the key it had before kinds existed
+    key = rc.steal_key(state["key"], kinds[0] if len(kinds) == 1 else {"kinds": kinds}, thieves)
 
     def compute(work: Path):
         rc.link_tree(Path(run_dir), work)        # the state every folder with this key holds
-        return backend.attack_job(work, thief, thieves)
+        return backend.attack_job(work, kinds, thieves)
     return _request(reg, owner, "attack", key, compute, run_dir, label, meta)
+
+
+def live_folder(reg: JobRegistry, job: Job) -> Path | None:
+    """Where ``job``'s files are being written now: the shared computation's own folder while it follows one
+    (its workspace folder gets them only when the computation ends), else the job's folder."""
+    shared = reg.get(job.meta["follows"]) if job.meta.get("follows") else None
+    work = shared.meta.get("work") if shared is not None and shared.active else None
+    return Path(work) if work is not None else job.out_dir
 
 
 def reused_from(run_dir: str | Path) -> dict[str, Any] | None:

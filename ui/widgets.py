@@ -455,7 +455,7 @@ def _binomial_lines(v: dict, answer: str, n_all: int | None) -> str:
         outranks = v.get("outranks_innocents", v["rank_p"] < alpha)
         rank = (f"**Answered {answer} more often than all {m} innocent models** on the same queries" if ties == 0
                 else f"**{ties} of the {m}** innocent models answered it at least as often on the same queries "
-                     "(a copy must out-answer every one)")
+                     "(a copy must out-answer every one)") + f" (rank p = {v['rank_p']:.2g})"
         if m < innocents_needed(alpha):
             rank += f" — at least {innocents_needed(alpha)} are needed before any copy can be proven"
         lines.append(f"{mark(outranks)} {rank}")
@@ -517,6 +517,30 @@ def thieves_summary(draws: list[dict]) -> str:
             parts.append(f"{backend.MODEL_LABELS.get(name, name)}: proven for **{sum(map(is_proven, got))} of "
                          f"{len(got)}** thieves")
     return (f"Across all {len(draws)} thieves that stole this run — " + "; ".join(parts) + ".") if parts else ""
+
+
+def thieves_table(draws: list[dict]) -> list[dict]:
+    """One row per thief (what it got back, its seed), one column per stolen copy: proven from how many
+    queries, or not proven with its p. The Attack page's side-by-side thieves read here at a glance."""
+    copies = backend.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}})
+    rows = []
+    for d in draws:
+        t = d.get("thief") or {}
+        row = {"thief": f"given {backend.thief_words(t)}"
+                        + (f" · seed {t['seed']}" if t.get("seed") is not None else "")}
+        for name in copies:
+            v = (d.get("copies") or {}).get(name)
+            if not v:
+                cell = "—"
+            elif is_proven(v):
+                n95 = v.get("queries_for_95")
+                cell = f"proven · {n95} queries" if n95 is not None else "proven"
+            else:
+                p = v.get("p_value")
+                cell = "not proven" + (f" · p = {p:.2g}" if isinstance(p, (int, float)) else "")
+            row[backend.MODEL_LABELS.get(name, name)] = cell
+        rows.append(row)
+    return rows
 
 
 def scheme_families() -> tuple[list, list]:

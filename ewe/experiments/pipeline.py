@@ -482,16 +482,30 @@ def steal_several(run_dir: str | Path, thief: dict | None = None, thieves: int =
     """``thieves`` extraction attacks in a row that differ only by the thief's seed (``thief_seed``, then
     + 1, + 2, ...; by default the run's own thief first). Each is recorded in thieves.json; the run
     folder's stolen models and result.json are the last one's."""
+    return steal_each(run_dir, thief_seeds(run_dir, [thief or {}], thieves), listeners, stop)
+
+
+def thief_seeds(run_dir: str | Path, kinds: list[dict], thieves: int = 1) -> list[dict]:
+    """``thieves`` thieves of each kind of ``kinds`` (thief settings), seed by seed: the i-th thief of every
+    kind has seed ``thief_seed + i`` (by default the run's own thief's seed first), so the kinds differ in
+    their settings only (a contrast: the same thief given probabilities or the top class)."""
     if not isinstance(thieves, int) or thieves < 1:
         raise ConfigError(f"the number of thieves must be at least 1, got {thieves}")
-    thief = dict(thief or {})
-    if thief.get("thief_seed") is None:
+    first = next((k["thief_seed"] for k in kinds if k.get("thief_seed") is not None), None)
+    if first is None:
         saved = load_run(run_dir)["config"]
-        thief["thief_seed"] = run_thief_seed(saved.get("seed", 0), saved.get("thief_seed"))
+        first = run_thief_seed(saved.get("seed", 0), saved.get("thief_seed"))
+    return [{**kind, "thief_seed": first + i} for i in range(thieves) for kind in kinds]
+
+
+def steal_each(run_dir: str | Path, thieves: list[dict], listeners: Iterable[Callable] | None = None,
+               stop=None) -> dict:
+    """One steal per thief settings in ``thieves``, in turn, each recorded in thieves.json; progress runs over
+    all of them. Stops at a steal that did not finish; returns the last steal's result."""
     started, result = time.perf_counter(), {}
-    for i in range(thieves):
-        parts = [part_of(fn, i, thieves, started) for fn in listeners or []]
-        result = steal(run_dir, {**thief, "thief_seed": thief["thief_seed"] + i}, parts, stop)
+    for i, thief in enumerate(thieves):
+        parts = [part_of(fn, i, len(thieves), started) for fn in listeners or []]
+        result = steal(run_dir, thief, parts, stop)
         if result.get("status") != "finished":
             break
     return result

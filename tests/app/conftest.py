@@ -104,17 +104,25 @@ class FakePipeline:
         return result
 
     def steal_several(self, run_dir, thief=None, thieves=1, listeners=(), stop=None):
-        """steal() ``thieves`` times; each recorded in thieves.json (the real recorder) with its seed and a
-        watermark that differs from thief to thief, like real thieves'."""
+        return self.steal_each(run_dir, self.thief_seeds(run_dir, [thief or {}], thieves), listeners, stop)
+
+    @staticmethod
+    def thief_seeds(run_dir, kinds, thieves=1):
+        from ewe.experiments.pipeline import thief_seeds
+        return thief_seeds(run_dir, kinds, thieves)
+
+    def steal_each(self, run_dir, thieves, listeners=(), stop=None):
+        """steal() once per thief; each recorded in thieves.json (the real recorder) with its seed, the answers
+        it got, and a watermark that differs from thief to thief, like real thieves'."""
         from ewe.experiments.pipeline import record_thief
-        thief = dict(thief or {})
-        seed = thief.get("thief_seed", 20_000)
         result = {}
-        for i in range(thieves):
-            result = self.steal(run_dir, {**thief, "thief_seed": seed + i}, listeners, stop)
+        for i, thief in enumerate(thieves):
+            result = self.steal(run_dir, thief, listeners, stop)
             if result.get("status") != "finished":
                 break
-            result["thief"] = {**result["thief"], "seed": seed + i}
+            result["thief"] = {**result["thief"], "seed": thief["thief_seed"],
+                               "labels": thief.get("extract_labels", result["thief"].get("labels")),
+                               "distill_temperature": thief.get("distill_temperature", 1.0)}
             result["models"]["extracted"]["watermark_success"] = round(0.1 + 0.2 * i, 3)
             (Path(run_dir) / "result.json").write_text(json.dumps(result))
             record_thief(run_dir, result)

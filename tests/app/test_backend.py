@@ -109,3 +109,12 @@ def test_a_run_is_labelled_in_the_same_words_everywhere():
     assert "in 3→7" in patch
     chosen = run_label(tiny("digits", schemes=["defended", "mea_defender"]).to_dict())
     assert chosen.endswith(" · schemes: EWE (defended), MEA-Defender")
+
+
+def test_the_contrasting_thief_gets_the_other_kind_of_answer_and_nothing_else_changes():
+    from ui.backend import contrast_thief, thief_words
+    distiller = {"extract_labels": "soft", "distill_temperature": 5.0, "extract_epochs": 7, "thief_seed": 3}
+    paper = contrast_thief(distiller)
+    assert paper == {"extract_labels": "hard", "extract_epochs": 7, "thief_seed": 3}
+    assert contrast_thief(paper) == {**paper, "extract_labels": "soft", "distill_temperature": 5.0}
+    assert thief_words(paper) == "the top class only" and thief_words(distiller) == "probabilities (T = 5)"

@@ -90,8 +90,8 @@ def test_whole_flow_in_chromium(tmp_path):
                                      ".map(i => i.value + ' ' + (i.getAttribute('aria-label') || '')).join(' ')")
             assert "#1 digits" in chosen and "seed 3" in chosen and "uploaded" not in chosen, chosen
             assert f"run={trained.name}" in page.url, page.url
-            thieves = page.get_by_label("Thieves", exact=True)
-            thieves.fill("2")
+            thieves = page.get_by_label("Thieves (of each kind)", exact=True)
+            thieves.fill("2")          # two of each kind: the run's own thief and, side by side, the other kind
             thieves.press("Enter")
             time.sleep(1.0)      # let the rerun with 2 thieves reach the server before the click
             page.get_by_role("button", name="Start the attack").click()
@@ -105,7 +105,8 @@ def test_whole_flow_in_chromium(tmp_path):
             assert f"run={trained.name}" in page.url
             page.get_by_text("proven for").first.wait_for(timeout=30_000)              # over both thieves
             page.get_by_text("Judges the copy stolen by").first.wait_for(timeout=10_000)
-            assert "thief 2 of 2" in page.get_by_text("Judges the copy stolen by").first.inner_text()
+            assert "thief 4 of 4" in page.get_by_text("Judges the copy stolen by").first.inner_text()
+            page.get_by_text("The thieves side by side").first.wait_for(timeout=10_000)
             page.wait_for_selector(".js-plotly-plot svg.main-svg", timeout=30_000)
             assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 3   # curves drawn
             verdict = page.get_by_text("Ownership proven with").or_(page.get_by_text("Not proven"))

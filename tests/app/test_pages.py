@@ -102,6 +102,7 @@ def test_attack_and_verify_flow(app_env):
         (run_folder(app_env["runs"]) / "config.json").read_text())["seed"]        # the run's own thief
     at.number_input(key="keep_thief_seed").set_value(5).run()
     at.number_input(key="keep_thieves").set_value(2).run()
+    at.checkbox(key="keep_contrast").uncheck().run()      # one kind of thief (two of each: the next test)
     at = click(at, "Start the attack")
     no_exception(at)
     calls = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
@@ -349,12 +350,14 @@ def test_attack_defaults_to_the_runs_thief_and_offers_fresh_data(app_env):
     at = page("attack")
     no_exception(at)
     assert at.radio(key="keep_labels").value == "soft" and at.number_input(key="keep_distill").value == 5.0
-    assert at.number_input(key="keep_thieves").value == 3                 # the demo: train, then 3 thieves
+    # the demo: the run's own thief and, side by side, the same thief given the other kind of answer
+    assert at.number_input(key="keep_thieves").value == 1 and at.checkbox(key="keep_contrast").value
     at.radio(key="keep_thief_data").set_value("fresh").run()
     at = click(at, "Start the attack")
     no_exception(at)
     steals = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
-    assert steals and all(c[2]["attacker_data"] == "fresh" and c[2]["distill_temperature"] == 5.0 for c in steals)
+    assert steals and all(c[2]["attacker_data"] == "fresh" for c in steals)       # both thieves bring their own data
+    assert [c[2]["extract_labels"] for c in steals] == ["hard", "soft"] and steals[-1][2]["distill_temperature"] == 5.0
 
 
 def test_attack_shows_each_thiefs_verdict_while_the_others_still_steal(app_env):
@@ -363,6 +366,7 @@ def test_attack_shows_each_thiefs_verdict_while_the_others_still_steal(app_env):
     click(page("train", query={"preset": "tiny"}), "Start training")
     attack = page("attack")
     attack.number_input(key="keep_thieves").set_value(1).run()
+    attack.checkbox(key="keep_contrast").uncheck().run()
     click(attack, "Start the attack")                                  # one thief, recorded in thieves.json
     out = run_folder(app_env["runs"])
     [done] = json.loads((out / "thieves.json").read_text())
@@ -380,3 +384,27 @@ def test_attack_shows_each_thiefs_verdict_while_the_others_still_steal(app_env):
     assert "**1 of 3 thieves done.**" in md
     assert "Ownership proven with" in md or "Not proven" in md
     assert any("thief 1 of 3" in c for c in texts(at, "caption"))
+
+
+def test_the_default_attack_puts_two_kinds_of_thief_side_by_side(app_env):
+    """By default each thief is paired with the same thief (same seed) given the other kind of answer; the
+    chosen thief steals last (its copies stay in the run folder) and Verify shows both in one table."""
+    click(page("train", query={"preset": "tiny"}), "Start training")
+    attack = page("attack")
+    assert attack.checkbox(key="keep_contrast").value and attack.number_input(key="keep_thieves").value == 1
+    attack.radio(key="keep_labels").set_value("soft").run()
+    attack.number_input(key="keep_distill").set_value(5.0).run()
+    assert "each thief also steals given the top class only" in attack.checkbox(key="keep_contrast").label
+    click(attack, "Start the attack")
+    out = run_folder(app_env["runs"])
+    draws = json.loads((out / "thieves.json").read_text())
+    assert [(d["thief"]["labels"], d["thief"]["seed"]) for d in draws] == [("hard", draws[0]["thief"]["seed"]),
+                                                                        ("soft", draws[0]["thief"]["seed"])]
+    ver = page("verify")
+    no_exception(ver)
+    assert "**The thieves side by side**" in " ".join(m.value for m in ver.markdown)
+    table = ver.dataframe[0].value
+    seed = draws[0]["thief"]["seed"]
+    assert list(table["thief"]) == [f"given the top class only · seed {seed}",
+                                    f"given probabilities (T = 5) · seed {seed}"]
+    assert table.iloc[0, 1].startswith(("proven", "not proven"))

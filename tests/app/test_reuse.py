@@ -90,7 +90,7 @@ def test_attacks_with_the_same_thief_on_reused_runs_are_stolen_once(app_env):
         no_exception(at)
         assert "Victims and their stolen copies" in [e.value for e in at.subheader]
     steals = [c for c in app_env["pipeline"].calls if c[0] == "steal"]
-    assert len(steals) == 3                                    # the default 3 thieves, once for both workspaces
+    assert len(steals) == 2                                    # the default pair of thieves, once for both workspaces
     a, b = (run_folder(app_env["runs"], ws) for ws in ("student-a", "student-b"))
     assert json.loads((a / "thieves.json").read_text()) == json.loads((b / "thieves.json").read_text())
     ver = page("verify", sid="student-b")

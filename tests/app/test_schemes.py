@@ -147,7 +147,7 @@ def test_verify_judges_a_suspect_on_every_key_the_run_holds(app_env, mea_workspa
     # the card on the composite key is the run's own verdict of that copy (same answers, same settings)
     stored = json.loads((mea_workspace / "result.json").read_text())["verification"]["mea_extracted"]
     composite = next(c for c in cards if "composite triggers" in c)
-    assert f"p = **{stored['p_value']:.2g}**" in composite
+    assert f"p = **{stored['binomial_p']:.2g}**" in composite and f"rank p = {stored['rank_p']:.2g}" in composite
     lines = {t["name"] for t in json.loads(plotly_charts(at)[0].proto.spec)["data"]}
     assert {"suspect, composite triggers", "suspect, optimised triggers"} <= lines
 

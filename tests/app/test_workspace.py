@@ -136,6 +136,7 @@ def test_verify_names_each_cards_thief_and_summarises_all(app_env):
     at = page("attack")
     at.number_input(key="keep_thief_seed").set_value(5).run()
     at.number_input(key="keep_thieves").set_value(3).run()
+    at.checkbox(key="keep_contrast").uncheck().run()          # three thieves of one kind
     click(at, "Start the attack")
     out = run_folder(app_env["runs"])
     draws = json.loads((out / "thieves.json").read_text())
@@ -225,3 +226,33 @@ def test_the_default_upload_cap_fits_a_real_run_folder(tiny_run, monkeypatch):
     assert backend.max_upload_mb() == backend.DEFAULT_MAX_UPLOAD_MB
     data = backend.zip_run(tiny_run)
     backend.check_upload(len(data), data)               # a real run folder passes
+
+
+def test_a_queued_run_is_listed_with_the_settings_it_was_started_with(app_env, monkeypatch, tiny_run):
+    """A run waiting for its turn has no config.json yet: the Runs page shows its job's settings (not None
+    everywhere) and Compare leaves it out of the settings that differ."""
+    from tests.app.conftest import FakePipeline
+    from ui import backend, state
+    from ui.jobs import JobRegistry
+    block = threading.Event()
+    monkeypatch.setattr(backend, "PIPELINE", FakePipeline(tiny_run, block=block))
+    monkeypatch.setenv("EWE_APP_RUN_CACHE", "0")       # two distinct runs, each trained here
+    reg = JobRegistry(max_running=1)
+    state.set_registry(reg)
+    try:
+        click(tab("train", preset="tiny", seed="1"), "Start training")
+        [first] = reg.jobs(owner=WS)
+        _wait(lambda: first.status == "running")
+        click(tab("train", ws="ws-waiting", preset="tiny", seed="2"), "Start training")   # behind it
+        [second] = reg.jobs(owner="ws-waiting")
+        assert second.status == "queued"
+        runs = tab("runs", ws="ws-waiting")
+        no_exception(runs)
+        [queued] = runs.dataframe[0].value.to_dict("records")
+        assert queued["status"] == "queued" and queued["dataset"] == "digits" and queued["seed"] == 2
+        assert queued["preset"] == "custom"                # the tiny settings' config says so, as when it runs
+        assert "waiting to start" in queued["run"] and "seed 2" in queued["run"]
+    finally:
+        block.set()
+        reg.wait(first.id, 10)
+        reg.wait(second.id, 10)

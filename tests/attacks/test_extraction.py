@@ -234,3 +234,25 @@ def test_disjoint_thief_refused_on_victims_trained_on_all_the_data(tiny_run):
             pipeline.steal(tiny_run, thief={"attacker_data": "same"})
     finally:
         (tiny_run / "config.json").write_text(json.dumps(cfg))
+
+
+def test_two_kinds_of_thief_steal_seed_by_seed_and_are_recorded_apart(tiny_run):
+    """A contrast (ewe.experiments.pipeline.thief_seeds): the i-th thief of each kind has the same seed, the
+    kinds alternate, each steal is its own thieves.json entry; the run's own thief's seed by default."""
+    from ewe.experiments import pipeline
+    hard, soft = {"extract_labels": "hard"}, {"extract_labels": "soft", "distill_temperature": 5.0}
+    planned = pipeline.thief_seeds(tiny_run, [hard, {**soft, "thief_seed": 60}], 2)
+    assert [(t["extract_labels"], t["thief_seed"]) for t in planned] == [
+        ("hard", 60), ("soft", 60), ("hard", 61), ("soft", 61)]
+    own = json.loads((tiny_run / "config.json").read_text())
+    assert pipeline.thief_seeds(tiny_run, [hard, soft])[0]["thief_seed"] == pipeline.run_thief_seed(
+        own["seed"], own.get("thief_seed"))
+    events = []
+    result = pipeline.steal_each(tiny_run, planned[:2], listeners=[events.append])
+    assert result["status"] == "finished" and result["thief"]["labels"] == "soft"    # the last steal's
+    draws = [d for d in json.loads((tiny_run / "thieves.json").read_text()) if d["thief"]["seed"] == 60]
+    assert sorted(d["thief"]["labels"] for d in draws) == ["hard", "soft"]
+    fractions = [e["fraction"] for e in events if e.get("kind") == "progress"]
+    assert fractions == sorted(fractions) and max(fractions) <= 1.0                   # over both steals
+    with pytest.raises(ConfigError, match="at least 1"):
+        pipeline.thief_seeds(tiny_run, [hard], 0)
