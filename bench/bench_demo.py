@@ -6,7 +6,8 @@ A measurement, not a test.
 
 Starts `streamlit run app.py` (default threads), opens the Train page in headless Chromium with the
 defaults (digits, preset quick when EWE_DATA_DIR is unset), clicks "Start training" and waits for the
-result, follows "Next: attack this model" to the Attack page (defaults: 3 thieves, the run's own thief),
+result, follows "Next: attack this model" to the Attack page (defaults: the run's own thief and, side by
+side, the same thief given the other kind of answer),
 clicks "Start the attack" and waits for it, follows "Next: verify ownership" until the first verdict card
 shows (bench/demo_session.py). Prints the seconds from each Start click to its result as the browser shows it
 (so they include the app's polling delay), from Start training to the verdict card, the job's own seconds from
@@ -34,13 +35,16 @@ from demo_session import BenchError, demo_session  # noqa: E402
 INNOCENT = re.compile(r"^innocent\d\d$")
 
 
-async def run_demo(server: Server, preset: str | None, timeout_s: float, shots: Path | None) -> dict:
+async def run_demo(server: Server, preset: str | None, timeout_s: float, shots: Path | None,
+                   viewport: tuple[int, int] = (1280, 720), seed: int | None = None) -> dict:
     from playwright.async_api import async_playwright
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1600})
-            out = await demo_session(page, server.url, f"preset={preset}" if preset else "", timeout_s)
+            page = await browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            query = "&".join(q for q in (f"preset={preset}" if preset else "",
+                                         f"seed={seed}" if seed is not None else "") if q)
+            out = await demo_session(page, server.url, query, timeout_s)
             if shots:
                 await page.screenshot(path=str(shots / "demo-verified.png"), full_page=True)
             return out
@@ -86,7 +90,17 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed for each job (default 1800)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON here")
     ap.add_argument("--screenshots", type=Path, default=None, help="save a screenshot after each job here")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the run's seed (default the page's, 0): a second seed on a warm cache is the second "
+                         "demo of a session")
+    ap.add_argument("--viewport", default="1280x720",
+                    help="the browser window, WIDTHxHEIGHT (default a projector's 1280x720)")
     args = ap.parse_args()
+    try:
+        viewport = tuple(int(v) for v in args.viewport.lower().split("x"))
+        assert len(viewport) == 2 and min(viewport) > 0
+    except (ValueError, AssertionError):
+        sys.exit(f"--viewport is WIDTHxHEIGHT, e.g. 1280x720; got {args.viewport!r}")
     if browser_missing():
         sys.exit(f"cannot run: {browser_missing()}")
 
@@ -107,7 +121,7 @@ def main() -> None:
     server = Server(env=env, log=log)
     try:
         server.start(timeout=120)
-        out = asyncio.run(run_demo(server, args.preset, args.timeout, args.screenshots))
+        out = asyncio.run(run_demo(server, args.preset, args.timeout, args.screenshots, viewport, args.seed))
     except BenchError as exc:
         sys.exit(f"bench_demo: {exc} (server log: {log})")
     except (RuntimeError, TimeoutError) as exc:   # the server did not start
@@ -120,7 +134,11 @@ def main() -> None:
                 "load_average": Path("/proc/loadavg").read_text().split()[:3]})
     print(f"trained  {out['train_s']:7.1f} s  (Start training -> result shown)")
     print(f"attacked {out['attack_s']:7.1f} s  (Start the attack, {out.get('thieves_recorded')} thieves -> result shown)")
-    print(f"verdict  {out['verdict_s']:7.1f} s  (Start training -> the first verdict card on Verify; goal 90 s)")
+    print(f"first    {out['first_card_s']:7.1f} s  (Start training -> the first thief's verdict card, on Attack; "
+          "goal 90 s)")
+    print(f"verdict  {out['verdict_s']:7.1f} s  (Start training -> the first verdict card on Verify)")
+    print(f"without scrolling at {out['viewport']['width']}x{out['viewport']['height']}: "
+          + ", ".join(f"{k} {'yes' if v else 'NO' if v is not None else 'not seen'}" for k, v in out["in_view"].items()))
     print(f"innocent population: {out.get('population')} ({out.get('innocents_built_in_run')} models trained "
           f"in the run; cache {cache})")
     print(f"job's own seconds (result.json; steal_* are the last thief's only): {out.get('job_seconds')}")

@@ -58,18 +58,35 @@ async def click_when_ready(page, button: str, where: str) -> None:
     await start.first.click()
 
 
+async def in_view(page, locator) -> bool:
+    """Whether the element shows without scrolling (the page as it first draws: scrolled to the top)."""
+    box = await locator.first.bounding_box()
+    size = page.viewport_size
+    return bool(box and size and box["y"] >= 0 and box["y"] + box["height"] <= size["height"]
+                and box["x"] + box["width"] <= size["width"])
+
+
 async def demo_session(page, base_url: str, query: str = "", timeout_s: float = 1800,
                        clock=time.perf_counter) -> dict:
     """Run the demo on ``page`` from ``base_url/train?query``; seconds of each step as the browser shows it
-    (so they include the app's polling delay) and ``verdict_s``, from the Start training click to the first
-    verdict card on the Verify page."""
+    (so they include the app's polling delay): ``first_card_s``, from the Start training click to the first
+    verdict card anywhere (the Attack page shows each thief's as it is recorded), and ``verdict_s``, to the
+    first card on the Verify page; and whether the Start button, the live panel and Verify's first card show
+    without scrolling in the page's viewport (``in_view``)."""
     from playwright.async_api import Error as PwError
     try:    # a room opening the link at once makes the first load slow on 2 cores: allow it
         await page.goto(f"{base_url}/train" + (f"?{query}" if query else ""), timeout=timeout_s * 1000)
     except PwError as exc:
         raise BenchError(f"the Train page did not load: {str(exc).splitlines()[0]}") from None
+    start = page.get_by_role("button", name="Start training")
+    await wait_for(page, start, "the Train page's Start training button", 120)
+    await wait_idle(page)
+    seen = {"start_button": await in_view(page, start)}
     await click_when_ready(page, "Start training", "Train page")
     t0 = clock()
+    cancel = page.get_by_role("button", name="Cancel")
+    await wait_for(page, cancel.or_(page.get_by_text("Next: attack this model")), "the live panel", 60)
+    seen["live_panel"] = await in_view(page, cancel) if await cancel.count() else None
     await wait_job(page, "Next: attack this model", "the training to finish", timeout_s)
     trained = clock()
     reused_train = await page.get_by_text(REUSED).count()
@@ -77,18 +94,25 @@ async def demo_session(page, base_url: str, query: str = "", timeout_s: float = 
     await page.get_by_text("Next: attack this model").first.click()       # the teacher's way to the Attack page
     await click_when_ready(page, "Start the attack", "Attack page")
     t1 = clock()
+    verdict = page.get_by_text(VERDICT_TEXTS[0]).or_(page.get_by_text(VERDICT_TEXTS[1]))
+    await wait_for(page, verdict.or_(page.get_by_text("Next: verify ownership")).or_(page.locator(ERRORS)),
+                   "the first thief's verdict", timeout_s)
+    first_card = clock()
     await wait_job(page, "Next: verify ownership", "the attack to finish", timeout_s)
     attacked = clock()
 
     await page.get_by_text("Next: verify ownership").first.click()
-    verdict = page.get_by_text(VERDICT_TEXTS[0]).or_(page.get_by_text(VERDICT_TEXTS[1]))
     await wait_for(page, verdict.or_(page.locator(ERRORS)), "the first verdict card", timeout_s)
     await check_no_error(page, "Verify page")
     shown = clock()
+    await wait_idle(page)
+    seen["verify_card"] = await in_view(page, verdict)
     query_of = parse_qs(urlparse(page.url).query)
     reused_attack = await page.get_by_text(REUSED).count()
     return {"train_s": round(trained - t0, 1), "attack_s": round(attacked - t1, 1),
-            "verdict_s": round(shown - t0, 1), "verdict": (await verdict.first.inner_text())[:200],
+            "first_card_s": round(first_card - t0, 1), "verdict_s": round(shown - t0, 1),
+            "verdict": (await verdict.first.inner_text())[:200], "in_view": seen,
+            "viewport": page.viewport_size,
             "workspace": (query_of.get("ws") or [None])[0], "run": (query_of.get("run") or [None])[0],
             "train_reused": bool(reused_train), "attack_reused": bool(reused_attack), "started_at": t0, "shown_at": shown}
 

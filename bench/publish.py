@@ -169,6 +169,14 @@ def demo_times_block(demos: dict[str, dict]) -> str:
     for name, d in demos.items():
         total = (f"its first verdict card {d['verdict_s']:.0f} s after Start training" if "verdict_s" in d
                  else f"{d['total_s']:.0f} s in all")
+        if "first_card_s" in d:     # the Attack page's card of the first thief, before the others finish
+            total = (f"the first thief's verdict card {d['first_card_s']:.0f} s after Start training, Verify's "
+                     f"{d['verdict_s']:.0f} s")
+        if d.get("in_view"):
+            v = d["viewport"]
+            total += (f"; at {v['width']}x{v['height']} without scrolling: "
+                      + ", ".join(f"{k.replace('_', ' ')} {'yes' if ok else 'no' if ok is not None else 'not seen'}"
+                                  for k, ok in d["in_view"].items()))
         built = d["innocents_built_in_run"]
         lines.append(f"- {name}: trained in {d['train_s']:.0f} s, {d['thieves_recorded']} thieves in "
                      f"{d['attack_s']:.0f} s, {total}; innocent population "
@@ -195,6 +203,37 @@ def class_block(classes: dict[str, dict]) -> str:
                  f"{'every workspace held exactly its own run' if c['isolation']['ok'] else 'isolation problems: ' + '; '.join(c['isolation']['problems'])}"
                  f"; load average {float(d['load_average'][0]):.2f} on {d['cpus']} cores")
         lines.append(line)
+    return "\n".join(lines)
+
+
+def demo_contrast_block(summaries: list[dict]) -> str:
+    """What the default demo's two thieves (the Attack page's side by side: the digits preset's distiller and the
+    same thief given the top class only) do to each copy, over the stored victims x thieves of that setting, with
+    exact 95 % intervals: how often one demo run shows the contrast."""
+    from scipy.stats import binomtest
+    from ewe.config import preset
+    default = preset("digits", "quick").to_dict()
+
+    def is_demo(s):
+        return (s["dataset"], s["preset"], s.get("note", "")) == ("digits", "quick", "") and all(
+            default.get(k) == v for k, v in (s.get("overrides") or {}).items())
+    by_variant = {s["variant"]: s for s in summaries if is_demo(s)}
+    soft, hard = by_variant.get("same-soft5"), by_variant.get("same-hard")
+    if not soft or not hard:
+        return "(no stored runs of the default demo's setting under both thieves)"
+
+    def cell(s, scheme):
+        x = s["schemes"].get(scheme) or {}
+        if not x.get("n"):
+            return "—"
+        lo, hi = binomtest(x["proven_within_100"], x["n"]).proportion_ci(0.95, method="exact")
+        return f"{x['proven_within_100']}/{x['n']} ({100 * lo:.0f}–{100 * hi:.0f} %)"
+    schemes = [k for k in ("EWE", "classic", "ablation") if (soft["schemes"].get(k) or {}).get("n")]
+    lines = [f"digits quick, {soft['victims']} victims x {soft['thieves_per_victim']} thieves per kind; copies "
+             "proven within 100 queries (exact 95 % interval):", "",
+             "| copy of | thief given probabilities (T = 5) | the same thief given the top class only |",
+             "|---|---|---|"]
+    lines += [f"| {k} | {cell(soft, k)} | {cell(hard, k)} |" for k in schemes]
     return "\n".join(lines)
 
 
@@ -230,6 +269,7 @@ def main(argv=None) -> int:
         text = replace_block(text, "schemes", schemes_block(side), SCHEMES_MADE_BY)
     text = replace_block(text, "overview", overview(summaries))
     text = replace_block(text, "verdicts", verdicts_block(verdicts))
+    text = replace_block(text, "demo_contrast", demo_contrast_block(summaries))
     demos = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("demo_*.json"))}
     if demos:
         text = replace_block(text, "demo_times", demo_times_block(demos))

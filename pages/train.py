@@ -14,9 +14,13 @@ reg = state.registry()
 
 st.title("Train a watermarked model")
 level, text = backend.data_note(ss["dataset"])
-(st.info if level == "info" else st.warning)(text)
+(st.caption if level == "info" else st.warning)(text)
 
 classes = backend.class_names(ss["dataset"])
+# the Start button and the live panel come first (filled in below, once the settings are read): on a 1280x720
+# projector both show without scrolling, the settings follow
+start_row = st.container()
+panel_slot = st.container()
 st.markdown(f"**Dataset:** {backend.PRETTY[ss['dataset']]} · **preset:** {ss['preset']} · "
             f"**seed:** {ss['seed']} (change them in the sidebar)")
 
@@ -95,14 +99,17 @@ if cfg is not None and ood and ss["source"] == ss["target"] and ss["dataset"] !=
                "dataset, so its class "
                f"{ss['source']} is not your target class.")
 
-if cfg is not None:
-    st.caption(widgets.expected_text(widgets.expected_seconds(cfg, with_steal=False)))
-
 job = state.latest_job("train", "keep_train_job")     # after a reload too: the running job's panel
 busy = job is not None and job.active
-start = st.button("Start training", type="primary", disabled=cfg is None or busy,
-                  help="Trains a victim for each chosen watermarking scheme and two clean models. Runs one "
-                       "at a time on this server; others wait in a queue.")
+with start_row:
+    go, expected = st.columns([1, 3], vertical_alignment="center")
+    start = go.button("Start training", type="primary", disabled=cfg is None or busy, width="stretch",
+                      help="Trains a victim for each chosen watermarking scheme and two clean models. Runs one "
+                           "at a time on this server; others wait in a queue.")
+    if cfg is not None:
+        expected.caption(widgets.expected_text(widgets.expected_seconds(cfg, with_steal=False)))
+    elif problem:
+        expected.caption("Fix the settings below to start.")
 if start and cfg is not None and not busy:
     n = sum(r["origin"] == "trained here" for r in state.session_runs()) + 1
     out = backend.new_run_dir(sid, cfg, ss["preset"])
@@ -154,10 +161,13 @@ elif job is None:
     st.caption("Triggers are optimised against the model during training; after a run, this shows the "
                "real classic and optimised triggers.")
 else:
-    widgets.job_panel(job.id, live)
+    run = backend.read_run(job.out_dir) if job.done and job.out_dir is not None else None
+    result = (run or {}).get("result") or {}
+    with panel_slot:
+        widgets.job_panel(job.id, live)
+        if backend.scheme_models(result.get("models")):
+            widgets.next_link("pages/attack.py", "Next: attack this model", run=state.run_key(job.out_dir))
     if job.done and job.out_dir is not None:
-        run = backend.read_run(job.out_dir)
-        result = (run or {}).get("result") or {}
         if result.get("models"):
             st.subheader("Results")
             widgets.reuse_note(job.out_dir)
@@ -171,5 +181,3 @@ else:
                        "samples (blue), projected to 2-D. EWE's SNNL term pulls the two groups together; "
                        "without it they stay apart.")
             widgets.entanglement_view(run, key="train_entanglement")
-        if backend.scheme_models(result.get("models")):
-            widgets.next_link("pages/attack.py", "Next: attack this model", run=state.run_key(job.out_dir))
