@@ -82,6 +82,7 @@ def pct(x: float | None) -> str:
 # ---- sidebar -----------------------------------------------------------------------------------------
 def sidebar() -> None:
     ss = st.session_state
+    link_problems()
     with st.sidebar:
         st.markdown("### Shared settings")
         st.selectbox("Dataset", DATASETS, key="dataset", format_func=lambda d: backend.PRETTY[d],
@@ -98,8 +99,6 @@ def sidebar() -> None:
                         help="Same settings + same seed = the same run.")
         level, text = backend.data_note(ss["dataset"], short=True)
         (st.info if level == "info" else st.warning)(text)
-        for problem in ss.get("_url_problems", []):
-            st.warning(f"Link parameter ignored: {problem}; the preset's value is used instead.")
         if ss.get("_ws_problem"):
             st.warning(ss["_ws_problem"])
         warm = backend.innocents_warm_status()
@@ -112,6 +111,17 @@ def sidebar() -> None:
         st.caption("This link reproduces the current settings and opens your workspace (`ws`): its runs "
                    "survive a reload or a restart. Keep it to come back; whoever has it sees and can cancel "
                    "your runs.")
+
+
+def link_problems() -> None:
+    """The link's settings that could not be used, all in one notice at the top of the page the link opened
+    (not a stack of boxes in the sidebar); shown on that first view, gone once the page is used."""
+    ss = st.session_state
+    problems = ss.get("_url_problems") or []
+    if problems and not ss.get("_url_problems_shown"):
+        ss["_url_problems_shown"] = True
+        st.warning("This link's settings were not all usable, the preset's values stand in: "
+                   + "; ".join(problems) + ".")
 
 
 # ---- the Train page's scheme picker ------------------------------------------------------------------
@@ -146,27 +156,24 @@ def scheme_picker(classes: list[str]) -> None:
             format_func=lambda i: f"{i} · {classes[i]}" if classes[i] != str(i) else str(i),
             help="Its composite triggers join halves of images of these two classes, labelled the target. "
                  "Empty: the two lowest classes other than the target.")
-    if "dawn_rate" in settings.values():
-        name = next(k for k, v in settings.items() if v == "dawn_rate")
-        # no min/max (as the other numbers): every typed value reaches the config's check
-        next(cols).number_input(
-            f"{SCHEMES[name].label}: flip rate r", min_value=None, max_value=None, key="dawn_rate", step=0.001,
-            format="%.4g", help="The share of the API's answers it changes on purpose (keyed, so the same "
-                                "query always gets the same answer): r of the honest users' answers are wrong. "
-                                "In (0, 0.5].")
-    if "mbw_eps" in settings.values():
-        name = next(k for k, v in settings.items() if v == "mbw_eps")
-        next(cols).number_input(
-            f"{SCHEMES[name].label}: margin radius", min_value=None, max_value=None, key="mbw_eps", step=1 / 255,
-            format="%.4g", help="How far (L-infinity, on [0, 1] pixels) each key input is pushed towards the "
-                                "boundary before the model is trained to keep its key label there: the margin. "
-                                "The paper's 5/255 = 0.0196; 0 trains the key without a margin. In [0, 0.5].")
-    if "di_samples" in settings.values():
-        name = next(k for k, v in settings.items() if v == "di_samples")
-        next(cols).number_input(
-            f"{SCHEMES[name].label}: revealed points m", min_value=None, max_value=None, key="di_samples", step=1,
-            help="The owner's private (training) points it reveals to the test, and as many public ones; the "
-                 "paper's claim is for 50. At least 2.")
+    for field, (what, step, fmt, help_text) in NUMBER_SETTINGS.items():
+        if field in settings.values():
+            name = next(k for k, v in settings.items() if v == field)
+            # no min/max (as the other numbers): every typed value reaches the config's check
+            next(cols).number_input(f"{SCHEMES[name].label}: {what}", min_value=None, max_value=None, key=field,
+                                    step=step, format=fmt, help=help_text)
+
+
+# a scheme's own number on the Train page: RunConfig field -> (label, step, format, help)
+NUMBER_SETTINGS = {
+    "dawn_rate": ("flip rate r", 0.001, "%.4g", "The share of the API's answers it changes on purpose (keyed, so "
+                  "the same query always gets the same answer): r of the honest users' answers are wrong. In (0, 0.5]."),
+    "mbw_eps": ("margin radius", 1 / 255, "%.4g", "How far (L-infinity, on [0, 1] pixels) each key input is pushed "
+                "towards the boundary before the model is trained to keep its key label there: the margin. The "
+                "paper's 5/255 = 0.0196; 0 trains the key without a margin. In [0, 0.5]."),
+    "di_samples": ("revealed points m", 1, None, "The owner's private (training) points it reveals to the test, "
+                   "and as many public ones; the paper's claim is for 50. At least 2."),
+}
 
 
 # ---- the live job panel ---------------------------------------------------------------------------

@@ -408,3 +408,12 @@ def test_the_default_attack_puts_two_kinds_of_thief_side_by_side(app_env):
     assert list(table["thief"]) == [f"given the top class only · seed {seed}",
                                     f"given probabilities (T = 5) · seed {seed}"]
     assert table.iloc[0, 1].startswith(("proven", "not proven"))
+
+
+def test_a_links_bad_settings_are_one_notice_on_the_page(app_env):
+    at = page("train", query={"dataset": "imagenet", "tau": "-1", "seed": "x"})
+    [notice] = [w for w in texts(at, "warning") if "This link's settings" in w]        # one box, every problem
+    assert "dataset=imagenet" in notice and "tau=-1" in notice and "seed=x" in notice
+    assert not [w for w in texts(at, "warning") if w.startswith("Link parameter ignored")]
+    at.run()                                                                            # the page is used: gone
+    assert not [w for w in texts(at, "warning") if "This link's settings" in w]
