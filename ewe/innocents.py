@@ -162,20 +162,51 @@ def build_population(cfg: RunConfig, root: str | Path | None = None, n: int = PO
     stage per missing model) or to ``listeners``."""
     folder = population_dir(cfg, root)
     (folder / "models").mkdir(parents=True, exist_ok=True)
-    with _exclusive(folder):   # two runs of one task at once (the app, a sweep): one builds, the other waits
+    waiting = _Follower(folder, [r.name for r in recipes(cfg, n)], reporter)
+    with _exclusive(folder, waiting):   # two runs of one task at once (the app, a sweep): one builds, one waits
         return _build(cfg, folder, n, listeners, stop, reporter)
 
 
+class _Follower:
+    """While another process or thread builds the same population, a waiting run's bar moves with it: each
+    member that appears in the folder's manifest counts as done in the run's plan, and the run says what it
+    waits for (once)."""
+
+    def __init__(self, folder: Path, names: list[str], reporter: Reporter | None):
+        self.folder, self.names, self.reporter, self.told = folder, names, reporter, False
+
+    def __call__(self) -> None:
+        if self.reporter is None:
+            return
+        self.reporter.check()          # a Cancel while waiting stops here, not when the other build ends
+        have = trained_models(self.folder)
+        if not self.told:
+            self.told = True
+            self.reporter.message(f"Waiting for the innocent population another run is building ({len(self.names)} "
+                                  "models, once per task): this run goes on when it is complete")
+        for name in self.names:
+            if name in have:
+                self.reporter.advance(name, 1.0)
+
+
 @contextmanager
-def _exclusive(folder: Path):
-    """An advisory lock on the population folder (POSIX); elsewhere no lock."""
+def _exclusive(folder: Path, while_waiting=None, poll: float = 0.5):
+    """An advisory lock on the population folder (POSIX; elsewhere no lock); ``while_waiting()`` is called
+    every ``poll`` seconds while another holder has it."""
     try:
         import fcntl
     except ImportError:
         yield
         return
     with open(folder / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if while_waiting is not None:
+                    while_waiting()
+                time.sleep(poll)
         try:
             yield
         finally:

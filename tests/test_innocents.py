@@ -183,3 +183,50 @@ def test_shipped_population_is_used_checked_and_rebuilt_by_one_command(tiny_data
     (shipped / MANIFEST).write_text(json.dumps({**manifest, "data_sha256": "0" * 64}))
     assert "other training data" in innocents.shipped_problem(shipped, cfg)
     assert innocents.ready_population(cfg) is None
+
+
+def test_a_run_waiting_for_another_builder_follows_its_progress(tmp_path):
+    """Two runs of one task: the second waits for the first's population build; its bar moves with each member
+    the other writes (not frozen), it says what it waits for, and a Cancel stops the wait."""
+    import threading
+    from ewe.callbacks import Reporter, Stopped
+    from ewe.innocents import _exclusive, _Follower
+    folder = tmp_path / "pop"
+    (folder / "models").mkdir(parents=True)
+    names = ["innocent00", "innocent01"]
+    events = []
+    rep = Reporter([events.append])
+    rep.set_plan({"clean": 1.0, **{n: 1.0 for n in names}})
+    release = threading.Event()
+
+    def other_builder():
+        with _exclusive(folder):
+            for i, name in enumerate(names):
+                models = {n: {} for n in names[: i + 1]}
+                (folder / MANIFEST).write_text(json.dumps({"models": models}))
+                release.wait(0.3)
+    t = threading.Thread(target=other_builder)
+    t.start()
+    release.wait(0.1)
+    with _exclusive(folder, _Follower(folder, names, rep), poll=0.05):
+        pass
+    t.join()
+    assert rep.done == {"clean": 0.0, "innocent00": 1.0, "innocent01": 1.0}
+    assert any("Waiting for the innocent population" in e.get("text", "") for e in events)
+    # a Cancel while waiting ends the wait at once
+    stop = threading.Event()
+    stop.set()
+    held = threading.Event()
+
+    def holder():
+        with _exclusive(folder):
+            held.set()
+            release.wait(2)
+    h = threading.Thread(target=holder)
+    h.start()
+    held.wait(2)
+    with pytest.raises(Stopped):
+        with _exclusive(folder, _Follower(folder, names, Reporter([], stop)), poll=0.05):
+            pass
+    release.set()
+    h.join()
