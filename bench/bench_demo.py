@@ -36,14 +36,14 @@ INNOCENT = re.compile(r"^innocent\d\d$")
 
 
 async def run_demo(server: Server, preset: str | None, timeout_s: float, shots: Path | None,
-                   viewport: tuple[int, int] = (1280, 720), seed: int | None = None) -> dict:
+                   viewport: tuple[int, int] = (1280, 720), seed: int | None = None, extra: str = "") -> dict:
     from playwright.async_api import async_playwright
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             query = "&".join(q for q in (f"preset={preset}" if preset else "",
-                                         f"seed={seed}" if seed is not None else "") if q)
+                                         f"seed={seed}" if seed is not None else "", extra) if q)
             out = await demo_session(page, server.url, query, timeout_s)
             if shots:
                 await page.screenshot(path=str(shots / "demo-verified.png"), full_page=True)
@@ -93,6 +93,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=None,
                     help="the run's seed (default the page's, 0): a second seed on a warm cache is the second "
                          "demo of a session")
+    ap.add_argument("--query", default="",
+                    help="more of the link's settings, e.g. 'schemes=defended,plain_watermark,mea_defender'")
     ap.add_argument("--viewport", default="1280x720",
                     help="the browser window, WIDTHxHEIGHT (default a projector's 1280x720)")
     args = ap.parse_args()
@@ -121,7 +123,8 @@ def main() -> None:
     server = Server(env=env, log=log)
     try:
         server.start(timeout=120)
-        out = asyncio.run(run_demo(server, args.preset, args.timeout, args.screenshots, viewport, args.seed))
+        out = asyncio.run(run_demo(server, args.preset, args.timeout, args.screenshots, viewport, args.seed,
+                                   args.query))
     except BenchError as exc:
         sys.exit(f"bench_demo: {exc} (server log: {log})")
     except (RuntimeError, TimeoutError) as exc:   # the server did not start

@@ -237,6 +237,21 @@ def demo_contrast_block(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def stages_block(runs: dict[str, dict]) -> str:
+    """Where a quick run's time goes, in plain PyTorch epochs of the same CNN (bench/bench_stages.py)."""
+    lines = []
+    for name, d in runs.items():
+        plain = d["plain_epoch_s"]
+        parts = ", ".join(f"{k} {v / plain:.1f}" for k, v in d["stages_s"].items() if not k.endswith("total")
+                          and v / plain >= 0.05)
+        lines.append(f"- {name}: {d['dataset']} {d['preset']} seed {d['seed']}, {d['threads']} threads: "
+                     f"{d['total_s']:.0f} s = **{d['total_plain_epochs']:.0f} plain epochs** (one plain epoch "
+                     f"{plain:.2f} s here); {d['innocents_built']} innocent models trained in the run; peak RSS "
+                     f"{d['peak_rss_mib']} MiB. Per stage, in plain epochs: {parts}; load average "
+                     f"{float(d['load_average'][0]):.2f} on {d['cpus']} cores")
+    return "\n".join(lines)
+
+
 def write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -278,6 +293,11 @@ def main(argv=None) -> int:
         text = replace_block(text, "class", class_block(classes),
                              "python bench/bench_class.py --json bench/results/class_NAME.json, then python "
                              "bench/publish.py")
+    stages = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("stages_*.json"))}
+    if stages:
+        text = replace_block(text, "stages", stages_block(stages),
+                             "python bench/bench_stages.py --dataset mnist --data-dir DATA --json "
+                             "bench/results/stages_NAME.json, then python bench/publish.py")
     costs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("population_cost_*.json"))}
     if costs:
         text = replace_block(text, "population", population_block(costs),
