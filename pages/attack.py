@@ -110,7 +110,7 @@ except ConfigError as exc:
     widgets.show_config_error(exc)
 
 busy = job is not None and job.active
-if st.button("Start the attack", type="primary", disabled=not ok or busy):
+if st.button("Start the attack", type="primary", disabled=not ok or busy or state.read_only()):
     # the contrast first: the run folder ends with the chosen thief's copies (the cards, its own thieves' chart)
     kinds = [backend.contrast_thief(thief), thief] if ss["keep_contrast"] else [thief]
     n_thieves = int(ss["keep_thieves"]) * len(kinds)

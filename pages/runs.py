@@ -39,7 +39,7 @@ def row(r):
             "queries for 95 %": (widgets.queries_text(v["extracted"].get("queries_for_95")) if v.get("extracted")
                                  else "not attacked"),
             **{k: val for c in rivals for k, val in rival_cells(c, m, v).items()},
-            "folder": str(r["dir"])}
+            "folder": r["key"] if state.read_only() else str(r["dir"])}   # a view: no workspace id
 
 
 def rival_cells(copy: str, m: dict, v: dict) -> dict:
@@ -102,6 +102,8 @@ else:
                                                 models=charts.VICTIM_MODELS[1:] + charts.THIEF_MODELS,
                                                 w_epochs=w), key="h_wm")
 
+if state.read_only():
+    st.stop()           # a read-only view: nothing is added to the workspace
 st.subheader("Upload a run folder")
 st.caption("A .zip downloaded from this page (here or on another machine) to view it again; it appears in "
            "the run lists of Attack, Verify and this page.")

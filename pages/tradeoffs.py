@@ -54,7 +54,7 @@ else:
 
 job = state.latest_job("sweep", "keep_sweep_job")     # after a reload too: the running sweep's panel
 busy = job is not None and job.active
-if st.button("Start the sweep", type="primary", disabled=bool(problem) or busy):
+if st.button("Start the sweep", type="primary", disabled=bool(problem) or busy or state.read_only()):
     n = len(reg.jobs(owner=sid, kind="sweep")) + 1
     base = backend.new_run_dir(sid, cfgs[0][1], f"sweep{n}")
     job = reg.submit(sid, "sweep", backend.sweep_job(cfgs, base),

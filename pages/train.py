@@ -103,14 +103,15 @@ job = state.latest_job("train", "keep_train_job")     # after a reload too: the 
 busy = job is not None and job.active
 with start_row:
     go, expected = st.columns([1, 3], vertical_alignment="center")
-    start = go.button("Start training", type="primary", disabled=cfg is None or busy, width="stretch",
+    start = go.button("Start training", type="primary", disabled=cfg is None or busy or state.read_only(),
+                      width="stretch",
                       help="Trains a victim for each chosen watermarking scheme and two clean models. Runs one "
                            "at a time on this server; others wait in a queue.")
     if cfg is not None:
         expected.caption(widgets.expected_text(widgets.expected_seconds(cfg, with_steal=False)))
     elif problem:
         expected.caption("Fix the settings below to start.")
-if start and cfg is not None and not busy:
+if start and cfg is not None and not busy and not state.read_only():
     n = sum(r["origin"] == "trained here" for r in state.session_runs()) + 1
     out = backend.new_run_dir(sid, cfg, ss["preset"])
     label = f"#{n} {backend.run_label(cfg.to_dict())}"      # the words every run list uses

@@ -137,6 +137,9 @@ st.markdown("One verdict per **key** (held-out trigger set) the owner holds for 
             + ", ".join(f"*{backend.set_label(k)}*" for k in keys) + ". Upload a PyTorch **state_dict** "
             "checkpoint (`torch.save(model.state_dict(), 'suspect.pt')`), or test one of this run's own models.")
 SOURCES = {"upload": "an uploaded checkpoint", "run": "one of this run's models"}
+if state.read_only():        # a view uploads nothing: the run's own models only
+    SOURCES.pop("upload")
+    ss["keep_suspect_source"] = "run"
 ss.setdefault("keep_suspect_source", "upload")
 source = st.radio("Suspect", list(SOURCES), key="keep_suspect_source", format_func=SOURCES.get, horizontal=True)
 suspect, arch, label = None, None, None

@@ -7,9 +7,12 @@ that has the same ``train_victims`` / ``steal`` / ``run`` signatures.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -217,6 +220,45 @@ def _safe(text: str) -> str:
 
 def workspace_dir(workspace: str) -> Path:
     return runs_root() / _safe(workspace)
+
+
+# A read-only view of a workspace (a teacher's, shown to a class): its link carries a token instead of the
+# workspace id, which would let anyone cancel or delete the workspace's runs. The token is an HMAC of the id
+# under this server's secret (runs_root()/.view-secret, made once): nothing is written per workspace, and
+# deleting the secret file revokes every view link at once.
+VIEW_SECRET = ".view-secret"
+_TOKEN_OK = re.compile(r"[0-9a-f]{32}")
+
+
+def _view_secret() -> bytes:
+    path = runs_root() / VIEW_SECRET
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:          # another session made it first
+            return path.read_bytes()
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+        return path.read_bytes()
+
+
+def view_token(workspace: str) -> str:
+    """The token of ``workspace``'s read-only view (the same ever after, on this server)."""
+    return hmac.new(_view_secret(), workspace.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def view_workspace(token: str) -> str | None:
+    """The workspace a read-only token shows, or None for a token that names none on this server."""
+    if not _TOKEN_OK.fullmatch(token or "") or not runs_root().is_dir():
+        return None
+    for folder in runs_root().iterdir():
+        if folder.is_dir() and not folder.name.startswith(".") and hmac.compare_digest(view_token(folder.name),
+                                                                                        token):
+            return folder.name
+    return None
 
 
 def stamp_now() -> str:

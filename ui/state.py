@@ -72,6 +72,7 @@ def registry() -> JobRegistry:
 
 
 WS_PARAM = "ws"
+VIEW_PARAM = "view"          # a read-only view's token (backend.view_token)
 _WS_OK = re.compile(r"[A-Za-z0-9_-]{6,64}")
 
 
@@ -82,9 +83,19 @@ def session_id() -> str:
     fresh random id (64 bits: not guessable)."""
     ss = st.session_state
     if "sid" not in ss:
-        raw = st.query_params.get(WS_PARAM, "")
-        ss["sid"] = raw if _WS_OK.fullmatch(raw or "") else secrets.token_hex(8)
+        shown = backend.view_workspace(st.query_params.get(VIEW_PARAM, ""))
+        if shown and _WS_OK.fullmatch(shown):      # a read-only view: the workspace, never its id in the URL
+            ss["sid"], ss["read_only"], ss["view_token"] = shown, True, st.query_params[VIEW_PARAM]
+        else:
+            raw = st.query_params.get(WS_PARAM, "")
+            ss["sid"] = raw if _WS_OK.fullmatch(raw or "") else secrets.token_hex(8)
     return ss["sid"]
+
+
+def read_only() -> bool:
+    """Whether this tab is a read-only view (``?view=...``): runs, charts and verdicts, no Start, Cancel or
+    upload, and the workspace id nowhere on the page."""
+    return bool(st.session_state.get("read_only"))
 
 
 # ---- settings -----------------------------------------------------------------------------------------
@@ -136,6 +147,9 @@ def init_settings() -> None:
                 ss[k] = ss[k]
         return
     problems = []
+    if st.query_params.get(VIEW_PARAM) and not read_only():
+        ss["_ws_problem"] = (f"This read-only link (`{VIEW_PARAM}=...`) shows no workspace on this server (it may "
+                             "have been made on another one), so this tab has a new, empty workspace.")
     raw_ws = st.query_params.get(WS_PARAM)
     if raw_ws is not None and not _WS_OK.fullmatch(raw_ws):
         ss["_ws_problem"] = (f"Link parameter ignored: `{WS_PARAM}={raw_ws}` is not a workspace id (6-64 "
@@ -183,7 +197,12 @@ def sync_query_params() -> None:
     st.session_state["_settings_copy"] = {k: v for k, v in st.session_state.items()
                                           if k in FIELDS or (str(k).startswith("keep_") and k != "keep_seen_uploads")}
     want = {k: _fmt(st.session_state.get(k)) for k in FIELDS if st.session_state.get(k) is not None}
-    want[WS_PARAM] = session_id()
+    if read_only():
+        want[VIEW_PARAM] = st.session_state["view_token"]
+        if WS_PARAM in st.query_params:
+            del st.query_params[WS_PARAM]
+    else:
+        want[WS_PARAM] = session_id()
     have = {k: st.query_params.get(k) for k in want}
     if want != have:
         st.query_params.update(want)

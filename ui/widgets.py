@@ -108,9 +108,18 @@ def sidebar() -> None:
         counts = state.registry().counts()
         if counts["running"] or counts["queued"]:
             st.caption(f"Server: {counts['running']} run(s) training, {counts['queued']} waiting.")
+        if state.read_only():
+            st.caption("A read-only view of someone's workspace: its runs, charts and verdicts. Nothing can be "
+                       "started, cancelled or uploaded here.")
+            return
         st.caption("This link reproduces the current settings and opens your workspace (`ws`): its runs "
                    "survive a reload or a restart. Keep it to come back; whoever has it sees and can cancel "
                    "your runs.")
+        with st.expander("Share a read-only view"):
+            st.caption("For a class or a meeting: this link shows this workspace's runs, charts and verdicts, "
+                       "without Start, Cancel or uploads, and without your workspace id. Add it to this "
+                       "server's address:")
+            st.code(f"?{state.VIEW_PARAM}={backend.view_token(state.session_id())}", language=None)
 
 
 def link_problems() -> None:
@@ -204,7 +213,7 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
     with st.container(border=True):
         head, button = st.columns([5, 1])
         head.markdown(f"**{title or job.label}** · {_status_text(job)}")
-        if job.active:
+        if job.active and not state.read_only():
             button.button("Cancel", key=f"cancel-{job.id}", on_click=reg.cancel, args=(job.id, sid),
                           help="Stops at the next batch and keeps everything that finished.",
                           width="stretch")
@@ -230,7 +239,8 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
         elif job.status == "cancelled":
             st.warning("Cancelled before it started.")
         for text in job.messages[-3:]:
-            st.caption(text)
+            if not (state.read_only() and text.startswith("Run folder:")):    # the path holds the workspace id
+                st.caption(text)
     if live is not None and job.status != "queued":     # a waiting job has nothing to plot yet
         live(job)
     if ended_rerun and job.done:

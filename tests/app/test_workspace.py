@@ -256,3 +256,52 @@ def test_a_queued_run_is_listed_with_the_settings_it_was_started_with(app_env, m
         block.set()
         reg.wait(first.id, 10)
         reg.wait(second.id, 10)
+
+
+# ---- a link that shows but cannot touch (issue 36, part 2) ------------------------------------------------
+def test_a_read_only_view_shows_the_workspace_without_its_id_and_cannot_start_cancel_or_upload(app_env):
+    from ui import backend
+    click(tab("train", preset="tiny"), "Start training")
+    click(tab("attack"), "Start the attack")
+    owner = tab("train")
+    share = " ".join(c.value for c in owner.code)
+    token = backend.view_token(WS)
+    assert f"?view={token}" in share and backend.view_token(WS) == token          # one token per workspace
+    assert backend.view_workspace(token) == WS and backend.view_workspace("0" * 32) is None
+    assert backend.view_workspace("../" + token) is None
+
+    def text_of(at) -> str:
+        parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "code", "title")
+                 for e in getattr(at, kind)]
+        parts += [str(d.value.to_dict()) for d in at.dataframe]
+        return " ".join(map(str, parts)) + " " + str(dict(at.query_params))
+    for name in ("train", "attack", "verify", "runs"):
+        view = tab(name, ws=None, view=token)
+        no_exception(view)
+        assert view.session_state["sid"] == WS and view.session_state["read_only"]
+        assert "ws" not in view.query_params and view.query_params["view"] == token
+        assert WS not in text_of(view), name                                       # the secret id is nowhere
+        assert not view.get("file_uploader"), name                                 # nothing uploaded
+        assert not [b for b in view.button if b.label.startswith("Start") and not b.disabled], name
+    runs = tab("runs", ws=None, view=token)
+    assert len(runs.dataframe[0].value) == 1                                       # the owner's run, listed
+    verify = tab("verify", ws=None, view=token)
+    assert any("Ownership proven with" in m.value or "Not proven" in m.value for m in verify.markdown)
+    stranger = tab("train", ws=None, view="f" * 32)                                # a token naming nothing
+    assert stranger.session_state["sid"] != WS and not stranger.session_state.get("read_only")
+    assert "shows no workspace on this server" in " ".join(texts(stranger, "warning"))
+
+
+def test_a_read_only_view_follows_a_running_job_without_cancel_or_its_folder(app_env):
+    from ui import backend
+    from ui.jobs import Job
+    folder = backend.workspace_dir(WS) / "20260101-000000-000-digits-tiny-s0"
+    job = Job(id="train-99-00000", owner=WS, kind="train", label="#1 digits · tiny", out_dir=folder,
+              status="running", messages=[f"Run folder: {folder}"], progress={"fraction": 0.3, "eta": 20.0})
+    app_env["registry"]._jobs[job.id] = job
+    owner = tab("train")
+    assert "Cancel" in [b.label for b in owner.button] and any(WS in c.value for c in owner.caption)
+    view = tab("train", ws=None, view=backend.view_token(WS))
+    no_exception(view)
+    assert "Cancel" not in [b.label for b in view.button]
+    assert not any(WS in c.value for c in view.caption)                            # "Run folder: .../<ws>/..." hidden
