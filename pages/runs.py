@@ -39,7 +39,7 @@ def row(r):
             "queries for 95 %": (widgets.queries_text(v["extracted"].get("queries_for_95")) if v.get("extracted")
                                  else "not attacked"),
             **{k: val for c in rivals for k, val in rival_cells(c, m, v).items()},
-            "folder": r["key"] if state.read_only() else str(r["dir"])}   # a view: no workspace id
+            "folder": r["key"]}     # inside the workspace's folder: its path would show the workspace id
 
 
 def rival_cells(copy: str, m: dict, v: dict) -> dict:

@@ -507,7 +507,7 @@ def train_job(cfg: RunConfig, out_dir: Path):
     pipeline()
 
     def fn(ctx):
-        ctx.message(f"Run folder: {out_dir}")
+        ctx.message(f"Run folder: {out_dir.name}")     # not its path: that names the workspace (a secret)
         return pipeline().train_victims(cfg, out_dir, listeners=[ctx.listener], stop=ctx.stop)
     return fn
 

@@ -239,8 +239,7 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
         elif job.status == "cancelled":
             st.warning("Cancelled before it started.")
         for text in job.messages[-3:]:
-            if not (state.read_only() and text.startswith("Run folder:")):    # the path holds the workspace id
-                st.caption(text)
+            st.caption(text)
     if live is not None and job.status != "queued":     # a waiting job has nothing to plot yet
         live(job)
     if ended_rerun and job.done:
