@@ -248,20 +248,40 @@ def ready_population(cfg: RunConfig, n: int | None = None) -> Path | None:
     return None
 
 
-def data_fingerprint(cfg: RunConfig) -> str:
-    """sha256 of ``cfg``'s whole dataset (every split, whatever the run's seed draws from it): a shipped
-    population is used only with the data it was trained on (another scikit-learn's digits would not match)."""
-    from .data import load_dataset
-    ds = load_dataset(cfg.dataset, cfg.data_dir)
-    h = hashlib.sha256()
-    for t in (ds.train.x, ds.train.y, ds.test.x, ds.test.y):
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+def trained_on(cfg: RunConfig) -> str:
+    """The SHA-256 of the data ``cfg``'s population is trained on (the dataset, every split, whatever a run's
+    seed draws from it): a shipped population is used only with that data (another scikit-learn's digits would
+    not match)."""
+    from .data.splits import data_fingerprint
+    return data_fingerprint(cfg, ood=False)
+
+
+_CHECKED: dict[tuple, str | None] = {}   # a folder's files as they stand (names, sizes, mtimes) -> its problem
 
 
 def shipped_problem(folder: str | Path, cfg: RunConfig | None = None) -> str | None:
-    """What is wrong with a shipped population folder (a file's hash, the data it was trained on), or None."""
+    """What is wrong with a shipped population folder (a file's hash, the data it was trained on), or None.
+    The files are hashed once per state of the folder: the Train page's time estimate asks on every redraw."""
     folder = Path(folder)
+    try:
+        files = sorted(p for p in (folder / "models").glob("*.pt")) + [folder / MANIFEST]
+        state = (str(folder), tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    except OSError:
+        state = None
+    if state is None or state not in _CHECKED:
+        problem = _file_problem(folder)
+        if state is None:
+            return problem
+        _CHECKED[state] = problem
+    problem = _CHECKED[state]
+    if problem is None and cfg is not None:
+        if json.loads((folder / MANIFEST).read_text()).get("data_sha256") != trained_on(cfg):
+            return f"{folder.name}: built from other training data than this machine's {cfg.dataset}"
+    return problem
+
+
+def _file_problem(folder: Path) -> str | None:
+    """A shipped folder's manifest and each file against its sha256."""
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
     except (OSError, ValueError):
@@ -277,8 +297,6 @@ def shipped_problem(folder: str | Path, cfg: RunConfig | None = None) -> str | N
             return f"{folder.name}: {path.name} is missing"
         if digest != hashes[name]:
             return f"{folder.name}: {path.name} fails its sha256 check"
-    if cfg is not None and manifest.get("data_sha256") != data_fingerprint(cfg):
-        return f"{folder.name}: built from other training data than this machine's {cfg.dataset}"
     return None
 
 
@@ -307,7 +325,7 @@ def ship_population(cfg: RunConfig, dest_root: str | Path, n: int = POPULATION_S
         manifest["models"][name].update(accuracy=accuracy(model, d.x_test, d.y_test), stored="int8")
         manifest["sha256"][name] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest["models"] = {name: manifest["models"][name] for name in manifest["sha256"]}
-    manifest["data_sha256"] = data_fingerprint(cfg)
+    manifest["data_sha256"] = trained_on(cfg)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

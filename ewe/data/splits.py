@@ -92,14 +92,17 @@ _FINGERPRINTS: dict[tuple, str] = {}
 _FINGERPRINT_LOCK = threading.Lock()
 
 
-def data_fingerprint(cfg: RunConfig) -> str:
+def data_fingerprint(cfg: RunConfig, ood: bool | None = None) -> str:
     """SHA-256 of the data a run of ``cfg`` is drawn from: the dataset's full training and test tensors and,
     for out-of-distribution triggers, the pool they come from (subsets, splits and seeds are in the config).
     Two runs with one configuration read the same numbers only if this matches (the run cache's key,
-    ewe.results.cache). Kept per process by dataset, data dir and trigger kind: hashing full MNIST costs
-    about a second, and a data folder does not change under a running server."""
+    ewe.results.cache). ``ood=False``: the dataset alone (what an innocent population is trained on,
+    ewe.innocents). Kept per process by dataset, data dir and pool: hashing full MNIST costs about a second,
+    and a data folder does not change under a running server."""
     folder, _ = data_dir_from_env(cfg.data_dir)
-    ood = cfg.trigger == "ood" and cfg.dataset != "speech-commands"
+    if ood is None:
+        ood = cfg.trigger == "ood"
+    ood = ood and cfg.dataset != "speech-commands"
     memo = (cfg.dataset, str(folder), ood)
     with _FINGERPRINT_LOCK:      # two page clicks at once hash once
         if memo not in _FINGERPRINTS:
