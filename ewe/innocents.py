@@ -11,6 +11,12 @@ training budget (``python -m ewe nulls``), cached under ``$EWE_CACHE_DIR/innocen
 manifest of what it was built from, and queried on each run's trigger sets (``innocents.json`` in the
 run folder).
 
+The population also holds the task's two *reference* models, trained once with it and shared by every run of
+the task instead of trained again by each: the run's clean reference and its independent clean model (the
+innocent suspect the verdicts must not claim). They are the owner's recipe (its architecture, all its data,
+the clean budget) with seeds of their own (``reference_recipes``), kept apart from the innocents
+(``manifest["references"]``): no verdict ever compares the independent clean model with itself.
+
 The offline default demo (digits, quick) needs no innocent training: its population ships inside the
 package (``ewe/populations/<key>/``, int8 state dicts with a sha256 per file in the manifest, rebuilt by
 ``make populations``); ``ready_population`` prefers a complete cached population, then a shipped one that
@@ -70,6 +76,17 @@ def recipes(cfg: RunConfig, n: int = POPULATION_SIZE) -> list[Recipe]:
         model, data, budget = kinds[i % len(kinds)]
         out.append(Recipe(f"innocent{i:02d}", model, 50_000 + i, data, budget))
     return out
+
+
+REFERENCES = ("clean", "independent_clean")
+
+
+def reference_recipes(cfg: RunConfig) -> list[Recipe]:
+    """The run's clean reference and independent clean model, shared by every run of the task (saves two
+    clean models a run: quick MNIST 11 s of 65). The owner's recipe with seeds of their own: on a task with a
+    training subset (``train_size``) each draws its own subset, as the population's members do, so it is
+    trained on other samples of the task than a given run's victims."""
+    return [Recipe(name, "victim", 60_000 + i) for i, name in enumerate(REFERENCES)]
 
 
 def kind(info: dict) -> tuple:
@@ -162,7 +179,7 @@ def build_population(cfg: RunConfig, root: str | Path | None = None, n: int = PO
     stage per missing model) or to ``listeners``."""
     folder = population_dir(cfg, root)
     (folder / "models").mkdir(parents=True, exist_ok=True)
-    waiting = _Follower(folder, [r.name for r in recipes(cfg, n)], reporter)
+    waiting = _Follower(folder, [r.name for r in reference_recipes(cfg) + recipes(cfg, n)], reporter)
     with _exclusive(folder, waiting):   # two runs of one task at once (the app, a sweep): one builds, one waits
         return _build(cfg, folder, n, listeners, stop, reporter)
 
@@ -179,7 +196,7 @@ class _Follower:
         if self.reporter is None:
             return
         self.reporter.check()          # a Cancel while waiting stops here, not when the other build ends
-        have = trained_models(self.folder)
+        have = {**trained_models(self.folder), **trained_references(self.folder)}
         if not self.told:
             self.told = True
             self.reporter.message(f"Waiting for the innocent population another run is building ({len(self.names)} "
@@ -221,29 +238,42 @@ def trained_models(folder: str | Path) -> dict[str, dict]:
         return {}
 
 
+def trained_references(folder: str | Path) -> dict[str, dict]:
+    """The reference models (``REFERENCES``) a population folder's manifest lists as trained."""
+    try:
+        return json.loads((Path(folder) / MANIFEST).read_text()).get("references", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _complete(folder: Path, cfg: RunConfig, n: int) -> bool:
+    return ({r.name for r in recipes(cfg, n)} <= set(trained_models(folder))
+            and set(REFERENCES) <= set(trained_references(folder)))
+
+
 def missing_recipes(cfg: RunConfig, n: int | None = None) -> list[Recipe]:
-    """The members of ``cfg``'s population (``n``, default ``cfg.innocents``) not trained yet: none when a
-    complete population is cached or shipped."""
+    """The members of ``cfg``'s population (``n``, default ``cfg.innocents``) and its reference models not
+    trained yet: none when a complete population is cached or shipped."""
     n = cfg.innocents if n is None else n
     if n <= 0 or ready_population(cfg, n) is not None:
         return []
-    have = trained_models(population_dir(cfg))
-    return [r for r in recipes(cfg, n) if r.name not in have]
+    folder = population_dir(cfg)
+    have = {**trained_models(folder), **trained_references(folder)}
+    return [r for r in reference_recipes(cfg) + recipes(cfg, n) if r.name not in have]
 
 
 def ready_population(cfg: RunConfig, n: int | None = None) -> Path | None:
     """The folder of a population of ``cfg``'s task with all of its first ``n`` members (default
-    ``cfg.innocents``): the cache's, else one shipped with the package that passes its checks; None when
-    it must be built."""
+    ``cfg.innocents``) and its reference models: the cache's, else one shipped with the package that passes
+    its checks; None when it must be built."""
     n = cfg.innocents if n is None else n
     if n <= 0:   # a run without a population (verdicts against its own clean model)
         return None
-    wanted = {r.name for r in recipes(cfg, n)}
     cached = population_dir(cfg)
-    if wanted <= set(trained_models(cached)):
+    if _complete(cached, cfg, n):
         return cached
     shipped = SHIPPED_ROOT / population_key(cfg)
-    if wanted <= set(trained_models(shipped)) and shipped_problem(shipped, cfg) is None:
+    if _complete(shipped, cfg, n) and shipped_problem(shipped, cfg) is None:
         return shipped
     return None
 
@@ -287,7 +317,7 @@ def _file_problem(folder: Path) -> str | None:
     except (OSError, ValueError):
         return f"{folder.name}: no readable {MANIFEST}"
     hashes = manifest.get("sha256", {})
-    for name in manifest.get("models", {}):
+    for name in [*manifest.get("references", {}), *manifest.get("models", {})]:
         path = folder / "models" / f"{name}.pt"
         if name not in hashes:
             return f"{folder.name}: {name} has no hash in the manifest"
@@ -317,14 +347,16 @@ def ship_population(cfg: RunConfig, dest_root: str | Path, n: int = POPULATION_S
     d = load_data(cfg)
     shape = tuple(manifest["input_shape"])
     manifest["sha256"] = {}
-    for name in [r.name for r in recipes(cfg, n)]:
+    names = [r.name for r in recipes(cfg, n)]
+    for name in [*REFERENCES, *names]:
+        entry = manifest["references" if name in REFERENCES else "models"][name]
         state = torch.load(source / "models" / f"{name}.pt", map_location="cpu", weights_only=True)
         path = tmp / "models" / f"{name}.pt"
         torch.save(quantize_state(state), path)
-        model = load_state(build_model(manifest["models"][name]["model"], shape), path)
-        manifest["models"][name].update(accuracy=accuracy(model, d.x_test, d.y_test), stored="int8")
+        model = load_state(build_model(entry["model"], shape), path)
+        entry.update(accuracy=accuracy(model, d.x_test, d.y_test), stored="int8")
         manifest["sha256"][name] = hashlib.sha256(path.read_bytes()).hexdigest()
-    manifest["models"] = {name: manifest["models"][name] for name in manifest["sha256"]}
+    manifest["models"] = {name: manifest["models"][name] for name in names}
     manifest["data_sha256"] = trained_on(cfg)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     shutil.rmtree(dest, ignore_errors=True)
@@ -338,7 +370,9 @@ def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> P
         "key": population_key(cfg), "built_from": {k: getattr(cfg, k) for k in (
             "dataset", "model", "train_size", "batch_size", "epochs", "w_epochs", "attacker_data", "lr")},
         "models": {}}
-    todo = [r for r in recipes(cfg, n) if r.name not in manifest["models"]]
+    manifest.setdefault("references", {})   # a population built before they were shared has none
+    todo = [r for r in reference_recipes(cfg) if r.name not in manifest["references"]]
+    todo += [r for r in recipes(cfg, n) if r.name not in manifest["models"]]
     data_cache: dict = {}
     epochs = cfg.epochs + max(1, round(cfg.w_epochs))
     rep = reporter or Reporter(list(listeners or []), stop)
@@ -346,10 +380,13 @@ def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> P
     plan = {r.name: planned_cost(r, mode) for r in todo}
     if reporter is None:
         rep.set_plan(plan)
-    else:   # a run's reporter: add the missing models to its plan so its ETA counts them
-        unit = rep.plan.get("clean") or 1.0   # a clean model's cost in the run's plan
+    else:   # a run's reporter: its plan counts the missing models already (pipeline._stage_plan); one it
+        # does not (another builder stopped half-way) is added at the cost of the ones it counts
+        known = [rep.plan[name] / cost for name, cost in plan.items() if name in rep.plan and cost]
+        unit = sum(known) / len(known) if known else 1.0
         for name, cost in plan.items():
-            rep.plan[name], rep.done[name] = cost * unit, 0.0
+            if name not in rep.plan:
+                rep.plan[name], rep.done[name] = cost * unit, 0.0
     for r in todo:
         x, y, d = _train_data(cfg, r, data_cache)
         arch = cfg.model if r.model == "victim" else r.model
@@ -358,7 +395,7 @@ def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> P
         train_clean(model, x, y, epochs=max(1, round(epochs * r.budget)), batch_size=cfg.batch_size, lr=cfg.lr,
                     reporter=rep, stage=r.name, name=r.name, seed=r.seed, precision=mode)
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, folder / "models" / f"{r.name}.pt")
-        manifest["models"][r.name] = {**r.__dict__, "model": arch, "epochs": max(1, round(epochs * r.budget)),
+        manifest["references" if r.name in REFERENCES else "models"][r.name] = {**r.__dict__, "model": arch, "epochs": max(1, round(epochs * r.budget)),
                                       "n_train": len(x), "accuracy": accuracy(model, d.x_test, d.y_test), "precision": mode,
                                       "seconds": round(time.perf_counter() - t0, 2)}
         manifest["input_shape"] = list(x.shape[1:])
@@ -378,6 +415,16 @@ def load_population(folder: str | Path, device: str = "cpu") -> tuple[dict, dict
     for name, info in manifest["models"].items():
         models[name] = load_state(build_model(info["model"], shape), folder / "models" / f"{name}.pt").to(device)
     return manifest, models
+
+
+def load_references(folder: str | Path, device: str = "cpu") -> dict[str, torch.nn.Module]:
+    """{name: model} of a population's reference models (the run's clean reference and independent clean
+    model)."""
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    shape = tuple(manifest["input_shape"])
+    return {name: load_state(build_model(info["model"], shape), folder / "models" / f"{name}.pt").to(device)
+            for name, info in manifest.get("references", {}).items()}
 
 
 def query_population(folder: str | Path, trigger_sets: dict[str, torch.Tensor], device: str = "cpu") -> dict:

@@ -105,8 +105,9 @@ with start_row:
     go, expected = st.columns([1, 3], vertical_alignment="center")
     start = go.button("Start training", type="primary", disabled=cfg is None or busy or state.read_only(),
                       width="stretch",
-                      help="Trains a victim for each chosen watermarking scheme and two clean models. Runs one "
-                           "at a time on this server; others wait in a queue.")
+                      help="Trains a victim for each chosen watermarking scheme; the two clean models are the "
+                           "task's, trained once with its innocent models. Runs one at a time on this server; "
+                           "others wait in a queue.")
     if cfg is not None:
         expected.caption(widgets.expected_text(widgets.expected_seconds(cfg, with_steal=False)))
     elif problem:

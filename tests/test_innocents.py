@@ -41,11 +41,14 @@ def test_build_is_cached_and_resumable(tiny_data_dir, tmp_path):
     assert folder == population_dir(cfg, tmp_path / "pop") and len(manifest["models"]) == 4
     assert manifest["built_from"]["dataset"] == "mnist"
     assert all(0 <= m["accuracy"] <= 1 for m in manifest["models"].values())
+    # the task's clean reference and independent clean model, trained with it and kept apart from the innocents
+    assert set(manifest["references"]) == {"clean", "independent_clean"}
+    assert {m["seed"] for m in manifest["references"].values()}.isdisjoint(m["seed"] for m in manifest["models"].values())
     stamps = {p.name: p.stat().st_mtime_ns for p in (folder / "models").glob("*.pt")}
     events = []
     build_population(cfg, tmp_path / "pop", n=6, listeners=[events.append])   # only the 2 new ones train
     assert {p.name: p.stat().st_mtime_ns for p in (folder / "models").glob("*.pt") if p.name in stamps} == stamps
-    assert len(list((folder / "models").glob("*.pt"))) == 6
+    assert len(list((folder / "models").glob("*.pt"))) == 6 + 2
     assert {e["stage"] for e in events if e["kind"] == "stage_start"} == {"innocent04", "innocent05"}
     progress = [e["fraction"] for e in events if e["kind"] == "progress"]
     assert progress and progress[-1] == pytest.approx(1.0) and progress == sorted(progress)
@@ -110,7 +113,8 @@ def test_two_builders_of_one_population_train_each_model_once(tiny_data_dir, tmp
         t.start()
     for t in threads:
         t.join()
-    assert sorted(started) == ["innocent00", "innocent01", "innocent02", "innocent03"]   # none twice
+    assert sorted(started) == ["clean", "independent_clean", "innocent00", "innocent01", "innocent02",
+                               "innocent03"]   # none twice
 
 
 def test_population_precision_is_recorded_and_can_be_forced(tiny_data_dir, tmp_path, monkeypatch):
@@ -137,11 +141,13 @@ def test_the_default_demos_population_ships():
     with every file matching its sha256 and built from this machine's digits data. Fails when a change to the
     recipes, the preset or the data moves the key: rebuild with `make populations`."""
     from ewe.config import preset
-    from ewe.innocents import SHIPPED_ROOT, ready_population, shipped_problem, trained_models
+    from ewe.innocents import (REFERENCES, SHIPPED_ROOT, ready_population, shipped_problem, trained_models,
+                               trained_references)
     for name in ("quick",):
         cfg = preset("digits", name)
         folder = SHIPPED_ROOT / population_key(cfg)
         assert set(trained_models(folder)) == {r.name for r in recipes(cfg, cfg.innocents)}, name
+        assert set(trained_references(folder)) == set(REFERENCES), name
         assert shipped_problem(folder, cfg) is None
         assert ready_population(cfg) == folder   # the test session's cache is empty
 
@@ -158,7 +164,8 @@ def test_shipped_population_is_used_checked_and_rebuilt_by_one_command(tiny_data
     assert main(["nulls", str(run), "--innocents", "4", "--threads", "1", "--ship", str(tmp_path / "ship")]) == 0
     shipped = tmp_path / "ship" / population_key(cfg)
     manifest = json.loads((shipped / MANIFEST).read_text())
-    assert set(manifest["sha256"]) == {"innocent00", "innocent01", "innocent02", "innocent03"}
+    assert set(manifest["sha256"]) == {"innocent00", "innocent01", "innocent02", "innocent03", "clean",
+                                       "independent_clean"}
     state = torch.load(shipped / "models" / "innocent00.pt", weights_only=True)
     assert {v.dtype for k, v in state.items() if k.endswith(".weight")} == {torch.int8}   # a quarter of the bytes
     # an empty cache and a shipped population: a run trains no innocent and its verdict uses the shipped one
@@ -168,6 +175,9 @@ def test_shipped_population_is_used_checked_and_rebuilt_by_one_command(tiny_data
     events = []
     result = pipeline.run(cfg, tmp_path / "run2", listeners=[events.append])
     assert not [e for e in events if e["kind"] == "stage_start" and e["stage"].startswith("innocent")]
+    # nor its clean reference and independent clean model: the shipped population's, loaded
+    assert not [e for e in events if e["kind"] == "stage_start" and e["stage"] in innocents.REFERENCES]
+    assert result["references"]["population"] == shipped.name
     assert json.loads((tmp_path / "run2" / "innocents.json").read_text())["population"] == str(shipped)
     assert result["verification"]["extracted"]["null_models"] == 4
     assert not (tmp_path / "empty-cache" / "innocents").exists()
@@ -176,7 +186,7 @@ def test_shipped_population_is_used_checked_and_rebuilt_by_one_command(tiny_data
     original = path.read_bytes()
     path.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
     assert "innocent02.pt fails its sha256 check" in innocents.shipped_problem(shipped, cfg)
-    assert innocents.ready_population(cfg) is None and len(innocents.missing_recipes(cfg)) == 4
+    assert innocents.ready_population(cfg) is None and len(innocents.missing_recipes(cfg)) == 4 + 2
     # and so is one built from other data than this machine's
     path.write_bytes(original)
     assert innocents.ready_population(cfg) == shipped

@@ -5,7 +5,8 @@
                                  defended (EWE), plain_watermark (classic: raw triggers, no SNNL),
                                  ablation_no_snnl (optimised triggers, no SNNL)); and, from scratch, the
                                  clean reference and an independent clean model (the innocent suspect)
-                                 -- see step 4 for why they must not share it.
+                                 -- see step 4 for why they must not share it: with an innocent
+                                 population, the task's two reference models, trained once with it.
     steal(run_dir, thief)        extraction attack against every scheme's victim.
     verify_run(run_dir)          the verdicts from predictions.json (ewe.results.verdicts; cheap,
                                  recomputable by anyone).
@@ -22,8 +23,10 @@ run's seed (a model's initial weights and its batch order are separate ``torch.G
     data subsets (load_data)           training s, test s + 1, disjoint thief half s + 2
     pre-trained base model             initial weights s, batch order s
     watermark phase (all victims)      clean batches and target samples s + 7919
-    clean reference                    initial weights s + 1, batch order s + 1
-    independent clean model            initial weights s + 10000, batch order s + 10000
+    clean reference                    initial weights s + 1, batch order s + 1 (a run without an innocent
+                                       population; with one, the task's: seed 60000, ewe.innocents)
+    independent clean model            initial weights s + 10000, batch order s + 10000 (with a population:
+                                       the task's, seed 60001)
     thief (steal)                      query subset, student weights and batch order: the thief seed
                                        (config.run_thief_seed: s + 20000 unless set)
     removal attacks                    attacker subset s + 30000, fine-tuning batches s + 30001
@@ -76,11 +79,14 @@ def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool 
                 for k, v in units.items()}
     except (OSError, ValueError, KeyError):
         plan = units
-    return {**plan, **_missing_innocents(cfg, plan["clean"])}
+    clean_cost = plan["clean"]
+    if cfg.innocents:   # shared with the population: loaded, or trained with it (priced as its members)
+        plan.update(clean=0.01 * clean_cost, independent_clean=0.01 * clean_cost)
+    return {**plan, **_missing_innocents(cfg, clean_cost)}
 
 
 def _missing_innocents(cfg: RunConfig, clean_cost: float) -> dict[str, float]:
-    """The innocent models the run will train first (once per task; ewe.innocents), at the cost that
+    """The innocent and reference models the run will train first (once per task; ewe.innocents), at the cost that
     innocents._build gives them in the plan: known from the start, the first run's ETA counts them too."""
     if not cfg.innocents:
         return {}
@@ -265,37 +271,54 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
                                     f"{name}: triggers vs target class (PCA of cosine-normalised features)")
             finish(name, model)
 
-        # 4. the clean reference, trained from scratch like the reference code's baseline. It must not
-        #    share the pre-training: the triggers were pushed away from the target *for the pre-trained
-        #    weights* (false-positive control), so a continuation of them under-states how often an
-        #    innocent model labels triggers as the target, and an independent model then gets claimed
-        #    (measured: quick MNIST seed 0, independent model claimed with p = 0.0002).
-        clean = build_model(cfg.model, shape, seed=cfg.seed + 1).to(cfg.device)
-        probe = Probe(live.x_test, live.y_test, sets["optimised"], cfg.target)
-        timed("clean", lambda: train_clean(
-            clean, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
-            batch_size=cfg.batch_size, lr=cfg.lr, reporter=rep, stage="clean", name="clean", probe=probe,
-            seed=cfg.seed + 1))
+        # 4. the clean reference and an independently trained clean model (other initialisation and data
+        #    order: the innocent suspect that verification must not claim), from scratch like the reference
+        #    code's baseline. They must not share the pre-training: the triggers were pushed away from the
+        #    target *for the pre-trained weights* (false-positive control), so a continuation of them
+        #    under-states how often an innocent model labels triggers as the target, and an independent model
+        #    then gets claimed (measured: quick MNIST seed 0, independent model claimed with p = 0.0002).
+        #    With an innocent population they are its two reference models, trained once per task and shared
+        #    by its runs (ewe.innocents.reference_recipes); a run without one trains its own.
+        population = innocent_population(cfg, rep)
+        if population is not None:
+            from ..innocents import load_references, trained_references
+            refs = timed("clean", lambda: load_references(population, cfg.device))
+            result["references"] = {"population": population.name,
+                                    "models": {n: {k: info.get(k) for k in ("seed", "accuracy", "precision", "stored")}
+                                               for n, info in trained_references(population).items()}}
+            rep.message(f"Clean reference and independent clean model: the task's, shared with its innocent "
+                        f"population ({population.name}), not trained again")
+        clean = refs["clean"] if population is not None else _train_reference(
+            "clean", cfg, shape, data, rep, timed, Probe(live.x_test, live.y_test, sets["optimised"], cfg.target))
         finish("clean", clean)
         for scheme in api_schemes:   # what the API costs an honest user (its register starts with a thief)
             result["models"][scheme.name] = scheme.figures(clean, cfg, data.x_test, data.y_test)
             folder.write_json("result.json", result)
-
-        # 5. an independently trained clean model (other initialisation and data order): the innocent
-        #    suspect that verification must not claim
-        indep = build_model(cfg.model, shape, seed=cfg.seed + 10_000).to(cfg.device)
-        timed("independent_clean", lambda: train_clean(
-            indep, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
-            batch_size=cfg.batch_size,
-            lr=cfg.lr, reporter=rep, stage="independent_clean", name="independent_clean", probe=probe,
-            seed=cfg.seed + 10_000))
+        indep = refs["independent_clean"] if population is not None else _train_reference(
+            "independent_clean", cfg, shape, data, rep, timed,
+            Probe(live.x_test, live.y_test, sets["optimised"], cfg.target))
         finish("independent_clean", indep)
-        # 6. the innocent population behind every verdict (built once per task, then only queried)
-        if folder.path:
-            ensure_innocents(cfg, folder.path, rep)
-            _observe_population(run_schemes, cfg, data, folder.path, rep)
+        # 5. the innocent population behind every verdict, queried on the run's trigger sets
+        if folder.path and population is not None:
+            from ..innocents import attach_population
+            attach_population(folder.path, population)
+            _observe_population(run_schemes, cfg, data, folder.path, population, rep)
         result["status"] = "trained"
     return result
+
+
+REFERENCE_SEED_OFFSET = {"clean": 1, "independent_clean": 10_000}
+
+
+def _train_reference(name: str, cfg: RunConfig, shape: tuple, data: Data, rep: Reporter, timed, probe: Probe):
+    """A run without an innocent population trains its own clean reference (seed s + 1) and independent clean
+    model (s + 10000): the owner's recipe, clean budget."""
+    seed = cfg.seed + REFERENCE_SEED_OFFSET[name]
+    model = build_model(cfg.model, shape, seed=seed).to(cfg.device)
+    timed(name, lambda: train_clean(model, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
+                                    batch_size=cfg.batch_size, lr=cfg.lr, reporter=rep, stage=name, name=name,
+                                    probe=probe, seed=seed))
+    return model
 
 
 def _resume_optimizer(model, lr, state) -> torch.optim.Optimizer:
@@ -511,37 +534,36 @@ def steal_each(run_dir: str | Path, thieves: list[dict], listeners: Iterable[Cal
     return result
 
 
-def _observe_population(schemes, cfg: RunConfig, data: Data, run_dir: Path, reporter: Reporter) -> None:
+def _observe_population(schemes, cfg: RunConfig, data: Data, run_dir: Path, population: Path,
+                        reporter: Reporter) -> None:
     """The innocent population shown to the schemes that judge with their own test (dataset inference walks
-    each innocent on the run's points); nothing is loaded for a run without one."""
+    each innocent on the run's points); nothing is loaded for a run without such a scheme."""
     own = [s for s in schemes if s.own_test]
-    if not own or not cfg.innocents:
+    if not own:
         return
-    from ..innocents import MANIFEST, load_population, population_dir
-    population = population_dir(cfg)
-    if not (population / MANIFEST).exists():
-        return
+    from ..innocents import load_population
     manifest, models = load_population(population, cfg.device)
     for scheme in own:
         reporter.message(f"{scheme.label}: the {len(models)} innocent models judged on the run's points")
         scheme.observe_population(run_dir, cfg, data, manifest, models)
 
 
-def ensure_innocents(cfg: RunConfig, run_dir: str | Path, reporter: Reporter) -> dict | None:
-    """Build the task's innocent population if it is missing (once per task: cached), then query it on the
-    run's triggers. ``cfg.innocents`` = 0 skips it (verdicts then fall back to the run's clean model)."""
+def innocent_population(cfg: RunConfig, reporter: Reporter) -> Path | None:
+    """The folder of the task's innocent population and reference models, built first if it is missing
+    (once per task: cached, or shipped with the lab). ``cfg.innocents`` = 0: None (verdicts then fall back
+    to the run's clean model, which the run trains itself)."""
     if not cfg.innocents:
         return None
-    from ..innocents import SHIPPED_ROOT, attach_population, build_population, ready_population
+    from ..innocents import SHIPPED_ROOT, build_population, ready_population
     folder = ready_population(cfg)
     if folder is not None:
         reporter.message(f"Innocent population: {cfg.innocents} models that never saw the watermark, "
                          f"{'shipped with the lab' if folder.parent == SHIPPED_ROOT else 'cached'} "
                          f"({folder.name})")
-        return attach_population(run_dir, folder)
-    reporter.message(f"Innocent population: {cfg.innocents} models that never saw the watermark "
-                     "(trained once per task, then reused)")
-    return attach_population(run_dir, build_population(cfg, n=cfg.innocents, reporter=reporter))
+        return folder
+    reporter.message(f"Innocent population: {cfg.innocents} models that never saw the watermark, and the "
+                     "task's clean reference models (trained once per task, then reused)")
+    return build_population(cfg, n=cfg.innocents, reporter=reporter)
 
 
 def run(cfg: RunConfig, out_dir: str | Path | None = None, listeners: Iterable[Callable] | None = None,

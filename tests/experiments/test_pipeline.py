@@ -111,6 +111,24 @@ def test_same_seed_same_numbers(tiny_data_dir, tmp_path):
     assert pa == pb
 
 
+def test_runs_of_one_task_share_its_clean_reference_models(finished_run):
+    """The clean reference and the independent clean model are the task's (trained once with its innocent
+    population): a second seed trains neither, gets the same weights, and the innocent suspect is judged
+    against the 4 innocents, none of which is itself."""
+    out, result, _ = finished_run
+    assert result["references"]["population"] == json.loads((out / "innocents.json").read_text())["key"]
+    events = []
+    other = pipeline.train_victims(tiny_config(out.parent / "data", seed=1), out.parent / "seed1",
+                                   listeners=[events.append])
+    assert other["status"] == "trained"
+    assert not [e for e in events if e["kind"] == "stage_start" and e["stage"] in ("clean", "independent_clean")]
+    for name in ("clean", "independent_clean"):
+        a, b = (torch.load(d / "models" / f"{name}.pt", weights_only=True) for d in (out, out.parent / "seed1"))
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    assert "independent_clean" not in json.loads((out / "innocents.json").read_text())["models"]
+    assert result["verification"]["clean"]["null_models"] == 4
+
+
 def test_diagnostics_written(finished_run):
     out, result, _ = finished_run
     geo = result["diagnostics"]["defended"]["geometry"]
