@@ -28,7 +28,7 @@ from bench_population import plain_epoch_seconds  # noqa: E402  (beside this scr
 from ewe.config import ConfigError, preset
 from ewe.data.splits import load_data
 from ewe.experiments import pipeline
-from ewe.innocents import population_dir, trained_models
+from ewe.innocents import population_dir, trained_models, trained_references
 from ewe.malloc import apply_unless_disabled
 
 apply_unless_disabled()
@@ -52,7 +52,9 @@ def main(argv=None) -> int:
         print(f"bench_stages: {exc}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    before = set(trained_models(population_dir(cfg)))
+    def population() -> dict:   # the innocents and the task's two reference models (clean, independent clean)
+        return {**trained_models(population_dir(cfg)), **trained_references(population_dir(cfg))}
+    before = set(population())
     plain = plain_epoch_seconds(cfg, load_data(cfg))
     print(f"plain epoch: {plain:.2f} s ({cfg.dataset}, batch {cfg.batch_size}, {args.threads} threads)", flush=True)
     t0 = time.perf_counter()
@@ -63,15 +65,14 @@ def main(argv=None) -> int:
         print(f"bench_stages: the run ended {result.get('status')!r}", file=sys.stderr)
         return 1
     stages = {k: v for k, v in (result.get("seconds") or {}).items() if isinstance(v, (int, float))}
-    built = {name: m.get("seconds", 0.0) for name, m in trained_models(population_dir(cfg)).items()
-             if name not in before}
-    rows = {**stages, **({"innocents (built in the run)": sum(built.values())} if built else {})}
+    built = {name: m.get("seconds", 0.0) for name, m in population().items() if name not in before}
+    rows = {**stages, **({"population (built in the run)": sum(built.values())} if built else {})}
     width = max(len(k) for k in rows)
     for name, sec in rows.items():
         print(f"  {name:<{width}}  {sec:7.1f} s  {sec / plain:6.2f} plain epochs")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  {'run, wall clock':<{width}}  {total:7.1f} s  {total / plain:6.2f} plain epochs")
-    print(f"peak RSS {peak_mib:.0f} MiB; innocents trained in the run: {len(built)}")
+    print(f"peak RSS {peak_mib:.0f} MiB; population models trained in the run: {len(built)}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({

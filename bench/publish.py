@@ -246,7 +246,7 @@ def stages_block(runs: dict[str, dict]) -> str:
                           and v / plain >= 0.05)
         lines.append(f"- {name}: {d['dataset']} {d['preset']} seed {d['seed']}, {d['threads']} threads: "
                      f"{d['total_s']:.0f} s = **{d['total_plain_epochs']:.0f} plain epochs** (one plain epoch "
-                     f"{plain:.2f} s here); {d['innocents_built']} innocent models trained in the run; peak RSS "
+                     f"{plain:.2f} s here); {d['innocents_built']} population models (innocents, clean references) trained in the run; peak RSS "
                      f"{d['peak_rss_mib']} MiB. Per stage, in plain epochs: {parts}; load average "
                      f"{float(d['load_average'][0]):.2f} on {d['cpus']} cores")
     return "\n".join(lines)
