@@ -26,6 +26,9 @@ class ConfigError(ValueError):
     """A parameter or combination of parameters that cannot run; the message says what to change."""
 
 
+PRECISION_CHOICES = ("fp32", "bf16", "auto")
+
+
 @dataclass
 class RunConfig:
     # what to run
@@ -99,6 +102,10 @@ class RunConfig:
     # (ewe.watermarks.dataset_inference; the paper's claim is for 50)
     di_samples: int = 50
     threads: int | None = None
+    # the arithmetic of the run's own models' forward passes (pre-training, victims, thieves): fp32, bf16
+    # (autocast: weights, gradients and the SNNL stay fp32) or auto (bf16 where the device has bf16 units,
+    # ewe.train.fast_precision). The innocent population has its own (ewe.innocents.precision)
+    precision: str = "fp32"
 
     # ---- derived -------------------------------------------------------------------------------
     @property
@@ -299,6 +306,8 @@ def validate(cfg: RunConfig) -> RunConfig:
     need(len(cfg.temperature) == 3 and all(t > 0 for t in cfg.temperature),
          f"temperature must be positive (got {cfg.temperature}); tau = 100 / T for the reference code's T")
     need(cfg.temperature_mode in ("learned", "fixed"), "temperature_mode is 'learned' or 'fixed'")
+    need(cfg.precision in PRECISION_CHOICES, f"precision is one of {', '.join(PRECISION_CHOICES)}, got "
+         f"{cfg.precision!r}")
     need(cfg.t_lr >= 0, "t_lr must be 0 or more")
     need(cfg.metric in ("cosine", "euclidean"), "metric is 'cosine' or 'euclidean'")
     need(cfg.trigger in ("ood", "in"), "trigger is 'ood' (out-of-distribution) or 'in' (patch)")

@@ -100,6 +100,11 @@ def fast_precision(device: str | torch.device = "cpu") -> str:
         return "fp32"
 
 
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """A run's ``precision`` setting as the arithmetic it gets: "auto" is ``fast_precision`` of its device."""
+    return fast_precision(device) if precision == "auto" else precision
+
+
 def autocast(device: torch.device, precision: str):
     """Mixed precision for the forward pass: weights, optimiser state and gradients stay fp32, the
     convolutions and matrix products run in bf16 and the loss in fp32 (torch.autocast's own lists)."""
@@ -123,7 +128,8 @@ def train_clean(model, x, y, *, epochs: float, batch_size: int, lr: float, repor
     """Train on (x, y) for ``epochs`` epochs (y may be class ids or soft-label probabilities).
 
     ``precision`` "bf16" runs the forward pass under bf16 autocast (``autocast``; the innocent population
-    uses it where the hardware has bf16 units, ``fast_precision``); the run's own models stay fp32.
+    uses it where the hardware has bf16 units, ``fast_precision``; the run's own models as its ``precision``
+    setting says).
 
     Emits ``evals`` epoch events (default: one per epoch). Returns the optimiser so a later stage can
     continue with the same Adam state (shared pre-training).
@@ -183,15 +189,18 @@ def entangled_step(model, xb, y_wm, w, temps: Temperatures, kappa: torch.Tensor,
     (``w`` marks the triggers). Returns (loss, ce, per-layer SNNL, the temperatures' gradient), the latter
     taken before the weights' backward pass, as the reference code."""
     logits, hidden = model.features(xb)
-    layer_snnl = snnl_layers(hidden, w, temps, metric)
-    ce = F.cross_entropy(logits, y_wm)
-    loss = ce - (kappa * torch.stack(layer_snnl)).sum()
-    return loss, ce, layer_snnl, temps.gradient(layer_snnl)
+    # under a bf16 forward (train_watermark's precision) the SNNL's pairwise similarities stay fp32: they are
+    # exponentiated over a temperature, where bf16's 3 significant digits would flatten them
+    with torch.autocast(xb.device.type, enabled=False):
+        layer_snnl = snnl_layers([h.float() for h in hidden], w, temps, metric)
+        ce = F.cross_entropy(logits.float(), y_wm)
+        loss = ce - (kappa * torch.stack(layer_snnl)).sum()
+        return loss, ce, layer_snnl, temps.gradient(layer_snnl)
 
 
 def plain_step(model, xb, y_wm, w, temps: Temperatures, kappa: torch.Tensor, metric: str):
     """The classic watermark's step (and the no-SNNL ablation's): cross-entropy only."""
-    ce = F.cross_entropy(model(xb), y_wm)
+    ce = F.cross_entropy(model(xb).float(), y_wm)
     return ce, ce, None, None
 
 
@@ -204,7 +213,8 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     ``plain_step``: CE). ``use_snnl`` picks one of the two when ``step`` is not given (the schemes in
     ``ewe.watermarks.schemes`` pass their own).
 
-    Returns (optimizer, temperatures).
+    The forward passes run in the run's ``cfg.precision`` (``resolve_precision``; a step keeps its SNNL in
+    fp32). Returns (optimizer, temperatures).
     """
     if step is None:
         step = entangled_step if use_snnl else plain_step
@@ -221,6 +231,7 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     evals = min(passes, evals or max(math.ceil(cfg.w_epochs), 6))
     checkpoints = {round(passes * (k + 1) / evals) for k in range(evals)}
     dev = x.device
+    precision = resolve_precision(getattr(cfg, "precision", "fp32"), dev)
     kappa = kappa.to(dev)
     w = torch.cat([torch.ones(half), torch.zeros(half)]).to(dev)
     y_wm = torch.full((2 * half,), target, dtype=torch.long, device=dev)
@@ -239,7 +250,9 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
                     j += 1
                 else:
                     xb, yb = clean.next()
-                loss = F.cross_entropy(model(xb), yb)
+                with autocast(dev, precision):
+                    logits = model(xb)
+                loss = F.cross_entropy(logits.float(), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -249,7 +262,8 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
             if len(idx) < half:
                 idx = t_order[:half]
             xb = torch.cat([trig, x_target[idx]])
-            loss, ce, layer_snnl, t_grad = step(model, xb, y_wm, w, temps, kappa, cfg.metric)
+            with autocast(dev, precision):
+                loss, ce, layer_snnl, t_grad = step(model, xb, y_wm, w, temps, kappa, cfg.metric)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             temps.apply(t_grad)      # a no-op without a gradient (fixed temperatures, plain step)

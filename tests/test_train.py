@@ -197,3 +197,45 @@ def test_bf16_training_learns_like_fp32_and_keeps_fp32_weights():
     assert not torch.equal(weights["fp32"][0], weights["bf16"][0])   # bf16 really ran (on this CPU or emulated)
     with pytest.raises(ValueError, match="precision is one of"):
         autocast(torch.device("cpu"), "fp16")
+
+
+def test_a_bf16_watermark_step_keeps_the_snnl_in_fp32():
+    """A run's precision "bf16" autocasts its forward passes; EWE's step takes the features in bf16 but computes
+    the SNNL (exponentiated similarities over a temperature) and the loss in fp32: the per-layer SNNL is fp32,
+    close to the fp32 step's, and the temperatures' gradient exists."""
+    from ewe.train import autocast
+    g = torch.Generator().manual_seed(0)
+    model = build_model("conv2", (1, 28, 28), seed=0)
+    xb = torch.rand(16, 1, 28, 28, generator=g)
+    w = torch.cat([torch.ones(8), torch.zeros(8)])
+    y = torch.full((16,), 7)
+    kappa = torch.ones(3)
+    fp32 = entangled_step(model, xb, y, w, Temperatures([2.0] * 3), kappa, "cosine")
+    with autocast(torch.device("cpu"), "bf16"):
+        bf16 = entangled_step(model, xb, y, w, Temperatures([2.0] * 3), kappa, "cosine")
+    assert all(s.dtype == torch.float32 for s in bf16[2]) and bf16[0].dtype == torch.float32
+    assert torch.allclose(torch.stack(bf16[2]), torch.stack(fp32[2]), atol=0.02)
+    assert bf16[3] is not None and all(torch.isfinite(t).all() for t in bf16[3])
+
+
+def test_the_runs_precision_reaches_its_watermark_phase_and_its_thief():
+    """``RunConfig.precision``: "auto" is the device's fast precision, the thief inherits it, an unknown value
+    is refused naming the choices, and a bf16 watermark phase trains other weights than the fp32 one."""
+    from ewe.attacks.extraction import ThiefConfig
+    from ewe.config import ConfigError, from_dict
+    from ewe.train import fast_precision
+    assert ThiefConfig.from_run_config(RunConfig(precision="bf16")).precision == "bf16"
+    assert ThiefConfig.from_run_config(RunConfig(precision="auto")).precision == fast_precision("cpu")
+    with pytest.raises(ConfigError, match="precision is one of fp32, bf16, auto"):
+        from_dict({"precision": "fp16"})
+    weights = {}
+    for mode in ("fp32", "bf16"):
+        cfg = RunConfig(batch_size=8, w_epochs=1, ratio=1.0, kappa=[0.1] * 3, temperature=[2.0] * 3, precision=mode)
+        model = build_model("conv2", (1, 28, 28), seed=0)
+        g = torch.Generator().manual_seed(1)
+        x, y = torch.rand(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g)
+        train_watermark(model, x, y, torch.rand(8, 1, 28, 28, generator=g), torch.rand(8, 1, 28, 28, generator=g),
+                        7, cfg=cfg, reporter=Reporter(), stage="s", name="s", use_snnl=True, seed=0)
+        assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+        weights[mode] = model.fc2.weight.detach().clone()
+    assert not torch.equal(weights["fp32"], weights["bf16"])

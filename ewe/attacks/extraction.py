@@ -41,12 +41,15 @@ class ThiefConfig:
     query_budget: int | None = None   # None = every attacker sample
     batch_size: int = 512
     lr: float = 1e-3
+    precision: str = "fp32"           # the student's forward passes (ewe.train.autocast)
 
     @classmethod
     def from_run_config(cls, cfg) -> "ThiefConfig":
+        from ..train import resolve_precision
         return cls(labels=cfg.extract_labels, temperature=cfg.distill_temperature,
                    student=cfg.student or cfg.model, epochs=cfg.extraction_epochs,
-                   query_budget=cfg.query_budget, batch_size=cfg.batch_size, lr=cfg.lr)
+                   query_budget=cfg.query_budget, batch_size=cfg.batch_size, lr=cfg.lr,
+                   precision=resolve_precision(cfg.precision, cfg.device))
 
 
 def attacker_queries(x_attack: torch.Tensor, budget: int | None, seed: int) -> torch.Tensor:
@@ -77,6 +80,6 @@ def extract(victim: torch.nn.Module, x_attack: torch.Tensor, thief: ThiefConfig,
     student = build_model(thief.student, tuple(x.shape[1:]), seed=seed).to(x.device)
     train_clean(student, x, y, epochs=thief.epochs, batch_size=thief.batch_size, lr=thief.lr,
                 reporter=reporter, stage=stage, name=name, probe=probe, seed=seed,
-                label_temperature=thief.temperature if thief.labels == "soft" else 1.0)
+                label_temperature=thief.temperature if thief.labels == "soft" else 1.0, precision=thief.precision)
     return student, {"queries": box.queries if labels is None else len(x), "labels": thief.labels,
                      "student": thief.student, "epochs": thief.epochs}

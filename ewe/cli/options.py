@@ -21,6 +21,8 @@ HELP = {
     "train_size": "use a seeded random subset of the training set",
     "snnl": "SNNL term on (EWE) or off (the optimised-triggers ablation)",
     "device": "cpu, cuda, or auto (cuda when present)",
+    "precision": "the run's own models' forward passes: fp32, bf16 (autocast; weights and the SNNL stay fp32), "
+                 "or auto (bf16 where the device has bf16 units)",
     "thief_seed": "seed of the thief's student (initialisation, data order, query subset); by default "
                   "the run's seed + 20000",
     "mea_sources": "MEA-Defender's two source classes (default: the two lowest classes other than the target)",

@@ -53,7 +53,8 @@ from ..models import build_model
 from ..results.runs import RunFolder, load_run, load_run_models
 from ..results.schema import CLEAN_MODELS, TRIGGER_SET, VICTIMS, heldout_key, heldout_sets
 from ..results.verdicts import record_thief, verify_run
-from ..train import Probe, accuracy, make_optimizer, predict, train_clean, watermark_schedule, watermark_success
+from ..train import (Probe, accuracy, make_optimizer, predict, resolve_precision, train_clean, watermark_schedule,
+                     watermark_success)
 from ..watermarks import triggers as trig
 from ..watermarks.diagnostics import layer_geometry, projection, save_projection_png
 from ..watermarks.schemes import SCHEMES, schemes_for
@@ -195,7 +196,8 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
         base = build_model(cfg.model, shape, seed=cfg.seed).to(cfg.device)
         base_opt = timed("pretrain", lambda: train_clean(
             base, data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-            reporter=rep, stage="pretrain", name="pretrain", probe=live, seed=cfg.seed)
+            reporter=rep, stage="pretrain", name="pretrain", probe=live, seed=cfg.seed,
+            precision=resolve_precision(cfg.precision, cfg.device))
             if cfg.epochs > 0 else torch.optim.Adam(base.parameters()))
 
         # 2. triggers: patch location (in-distribution), then optimisation against the pre-trained model
@@ -317,7 +319,7 @@ def _train_reference(name: str, cfg: RunConfig, shape: tuple, data: Data, rep: R
     model = build_model(cfg.model, shape, seed=seed).to(cfg.device)
     timed(name, lambda: train_clean(model, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
                                     batch_size=cfg.batch_size, lr=cfg.lr, reporter=rep, stage=name, name=name,
-                                    probe=probe, seed=seed))
+                                    probe=probe, seed=seed, precision=resolve_precision(cfg.precision, cfg.device)))
     return model
 
 

@@ -91,9 +91,11 @@ def environment(cfg: RunConfig, threads: int | None = None) -> dict[str, Any]:
     import torch
 
     from ..innocents import precision
+    from ..train import resolve_precision
     return {"code": code_version(), "torch": torch.__version__, "cache": CACHE_VERSION,
             "threads": int(cfg.threads or threads or torch.get_num_threads()),
-            "innocents_precision": precision(cfg.device) if cfg.innocents else None}
+            "innocents_precision": precision(cfg.device) if cfg.innocents else None,
+            "precision": resolve_precision(cfg.precision, cfg.device)}   # "auto" is the hardware's
 
 
 def run_key(cfg: RunConfig, threads: int | None = None) -> str:

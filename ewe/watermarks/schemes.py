@@ -179,10 +179,11 @@ class DatasetInferenceScheme(Scheme):
 
     def train(self, model, x, y, ts: TriggerSet, x_target, cfg: RunConfig, **kw):
         """The watermark phase's length of plain training on the owner's data: the clean model's budget."""
-        from ..train import train_clean
+        from ..train import resolve_precision, train_clean
         opt = train_clean(model, x, y, epochs=max(1, round(cfg.w_epochs)), batch_size=cfg.batch_size, lr=cfg.lr,
                           reporter=kw["reporter"], stage=self.name, name=self.name, probe=kw.get("probe"),
-                          optimizer=kw.get("optimizer"), seed=kw.get("seed", cfg.seed) + 7919)
+                          optimizer=kw.get("optimizer"), seed=kw.get("seed", cfg.seed) + 7919,
+                          precision=resolve_precision(cfg.precision, cfg.device))
         return opt, None
 
     def observe(self, run_dir, cfg: RunConfig, data, name: str, model) -> None:
