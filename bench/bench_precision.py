@@ -82,6 +82,10 @@ def summary(rows: list[dict]) -> None:
                 if d:
                     print(f"  {name:<17} {what:<9} {ms(d)}")
         print(f"  run seconds ratio bf16/fp32: {ms([b['wall_s'] / a['wall_s'] for a, b in pairs])}")
+        stages = [k for k in pairs[0][0]["stages_s"] if all(k in a["stages_s"] and k in b["stages_s"]
+                                                             and a["stages_s"][k] > 0.5 for a, b in pairs)]
+        print("  per stage, seconds ratio bf16/fp32: " + ", ".join(
+            f"{k} {statistics.median(b['stages_s'][k] / a['stages_s'][k] for a, b in pairs):.2f}" for k in stages))
 
 
 def main(argv=None) -> int:

@@ -34,6 +34,27 @@ from ewe.malloc import apply_unless_disabled
 apply_unless_disabled()
 
 
+def rss_mib() -> tuple[int, int]:
+    """(resident now, peak so far) of this process, MiB (/proc: Linux)."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            fields[line.split(":")[0]] = int(line.split()[1]) // 1024
+    return fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+
+
+class MemoryByStage:
+    """A run listener: the process's resident memory when each stage starts and ends, and the peak reached by
+    then, so the stage that raises the peak shows (issue 34, part 4)."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str, int, int]] = []
+
+    def __call__(self, event: dict) -> None:
+        if event["kind"] in ("stage_start", "stage_end", "run_end"):
+            self.rows.append((event["kind"], event.get("stage", ""), *rss_mib()))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="mnist")
@@ -55,11 +76,14 @@ def main(argv=None) -> int:
     def population() -> dict:   # the innocents and the task's two reference models (clean, independent clean)
         return {**trained_models(population_dir(cfg)), **trained_references(population_dir(cfg))}
     before = set(population())
+    memory = MemoryByStage()
+    memory.rows.append(("start", "imports", *rss_mib()))
     plain = plain_epoch_seconds(cfg, load_data(cfg))
+    memory.rows.append(("end", "plain epoch", *rss_mib()))
     print(f"plain epoch: {plain:.2f} s ({cfg.dataset}, batch {cfg.batch_size}, {args.threads} threads)", flush=True)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ewe-bench-stages-") as out:
-        result = pipeline.run(cfg, out)
+        result = pipeline.run(cfg, out, listeners=[memory])
     total = time.perf_counter() - t0
     if result.get("status") != "finished":
         print(f"bench_stages: the run ended {result.get('status')!r}", file=sys.stderr)
@@ -73,6 +97,12 @@ def main(argv=None) -> int:
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  {'run, wall clock':<{width}}  {total:7.1f} s  {total / plain:6.2f} plain epochs")
     print(f"peak RSS {peak_mib:.0f} MiB; population models trained in the run: {len(built)}")
+    print("resident memory (MiB) at each stage boundary, and the peak so far:")
+    last_peak = 0
+    for kind, stage, now, peak in memory.rows:
+        if kind != "stage_start" or peak > last_peak:
+            print(f"  {kind:<11} {stage:<24} {now:6d}  peak {peak:6d}{'  <- raised' if peak > last_peak else ''}")
+        last_peak = peak
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
@@ -80,6 +110,7 @@ def main(argv=None) -> int:
             "plain_epoch_s": round(plain, 3), "stages_s": rows, "total_s": round(total, 2),
             "total_plain_epochs": round(total / plain, 2), "innocents_built": len(built),
             "peak_rss_mib": round(peak_mib), "cpus": os.cpu_count(), "torch": torch.__version__,
+            "rss_by_stage_mib": [list(r) for r in memory.rows],
             "load_average": Path("/proc/loadavg").read_text().split()[:3]}, indent=2))
         print(f"wrote {args.json}")
     return 0

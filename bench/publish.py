@@ -252,6 +252,36 @@ def stages_block(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def precision_block(rows_by_dataset: dict[str, list[dict]]) -> str:
+    """The run's own models in fp32 against bf16 autocast, paired by victim seed (bench/bench_precision.py)."""
+    import statistics
+
+    def ms(values, digits=1, scale=1.0):
+        values = [scale * v for v in values if v is not None]
+        if not values:
+            return "—"
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    lines = ["| dataset (quick) | precision | victim seeds | run, s | EWE victim accuracy, % | EWE copy accuracy, % "
+             "| EWE copy watermark, % | copies proven (EWE / classic / ablation) | independent clean proven |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, rows in rows_by_dataset.items():
+        seeds = sorted({r["seed"] for r in rows if r["precision"] == "fp32"} & {r["seed"] for r in rows
+                                                                                if r["precision"] == "bf16"})
+        for precision in ("fp32", "bf16"):
+            rs = [r for r in rows if r["precision"] == precision and r["seed"] in seeds]
+            if not rs:
+                continue
+            proven = " / ".join(f"{sum(r['proven'].get(c, False) for r in rs)}/{len(rs)}"
+                                for c in ("extracted", "plain_extracted", "ablation_extracted"))
+            lines.append(f"| {rs[0]['dataset']} | {precision} | {', '.join(map(str, seeds))} | "
+                         f"{ms([r['wall_s'] for r in rs])} | {ms([r['accuracy'].get('defended') for r in rs], 1, 100)} | "
+                         f"{ms([r['accuracy'].get('extracted') for r in rs], 1, 100)} | "
+                         f"{ms([r['watermark_success'].get('extracted') for r in rs], 1, 100)} | {proven} | "
+                         f"{sum(r['proven'].get('clean', False) for r in rs)}/{len(rs)} |")
+    return "\n".join(lines)
+
+
 def write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -298,6 +328,12 @@ def main(argv=None) -> int:
         text = replace_block(text, "stages", stages_block(stages),
                              "python bench/bench_stages.py --dataset mnist --data-dir DATA --json "
                              "bench/results/stages_NAME.json, then python bench/publish.py")
+    precision = {p.stem: [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+                 for p in sorted(RESULTS.glob("precision_*.jsonl"))}
+    if precision:
+        text = replace_block(text, "precision", precision_block(precision),
+                             "python bench/bench_precision.py --dataset DATASET --data-dir DATA --seeds 0 1 2 3 4, "
+                             "then python bench/publish.py")
     costs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("population_cost_*.json"))}
     if costs:
         text = replace_block(text, "population", population_block(costs),

@@ -149,9 +149,12 @@ _PROJECT = {
     # run on 2 cores; 2 + 2 is about 18 (docs/history/2026-11-28-presets-and-step-cost.md).
     ("mnist", "paper"): dict(batch_size=256, epochs=2, w_epochs=2, n_triggers=2048, n_heldout=1000,
                              kappa=[0.25] * 3, temperature=[1.0] * 3),
+    # quick MNIST and digits: bf16 forward passes where the hardware has them (precision "auto"): 0.77x and
+    # 0.80x of the fp32 run's time on 2 cores, every accuracy, watermark rate and verdict within the victim
+    # seeds' spread (5 seeds each way, bench/bench_precision.py, docs/RESULTS.md §5). --precision fp32 for fp32
     ("mnist", "quick"): dict(batch_size=128, epochs=2, w_epochs=2, train_size=8000, test_size=2000,
                              n_triggers=512, n_heldout=300, maxiter=10, extract_epochs=3,
-                             kappa=[0.25] * 3, temperature=[1.0] * 3),
+                             kappa=[0.25] * 3, temperature=[1.0] * 3, precision="auto"),
     ("fashion-mnist", "paper"): dict(batch_size=256, ratio=1.0, epochs=2, w_epochs=2, n_triggers=2048,
                                      n_heldout=1000, kappa=[0.25] * 3, temperature=[1.0] * 3),
     # Fashion quick: kappa 1 kept 0.730 of the watermark in the stolen copy against 0.594 with 0.25, and
@@ -169,7 +172,7 @@ _PROJECT = {
                               temperature=[1.0] * 3, target=6),
     ("digits", "quick"): dict(batch_size=64, epochs=8, w_epochs=6, n_triggers=256, n_heldout=200,
                               maxiter=10, extract_epochs=10, kappa=[2.0] * 3, temperature=[1.0] * 3,
-                              target=6, extract_labels="soft", distill_temperature=5.0),
+                              target=6, extract_labels="soft", distill_temperature=5.0, precision="auto"),
     # speech: the temporal AudioCNN (the LSTM needs ~10x the time per epoch and 30 epochs), batch 64
     # (3,154 training clips), 2 clean batches per watermark batch (ratio 1 cost ~5 points of accuracy),
     # tau 0.1 / 0.1 / 0.3 (at the reference's tau 3.33 the SNNL stays at ln 2 and does nothing), and

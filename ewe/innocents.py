@@ -156,12 +156,16 @@ def planned_cost(recipe: Recipe, mode: str) -> float:
 
 def _train_data(cfg: RunConfig, recipe: Recipe, data_cache: dict):
     """The recipe's training data: for subsets (train_size) another seeded draw of the same size; for
-    halves, a seeded half of it."""
-    from .data.splits import load_data
+    halves, a seeded half of it. The dataset is loaded once per build (``data_cache["source"]``), each
+    member's draw made from it."""
+    from .data.splits import load_data, load_source
     seed = recipe.seed if cfg.train_size else cfg.seed
+    if "source" not in data_cache:
+        data_cache["source"] = load_source(cfg)
     if seed not in data_cache:
-        data_cache.clear()   # one draw held at a time: 24 subset draws of MNIST kept 1.5 GB alive
-        data_cache[seed] = load_data(cfg.replace(seed=seed))
+        for key in [k for k in data_cache if k != "source"]:   # one draw held at a time: 24 subset draws of
+            del data_cache[key]                               # MNIST kept 1.5 GB alive
+        data_cache[seed] = load_data(cfg.replace(seed=seed), data_cache["source"])
     d = data_cache[seed]
     x, y = d.x_train, d.y_train
     if recipe.data != "all":

@@ -1,6 +1,8 @@
 """Progress of a job made of several equal parts (sweep points, several thieves)."""
 import time
 
+import pytest
+
 from ewe.callbacks import part_of
 
 
@@ -83,17 +85,23 @@ def test_stage_plan_is_in_measured_seconds():
     from ewe.experiments import pipeline
     from ewe.config import preset
     costs = json.loads(pipeline.STAGE_COSTS.read_text())
-    plan = pipeline._stage_plan(preset("digits", "quick", innocents=0), 1437, 256, with_steal=True)
+    cfg = preset("digits", "quick", innocents=0, precision="fp32")    # the calibration's precision
+    plan = pipeline._stage_plan(cfg, 1437, 256, with_steal=True)
     fastest = min(costs["measured_with"]["run_seconds"])
     assert 0.7 * fastest < sum(plan.values()) < 1.3 * fastest
     assert plan["defended"] > plan["plain_watermark"]    # SNNL steps cost more than plain ones
+    # bf16 forward passes: the training stages at the measured fraction of fp32's, trigger making unchanged
+    bf16 = pipeline._stage_plan(cfg.replace(precision="bf16"), 1437, 256, with_steal=True)
+    factor = pipeline.RUN_PRECISION_COST["bf16"]
+    assert bf16["triggers"] == plan["triggers"]
+    assert bf16["defended"] == pytest.approx(factor * plan["defended"]) and factor < 1
 
 
 def test_stage_plan_without_measured_costs_falls_back_to_units(monkeypatch, tmp_path):
     from ewe.experiments import pipeline
     from ewe.config import preset
     monkeypatch.setattr(pipeline, "STAGE_COSTS", tmp_path / "missing.json")
-    cfg = preset("digits", "quick", innocents=0)
+    cfg = preset("digits", "quick", innocents=0, precision="fp32")
     assert pipeline._stage_plan(cfg, 1437, 256, True) == pipeline._stage_units(cfg, 1437, 256, True)
 
 

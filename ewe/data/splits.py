@@ -1,6 +1,6 @@
 """A run's tensors: the training, test and thief's sets drawn from a dataset with the run's seeds.
 
-    load_data(cfg) -> Data     training subset (seed s), test subset (s + 1), the thief's queries
+    load_data(cfg[, source])   training subset (seed s), test subset (s + 1), the thief's queries
                                ("same": the training set; "disjoint": a seeded half, s + 2; "fresh": the
                                next samples of the training draw), all on cfg.device
     check_device(name)         a ConfigError line before anything is loaded when torch cannot use it
@@ -57,13 +57,20 @@ def check_device(device: str) -> str:
     return device
 
 
-def load_data(cfg: RunConfig) -> Data:
-    check_device(cfg.device)
+def load_source(cfg: RunConfig):
+    """The whole dataset ``cfg`` draws from (``registry.load_dataset``, or Speech Commands): fresh tensors."""
     if cfg.dataset == "speech-commands":
         from .speech import load_speech_commands
-        ds = load_speech_commands(cfg.data_dir)
-    else:
-        ds = registry.load_dataset(cfg.dataset, cfg.data_dir)
+        return load_speech_commands(cfg.data_dir)
+    return registry.load_dataset(cfg.dataset, cfg.data_dir)
+
+
+def load_data(cfg: RunConfig, source=None) -> Data:
+    """``source``: the dataset already loaded by ``load_source(cfg)``, for a caller that draws several seeds'
+    subsets of it (the innocent population: one load instead of one per member, each a fresh float copy of the
+    whole set: 0.35 s and 190 MB for MNIST). The tensors returned may then share memory with it."""
+    check_device(cfg.device)
+    ds = source if source is not None else load_source(cfg)
     x_train, y_train = _subset(ds.train.x, ds.train.y, cfg.train_size, cfg.seed)
     x_test, y_test = _subset(ds.test.x, ds.test.y, cfg.test_size, cfg.seed + 1)
     x_attack, y_attack = x_train, y_train
@@ -106,11 +113,7 @@ def data_fingerprint(cfg: RunConfig, ood: bool | None = None) -> str:
     memo = (cfg.dataset, str(folder), ood)
     with _FINGERPRINT_LOCK:      # two page clicks at once hash once
         if memo not in _FINGERPRINTS:
-            if cfg.dataset == "speech-commands":
-                from .speech import load_speech_commands
-                ds = load_speech_commands(cfg.data_dir)
-            else:
-                ds = registry.load_dataset(cfg.dataset, cfg.data_dir)
+            ds = load_source(cfg)
             tensors = [ds.train.x, ds.train.y, ds.test.x, ds.test.y]
             if ood:
                 tensors += [t for split in registry.load_ood_source(cfg.dataset, cfg.data_dir) for t in (split.x, split.y)]

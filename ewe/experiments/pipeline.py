@@ -66,6 +66,11 @@ LIVE_TEST = 2000   # test samples used for the live per-epoch curves (the final 
 STAGE_COSTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "stage_costs.json"
 
 
+# a training stage's time under the run's precision against fp32's (bench/bench_precision.py: 0.65-0.85 per
+# stage on quick MNIST and digits, SNNL steps the least; stage_costs.json is measured in fp32)
+RUN_PRECISION_COST = {"fp32": 1.0, "bf16": 0.75}
+
+
 def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
     """Expected seconds of each stage on a quiet machine, for the ETA and the app's estimate before Start:
     the stage's work in batch units (``_stage_units``) times the seconds per unit measured for that stage
@@ -80,7 +85,9 @@ def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool 
                 for k, v in units.items()}
     except (OSError, ValueError, KeyError):
         plan = units
-    clean_cost = plan["clean"]
+    clean_cost = plan["clean"]   # an fp32 clean model: the unit the population's members are priced in
+    factor = RUN_PRECISION_COST[resolve_precision(cfg.precision, cfg.device)]
+    plan = {k: v if k == "triggers" else v * factor for k, v in plan.items()}   # trigger making stays fp32
     if cfg.innocents:   # shared with the population: loaded, or trained with it (priced as its members)
         plan.update(clean=0.01 * clean_cost, independent_clean=0.01 * clean_cost)
     return {**plan, **_missing_innocents(cfg, clean_cost)}

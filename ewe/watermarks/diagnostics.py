@@ -52,13 +52,13 @@ def projection(model, triggers: torch.Tensor, target_samples: torch.Tensor, *, m
     Returns {"group": ["trigger"] * n_t + ["target"] * n_c, "layers": [[[x, y], ...] per layer]}.
     """
     from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
     x = torch.cat([triggers[:n], target_samples[:n]])
     groups = ["trigger"] * len(triggers[:n]) + ["target"] * len(target_samples[:n])
     layers = []
     for z in hidden_features(model, x):
         z = F.normalize(z, dim=1).cpu().numpy().astype(np.float64)   # the cosine geometry SNNL uses
         if method == "tsne":
+            from sklearn.manifold import TSNE   # only here: its import costs every run memory and time
             z50 = PCA(n_components=min(50, z.shape[1], len(z) - 1), random_state=seed).fit_transform(z)
             xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(z) - 1) / 3),
                       random_state=seed).fit_transform(z50)
