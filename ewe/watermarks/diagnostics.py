@@ -27,7 +27,9 @@ def hidden_features(model, x: torch.Tensor, batch_size: int = EVAL_BATCH) -> lis
 def group_distances(z: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
     """Mean cosine distance within the triggers (w = 1), within the target samples (w = 0), and between
     them; ``gap`` = between - mean(within): 0 when the two groups are perfectly mixed."""
-    d = pairwise_distance(z.double(), "cosine")
+    # the Gram matrix in the features' fp32 (a float64 copy of 512 first-layer feature maps was 100 MB of a quick
+    # run's peak memory), the distances' means in float64
+    d = pairwise_distance(z.float(), "cosine").double()
     w = w.to(z.device)   # masks must live on the features' device
     a, b = w == 1, w == 0
     off = ~torch.eye(len(z), dtype=torch.bool, device=z.device)
@@ -45,25 +47,40 @@ def layer_geometry(model, triggers: torch.Tensor, target_samples: torch.Tensor, 
     return [group_distances(z, w) for z in hidden_features(model, x)]
 
 
+def principal_components(z: torch.Tensor, k: int) -> np.ndarray:
+    """The scores of ``z``'s [n, d] first ``k`` principal components, as scikit-learn's
+    ``PCA(k).fit_transform`` (exact solver) gives them up to each component's sign, which is fixed the same
+    way here (the largest loading positive). From the n x n Gram matrix of the centred rows (n is a few
+    hundred, d up to 25,088): a float64 copy of the features would be the run's largest allocation."""
+    zc = z.float() - z.float().mean(0)
+    gram = (zc @ zc.T).double().cpu()
+    values, vectors = torch.linalg.eigh(gram)                 # ascending
+    values, vectors = values.flip(0)[:k].clamp_min(0), vectors.flip(1)[:, :k]
+    loadings = (zc.double().cpu().T @ vectors)                 # d x k, proportional to the components
+    sign = torch.sign(loadings.gather(0, loadings.abs().argmax(0, keepdim=True)))
+    sign[sign == 0] = 1
+    return (vectors * values.sqrt() * sign).numpy()
+
+
 def projection(model, triggers: torch.Tensor, target_samples: torch.Tensor, *, method: str = "pca",
                n: int = 200, seed: int = 0) -> dict:
     """2-D coordinates of each SNNL layer's representations of ``n`` triggers and ``n`` target samples.
 
     Returns {"group": ["trigger"] * n_t + ["target"] * n_c, "layers": [[[x, y], ...] per layer]}.
     """
-    from sklearn.decomposition import PCA
     x = torch.cat([triggers[:n], target_samples[:n]])
     groups = ["trigger"] * len(triggers[:n]) + ["target"] * len(target_samples[:n])
     layers = []
     for z in hidden_features(model, x):
-        z = F.normalize(z, dim=1).cpu().numpy().astype(np.float64)   # the cosine geometry SNNL uses
+        z = F.normalize(z, dim=1)   # the cosine geometry SNNL uses
         if method == "tsne":
-            from sklearn.manifold import TSNE   # only here: its import costs every run memory and time
-            z50 = PCA(n_components=min(50, z.shape[1], len(z) - 1), random_state=seed).fit_transform(z)
+            # scikit-learn only here: importing it costs a run 150 MB of memory (the quick MNIST run's peak)
+            from sklearn.manifold import TSNE
+            z50 = principal_components(z, min(50, z.shape[1], len(z) - 1))
             xy = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(z) - 1) / 3),
                       random_state=seed).fit_transform(z50)
         elif method == "pca":
-            xy = PCA(n_components=2, random_state=seed).fit_transform(z)
+            xy = principal_components(z, 2)
         else:
             raise ValueError("method is 'pca' or 'tsne'")
         layers.append(np.round(xy, 4).tolist())

@@ -31,3 +31,18 @@ def test_projection_shape_and_geometry_per_layer():
     tsne = projection(model, trig, target, method="tsne", n=8)
     assert len(tsne["layers"][2]) == 16
     assert len(layer_geometry(model, trig, target, n=8)) == 3
+
+
+def test_principal_components_are_scikit_learns_pca():
+    """The projection's PCA (from the Gram matrix, without scikit-learn's import in every run) gives scikit-learn's
+    exact-solver scores, each component's sign fixed by its largest loading."""
+    import numpy as np
+    from sklearn.decomposition import PCA
+    from ewe.watermarks.diagnostics import principal_components
+    g = torch.Generator().manual_seed(0)
+    z = torch.rand(30, 200, generator=g) @ torch.rand(200, 200, generator=g)
+    ours = principal_components(z, 3)
+    theirs = PCA(n_components=3, svd_solver="full").fit_transform(z.double().numpy())
+    components = PCA(n_components=3, svd_solver="full").fit(z.double().numpy()).components_
+    theirs = theirs * np.sign(components[np.arange(3), np.abs(components).argmax(1)])   # the same sign rule
+    assert np.allclose(ours, theirs, atol=1e-3 * np.abs(theirs).max())
