@@ -110,9 +110,9 @@ def thief_key(thief: dict) -> dict:
 
 def default_epochs(path: Path) -> int:
     """The run's own thief's training epochs (a variant may set others with extract_epochs)."""
-    from ewe.config import from_dict
+    from ewe.config import saved_config
     saved = json.loads((path / "config.json").read_text())
-    return from_dict({k: v for k, v in saved.items() if k != "effective"}).extraction_epochs
+    return saved_config(saved).extraction_epochs
 
 
 def matches(recorded: dict, thief: dict, epochs: int | None = None) -> bool:
@@ -146,10 +146,10 @@ def footprint(path: Path) -> dict:
     each victim answers the target class where the truth is another class, and its mean probability of
     the target on those inputs (what soft labels carry)."""
     import torch
-    from ewe.config import from_dict
+    from ewe.config import saved_config
     from ewe.train import predict, predict_proba
     saved = json.loads((path / "config.json").read_text())
-    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    cfg = saved_config(saved)
     data = splits.load_data(cfg)
     models = runs.load_run_models(path, [*VICTIM_OF.values(), "clean"])
     other = data.y_attack != cfg.target
@@ -329,12 +329,12 @@ def ensure_di_independents(path: Path, k: int) -> int:
     walked by dataset inference on the victim's points (resumable). Returns how many the folder has."""
     import torch
     from ewe.callbacks import Reporter
-    from ewe.config import from_dict
+    from ewe.config import saved_config
     from ewe.models import build_model
     from ewe.train import train_clean
     from ewe.watermarks import dataset_inference as di
     saved = json.loads((path / "config.json").read_text())
-    cfg = from_dict({k_: v for k_, v in saved.items() if k_ != "effective"})
+    cfg = saved_config(saved)
     if cfg.attacker_data == "same":   # the thief's own data of the "fresh" thieves (subset presets), if any
         if not cfg.train_size:
             return 0      # the thief's data is the owner's: no independent data to train on
@@ -389,9 +389,9 @@ def margin_gap(path: Path, m: int = 50, draws: int = 200) -> dict:
     effect size (Cohen's d) and the share of one-sided Welch t-tests on m training vs m test points that reject
     at 0.05 (the power a perfect embedding would give the test with m points)."""
     import torch
-    from ewe.config import from_dict
+    from ewe.config import saved_config
     saved = json.loads((path / "config.json").read_text())
-    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    cfg = saved_config(saved)
     data = splits.load_data(cfg)
     rng = np.random.default_rng(0)
     out = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ewe.config import saved_config  # noqa: E402
 from ewe.experiments import pipeline  # noqa: E402
 from ewe.data import splits  # noqa: E402
 from ewe.results import runs  # noqa: E402
@@ -36,7 +37,7 @@ HEADER = "| model | gap layer 1 | gap layer 2 | gap layer 3 | held-out watermark
 
 def run_geometry(run_dir: Path) -> dict[str, dict]:
     saved = json.loads((run_dir / "config.json").read_text())
-    cfg = pipeline.from_dict({k: v for k, v in saved.items() if k != "effective"})
+    cfg = saved_config(saved)
     data = splits.load_data(cfg)
     target_samples = data.x_test[data.y_test == cfg.target]
     tensors = torch.load(run_dir / "triggers.pt", weights_only=True)

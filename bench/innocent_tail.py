@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ewe.callbacks import Reporter
-from ewe.config import from_dict
+from ewe.config import saved_config
 from ewe.models import build_model
 from ewe.data.splits import load_data
 from ewe.train import predict, train_clean
@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     run = Path(args.run)
     saved = json.loads((run / "config.json").read_text())
-    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    cfg = saved_config(saved)
     target = json.loads((run / "predictions.json").read_text())["target"]
     triggers = torch.load(run / "triggers.pt", weights_only=True)
     sets = {"optimised": triggers["heldout"], "classic": triggers["raw_heldout"]}

@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from ewe.config import from_dict  # noqa: E402
+from ewe.config import saved_config  # noqa: E402
 from ewe.data.splits import load_data  # noqa: E402
 from ewe.results.runs import THIEVES_FILE, load_run_models  # noqa: E402
 from ewe.results.sidebyside import thief_kind  # noqa: E402
@@ -37,7 +37,7 @@ def measure(path: Path) -> dict:
     import torch
     import torch.nn.functional as F
     saved = json.loads((path / "config.json").read_text())
-    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    cfg = saved_config(saved)
     data = load_data(cfg)
     tensors = torch.load(path / "triggers.pt", weights_only=True)
     preds = json.loads((path / "predictions.json").read_text())

@@ -226,6 +226,15 @@ def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
     return from_dict(values)
 
 
+SAVED_NOTES = ("effective",)   # what a run folder's config.json holds beside RunConfig's fields (derived values)
+
+
+def saved_config(saved: dict[str, Any], check: bool = True, **overrides: Any) -> RunConfig:
+    """The RunConfig of a run folder's config.json content (``saved``), with ``overrides`` (a thief's settings, a
+    data dir): the one place that knows what config.json holds beside the fields (``SAVED_NOTES``)."""
+    return from_dict({**{k: v for k, v in saved.items() if k not in SAVED_NOTES}, **overrides}, check=check)
+
+
 def from_dict(values: dict[str, Any], check: bool = True) -> RunConfig:
     """Build a config from a dict (a preset, a saved config.json or CLI overrides).
 

@@ -1,7 +1,7 @@
 """Attack: the thief copies every victim of the run (one per watermarking scheme) by querying it."""
 import streamlit as st
 
-from ewe.config import ConfigError, from_dict, run_thief_seed
+from ewe.config import SAVED_NOTES, ConfigError, from_dict, run_thief_seed
 from ewe.results.runs import RunFolder, same_thief
 from ewe.results.schema import THIEVES_FILE
 from ui import backend, charts, page, reuse, state, widgets
@@ -25,7 +25,7 @@ if ref is None:
     widgets.next_link("pages/train.py", "Go to Train")
     st.stop()
 
-cfg_saved = {k: v for k, v in ((run or {}).get("config") or {}).items() if k != "effective"}
+cfg_saved = {k: v for k, v in ((run or {}).get("config") or {}).items() if k not in SAVED_NOTES}
 result = (run or {}).get("result") or {}
 n_attack = int(result.get("n_attack") or result.get("n_train") or 0)   # runs before n_attack: same data
 batch = int(cfg_saved.get("batch_size", 64))

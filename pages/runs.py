@@ -2,6 +2,7 @@
 import pandas as pd
 import streamlit as st
 
+from ewe.config import SAVED_NOTES
 from ewe.watermarks.schemes import STOLEN_COPIES
 from ui import backend, charts, page, state, widgets
 
@@ -71,7 +72,7 @@ else:
         if unknown := [name for name, c in cfgs.items() if not c]:
             st.caption("No settings to compare yet for " + ", ".join(unknown) + " (its folder holds no config.json).")
         cfgs = {name: c for name, c in cfgs.items() if c}
-        keys = sorted({key for c in cfgs.values() for key in c if key != "effective"})
+        keys = sorted({key for c in cfgs.values() for key in c if key not in SAVED_NOTES})
         differ = [key for key in keys if len({repr(c.get(key)) for c in cfgs.values()}) > 1]
         if differ and len(cfgs) > 1:
             st.markdown("**Settings that differ**")

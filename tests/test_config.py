@@ -58,3 +58,15 @@ def test_every_bad_setting_is_named_at_once_in_one_line():
             preset("mnist", "quick", temperature=[tau])
         words.add(str(one.value).split(" (got")[0])
     assert words == {"temperature must be positive"}
+
+
+def test_saved_config_reads_a_run_folders_config_json():
+    """``saved_config``: the one reader of config.json's layout (its fields plus derived notes). A folder written
+    before the precision setting existed reads as fp32 (what it ran with), whatever a preset now says."""
+    from ewe.config import preset, saved_config
+    cfg = preset("digits", "quick")
+    saved = {**cfg.to_dict(), "effective": {"tau": cfg.temperature}}
+    assert saved_config(saved) == cfg
+    assert saved_config(saved, extract_labels="hard", seed=3) == cfg.replace(extract_labels="hard", seed=3)
+    old = {k: v for k, v in saved.items() if k != "precision"}
+    assert cfg.precision == "auto" and saved_config(old).precision == "fp32"

@@ -197,7 +197,7 @@ def _nulls(args) -> int:
     """Build (or finish) the innocent population of a dataset/preset, or of each run folder's task and attach
     it to the run (innocents.json), re-verifying the run."""
     from ..callbacks import Stopped
-    from ..config import from_dict, preset
+    from ..config import preset, saved_config
     from ..innocents import POPULATION_SIZE, attach_population, build_population, ship_population, trained_models
     from ..results.verdicts import verify_run
     n = POPULATION_SIZE if args.innocents is None else args.innocents
@@ -208,9 +208,8 @@ def _nulls(args) -> int:
         jobs = []
         for run_dir in args.run_dirs:
             saved = load_run(run_dir)["config"]
-            jobs.append((run_dir, from_dict({**{k: v for k, v in saved.items() if k != "effective"},
-                                             "innocents": n, "device": _device(args.device),
-                                             **({"data_dir": args.data_dir} if args.data_dir else {})})))
+            jobs.append((run_dir, saved_config(saved, innocents=n, device=_device(args.device),
+                                               **({"data_dir": args.data_dir} if args.data_dir else {}))))
     else:
         jobs = [(None, preset(args.dataset, args.preset, data_dir=args.data_dir, device=_device(args.device),
                               innocents=n))]

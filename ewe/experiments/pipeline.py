@@ -47,7 +47,7 @@ import torch
 
 from ..attacks.extraction import ThiefConfig, attacker_queries, extract, label_queries
 from ..callbacks import Reporter, Stopped, part_of
-from ..config import ConfigError, RunConfig, from_dict, run_thief_seed
+from ..config import ConfigError, RunConfig, run_thief_seed, saved_config
 from ..data.splits import Data, check_device, load_data
 from ..models import build_model
 from ..results.runs import RunFolder, load_run, load_run_models
@@ -382,7 +382,7 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
         # would query training data, a "same" or "fresh" thief on disjoint victims would query both halves
         raise ConfigError(f"this run's victims were trained for a thief with {trained!r} data, not {wanted!r}: "
                           "train a run with --attacker-data " + wanted)
-    cfg = from_dict({**{k: v for k, v in saved.items() if k != "effective"}, **(thief or {})})
+    cfg = saved_config(saved, **(thief or {}))
     if cfg.schemes is not None:
         schemes_for(cfg)    # unknown scheme names: ConfigError before anything is written
     rep = reporter or _start(cfg, listeners, stop)
@@ -541,7 +541,7 @@ def steal_each(run_dir: str | Path, thieves: list[dict], listeners: Iterable[Cal
     started, result, data = time.perf_counter(), {}, None
     if len(thieves) > 1 and not any(DATA_SETTINGS & set(t) for t in thieves):   # the same tensors for every thief
         saved = load_run(run_dir)["config"]
-        data = load_data(from_dict({k: v for k, v in saved.items() if k != "effective"}))
+        data = load_data(saved_config(saved))
     for i, thief in enumerate(thieves):
         parts = [part_of(fn, i, len(thieves), started) for fn in listeners or []]
         result = steal(run_dir, thief, parts, stop, data=data)

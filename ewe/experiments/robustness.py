@@ -33,7 +33,7 @@ from torch import nn
 from ..attacks.extraction import QueryCounter
 from ..attacks.removal import ATTACKS, X_AXIS, evaluate, fine_prune, fine_tune, prune
 from ..callbacks import Reporter, Stopped
-from ..config import from_dict
+from ..config import saved_config
 from ..data.splits import load_data
 from ..results.runs import RunFolder, load_run_models
 from ..results.schema import INNOCENTS_FILE, TRIGGER_SET, heldout_sets
@@ -119,7 +119,7 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     if saved is None or result is None or preds is None or not (run_dir / "triggers.pt").exists():
         raise FileNotFoundError(f"{run_dir} is not a trained run folder (config.json, result.json, "
                                 "predictions.json and triggers.pt are needed)")
-    cfg = from_dict({k: v for k, v in saved.items() if k != "effective"})
+    cfg = saved_config(saved)
     threads = settings.threads or cfg.threads
     if threads:
         torch.set_num_threads(threads)

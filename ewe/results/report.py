@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..config import SAVED_NOTES
 from .schema import METRICS, get
 
 IGNORED = {"seed", "data_dir", "device", "threads"}      # not part of a "setting"
@@ -112,7 +113,7 @@ def find_runs(paths: Iterable[str | Path], depth: int = 4) -> list[Run]:
 
 
 def _setting(run: Run) -> dict:
-    return {k: v for k, v in run.config.items() if k not in IGNORED and k != "effective"}
+    return {k: v for k, v in run.config.items() if k not in IGNORED and k not in SAVED_NOTES}
 
 
 def group_runs(runs: list[Run]) -> list[Group]:

@@ -217,11 +217,10 @@ class RunFolder:
 
 def load_run_models(run_dir: str | Path, names: Iterable[str]) -> dict:
     """The run's checkpoints of the models ``names`` (those that exist), on the run's device."""
-    from ..config import from_dict
+    from ..config import saved_config
     from ..models import build_model, load_state
     run_dir = Path(run_dir)
-    cfg = from_dict({k: v for k, v in json.loads((run_dir / "config.json").read_text()).items()
-                     if k != "effective"})
+    cfg = saved_config(json.loads((run_dir / CONFIG_FILE).read_text()))
     shape = tuple(json.loads((run_dir / "result.json").read_text())["input_shape"])
     out = {}
     for name in names:

@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..config import ConfigError, from_dict, preset_values
+from ..config import SAVED_NOTES, ConfigError, preset_values, saved_config
 from ..watermarks.schemes import SCHEMES
 from .schema import CONFIG_FILE, RESULT_FILE, THIEVES_FILE, suspects
 
@@ -30,7 +30,7 @@ WITHIN = 100          # "proven within 100 queries": what a cautious API owner c
 # settings of the run's own thief (each thieves.json entry records its own) or of the machine: runs that
 # differ only in these trained the same victims
 NOT_VICTIM = ("seed", "data_dir", "device", "threads", "thief_seed", "extract_labels", "distill_temperature",
-              "student", "query_budget", "extract_epochs", "effective")
+              "student", "query_budget", "extract_epochs", *SAVED_NOTES)
 DATA = {"same": "owner's images", "fresh": "thief's own images", "disjoint": "the other half of the data"}
 
 
@@ -53,7 +53,7 @@ def thief_kind(thief: dict, victim_model: str | None = None, epochs: int | None 
 def _normalised(cfg: dict) -> dict:
     """config.json with today's defaults filled in (older runs lack later settings), or as stored."""
     try:
-        return from_dict({k: v for k, v in cfg.items() if k != "effective"}, check=False).to_dict()
+        return saved_config(cfg, check=False).to_dict()
     except (ConfigError, TypeError):
         return dict(cfg)
 

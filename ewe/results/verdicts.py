@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, from_dict
+from ..config import ConfigError, saved_config
 from ..verify import judge, nulls_for_run, run_settings, verify_predictions
 from ..watermarks.schemes import SCHEMES
 from .runs import RunFolder, RunFolderError, load_run
@@ -144,7 +144,7 @@ def _cached_innocents(run_dir: str | Path, cfg: dict) -> dict | None:
     """Attach the task's innocent population when it is already built (never trains here)."""
     from ..innocents import attach_population, ready_population
     try:
-        run_cfg = from_dict({k: v for k, v in cfg.items() if k != "effective"})
+        run_cfg = saved_config(cfg)
     except ConfigError:
         return None
     folder = ready_population(run_cfg)

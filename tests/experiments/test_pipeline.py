@@ -144,8 +144,8 @@ def test_stolen_copies_get_the_same_geometry_as_a_direct_computation(finished_ru
     from ewe.watermarks.diagnostics import layer_geometry
     student = runs.load_run_models(out, ["extracted"])["extracted"]
     triggers = torch.load(out / "triggers.pt", weights_only=True)["heldout"]
-    cfg = pipeline.from_dict({k: v for k, v in json.loads((out / "config.json").read_text()).items()
-                              if k != "effective"})
+    from ewe.config import saved_config
+    cfg = saved_config(json.loads((out / "config.json").read_text()))
     data = splits.load_data(cfg)
     direct = layer_geometry(student, triggers, data.x_test[data.y_test == cfg.target])
     stored = result["diagnostics"]["extracted"]
