@@ -282,6 +282,39 @@ def precision_block(rows_by_dataset: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def frontier_block(rows_by_dataset: dict[str, list[dict]]) -> str:
+    """Time against accuracy for a quick preset's data and epochs (bench/bench_frontier.py)."""
+    import statistics
+    lines = ["| dataset | training images x epochs (clean + watermark) | victim seeds | run, s (no population) | "
+             "clean model, % | EWE victim, % | EWE copy (preset's thief), % |", "|---|---|---|---|---|---|---|"]
+    for rows in rows_by_dataset.values():
+        for point in dict.fromkeys(r["point"] for r in rows):
+            rs = [r for r in rows if r["point"] == point]
+            acc = lambda name: statistics.mean(r["accuracy"][name] for r in rs if name in r["accuracy"])  # noqa: E731
+            size, epochs = point.split("x")
+            lines.append(f"| {rs[0]['dataset']} | {size if size == 'all' else f'{int(size):,}'} x {epochs} + {epochs} | "
+                         f"{', '.join(str(r['seed']) for r in rs)} | {statistics.mean(r['wall_s'] for r in rs):.0f} | "
+                         f"{100 * acc('clean'):.2f} | {100 * acc('defended'):.2f} | {100 * acc('extracted'):.2f} |")
+    return "\n".join(lines)
+
+
+def ray_block(d: dict) -> str:
+    """The app's jobs on a local 2-CPU Ray against its local threads (bench/bench_ray.py)."""
+    lines = []
+    for way, what in (("threads", "local threads (the default: one run at a time, 2 torch threads)"),
+                      ("ray", "a local Ray with 2 worker CPUs (two runs at once, 1 torch thread each)")):
+        got = d[way]
+        own = [r["train_total_s"] for r in got["runs"] if r.get("train_total_s")]
+        ends = sorted(j["finished_after_s"] for j in got["jobs"])
+        trained = sum(r["status"] == "trained" for r in got["runs"])
+        lines.append(f"- {what}: {d['runs']} distinct digits quick trainings submitted at once, {trained} trained; "
+                     f"the last finished {got['wall_s']:.0f} s after the submission, the first after {ends[0]:.0f} s; "
+                     f"a run's own time {min(own):.0f}-{max(own):.0f} s")
+    lines.append(f"- Ray / threads, wall clock for all {d['runs']}: **{d['ray_over_threads']:.2f}** (both on the same "
+                 f"{d['cpus']} cores)")
+    return "\n".join(lines)
+
+
 def write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -334,12 +367,25 @@ def main(argv=None) -> int:
         text = replace_block(text, "precision", precision_block(precision),
                              "python bench/bench_precision.py --dataset DATASET --data-dir DATA --seeds 0 1 2 3 4, "
                              "then python bench/publish.py")
+    frontier = {p.stem: [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+                for p in sorted(RESULTS.glob("frontier_*.jsonl"))}
+    if frontier:
+        text = replace_block(text, "frontier", frontier_block(frontier),
+                             "python bench/bench_frontier.py --dataset DATASET --data-dir DATA --seeds 0 1, then "
+                             "python bench/publish.py")
     costs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("population_cost_*.json"))}
     if costs:
         text = replace_block(text, "population", population_block(costs),
                              "python bench/bench_population.py --out bench/results/population_cost_DATASET.json, "
                              "then python bench/publish.py")
     write_if_changed(results, text)
+
+    ray_result = RESULTS / "ray_local.json"
+    if ray_result.exists():
+        class_doc = ROOT / "docs" / "CLASS.md"
+        write_if_changed(class_doc, replace_block(class_doc.read_text(), "ray", ray_block(json.loads(ray_result.read_text())),
+                                                  "python bench/bench_ray.py --json bench/results/ray_local.json, then "
+                                                  "python bench/publish.py"))
 
     by_setting = ROOT / "docs" / "results-by-setting.md"
     text = by_setting.read_text() if by_setting.exists() else SETTINGS_HEAD
