@@ -1,7 +1,9 @@
 """The app's jobs on a local Ray cluster against its local threads (issue 37, part 4): ten distinct quick digits
 trainings submitted at once to the app's job registry (ui/jobs.py), as ten students with their own seeds would.
 
-    python bench/bench_ray.py [--runs 10] [--json bench/results/ray_local.json]
+    python -m bench.bench_ray [--runs 10] [--json bench/results/ray_local.json]     # from the repository root
+
+(as a module: the app's ``ui`` package is imported from the repository root; it is not installed)
 
 Two ways, one after the other in this process, each from its own empty runs folder (the digits population ships
 with the package, so no innocent model is trained):
@@ -26,9 +28,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 

@@ -384,7 +384,7 @@ def main(argv=None) -> int:
     if ray_result.exists():
         class_doc = ROOT / "docs" / "CLASS.md"
         write_if_changed(class_doc, replace_block(class_doc.read_text(), "ray", ray_block(json.loads(ray_result.read_text())),
-                                                  "python bench/bench_ray.py --json bench/results/ray_local.json, then "
+                                                  "python -m bench.bench_ray --json bench/results/ray_local.json, then "
                                                   "python bench/publish.py"))
 
     by_setting = ROOT / "docs" / "results-by-setting.md"
