@@ -293,6 +293,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
         if population is not None:
             from ..innocents import load_references, trained_references
             refs = timed("clean", lambda: load_references(population, cfg.device))
+            rep.advance("independent_clean", 1.0)   # loaded with it: the plan's last sliver of the stage
             result["references"] = {"population": population.name,
                                     "models": {n: {k: info.get(k) for k in ("seed", "accuracy", "precision", "stored")}
                                                for n, info in trained_references(population).items()}}
