@@ -288,13 +288,17 @@ def frontier_block(rows_by_dataset: dict[str, list[dict]]) -> str:
     lines = ["| dataset (precision) | training images x epochs (clean + watermark) | victim seeds | run, s (no population) | "
              "clean model, % | EWE victim, % | EWE copy (preset's thief), % |", "|---|---|---|---|---|---|---|"]
     for rows in rows_by_dataset.values():
-        for point in dict.fromkeys(r["point"] for r in rows):
+        def order(point):   # by training images, then epochs ("all" last)
+            size, epochs = point.split("x")
+            return (float("inf") if size == "all" else int(size), int(epochs))
+        for point in sorted({r["point"] for r in rows}, key=order):
             rs = [r for r in rows if r["point"] == point]
             acc = lambda name: statistics.mean(r["accuracy"][name] for r in rs if name in r["accuracy"])  # noqa: E731
             size, epochs = point.split("x")
             lines.append(f"| {rs[0]['dataset']} ({rs[0].get('precision', 'fp32')}) | "
                          f"{size if size == 'all' else f'{int(size):,}'} x {epochs} + {epochs} | "
-                         f"{', '.join(str(r['seed']) for r in rs)} | {statistics.mean(r['wall_s'] for r in rs):.0f} | "
+                         f"{', '.join(str(r['seed']) for r in sorted(rs, key=lambda r: r['seed']))} | "
+                         f"{statistics.mean(r['wall_s'] for r in rs):.0f} | "
                          f"{100 * acc('clean'):.2f} | {100 * acc('defended'):.2f} | {100 * acc('extracted'):.2f} |")
     return "\n".join(lines)
 
