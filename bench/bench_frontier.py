@@ -28,6 +28,7 @@ import torch
 from ewe.config import ConfigError, preset
 from ewe.experiments import pipeline
 from ewe.malloc import apply_unless_disabled
+from publish import read_measured  # noqa: E402  (beside this script)
 
 apply_unless_disabled()
 DEFAULT_POINTS = ("8000x2", "8000x4", "16000x2", "30000x2", "allx2")
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
         print(f"bench_frontier: {exc}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    rows = read_measured(out) if out.exists() else []
     done = {(r["point"], r["seed"]) for r in rows}
     todo = [(p, s) for p in args.points for s in args.seeds if (p, s) not in done]
     for i, (point, seed) in enumerate(todo, 1):

@@ -29,6 +29,7 @@ from ewe.callbacks import Reporter
 from ewe.config import ConfigError, preset
 from ewe.experiments import pipeline
 from ewe.malloc import apply_unless_disabled
+from publish import read_measured  # noqa: E402  (beside this script)
 
 apply_unless_disabled()
 PRECISIONS = ("fp32", "bf16")
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         print(f"bench_precision: {exc}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()] if out.exists() else []
+    rows = read_measured(out) if out.exists() else []
     done = {(r["seed"], r["precision"]) for r in rows}
     pipeline.innocent_population(base, Reporter())     # built (or found) before any timing
     todo = [(s, p) for s in args.seeds for p in PRECISIONS if (s, p) not in done]

@@ -320,6 +320,32 @@ def ray_block(d: dict) -> str:
     return "\n".join(lines)
 
 
+def read_measured(path: Path):
+    """A bench's stored numbers: one JSON document, or JSON lines (one run each)."""
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return json.loads(path.read_text())
+
+
+# RESULTS.md's blocks made from bench/results files: (block, file pattern, block function, how to remake it)
+MEASURED_BLOCKS = (
+    ("demo_times", "demo_*.json", demo_times_block, None),
+    ("class", "class_*.json", class_block,
+     "python bench/bench_class.py --json bench/results/class_NAME.json, then python bench/publish.py"),
+    ("stages", "stages_*.json", stages_block,
+     "python bench/bench_stages.py --dataset mnist --data-dir DATA --json bench/results/stages_NAME.json, then "
+     "python bench/publish.py"),
+    ("precision", "precision_*.jsonl", precision_block,
+     "python bench/bench_precision.py --dataset DATASET --data-dir DATA --seeds 0 1 2 3 4, then python "
+     "bench/publish.py"),
+    ("frontier", "frontier_*.jsonl", frontier_block,
+     "python bench/bench_frontier.py --dataset DATASET --data-dir DATA --seeds 0 1, then python bench/publish.py"),
+    ("population", "population_cost_*.json", population_block,
+     "python bench/bench_population.py --out bench/results/population_cost_DATASET.json, then python "
+     "bench/publish.py"),
+)
+
+
 def write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
@@ -353,36 +379,10 @@ def main(argv=None) -> int:
     text = replace_block(text, "overview", overview(summaries))
     text = replace_block(text, "verdicts", verdicts_block(verdicts))
     text = replace_block(text, "demo_contrast", demo_contrast_block(summaries))
-    demos = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("demo_*.json"))}
-    if demos:
-        text = replace_block(text, "demo_times", demo_times_block(demos))
-    classes = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("class_*.json"))}
-    if classes:
-        text = replace_block(text, "class", class_block(classes),
-                             "python bench/bench_class.py --json bench/results/class_NAME.json, then python "
-                             "bench/publish.py")
-    stages = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("stages_*.json"))}
-    if stages:
-        text = replace_block(text, "stages", stages_block(stages),
-                             "python bench/bench_stages.py --dataset mnist --data-dir DATA --json "
-                             "bench/results/stages_NAME.json, then python bench/publish.py")
-    precision = {p.stem: [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-                 for p in sorted(RESULTS.glob("precision_*.jsonl"))}
-    if precision:
-        text = replace_block(text, "precision", precision_block(precision),
-                             "python bench/bench_precision.py --dataset DATASET --data-dir DATA --seeds 0 1 2 3 4, "
-                             "then python bench/publish.py")
-    frontier = {p.stem: [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-                for p in sorted(RESULTS.glob("frontier_*.jsonl"))}
-    if frontier:
-        text = replace_block(text, "frontier", frontier_block(frontier),
-                             "python bench/bench_frontier.py --dataset DATASET --data-dir DATA --seeds 0 1, then "
-                             "python bench/publish.py")
-    costs = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("population_cost_*.json"))}
-    if costs:
-        text = replace_block(text, "population", population_block(costs),
-                             "python bench/bench_population.py --out bench/results/population_cost_DATASET.json, "
-                             "then python bench/publish.py")
+    for name, pattern, block, made_by in MEASURED_BLOCKS:   # each from its bench's stored numbers, when it has any
+        found = {p.stem: read_measured(p) for p in sorted(RESULTS.glob(pattern))}
+        if found:
+            text = replace_block(text, name, block(found), *([made_by] if made_by else []))
     write_if_changed(results, text)
 
     ray_result = RESULTS / "ray_local.json"

@@ -52,11 +52,14 @@ def principal_components(z: torch.Tensor, k: int) -> np.ndarray:
     ``PCA(k).fit_transform`` (exact solver) gives them up to each component's sign, which is fixed the same
     way here (the largest loading positive). From the n x n Gram matrix of the centred rows (n is a few
     hundred, d up to 25,088): a float64 copy of the features would be the run's largest allocation."""
-    zc = z.float() - z.float().mean(0)
+    z = z.float()
+    zc = z - z.mean(0)
     gram = (zc @ zc.T).double().cpu()
     values, vectors = torch.linalg.eigh(gram)                 # ascending
     values, vectors = values.flip(0)[:k].clamp_min(0), vectors.flip(1)[:, :k]
-    loadings = (zc.double().cpu().T @ vectors)                 # d x k, proportional to the components
+    # d x k, proportional to the components: only their signs are read, so in the features' fp32 (a float64
+    # product would need the float64 copy this function avoids)
+    loadings = (zc.T @ vectors.to(zc.device, torch.float32)).cpu()
     sign = torch.sign(loadings.gather(0, loadings.abs().argmax(0, keepdim=True)))
     sign[sign == 0] = 1
     return (vectors * values.sqrt() * sign).numpy()
