@@ -161,7 +161,7 @@ def _train_data(cfg: RunConfig, recipe: Recipe, data_cache: dict):
     from .data.splits import load_data, load_source
     seed = recipe.seed if cfg.train_size else cfg.seed
     if "source" not in data_cache:
-        data_cache["source"] = load_source(cfg)
+        data_cache["source"] = load_source(cfg, raw=True)
     if seed not in data_cache:
         for key in [k for k in data_cache if k != "source"]:   # one draw held at a time: 24 subset draws of
             del data_cache[key]                               # MNIST kept 1.5 GB alive

@@ -248,10 +248,10 @@ def test_a_build_loads_the_dataset_once_and_draws_each_members_subset_from_it(ti
     from ewe.data import splits
     loads = []
     real = splits.load_source
-    monkeypatch.setattr(splits, "load_source", lambda cfg: loads.append(cfg.seed) or real(cfg))
+    monkeypatch.setattr(splits, "load_source", lambda cfg, raw=False: loads.append(raw) or real(cfg, raw))
     cfg = tiny_config(tiny_data_dir, train_size=100)
     manifest = json.loads((build_population(cfg, tmp_path / "pop", n=4) / MANIFEST).read_text())
-    assert len(loads) == 1
+    assert loads == [True]    # once, as the uint8 pixels: only each member's draw becomes floats
     sizes = {n: m["n_train"] for n, m in {**manifest["models"], **manifest["references"]}.items()}
     assert sizes == {"clean": 100, "independent_clean": 100, "innocent00": 100, "innocent01": 100,
                      "innocent02": 100, "innocent03": 100}

@@ -1,6 +1,6 @@
 """The one registry of datasets: name -> loader, and name -> where its out-of-distribution triggers come from.
 
-    load_dataset(name, data_dir=None, *, download=True) -> Dataset        # raises DataError
+    load_dataset(name, data_dir=None, *, download=True, raw=False) -> Dataset   # raises DataError
     load_ood_source(dataset_name, data_dir=None, *, download=True) -> (Split, Split)
     class_names(name) -> list[str]
 
@@ -22,25 +22,30 @@ def _load_speech(data_dir, download: bool) -> Dataset:
     return load_speech_commands(data_dir, download=download)
 
 
-# name -> loader(data_dir, download); the names are ewe.data.base's (and config.DATASETS)
+# the names are ewe.data.base's (and config.DATASETS)
+# name -> loader(data_dir, download, raw); raw matters only where the files hold uint8 pixels
 LOADERS = {
-    "mnist": lambda data_dir, download: idx.load_idx_dataset("mnist", data_dir, download),
-    "fashion-mnist": lambda data_dir, download: idx.load_idx_dataset("fashion-mnist", data_dir, download),
-    "digits": lambda data_dir, download: digits.load_digits(),
-    "speech-commands": _load_speech,
+    "mnist": lambda data_dir, download, raw: idx.load_idx_dataset("mnist", data_dir, download, raw),
+    "fashion-mnist": lambda data_dir, download, raw: idx.load_idx_dataset("fashion-mnist", data_dir, download,
+                                                                          raw),
+    "digits": lambda data_dir, download, raw: digits.load_digits(),
+    "speech-commands": lambda data_dir, download, raw: _load_speech(data_dir, download),
 }
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Dataset:
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *, download: bool = True,
+                 raw: bool = False) -> Dataset:
     """Load a dataset by name: "mnist", "fashion-mnist", "digits", "speech-commands".
 
-    Returned tensors are fresh copies: modifying them does not affect later calls.
+    Returned tensors are fresh copies: modifying them does not affect later calls. ``raw=True``: MNIST's and
+    Fashion-MNIST's images stay the shared uint8 pixels (read-only; ``splits.load_data`` indexes them, then
+    makes floats of the draw alone); other datasets are float either way.
     Raises DataError with what was tried and how to fix it.
     """
     key = _canon(name)
     if key not in LOADERS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(_known_names())}")
-    return LOADERS[key](data_dir, download)
+    return LOADERS[key](data_dir, download, raw)
 
 
 def load_ood_source(dataset_name: str, data_dir: str | os.PathLike | None = None, *,

@@ -57,22 +57,30 @@ def check_device(device: str) -> str:
     return device
 
 
-def load_source(cfg: RunConfig):
-    """The whole dataset ``cfg`` draws from (``registry.load_dataset``, or Speech Commands): fresh tensors."""
+def load_source(cfg: RunConfig, raw: bool = False):
+    """The whole dataset ``cfg`` draws from (``registry.load_dataset``, or Speech Commands): fresh tensors, or
+    with ``raw`` the shared uint8 images where the files hold them (for ``load_data``, which copies its draw)."""
     if cfg.dataset == "speech-commands":
         from .speech import load_speech_commands
         return load_speech_commands(cfg.data_dir)
-    return registry.load_dataset(cfg.dataset, cfg.data_dir)
+    return registry.load_dataset(cfg.dataset, cfg.data_dir, raw=raw)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1]: uint8 pixels (a raw source's draw) divided by 255, exactly as the float loader does."""
+    return x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x
 
 
 def load_data(cfg: RunConfig, source=None) -> Data:
-    """``source``: the dataset already loaded by ``load_source(cfg)``, for a caller that draws several seeds'
-    subsets of it (the innocent population: one load instead of one per member, each a fresh float copy of the
-    whole set: 0.35 s and 190 MB for MNIST). The tensors returned may then share memory with it."""
+    """``source``: the dataset already loaded by ``load_source(cfg, raw=True)``, for a caller that draws
+    several seeds' subsets of it (the innocent population: one load instead of one per member). The draws are
+    indexed from the uint8 pixels and only they become floats (a float copy of the whole of MNIST is 220 MB
+    held while the run's own models are alive). A float source's tensors may be shared with the result."""
     check_device(cfg.device)
-    ds = source if source is not None else load_source(cfg)
+    ds = source if source is not None else load_source(cfg, raw=True)
     x_train, y_train = _subset(ds.train.x, ds.train.y, cfg.train_size, cfg.seed)
     x_test, y_test = _subset(ds.test.x, ds.test.y, cfg.test_size, cfg.seed + 1)
+    x_train, x_test = _as_float(x_train), _as_float(x_test)
     x_attack, y_attack = x_train, y_train
     if cfg.attacker_data == "fresh":
         # the thief's own data from the task distribution: as many other training images as the owner has,
@@ -83,7 +91,7 @@ def load_data(cfg: RunConfig, source=None) -> Data:
                               f"{cfg.dataset} has {len(ds.train.x):,}: set a smaller train_size, or use "
                               "'disjoint' (the owner's data split in halves)")
         perm = torch.randperm(len(ds.train.x), generator=torch.Generator().manual_seed(cfg.seed))
-        x_attack, y_attack = ds.train.x[perm[n:2 * n]], ds.train.y[perm[n:2 * n]]
+        x_attack, y_attack = _as_float(ds.train.x[perm[n:2 * n]]), ds.train.y[perm[n:2 * n]]
     if cfg.attacker_data == "disjoint":
         # a fixed seeded split: the defender trains on one half, the thief queries with the other
         perm = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed + 2))

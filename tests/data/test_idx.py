@@ -108,6 +108,29 @@ def test_returned_tensors_are_fresh_copies(tmp_path):
     assert float(b.train.x.max()) > 0 and not bool((b.train.y == 7).all())
 
 
+@pytest.mark.parametrize("attacker_data", ["same", "fresh", "disjoint"])
+def test_draws_from_raw_pixels_equal_draws_from_floats(tmp_path, attacker_data):
+    """load_data indexes the shared uint8 pixels and makes floats of its draw alone (the population build's
+    memory): the numbers must be exactly those of a draw from the float dataset, for every thief's data."""
+    from ewe.config import RunConfig
+    from ewe.data.splits import load_data, load_source
+
+    write_idx_dataset(tmp_path / "d", "mnist", n_train=60, n_test=20, seed=5)
+    cfg = RunConfig(dataset="mnist", data_dir=str(tmp_path / "d"), train_size=24, test_size=10, seed=3,
+                    attacker_data=attacker_data)
+    raw = load_source(cfg, raw=True)
+    assert raw.train.x.dtype == torch.uint8
+    a, b = load_data(cfg, raw), load_data(cfg, load_source(cfg))
+    for name in ("x_train", "y_train", "x_test", "y_test", "x_attack", "y_attack"):
+        ta, tb = getattr(a, name), getattr(b, name)
+        assert ta.dtype == tb.dtype and torch.equal(ta, tb), name
+    assert a.x_train.dtype == torch.float32 and float(a.x_train.max()) <= 1.0
+    before = raw.train.x.clone()
+    a.x_train.zero_()
+    a.x_attack.zero_()
+    assert torch.equal(load_source(cfg, raw=True).train.x, before)   # the shared pixels stay untouched
+
+
 # ---------------------------------------------------------------------------------------------- refusals
 
 def test_truncated_file(tmp_path):
