@@ -303,6 +303,55 @@ def frontier_block(rows_by_dataset: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def digits_size_block(found: dict[str, list[dict]]) -> str:
+    """The digits demo at smaller sides or with fewer epochs, each with its own population (bench/bench_digits_size.py)."""
+    import statistics
+
+    def ms(values, scale=1.0, digits=1):
+        values = [scale * v for v in values if v is not None]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    from ewe.config import preset
+    quick = preset("digits", "quick")      # a variant's line names only what it changed
+    rows = [r for rs in found.values() for r in rs]
+    lines = ["| variant | input | epochs (clean + watermark; thief) | population built, s | run, s | train + first "
+             "thief, s | clean model, % | EWE victim, % | EWE copy, % | EWE copy's watermark kept, % | copies proven "
+             "(EWE / plain / no SNNL) | independent clean model accused |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        runs = sorted((r for r in rows if r["variant"] == variant and r["kind"] == "run"), key=lambda r: r["seed"])
+        pops = [r for r in rows if r["variant"] == variant and r["kind"] == "population"]
+        if not runs:
+            continue
+        first = {**{k: getattr(quick, k) for k in ("epochs", "w_epochs", "extract_epochs")}, **runs[0]}
+        epochs = f"{first['epochs']} + {first['w_epochs']:g}; {first['extract_epochs']}"
+        proven = " / ".join(f"{sum(r['proven'].get(c, False) for r in runs)}/{len(runs)}"
+                            for c in ("extracted", "plain_extracted", "ablation_extracted"))
+        pop = f"{pops[-1]['seconds']:.0f} ({pops[-1]['models']} models)" if pops else "—"
+        lines.append(f"| {variant} | {first['side']} x {first['side']} | {epochs} | {pop} | "
+                     f"{ms([r['wall_s'] for r in runs])} | {ms([r['train_and_first_thief_s'] for r in runs])} | "
+                     f"{ms([r['accuracy'].get('clean') for r in runs], 100)} | "
+                     f"{ms([r['accuracy'].get('defended') for r in runs], 100)} | "
+                     f"{ms([r['accuracy'].get('extracted') for r in runs], 100)} | "
+                     f"{ms([r['watermark_success'].get('extracted') for r in runs], 100)} | {proven} | "
+                     f"{sum(r['proven'].get('clean', False) for r in runs)}/{len(runs)} |")
+    mean = lambda variant, get: statistics.mean(get(r) for r in rows if r["variant"] == variant and r["kind"] == "run")  # noqa: E731
+    pop_s = {r["variant"]: r["seconds"] for r in rows if r["kind"] == "population"}
+    base = "side28"
+    lines.append("")
+    for variant in dict.fromkeys(r["variant"] for r in rows if r["variant"] != base and r["kind"] == "run"):
+        lines.append(f"- {variant} against {base}: a run {mean(base, lambda r: r['wall_s']) / mean(variant, lambda r: r['wall_s']):.1f}x "
+                     f"faster, its population {pop_s[base] / pop_s[variant]:.1f}x; the EWE victim "
+                     f"{100 * (mean(variant, lambda r: r['accuracy']['defended']) - mean(base, lambda r: r['accuracy']['defended'])):+.1f} "
+                     f"points of accuracy, its copy's watermark kept "
+                     f"{100 * (mean(variant, lambda r: r['watermark_success']['extracted']) - mean(base, lambda r: r['watermark_success']['extracted'])):+.1f} points")
+    seeds = sorted({r["seed"] for r in rows if r["kind"] == "run"})
+    lines.append(f"\nVictim seeds {', '.join(map(str, seeds))} per variant (mean ± sd over them); the preset's thief "
+                 "(soft labels at temperature 5, the owner's images); verdicts against each variant's own population "
+                 "of 24 innocents.")
+    return "\n".join(lines)
+
+
 def ray_block(d: dict) -> str:
     """The app's jobs on a local 2-CPU Ray against its local threads (bench/bench_ray.py)."""
     lines = []
@@ -340,6 +389,8 @@ MEASURED_BLOCKS = (
      "bench/publish.py"),
     ("frontier", "frontier_*.jsonl", frontier_block,
      "python bench/bench_frontier.py --dataset DATASET --data-dir DATA --seeds 0 1, then python bench/publish.py"),
+    ("digits_size", "digits_size.jsonl", digits_size_block,
+     "python bench/bench_digits_size.py --seeds 0 1 2 3 4, then python bench/publish.py"),
     ("population", "population_cost_*.json", population_block,
      "python bench/bench_population.py --out bench/results/population_cost_DATASET.json, then python "
      "bench/publish.py"),
