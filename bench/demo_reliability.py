@@ -151,7 +151,7 @@ def footprint(path: Path) -> dict:
     saved = json.loads((path / "config.json").read_text())
     cfg = saved_config(saved)
     data = splits.load_data(cfg)
-    models = runs.load_run_models(path, [*VICTIM_OF.values(), "clean"])
+    models = runs.Run.open(path).load_models([*VICTIM_OF.values(), "clean"])
     other = data.y_attack != cfg.target
     out = {}
     for name, model in models.items():
@@ -395,7 +395,7 @@ def margin_gap(path: Path, m: int = 50, draws: int = 200) -> dict:
     data = splits.load_data(cfg)
     rng = np.random.default_rng(0)
     out = {}
-    for name, model in runs.load_run_models(path, ("dataset_inference", "di_extracted", "independent_clean")).items():
+    for name, model in runs.Run.open(path).load_models(("dataset_inference", "di_extracted", "independent_clean")).items():
         with torch.no_grad():
             def margins(x, y):
                 logits = model(x)

@@ -43,7 +43,7 @@ def run_geometry(run_dir: Path) -> dict[str, dict]:
     tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
     sets = {"optimised": tensors["heldout"], "classic": tensors["raw_heldout"]}
     out = {}
-    for name, model in runs.load_run_models(run_dir, ORDER).items():
+    for name, model in runs.Run.open(run_dir).load_models(ORDER).items():
         triggers = sets[schema.TRIGGER_SET[name]]
         out[name] = {"gaps": [g["gap"] for g in layer_geometry(model, triggers, target_samples)],
                      "watermark": watermark_success(model, triggers, cfg.target)}

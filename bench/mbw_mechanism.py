@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from ewe.config import saved_config  # noqa: E402
 from ewe.data.splits import load_data  # noqa: E402
-from ewe.results.runs import THIEVES_FILE, load_run_models  # noqa: E402
+from ewe.results.runs import THIEVES_FILE, Run  # noqa: E402
 from ewe.results.sidebyside import thief_kind  # noqa: E402
 from ewe.watermarks.mbw import key_margin  # noqa: E402
 
@@ -42,7 +42,7 @@ def measure(path: Path) -> dict:
     tensors = torch.load(path / "triggers.pt", weights_only=True)
     preds = json.loads((path / "predictions.json").read_text())
     key, labels = tensors["margin_heldout"], torch.tensor(preds["set_targets"]["margin"])
-    models = load_run_models(path, ("mbw", "clean", "independent_clean"))
+    models = Run.open(path).load_models(("mbw", "clean", "independent_clean"))
     victim, clean, other = models["mbw"].eval(), models["clean"].eval(), models["independent_clean"].eval()
     with torch.no_grad():
         held = float((victim(key).argmax(1) == labels).float().mean())

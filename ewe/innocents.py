@@ -37,7 +37,7 @@ import torch
 from .callbacks import Reporter
 from .config import ConfigError, RunConfig
 from .models import build_model, load_state, quantize_state
-from .results.schema import INNOCENTS_FILE, heldout_sets
+from .results.schema import heldout_sets
 from .train import PRECISIONS, accuracy, fast_precision, predict, train_clean
 
 POPULATION_SIZE = 24
@@ -442,14 +442,12 @@ def query_population(folder: str | Path, trigger_sets: dict[str, torch.Tensor], 
                      for s, x in trigger_sets.items()}}
 
 
-def attach_population(run_dir: str | Path, folder: str | Path) -> dict:
-    """Query the population on a run's held-out trigger sets and write the run's innocents.json."""
-    run_dir = Path(run_dir)
-    cfg = json.loads((run_dir / "config.json").read_text())
-    device = cfg.get("device", "cpu")
-    t = torch.load(run_dir / "triggers.pt", weights_only=True)
-    out = query_population(folder, heldout_sets(t), device)   # every set the run has (old runs: two)
-    tmp = run_dir / (INNOCENTS_FILE + ".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(run_dir / INNOCENTS_FILE)
+def attach_population(run_dir, folder: str | Path) -> dict:
+    """Query the population on a run's held-out trigger sets and write the run's innocents.json (``run_dir``:
+    a folder or its ``ewe.results.runs.Run``, whose ``innocents`` then holds the answers)."""
+    from .results.runs import Run
+    run = Run.of(run_dir)
+    out = query_population(folder, heldout_sets(run.triggers()), run.saved.get("device", "cpu"))  # every set
+    run.innocents = out                                                                          # (old runs: two)
+    run.save("innocents")
     return out

@@ -2,8 +2,7 @@
 import streamlit as st
 
 from ewe.config import SAVED_NOTES, ConfigError, from_dict, run_thief_seed
-from ewe.results.runs import RunFolder, same_thief
-from ewe.results.schema import THIEVES_FILE
+from ewe.results.runs import Run, same_thief
 from ui import backend, charts, page, reuse, state, widgets
 
 page.setup()
@@ -143,7 +142,7 @@ def first_verdicts(j):
         return
     seeds = range(first, first + n // int(j.meta.get("kinds", 1)))     # each kind of thief has the same seeds
     folder = reuse.live_folder(reg, j) or ref["dir"]      # a shared computation writes in its own folder first
-    done = [d for d in RunFolder(folder).read_json(THIEVES_FILE) or []
+    done = [d for d in Run(folder).thieves or []
             if (d.get("thief") or {}).get("seed") in seeds]
     if not done or len(done) == n and j.done:
         return          # all done: the page's own cards and Verify take over

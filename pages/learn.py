@@ -3,6 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ewe.results.schema import TRIGGERS_FILE
 from ui import backend, page, state, widgets
 
 page.setup()
@@ -185,7 +186,7 @@ st.subheader("What triggers look like")
 st.image(str(ASSETS / "trigger_examples.png"), width="stretch",
          caption="Digits data: normal training images (top), out-of-distribution triggers cut from "
                  "photos (middle), in-distribution triggers — a digit with a small white patch (bottom).")
-runs = [r for r in state.session_runs() if (Path(r["dir"]) / "triggers.pt").exists()]
+runs = [r for r in state.session_runs() if (Path(r["dir"]) / TRIGGERS_FILE).exists()]
 if runs:
     with st.expander("Triggers of your latest run"):
         widgets.trigger_gallery(runs[0]["dir"])     # newest first

@@ -39,7 +39,7 @@ def test_tiny_pipeline_end_to_end(device, tiny_data_dir, tmp_path):
     # checkpoints and triggers are saved as CPU tensors whatever the device; models load back onto it
     for path in list((out / "models").glob("*.pt")) + [out / "triggers.pt"]:
         assert all(t.device.type == "cpu" for t in torch.load(path, weights_only=True).values()), path
-    loaded = runs.load_run_models(out, ["defended"])["defended"]
+    loaded = runs.Run.open(out).load_models(["defended"])["defended"]
     assert next(loaded.parameters()).device.type == device
     assert verdicts.verify_run(out)["verification"]["extracted"]["p_value"] is not None
     # removal attacks: fine-tuning (victim's and true labels), pruning, pruning + fine-tuning, fine-pruning

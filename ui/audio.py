@@ -22,12 +22,14 @@ channel 0. ``features_to_audio`` (Griffin-Lim) turns features back into an appro
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from ewe.results.runs import Run
+from ewe.results.schema import TRIGGERS_FILE
 
 SPEECH = "speech-commands"
 PATCH = 3
@@ -119,18 +121,21 @@ def dataset_clips(source: int, target: int, data_dir: str | os.PathLike | None =
     return out
 
 
-def _read_json(path: Path) -> dict | None:
+def _part(run_dir: str | os.PathLike, name: str) -> dict:
+    """A JSON part of a run folder (``ewe.results.runs.Run``: "saved" is config.json), {} when it is missing or
+    unreadable."""
     try:
-        return json.loads(path.read_text())
+        got = getattr(Run(run_dir), name)
     except (OSError, ValueError):
-        return None
+        return {}
+    return got if isinstance(got, dict) else {}
 
 
 def source_target_clips(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None,
                         n: int = 3) -> dict:
     """:func:`dataset_clips` for a run folder's source / target classes (its config.json); for a run
     that is not speech-commands the clip lists are empty and ``message`` says so."""
-    cfg = _read_json(Path(run_dir) / "config.json") or {}
+    cfg = _part(run_dir, "saved")
     if cfg.get("dataset") != SPEECH:
         return {"source": {"clips": []}, "target": {"clips": []},
                 "message": "This run is not a Speech Commands run: no audio to play."}
@@ -177,12 +182,11 @@ def spectrogram_figure(features: Any, patch: Sequence[int] | None = None, title:
 # ------------------------------------------------------------------------------------- run triggers
 
 def _load_triggers(run_dir: Path) -> dict | None:
-    path = run_dir / "triggers.pt"
-    if not path.exists():
+    run = Run(run_dir)
+    if not run.has(TRIGGERS_FILE):
         return None
     try:
-        import torch
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return run.triggers()
     except Exception:
         return None
 
@@ -193,7 +197,7 @@ def trigger_features(run_dir: str | os.PathLike, index: int = 0, which: str = "h
     run_dir = Path(run_dir)
     if which not in TRIGGER_SETS:
         raise ValueError(f"which is one of {', '.join(TRIGGER_SETS)}, got {which!r}")
-    cfg = _read_json(run_dir / "config.json") or {}
+    cfg = _part(run_dir, "saved")
     if cfg.get("dataset") != SPEECH:
         return None
     tensors = _load_triggers(run_dir)
@@ -202,7 +206,7 @@ def trigger_features(run_dir: str | os.PathLike, index: int = 0, which: str = "h
     x = tensors[which]
     if x.dim() != 4 or not 0 <= index < len(x):
         return None
-    result = _read_json(run_dir / "result.json") or {}
+    result = _part(run_dir, "result")
     patch = result.get("patch")
     return x[index], (list(patch) if patch else None)
 
@@ -240,7 +244,7 @@ def trigger_example(run_dir: str | os.PathLike, index: int = 0, which: str = "he
     if got is None:
         return None
     feats, patch = got
-    cfg = _read_json(Path(run_dir) / "config.json") or {}
+    cfg = _part(run_dir, "saved")
     words = _words()
     src, tgt = int(cfg.get("source", 9)), int(cfg.get("target", 5))
     name = lambda c: words[c] if 0 <= c < len(words) else str(c)  # noqa: E731

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import re
 import secrets
@@ -21,7 +20,8 @@ from typing import Any
 from ewe.callbacks import part_of
 from ewe.config import PRESETS, TINY, ConfigError, RunConfig, preset, tiny
 from ewe.results import sidebyside, studies
-from ewe.results.schema import THIEVES_FILE
+from ewe.results.runs import Run
+from ewe.results.schema import PREDICTIONS_FILE, RESULT_FILE, TRIGGERS_FILE
 from ewe.watermarks.schemes import SCHEMES, STOLEN_COPIES, VICTIMS, check_schemes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -323,7 +323,7 @@ def run_label(cfg: dict[str, Any]) -> str:
 
 def _read_config(folder: Path) -> dict[str, Any] | None:
     try:
-        cfg = json.loads((folder / "config.json").read_text())
+        cfg = Run(folder).saved
         return cfg if isinstance(cfg, dict) else None
     except (OSError, ValueError):
         return None
@@ -353,13 +353,13 @@ def workspace_runs(workspace: str, active: dict[Path, Any] | None = None,
                 stem = _STAMP.split(folder.name.removeprefix("uploaded-"), maxsplit=1)[-1].strip("-")
                 found.append({"label": f"uploaded: {stem + '.zip' if stem else folder.name} · {run_label(cfg)}",
                               "origin": "uploaded", "dir": folder, "time": t, "job": None})
-        elif cfg is not None or job is not None or (folder / "result.json").exists():
+        elif cfg is not None or job is not None or (folder / RESULT_FILE).exists():
             waiting = (pending or {}).get(folder.resolve())
             found.append({"label": run_label(cfg) if cfg else
                           f"{run_label(waiting) if waiting else folder.name}" + (" (waiting to start)" if job else ""),
                           "origin": "trained here", "dir": folder, "time": t, "job": job})
         else:   # a trade-off sweep: one run per grid point
-            points = sorted(p for p in folder.glob("point*") if p.is_dir() and (p / "result.json").exists())
+            points = sorted(p for p in folder.glob("point*") if p.is_dir() and (p / RESULT_FILE).exists())
             for i, p in enumerate(points):
                 pc = _read_config(p) or {}
                 found.append({"label": f"sweep {folder.name} · point {i + 1} · {run_label(pc)}",
@@ -380,16 +380,13 @@ _RUN_CACHE: dict[tuple[str, float], dict] = {}
 def read_run(run_dir: str | Path) -> dict[str, Any] | None:
     """config / result / history / predictions of a run folder (cached by result.json's mtime)."""
     run_dir = Path(run_dir)
-    res = run_dir / "result.json"
-    if not res.exists():
+    if not (run_dir / RESULT_FILE).exists():
         return None
-    key = (str(run_dir), *(p.stat().st_mtime if p.exists() else 0.0
-                           for p in (res, run_dir / "history.json", run_dir / THIEVES_FILE)))
+    key = (str(run_dir), *Run(run_dir).stamp("result", "history", "thieves"))
     if key in _RUN_CACHE:
         return _RUN_CACHE[key]
     try:
-        from ewe.results.runs import load_run
-        run = load_run(run_dir)
+        run = Run.open(run_dir).as_dict()
     except Exception:   # a half-written or foreign folder: the page shows "no run" instead
         return None
     if len(_RUN_CACHE) > 64:
@@ -403,9 +400,7 @@ _VERIFY_CACHE: dict[tuple, dict] = {}
 
 def _verdict_key(run_dir: str | Path, *extra) -> tuple:
     """What a recomputed verdict depends on: the run's answer files (by mtime) and the settings."""
-    stamps = tuple((Path(run_dir) / n).stat().st_mtime if (Path(run_dir) / n).exists() else 0.0
-                   for n in ("predictions.json", "innocents.json", "thieves.json"))
-    return (str(run_dir), *stamps, *extra)
+    return (str(run_dir), *Run(run_dir).stamp("predictions", "innocents", "thieves"), *extra)
 
 
 def _cached_verdicts(key: tuple, compute):
@@ -437,7 +432,7 @@ def reverify(run_dir: str | Path, run: dict, margin: float, test: str | None = N
     test (about 1 s on a paper run; cached by the files' mtimes), without touching the folder."""
     from ewe.results.verdicts import run_verdicts
     stored = dict((run.get("result") or {}).get("verification") or {})
-    if not (Path(run_dir) / "predictions.json").exists():
+    if not (Path(run_dir) / PREDICTIONS_FILE).exists():
         return stored
     overrides = {"margin": float(margin), **({"test": test} if test else {})}
     try:
@@ -606,9 +601,8 @@ def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
 
     def compute():
         draws = _copy.deepcopy(list(run.get("thieves") or []))
-        inn = Path(run_dir) / "innocents.json"
         if run.get("predictions"):
-            draws = rejudge_thieves(draws, run["predictions"], json.loads(inn.read_text()) if inn.exists() else None,
+            draws = rejudge_thieves(draws, run["predictions"], Run(run_dir).innocents,
                                     {**run_settings(run.get("config") or {}), **overrides}, run_dir)
         return draws
     key = _verdict_key(run_dir, "thieves", tuple(sorted(overrides.items())))
@@ -630,7 +624,7 @@ def verify_on_keys(run: dict, run_dir: Path, data: bytes, model_name: str, filen
     from ewe.results.verdicts import judge_checkpoint
 
     result, preds = run.get("result") or {}, run.get("predictions") or {}
-    if not (Path(run_dir) / "triggers.pt").exists() or "input_shape" not in result:
+    if not (Path(run_dir) / TRIGGERS_FILE).exists() or "input_shape" not in result:
         raise UploadError("this run has no trigger set to test with; train it first")
     if (preds.get("sets", {}).get("optimised", {}) or {}).get("clean") is None:
         raise UploadError("this run has no clean reference model predictions; let training finish first")
@@ -663,9 +657,8 @@ def key_sets(run_dir: str | Path, run: dict) -> list[str]:
     "composite")."""
     from ewe.results.schema import heldout_sets
     answered = set(((run.get("predictions") or {}).get("sets")) or {})
-    path = Path(run_dir) / "triggers.pt"
-    stamp = path.stat().st_mtime if path.exists() else 0.0
-    held = _cached_verdicts(("key_sets", str(run_dir), stamp), lambda: list(heldout_sets(load_triggers(run_dir) or {})))
+    stamp = Run(run_dir).stamp(TRIGGERS_FILE)
+    held = _cached_verdicts(("key_sets", str(run_dir), *stamp), lambda: list(heldout_sets(load_triggers(run_dir) or {})))
     order = list(dict.fromkeys([s.trigger_set for s in SCHEMES.values()] + sorted(held)))
     own = [k for s in SCHEMES.values() if s.own_test and (k := s.own_key(run_dir))]   # dataset inference's test
     return [s for s in order if s in held and s in answered] + own
@@ -680,12 +673,11 @@ def model_architecture(run: dict, name: str) -> str:
 
 
 def load_triggers(run_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "triggers.pt"
-    if not path.exists():
+    run = Run(run_dir)
+    if not run.has(TRIGGERS_FILE):
         return None
     try:
-        import torch
-        return torch.load(path, weights_only=True)
+        return run.triggers()
     except Exception:
         return None
 

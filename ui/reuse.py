@@ -15,7 +15,6 @@ folder as before.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -109,7 +108,8 @@ def _serve(reg: JobRegistry, kind: str, key: str, compute, out_dir: Path):
                 text = reuse_text(out_dir)
                 if text:
                     ctx.message(text)
-                return json.loads((out_dir / "result.json").read_text())
+                from ewe.results.runs import Run
+                return Run(out_dir).result
             shared = _computation(reg, kind, key, compute, ctx.job, out_dir.name)
             _follow(ctx, shared, own)
             if ctx.stop.is_set():
@@ -184,13 +184,14 @@ def _leave(reg: JobRegistry, key: str, shared: Job, follower: Job, out_dir: Path
         reg.wait(shared.id, timeout=120)       # it stops at the next batch and leaves its folder (_compute)
     work = shared.meta.get("work")
     if work is not None and Path(work).is_dir() and backend.run_cache().place(work, out_dir) is not None:
-        result = out_dir / "result.json"
+        from ewe.results.runs import Run
+        run = Run(out_dir)
         try:
-            partial = json.loads(result.read_text())
+            partial = run.result
         except (OSError, ValueError):
             partial = None
         if isinstance(partial, dict) and partial.get("status") == "running":   # it goes on for others
-            from ewe.results.runs import RunFolder
-            RunFolder(out_dir).write_json("result.json", {**partial, "status": "stopped"})
+            run.result = {**partial, "status": "stopped"}
+            run.save("result")
     if last and work is not None:
         shutil.rmtree(Path(work).parent, ignore_errors=True)

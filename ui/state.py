@@ -15,6 +15,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, DATASETS
+from ewe.results.schema import RESULT_FILE
 from ewe.watermarks.schemes import SCHEMES
 from ui import backend, executors
 from ui.jobs import JobRegistry, default_max_running, default_torch_threads
@@ -261,7 +262,7 @@ def session_runs() -> list[dict[str, Any]]:
     for r in backend.workspace_runs(sid, {d: j.id for d, j in jobs.items() if j.active}, pending):
         job = jobs.get(r["dir"].resolve())
         status = (job.status if job is not None else "uploaded" if r["origin"] == "uploaded"
-                  else "finished" if (r["dir"] / "result.json").exists() else "incomplete")
+                  else "finished" if (r["dir"] / RESULT_FILE).exists() else "incomplete")
         # a queued run has no config.json yet: its job's settings stand in (the Runs page's row and comparison)
         config = (job.meta.get("config") if job is not None else None) or None
         out.append({**r, "job": job.id if job is not None else None, "status": status, "job_config": config})

@@ -204,10 +204,10 @@ def _nulls(args) -> int:
     if n < 4:
         raise ConfigError("--innocents must be at least 4 for a population")
     if args.run_dirs:
-        from ..results.runs import load_run
+        from ..results.runs import Run
         jobs = []
         for run_dir in args.run_dirs:
-            saved = load_run(run_dir)["config"]
+            saved = Run.open(run_dir).saved
             jobs.append((run_dir, saved_config(saved, innocents=n, device=_device(args.device),
                                                **({"data_dir": args.data_dir} if args.data_dir else {}))))
     else:

@@ -50,8 +50,8 @@ from ..callbacks import Reporter, Stopped, part_of
 from ..config import ConfigError, RunConfig, run_thief_seed, saved_config
 from ..data.splits import Data, check_device, load_data
 from ..models import build_model
-from ..results.runs import RunFolder, load_run, load_run_models
-from ..results.schema import CLEAN_MODELS, TRIGGER_SET, VICTIMS, heldout_key, heldout_sets
+from ..results.runs import Run
+from ..results.schema import CLEAN_MODELS, TRIGGERS_FILE, TRIGGER_SET, VICTIMS, heldout_key, heldout_sets
 from ..results.verdicts import record_thief, verify_run
 from ..train import (Probe, accuracy, make_optimizer, predict, resolve_precision, train_clean, watermark_schedule,
                      watermark_success)
@@ -141,10 +141,10 @@ def _evaluate(model, data: Data, sets: dict[str, torch.Tensor], train_sets: dict
 
 
 @contextmanager
-def _recorded(result: dict, seconds_key: str, folder: "RunFolder", predictions: dict,
-              history: Callable[[], list]):
+def _recorded(run: Run, seconds_key: str, history: Callable[[], list]):
     """Run a stage group: a stop request ends it with status "stopped", an error with "failed" (and is
     re-raised); either way the time, result, predictions and history are written."""
+    result = run.result
     t0 = time.perf_counter()
     try:
         yield
@@ -155,9 +155,8 @@ def _recorded(result: dict, seconds_key: str, folder: "RunFolder", predictions: 
         raise
     finally:
         result["seconds"][seconds_key] = round(time.perf_counter() - t0, 2)
-        folder.write_json("result.json", result)
-        folder.write_json("predictions.json", predictions)
-        folder.write_json("history.json", history())
+        run.history = history()
+        run.save("result", "predictions", "history")
 
 
 def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
@@ -171,12 +170,13 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
     api_schemes = [s for s in schemes if s.serves_api]   # DAWN: served, not trained (after the clean model)
     schemes = [s for s in schemes if not s.serves_api]
     rep = reporter or _start(cfg, listeners, stop)
-    folder = RunFolder(out_dir)
-    folder.write_json("config.json", {**cfg.to_dict(), "effective": _effective(cfg)})
-    result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
-              "models": {}, "verification": {}, "seconds": {}}
-    predictions = {"target": cfg.target, "sets": {"optimised": {}, "classic": {}}}
-    with _recorded(result, "train_total", folder, predictions, lambda: rep.history):
+    folder = Run(out_dir)
+    folder.saved = {**cfg.to_dict(), "effective": _effective(cfg)}
+    folder.save("saved")
+    result = folder.result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
+                              "models": {}, "verification": {}, "seconds": {}}
+    predictions = folder.predictions = {"target": cfg.target, "sets": {"optimised": {}, "classic": {}}}
+    with _recorded(folder, "train_total", lambda: rep.history):
         t = time.perf_counter()
         data = data if data is not None else load_data(cfg)
         rep.message(f"Data: {data.source}")
@@ -220,7 +220,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
                         predictions.setdefault("set_targets", {})[scheme.trigger_set] = made[3][1].tolist()
                     result.setdefault("scheme_triggers", {})[scheme.trigger_set] = made[2]
                     rep.message(f"Triggers of {scheme.label}: {made[2]}")
-        folder.save_tensors("triggers.pt", {"train": ts.train, "heldout": ts.heldout,
+        folder.save_tensors(TRIGGERS_FILE, {"train": ts.train, "heldout": ts.heldout,
                                             "raw_train": ts.raw_train, "raw_heldout": ts.raw_heldout,
                                             **{f"{k}_{part}": t for k, pair in ts.extra.items()
                                                for part, t in zip(("train", "heldout"), pair)}})
@@ -237,7 +237,8 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             proj = projection(model, sets[trigger_set], diag_target, method="pca", seed=cfg.seed)
             diagnostics[key] = {"trigger_set": trigger_set, "geometry": geometry, "projection": proj}
             result.setdefault("diagnostics", {})[key] = {"trigger_set": trigger_set, "geometry": geometry}
-            folder.write_json("diagnostics.json", diagnostics)
+            folder.diagnostics = diagnostics
+            folder.save("diagnostics")
         diagnose("before", base, "optimised")
         diagnose("before_classic", base, "classic")
         train_sets = {s.name: s.training_triggers(ts) for s in schemes}
@@ -254,9 +255,8 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
             result["models"][name] = figures
             for k, v in preds.items():
                 predictions["sets"][k][name] = v
-            folder.write_json("result.json", result)
-            folder.write_json("predictions.json", predictions)
-            folder.write_json("history.json", rep.history)
+            folder.history = rep.history
+            folder.save("result", "predictions", "history")
 
         # 3. the watermarked victims, one per scheme, each from the same pre-trained weights and optimiser state
         for scheme in schemes:
@@ -304,7 +304,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
         finish("clean", clean)
         for scheme in api_schemes:   # what the API costs an honest user (its register starts with a thief)
             result["models"][scheme.name] = scheme.figures(clean, cfg, data.x_test, data.y_test)
-            folder.write_json("result.json", result)
+            folder.save("result")
         indep = refs["independent_clean"] if population is not None else _train_reference(
             "independent_clean", cfg, shape, data, rep, timed,
             Probe(live.x_test, live.y_test, sets["optimised"], cfg.target))
@@ -312,7 +312,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
         # 5. the innocent population behind every verdict, queried on the run's trigger sets
         if folder.path and population is not None:
             from ..innocents import attach_population
-            attach_population(folder.path, population)
+            attach_population(folder, population)
             _observe_population(run_schemes, cfg, data, folder.path, population, rep)
         result["status"] = "trained"
     return result
@@ -345,7 +345,7 @@ def _effective(cfg: RunConfig) -> dict:
             "extraction_epochs": cfg.extraction_epochs}
 
 
-def _save_trigger_png(folder: RunFolder, ts: trig.TriggerSet, n: int = 8) -> None:
+def _save_trigger_png(folder: Run, ts: trig.TriggerSet, n: int = 8) -> None:
     if not folder.path:
         return
     import matplotlib
@@ -373,10 +373,9 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     """Extraction attack on the run's victims with the run's thief settings, overridden by ``thief``
     (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs, thief_seed,
     threads)."""
-    run_dir = Path(run_dir)
-    load_run(run_dir)   # a clear RunFolderError for anything that is not a run folder
-    folder = RunFolder(run_dir)
-    saved = folder.read_json("config.json")
+    folder = Run.open(run_dir)   # a clear RunFolderError for anything that is not a run folder
+    run_dir = folder.path
+    saved = folder.saved
     wanted, trained = (thief or {}).get("attacker_data"), saved.get("attacker_data", "same")
     if wanted is not None and (wanted == "disjoint") != (trained == "disjoint"):
         # the split is fixed when the victims are trained: a "disjoint" thief on victims trained on all the data
@@ -387,20 +386,18 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     if cfg.schemes is not None:
         schemes_for(cfg)    # unknown scheme names: ConfigError before anything is written
     rep = reporter or _start(cfg, listeners, stop)
-    result = folder.read_json("result.json")
-    predictions = folder.read_json("predictions.json")
-    earlier = folder.read_json("history.json", []) if reporter is None else []
-    with _recorded(result, "steal_total", folder, predictions, lambda: earlier + rep.history):
+    result, predictions = folder.result, folder.predictions
+    earlier = (folder.history or []) if reporter is None else []
+    with _recorded(folder, "steal_total", lambda: earlier + rep.history):
         data = data or load_data(cfg)
-        tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
-        sets = {k: v.to(cfg.device) for k, v in heldout_sets(tensors).items()}
-        victims = load_run_models(run_dir, VICTIMS)
+        sets = {k: v.to(cfg.device) for k, v in heldout_sets(folder.triggers()).items()}
+        victims = folder.load_models(VICTIMS)
         if cfg.schemes is not None:     # a run (or a thief) that lists its schemes steals only those
             wanted = {s.name for s in schemes_for(cfg)}
             victims = {n: m for n, m in victims.items() if n in wanted}
         thief_cfg = ThiefConfig.from_run_config(cfg)
         thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
-        api_labels, unserved = _serve_apis(run_dir, cfg, thief_cfg, thief_seed, data, folder, predictions, sets, rep)
+        api_labels, unserved = _serve_apis(folder, cfg, thief_cfg, thief_seed, data, sets, rep)
         victims.update({name: api.model for name, api in api_labels.items()})
         for name, api in api_labels.items():   # served to a thief in a run that did not train with it: its cost
             if name not in result["models"]:
@@ -447,13 +444,12 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
                 predictions["sets"][k][name] = predict(student, v).tolist()
             for scheme in schemes_for(cfg):
                 scheme.observe(run_dir, cfg, data, name, student)
-            folder.write_json("result.json", result)
-            folder.write_json("predictions.json", predictions)
+            folder.save("result", "predictions")
         result["status"] = "finished"
     if result["status"] != "finished":
         return result
-    result = verify_run(run_dir)
-    record_thief(run_dir, result)
+    result = verify_run(folder)      # judged from the answers in hand, then recorded with its thief
+    record_thief(folder, result)
     return result
 
 
@@ -465,8 +461,8 @@ def _set_target(predictions: dict, set_name: str, device: str):
     return target if isinstance(target, int) else torch.as_tensor(target, device=device)
 
 
-def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_seed: int, data: Data,
-                folder: RunFolder, predictions: dict, sets: dict, rep: Reporter) -> dict:
+def _serve_apis(folder: Run, cfg: RunConfig, thief_cfg: ThiefConfig, thief_seed: int, data: Data, sets: dict,
+                rep: Reporter) -> dict:
     """The run's API-level schemes (DAWN) answer this thief's queries through their API, which records the
     owner's register of flipped queries: it becomes the scheme's trigger set (triggers.pt, predictions.json
     with one label per input, the innocent population's answers on it), replacing an earlier thief's. Returns
@@ -475,12 +471,12 @@ def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_see
     api_schemes = [s for s in schemes_for(cfg) if s.serves_api and s.name in listed]
     if not api_schemes:
         return {}, []
-    clean = load_run_models(run_dir, ("clean",)).get("clean")
+    predictions = folder.predictions
+    clean = folder.load_models(("clean",)).get("clean")
     if clean is None:
         raise ValueError("DAWN serves the run's clean model, and this run has none; train it first")
     x = attacker_queries(data.x_attack, thief_cfg.query_budget, thief_seed)
-    triggers_path = Path(run_dir) / "triggers.pt"
-    tensors = torch.load(triggers_path, weights_only=True)
+    tensors = folder.triggers()
     served, unserved = {}, []
     for scheme in api_schemes:
         api = scheme.serve(clean, cfg)
@@ -498,16 +494,16 @@ def _serve_apis(run_dir: Path, cfg: RunConfig, thief_cfg: ThiefConfig, thief_see
         sets[set_name] = reg_x.to(cfg.device)
         predictions.setdefault("set_targets", {})[set_name] = reg_y.tolist()
         predictions["sets"][set_name] = {n: predict(m, sets[set_name]).tolist()
-                                         for n, m in load_run_models(run_dir, CLEAN_MODELS).items()}
+                                         for n, m in folder.load_models(CLEAN_MODELS).items()}
         served[scheme.name] = api
     if not served:       # no new register: the run folder stays as it was
         return served, unserved
-    folder.save_tensors("triggers.pt", tensors)
-    folder.write_json("predictions.json", predictions)
+    folder.save_tensors(TRIGGERS_FILE, tensors)
+    folder.save("predictions")
     from ..innocents import attach_population, ready_population
     population = ready_population(cfg) if cfg.innocents else None
     if population is not None:
-        attach_population(run_dir, population)   # the innocents' answers on the new register too
+        attach_population(folder, population)   # the innocents' answers on the new register too
     return served, unserved
 
 
@@ -527,7 +523,7 @@ def thief_seeds(run_dir: str | Path, kinds: list[dict], thieves: int = 1) -> lis
         raise ConfigError(f"the number of thieves must be at least 1, got {thieves}")
     first = next((k["thief_seed"] for k in kinds if k.get("thief_seed") is not None), None)
     if first is None:
-        saved = load_run(run_dir)["config"]
+        saved = Run.open(run_dir).saved
         first = run_thief_seed(saved.get("seed", 0), saved.get("thief_seed"))
     return [{**kind, "thief_seed": first + i} for i in range(thieves) for kind in kinds]
 
@@ -541,8 +537,7 @@ def steal_each(run_dir: str | Path, thieves: list[dict], listeners: Iterable[Cal
     all of them. Stops at a steal that did not finish; returns the last steal's result."""
     started, result, data = time.perf_counter(), {}, None
     if len(thieves) > 1 and not any(DATA_SETTINGS & set(t) for t in thieves):   # the same tensors for every thief
-        saved = load_run(run_dir)["config"]
-        data = load_data(saved_config(saved))
+        data = load_data(Run.open(run_dir).config)
     for i, thief in enumerate(thieves):
         parts = [part_of(fn, i, len(thieves), started) for fn in listeners or []]
         result = steal(run_dir, thief, parts, stop, data=data)
@@ -603,8 +598,9 @@ def run(cfg: RunConfig, out_dir: str | Path | None = None, listeners: Iterable[C
             result = steal(out_dir, reporter=rep, data=data)
         status = result["status"]
         result["seconds"]["total"] = round(time.perf_counter() - t0, 2)
-        RunFolder(out_dir).write_json("result.json", result)
-        RunFolder(out_dir).write_json("history.json", rep.history)
+        final = Run(out_dir)
+        final.result, final.history = result, rep.history
+        final.save("result", "history")
         return result
     finally:
         rep.emit("run_end", status=status, result=result or None)

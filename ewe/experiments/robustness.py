@@ -33,10 +33,10 @@ from torch import nn
 from ..attacks.extraction import QueryCounter
 from ..attacks.removal import ATTACKS, X_AXIS, evaluate, fine_prune, fine_tune, prune
 from ..callbacks import Reporter, Stopped
-from ..config import saved_config
 from ..data.splits import load_data
-from ..results.runs import RunFolder, load_run_models
-from ..results.schema import INNOCENTS_FILE, TRIGGER_SET, heldout_sets
+from ..results.runs import Run
+from ..results.schema import (CONFIG_FILE, PREDICTIONS_FILE, RESULT_FILE, TRIGGER_SET, TRIGGERS_FILE,
+                              heldout_sets)
 from ..verify import nulls_for_run
 
 
@@ -112,14 +112,12 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     run_dir = Path(run_dir)
     settings = settings if isinstance(settings, RemovalConfig) else RemovalConfig.from_dict(settings)
     settings.validate()
-    folder = RunFolder(run_dir)
-    saved = folder.read_json("config.json")
-    result = folder.read_json("result.json")
-    preds = folder.read_json("predictions.json")
-    if saved is None or result is None or preds is None or not (run_dir / "triggers.pt").exists():
-        raise FileNotFoundError(f"{run_dir} is not a trained run folder (config.json, result.json, "
-                                "predictions.json and triggers.pt are needed)")
-    cfg = saved_config(saved)
+    folder = Run(run_dir)
+    saved, result, preds = folder.saved, folder.result, folder.predictions
+    if saved is None or result is None or preds is None or not folder.has(TRIGGERS_FILE):
+        raise FileNotFoundError(f"{run_dir} is not a trained run folder ({CONFIG_FILE}, {RESULT_FILE}, "
+                                f"{PREDICTIONS_FILE} and {TRIGGERS_FILE} are needed)")
+    cfg = folder.config
     threads = settings.threads or cfg.threads
     if threads:
         torch.set_num_threads(threads)
@@ -132,10 +130,9 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     status = "failed"
     try:
         data = data or load_data(cfg)
-        tensors = torch.load(run_dir / "triggers.pt", weights_only=True)
-        sets = {k: v.to(cfg.device) for k, v in heldout_sets(tensors).items()}
+        sets = {k: v.to(cfg.device) for k, v in heldout_sets(folder.triggers()).items()}
         wanted = [v for v in settings.victims]
-        victims = load_run_models(run_dir, wanted)
+        victims = folder.load_models(wanted)
         missing = [v for v in wanted if v not in victims]
         if missing:
             rep.message(f"Robustness: no checkpoint for {', '.join(missing)} in {run_dir.name}; skipped")
@@ -158,9 +155,10 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
                     f"{'victim' if settings.labels == 'victim' else 'true'} labels")
 
         def write():
-            folder.write_json("robustness.json", out)
+            folder.robustness = out
+            folder.save("robustness")
 
-        nulls = nulls_for_run(preds, folder.read_json(INNOCENTS_FILE), cfg.verify_margin)
+        nulls = nulls_for_run(preds, folder.innocents, cfg.verify_margin)
         for vname, victim in victims.items():
             set_name = TRIGGER_SET[vname]
             triggers = sets[set_name]
@@ -263,7 +261,8 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     finally:
         out["status"] = status
         out["seconds"]["total"] = round(time.perf_counter() - t_all, 2)
-        folder.write_json("robustness.json", out)
+        folder.robustness = out
+        folder.save("robustness")
         rep.emit("run_end", status=status, result=None)
     return out
 

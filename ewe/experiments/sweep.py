@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from ..results.runs import Run
 from ..results.schema import METRICS, metric_values
 
 BACKENDS = ("local", "ray", "inline")
@@ -222,11 +223,8 @@ class Job:
 
 def run_status(run_dir: str | Path) -> str | None:
     """The status in a point's result.json (None when there is none or it is unreadable)."""
-    path = Path(run_dir) / "result.json"
-    try:
-        return json.loads(path.read_text()).get("status")
-    except (OSError, ValueError, AttributeError):
-        return None
+    result = _read_result(run_dir)
+    return result.get("status") if isinstance(result, dict) else None
 
 
 def plan_jobs(spec: SweepSpec, out: str | Path) -> tuple[list[Job], list[Job]]:
@@ -425,8 +423,8 @@ def _run_ray(jobs, runner, threads, workers, rep, finished) -> None:
 
 def _read_result(run_dir: str | Path) -> dict | None:
     try:
-        return json.loads((Path(run_dir) / "result.json").read_text())
-    except (OSError, ValueError):
+        return Run(run_dir).result
+    except (OSError, ValueError):      # unreadable: RunFolderError is a ValueError
         return None
 
 

@@ -27,7 +27,7 @@ On disk (beside the runs it serves)::
 An entry appears whole or not at all: it is written in staging/ and renamed into place; of two writers
 finishing one key (threads or servers), the second rename fails and that writer drops its copy. Files are
 hard links where the filesystem allows (one copy on disk for the cache and every workspace that reused it):
-the library replaces files rather than writing into them (``RunFolder``), so a later steal in a workspace
+the library replaces files rather than writing into them (``Run``), so a later steal in a workspace
 never changes a cached file.
 """
 from __future__ import annotations

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import SAVED_NOTES
-from .schema import METRICS, get
+from .runs import Run
+from .schema import METRICS, RESULT_FILE, get
 
 IGNORED = {"seed", "data_dir", "device", "threads"}      # not part of a "setting"
 VICTIM_STYLE = {"defended": ("EWE (defended)", "-", "tab:blue"),
@@ -35,7 +36,8 @@ class ReportError(ValueError):
 
 
 @dataclass
-class Run:
+class ReportedRun:
+    """A finished run folder's config, result and removal attacks, with the sweep point it came from."""
     path: Path
     config: dict
     result: dict
@@ -57,29 +59,30 @@ class Group:
     label: str
     dataset: str
     preset: str
-    runs: list[Run] = field(default_factory=list)
+    runs: list[ReportedRun] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------------
 # finding runs
 
-def _read(path: Path) -> Any:
+def _load_run(path: Path, point: str | None = None, sweep: Path | None = None) -> ReportedRun | None:
+    run = Run(path)
     try:
-        return json.loads(path.read_text())
+        config, result = run.saved, run.result
     except (OSError, ValueError):
         return None
-
-
-def _load_run(path: Path, point: str | None = None, sweep: Path | None = None) -> Run | None:
-    config, result = _read(path / "config.json"), _read(path / "result.json")
     if not isinstance(config, dict) or not isinstance(result, dict) or "models" not in result:
         return None
-    return Run(path, config, result, _read(path / "robustness.json"), point, sweep)
+    try:
+        robustness = run.robustness
+    except (OSError, ValueError):
+        robustness = None
+    return ReportedRun(path, config, result, robustness, point, sweep)
 
 
-def find_runs(paths: Iterable[str | Path], depth: int = 4) -> list[Run]:
+def find_runs(paths: Iterable[str | Path], depth: int = 4) -> list[ReportedRun]:
     """Every run folder in ``paths`` (sweep folders, run folders, folders of run folders)."""
-    runs: list[Run] = []
+    runs: list[ReportedRun] = []
     seen: set[Path] = set()
 
     def visit(p: Path, level: int) -> None:
@@ -94,7 +97,7 @@ def find_runs(paths: Iterable[str | Path], depth: int = 4) -> list[Run]:
                     seen.add(run_dir.resolve())
                     runs.append(run)
             return
-        if (p / "result.json").exists():
+        if (p / RESULT_FILE).exists():
             run = _load_run(p)
             if run:
                 runs.append(run)
@@ -112,13 +115,13 @@ def find_runs(paths: Iterable[str | Path], depth: int = 4) -> list[Run]:
     return runs
 
 
-def _setting(run: Run) -> dict:
+def _setting(run: ReportedRun) -> dict:
     return {k: v for k, v in run.config.items() if k not in IGNORED and k not in SAVED_NOTES}
 
 
-def group_runs(runs: list[Run]) -> list[Group]:
+def group_runs(runs: list[ReportedRun]) -> list[Group]:
     """One group per setting: sweep point, or identical config apart from seed / threads / paths."""
-    buckets: dict[str, list[Run]] = {}
+    buckets: dict[str, list[ReportedRun]] = {}
     for run in runs:
         if run.point is not None:
             key = f"sweep:{run.sweep}:{run.point}"
@@ -177,7 +180,7 @@ def _range(values: list[float | None], digits: int = 3) -> str:
     return f"{min(xs):.{digits}f}–{max(xs):.{digits}f}" if len(xs) > 1 else f"{xs[0]:.{digits}f}"
 
 
-def _metric(run: Run, name: str) -> Any:
+def _metric(run: ReportedRun, name: str) -> Any:
     return get(run.result, METRICS[name])
 
 
@@ -309,7 +312,7 @@ def _fmt(x: Any, digits: int = 4, kind: str = "f") -> str:
 # ---------------------------------------------------------------------------------------------------
 # robustness curves
 
-def robustness_curves(runs: list[Run]) -> dict[str, dict[str, dict[str, dict[float, list[float]]]]]:
+def robustness_curves(runs: list[ReportedRun]) -> dict[str, dict[str, dict[str, dict[float, list[float]]]]]:
     """{attack: {victim: {metric: {x: [value per run]}}}} over the runs that have robustness.json."""
     from ..experiments.robustness import curve
     out: dict = {}

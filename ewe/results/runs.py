@@ -1,5 +1,11 @@
-"""Run folders: write as a run goes (RunFolder), read, validate, load the models, zip for download, unzip an
-upload (see docs/CONTRACT.md)."""
+"""Run folders (see docs/CONTRACT.md): a ``Run`` owns one (reads its parts, writes them as a run goes, loads its
+models and triggers); the rest validates, describes, clears, zips for download and unzips an upload.
+
+    run = Run.open(folder)       # RunFolderError if it is not a readable run folder
+    run.config                   # the RunConfig it was trained with (config.json's own fields)
+    run.result["models"]         # result.json, read once; run.save("result") writes it back
+    run.load_models(["defended"]); run.triggers()
+"""
 from __future__ import annotations
 
 import io
@@ -12,10 +18,11 @@ import zipfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Iterable
 
-from .schema import CONFIG_FILE, RESULT_FILE, REUSE_FILE, THIEVES_FILE
+from .schema import (CONFIG_FILE, DIAGNOSTICS_FILE, HISTORY_FILE, INNOCENTS_FILE, PREDICTIONS_FILE, RESULT_FILE,
+                     REUSE_FILE, ROBUSTNESS_FILE, THIEVES_FILE, TRIGGERS_FILE)
 
 REQUIRED = (CONFIG_FILE, RESULT_FILE)
-OPTIONAL = ("history.json", "predictions.json", "diagnostics.json", THIEVES_FILE, "triggers.pt", "triggers.png",
+OPTIONAL = (HISTORY_FILE, PREDICTIONS_FILE, DIAGNOSTICS_FILE, THIEVES_FILE, TRIGGERS_FILE, "triggers.png",
             "dataset_inference_points.pt")   # ewe.watermarks.dataset_inference.POINTS_FILE (that module imports torch)
 MAX_UNZIPPED = 512 * 1024 * 1024
 
@@ -25,29 +32,9 @@ class RunFolderError(ValueError):
 
 
 def load_run(run_dir: str | Path) -> dict:
-    """config, result, history, predictions, diagnostics and thieves of a run folder (missing optional parts
-    are None)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir} is not a folder")
-    out = {"path": str(run_dir)}
-    for name in REQUIRED + ("history.json", "predictions.json", "diagnostics.json", THIEVES_FILE):
-        path = run_dir / name
-        if not path.exists():
-            if name in REQUIRED:
-                raise RunFolderError(f"{run_dir.name} is not a run folder: {name} is missing")
-            out[name.removesuffix(".json")] = None
-            continue
-        try:
-            out[name.removesuffix(".json")] = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunFolderError(f"{name} in {run_dir.name} is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})")
-    if not isinstance(out["result"], dict) or "models" not in out["result"]:
-        raise RunFolderError(f"result.json in {run_dir.name} has no 'models' entry: not an EWE Lab run")
-    if not isinstance(out["config"], dict) or "dataset" not in out["config"]:
-        raise RunFolderError(f"config.json in {run_dir.name} has no 'dataset': not an EWE Lab run")
-    out["models_available"] = sorted(p.stem for p in (run_dir / "models").glob("*.pt"))
-    return out
+    """config, result, history, predictions, diagnostics and thieves of a run folder as one dict (missing
+    optional parts are None), for the app's pages; the library reads a ``Run``."""
+    return Run.open(run_dir).as_dict()
 
 
 def holds_run(folder: str | Path) -> bool:
@@ -60,7 +47,7 @@ def describe_run(folder: str | Path) -> str:
     """A run folder in a few words for messages: dataset, preset, seed and status when readable."""
     folder = Path(folder)
     words = []
-    for name, keys in (("config.json", ("dataset", "preset", "seed")), ("result.json", ("status",))):
+    for name, keys in ((CONFIG_FILE, ("dataset", "preset", "seed")), (RESULT_FILE, ("status",))):
         try:
             data = json.loads((folder / name).read_text())
         except (OSError, ValueError):
@@ -127,9 +114,9 @@ def unzip_run(data: bytes, dest_dir: str | Path) -> Path:
     names = zf.namelist()
     # accept both a flat zip and one with a single top-level folder
     prefix = ""
-    if "result.json" not in names:
+    if RESULT_FILE not in names:
         tops = {n.split("/", 1)[0] for n in names if "/" in n}
-        if len(tops) == 1 and f"{next(iter(tops))}/result.json" in names:
+        if len(tops) == 1 and f"{next(iter(tops))}/{RESULT_FILE}" in names:
             prefix = next(iter(tops)) + "/"
     dest = Path(dest_dir)
     root = dest.resolve()
@@ -177,21 +164,153 @@ def unzip_run(data: bytes, dest_dir: str | Path) -> Path:
     return dest
 
 
-class RunFolder:
-    """Writes the run folder incrementally so nothing finished is lost."""
+class _Part:
+    """One JSON file of the run folder as an attribute of ``Run``: read the first time it is asked for (None
+    when the file is not there), kept, replaced by assignment, written by ``Run.save``."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+        owner.PARTS = {**getattr(owner, "PARTS", {}), name: self.file}
+
+    def __get__(self, run: "Run | None", owner=None):
+        if run is None:
+            return self
+        if self.name not in run._parts:
+            run._parts[self.name] = run._read_json(self.file)
+        return run._parts[self.name]
+
+    def __set__(self, run: "Run", value) -> None:
+        run._parts[self.name] = value
+
+
+class Run:
+    """A run folder: the one object that knows its file names (``schema``) and the config's layout.
+
+    Parts (``saved`` = config.json as stored, ``result``, ``history``, ``predictions``, ``diagnostics``,
+    ``thieves``, ``innocents``, ``robustness``) are read once and kept; change one and ``save("result", ...)``
+    to write it. Every write replaces the file whole, so nothing finished is lost and a reader never sees half
+    a file. ``Run(None)``: a run that keeps nothing on disk (training without an output folder)."""
+
+    saved = _Part(CONFIG_FILE)            # RunConfig.to_dict() + "effective" notes
+    result = _Part(RESULT_FILE)
+    history = _Part(HISTORY_FILE)
+    predictions = _Part(PREDICTIONS_FILE)
+    diagnostics = _Part(DIAGNOSTICS_FILE)
+    thieves = _Part(THIEVES_FILE)
+    innocents = _Part(INNOCENTS_FILE)
+    robustness = _Part(ROBUSTNESS_FILE)
 
     def __init__(self, path: str | Path | None):
         self.path = Path(path) if path else None
+        self._parts: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @classmethod
+    def open(cls, path: "str | Path | Run") -> "Run":
+        """The run folder at ``path`` (a ``Run`` is returned as it is), its config and result read and checked:
+        RunFolderError with what is wrong when it is not a readable run folder."""
+        if isinstance(path, Run):
+            return path
+        run = cls(path)
+        if not run.path or not run.path.is_dir():
+            raise RunFolderError(f"{path} is not a folder")
+        for name in REQUIRED:
+            if not (run.path / name).exists():
+                raise RunFolderError(f"{run.path.name} is not a run folder: {name} is missing")
+        if not isinstance(run.result, dict) or "models" not in run.result:
+            raise RunFolderError(f"{RESULT_FILE} in {run.path.name} has no 'models' entry: not an EWE Lab run")
+        if not isinstance(run.saved, dict) or "dataset" not in run.saved:
+            raise RunFolderError(f"{CONFIG_FILE} in {run.path.name} has no 'dataset': not an EWE Lab run")
+        return run
+
+    @classmethod
+    def of(cls, path: "str | Path | Run") -> "Run":
+        """``path`` itself when it is a ``Run``, else the folder's ``Run`` without the checks of ``open``."""
+        return path if isinstance(path, Run) else cls(path)
+
+    @property
+    def config(self):
+        """The ``RunConfig`` the run was trained with (config.json's fields; its notes left out)."""
+        from ..config import saved_config
+        return saved_config(self.saved)
+
+    def as_dict(self) -> dict:
+        """Every JSON part of the folder by its old ``load_run`` key, with ``path`` and ``models_available``."""
+        return {"path": str(self.path), "config": self.saved, "result": self.result, "history": self.history,
+                "predictions": self.predictions, "diagnostics": self.diagnostics, "thieves": self.thieves,
+                "models_available": self.models_available}
+
+    # ------------------------------------------------------------------------------------------ reading
+    def _read_json(self, name: str):
+        if not self.path or not (self.path / name).exists():
+            return None
+        try:
+            return json.loads((self.path / name).read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunFolderError(f"{name} in {self.path.name} is not valid JSON ({getattr(exc, 'msg', exc)})")
+
+    def reload(self, *parts: str) -> "Run":
+        """Forget the parts read so far (all, or ``parts``): the next access reads the files again."""
+        for name in parts or list(self._parts):
+            self._parts.pop(name, None)
+        return self
+
+    def has(self, name: str) -> bool:
+        """Whether the folder holds the file ``name`` (a part's file, triggers.pt, a picture)."""
+        return bool(self.path) and (self.path / name).exists()
+
+    def stamp(self, *names: str) -> tuple[float, ...]:
+        """The modification times of the named parts' files (or of other files of the folder; 0.0 for one that
+        is not there): what a cache of anything read from them is keyed by."""
+        out = []
+        for name in names:
+            try:
+                out.append((self.path / self.PARTS.get(name, name)).stat().st_mtime)
+            except (OSError, TypeError):
+                out.append(0.0)
+        return tuple(out)
+
+    @property
+    def models_available(self) -> list[str]:
+        return sorted(p.stem for p in (self.path / "models").glob("*.pt")) if self.path else []
+
+    def load_models(self, names: Iterable[str], device: str | None = None) -> dict:
+        """The checkpoints of the models ``names`` that exist, built for the run's input, on ``device`` (default:
+        the run's)."""
+        from ..models import build_model, load_state
+        cfg = self.config
+        shape = tuple(self.result["input_shape"])
+        out = {}
+        for name in names:
+            path = self.path / "models" / f"{name}.pt"
+            if path.exists():
+                out[name] = load_state(build_model(cfg.model, shape), path).to(device or cfg.device)
+        return out
+
+    def triggers(self) -> dict:
+        """triggers.pt's tensors (``schema.TRIGGERS_FILE``), loaded as plain tensors only."""
+        import torch
+        return torch.load(self.path / TRIGGERS_FILE, map_location="cpu", weights_only=True)
+
+    # ------------------------------------------------------------------------------------------ writing
+    def save(self, *parts: str) -> None:
+        """Write the named parts (``"result"``, ``"predictions"``, ...) as they stand in memory."""
+        for name in parts:
+            self.write_json(self.PARTS[name], self._parts[name])
 
     def write_json(self, name: str, obj: Any) -> None:
+        """Write ``obj`` as the file ``name``; a part's file becomes that part in memory too."""
+        for part, file in self.PARTS.items():
+            if file == name:
+                self._parts[part] = obj
         if self.path:
             self.path.mkdir(parents=True, exist_ok=True)
             self._replace(name, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
-
-    def read_json(self, name: str, default=None):
-        if self.path and (self.path / name).exists():
-            return json.loads((self.path / name).read_text())
-        return default
 
     def save_model(self, name: str, model) -> None:
         if self.path:
@@ -213,18 +332,3 @@ class RunFolder:
         tmp = target.with_name(target.name + ".tmp")
         write(tmp)
         tmp.replace(target)
-
-
-def load_run_models(run_dir: str | Path, names: Iterable[str]) -> dict:
-    """The run's checkpoints of the models ``names`` (those that exist), on the run's device."""
-    from ..config import saved_config
-    from ..models import build_model, load_state
-    run_dir = Path(run_dir)
-    cfg = saved_config(json.loads((run_dir / CONFIG_FILE).read_text()))
-    shape = tuple(json.loads((run_dir / "result.json").read_text())["input_shape"])
-    out = {}
-    for name in names:
-        path = run_dir / "models" / f"{name}.pt"
-        if path.exists():
-            out[name] = load_state(build_model(cfg.model, shape), path).to(cfg.device)
-    return out

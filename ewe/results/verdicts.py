@@ -12,26 +12,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, saved_config
+from ..config import ConfigError
 from ..verify import judge, nulls_for_run, run_settings, verify_predictions
 from ..watermarks.schemes import SCHEMES
-from .runs import RunFolder, RunFolderError, load_run
-from .schema import INNOCENTS_FILE, THIEVES_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS, heldout_key
+from .runs import Run, RunFolderError
+from .schema import PREDICTIONS_FILE, TRIGGERS_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS, heldout_key
 
 
-def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
+def record_thief(run_dir: str | Path | Run, result: dict) -> list[dict]:
     """Add a finished steal to the run's thieves.json: the thief (settings and seed) and, per stolen copy,
     accuracy, watermark kept and verdict. Stealing again with the same thief replaces its entry, so the file
     holds one entry per distinct thief: how much of each watermark survives depends on the thief's luck."""
-    folder = RunFolder(run_dir)
-    draws = [d for d in folder.read_json(THIEVES_FILE, []) if d.get("thief") != result["thief"]]
-    predictions = folder.read_json("predictions.json", {})
+    folder = Run.of(run_dir)
+    run_dir = folder.path
+    draws = [d for d in folder.thieves or [] if d.get("thief") != result["thief"]]
+    predictions = folder.predictions or {}
     # a set with one label per input that an API scheme made for this thief (DAWN's register); a fixed key
     # with its own labels (the margin key) is the run's, judged like any other set
     api_sets = {s.trigger_set for s in SCHEMES.values() if s.serves_api}
     preds = predictions.get("sets", {})
     per_input = {k: v for k, v in (predictions.get("set_targets") or {}).items() if k in api_sets}
-    innocents = (folder.read_json(INNOCENTS_FILE) or {}).get("sets") or {}
+    innocents = (folder.innocents or {}).get("sets") or {}
     copies = {}
     # this steal's copies (older results.json: every scheme's)
     for name in result.get("stolen", VICTIMS.values()):
@@ -54,11 +55,12 @@ def record_thief(run_dir: str | Path, result: dict) -> list[dict]:
     if judged:
         entry["innocent_verdicts"] = judged
     draws.append(entry)
-    folder.write_json(THIEVES_FILE, draws)
+    folder.thieves = draws
+    folder.save("thieves")
     return draws
 
 
-def verify_run(run_dir: str | Path, margin: float | None = None, test: str | None = None) -> dict:
+def verify_run(run_dir: str | Path | Run, margin: float | None = None, test: str | None = None) -> dict:
     """Recompute every verdict from predictions.json (and innocents.json: the innocent population's answers
     on the run's triggers) and store them in result.json; re-judge every thief in thieves.json the same way.
 
@@ -66,49 +68,48 @@ def verify_run(run_dir: str | Path, margin: float | None = None, test: str | Non
     later steals and the app judge the run the same way (older runs get today's defaults). When the run has
     no innocents.json but the population for its task is already built (``python -m ewe nulls``), it is
     queried first."""
-    run = load_run(run_dir)
-    if not run["predictions"]:
-        raise RunFolderError(f"{Path(run_dir).name} has no predictions.json: nothing to verify yet")
-    folder = RunFolder(run_dir)
-    cfg, result, preds = run["config"], run["result"], run["predictions"]
+    folder = Run.open(run_dir)
+    run_dir = folder.path
+    if not folder.predictions:
+        raise RunFolderError(f"{run_dir.name} has no {PREDICTIONS_FILE}: nothing to verify yet")
+    cfg, result, preds = folder.saved, folder.result, folder.predictions
     for key, value in (("verify_margin", margin), ("test", test)):
         if value is not None:
             cfg[key] = value
-            folder.write_json("config.json", cfg)
-    innocents = folder.read_json(INNOCENTS_FILE) or _cached_innocents(run_dir, cfg)
+            folder.save("saved")
+    innocents = folder.innocents or _cached_innocents(folder)
     settings = run_settings(cfg)
     result["verification"] = verify_predictions(preds, innocents, **settings)
     for scheme in SCHEMES.values():   # a scheme judged by its own test replaces the trigger-set verdicts
         result["verification"].update(scheme.verdicts(run_dir, settings))
-    folder.write_json("result.json", result)
-    draws = folder.read_json(THIEVES_FILE)
-    if draws:
-        folder.write_json(THIEVES_FILE, rejudge_thieves(draws, preds, innocents, settings, run_dir))
+    folder.save("result")
+    if folder.thieves:
+        folder.thieves = rejudge_thieves(folder.thieves, preds, innocents, settings, run_dir)
+        folder.save("thieves")
     return result
 
 
-def run_verdicts(run_dir: str | Path, **overrides) -> dict:
+def run_verdicts(run_dir: str | Path | Run, **overrides) -> dict:
     """The run's verdicts recomputed with ``overrides`` of its settings (test, margin, alpha ...), without
     writing anything: what the app shows beside the stored verdicts (e.g. the paper's Welch test)."""
-    run = load_run(run_dir)
-    if not run["predictions"]:
+    run = Run.open(run_dir)
+    if not run.predictions:
         return {}
-    innocents = RunFolder(run_dir).read_json(INNOCENTS_FILE)
-    return verify_predictions(run["predictions"], innocents, **{**run_settings(run["config"]), **overrides})
+    return verify_predictions(run.predictions, run.innocents, **{**run_settings(run.saved), **overrides})
 
 
-def judge_suspect(run_dir: str | Path, suspect_pred, set_name: str = "optimised", **overrides) -> dict:
+def judge_suspect(run_dir: str | Path | Run, suspect_pred, set_name: str = "optimised", **overrides) -> dict:
     """A verdict for any suspect (an uploaded checkpoint, a model after a removal attack) from its answers on
     one of the run's held-out trigger sets, judged like the run's own suspects."""
-    run = load_run(run_dir)
-    preds = run["predictions"] or {}
+    run = Run.open(run_dir)
+    preds = run.predictions or {}
     if set_name not in preds.get("sets", {}):
-        raise RunFolderError(f"{Path(run_dir).name} has no predictions on its {set_name} triggers yet")
-    settings = {**run_settings(run["config"]), **overrides}
-    nulls = nulls_for_run(preds, RunFolder(run_dir).read_json(INNOCENTS_FILE), settings["margin"])
+        raise RunFolderError(f"{run.path.name} has no predictions on its {set_name} triggers yet")
+    settings = {**run_settings(run.saved), **overrides}
+    nulls = nulls_for_run(preds, run.innocents, settings["margin"])
     verdict = judge(list(suspect_pred), preds, set_name, nulls, **settings)
     if verdict is None:
-        raise RunFolderError(f"{Path(run_dir).name} has no innocent population or clean reference to judge with")
+        raise RunFolderError(f"{run.path.name} has no innocent population or clean reference to judge with")
     return verdict
 
 
@@ -140,17 +141,17 @@ def rejudge_thieves(draws: list[dict], preds: dict, innocents: dict | None, sett
     return draws
 
 
-def _cached_innocents(run_dir: str | Path, cfg: dict) -> dict | None:
+def _cached_innocents(run: Run) -> dict | None:
     """Attach the task's innocent population when it is already built (never trains here)."""
     from ..innocents import attach_population, ready_population
     try:
-        run_cfg = saved_config(cfg)
+        run_cfg = run.config
     except ConfigError:
         return None
     folder = ready_population(run_cfg)
-    if folder is None or not (Path(run_dir) / "triggers.pt").exists():
+    if folder is None or not run.has(TRIGGERS_FILE):
         return None
-    return attach_population(run_dir, folder)
+    return attach_population(run, folder)
 
 
 def judge_checkpoint(run_dir: str | Path, path: str | Path, model_name: str, set_name: str = "optimised",
@@ -158,24 +159,22 @@ def judge_checkpoint(run_dir: str | Path, path: str | Path, model_name: str, set
     """A verdict for a state_dict checkpoint of architecture ``model_name``: its answers on the run's held-out
     ``set_name`` triggers, judged like the run's own suspects. Raises ``ewe.models.CheckpointError`` for a
     file that is not such a state_dict, RunFolderError for a run without triggers."""
-    import torch
-
     from ..models import build_model, load_state
     from ..train import predict
-    run = load_run(run_dir)
-    trig_path = Path(run_dir) / "triggers.pt"
-    if not trig_path.exists() or "input_shape" not in (run["result"] or {}):
-        raise RunFolderError(f"{Path(run_dir).name} has no trigger set to test with; train it first")
-    model = load_state(build_model(model_name, tuple(run["result"]["input_shape"])), path)
+    run = Run.open(run_dir)
+    run_dir, name = run.path, run.path.name
+    if not run.has(TRIGGERS_FILE) or "input_shape" not in run.result:
+        raise RunFolderError(f"{name} has no trigger set to test with; train it first")
+    model = load_state(build_model(model_name, tuple(run.result["input_shape"])), path)
     own = next((s for s in SCHEMES.values() if s.own_test and s.own_key(run_dir) == set_name), None)
     if own is not None:   # a key judged by its scheme's own test on the model itself (dataset inference)
-        verdict = own.judge_model(run_dir, model.to(run["config"].get("device", "cpu")),
-                                  {**run_settings(run["config"]), **overrides})
+        verdict = own.judge_model(run_dir, model.to(run.saved.get("device", "cpu")),
+                                  {**run_settings(run.saved), **overrides})
         if verdict is None:
-            raise RunFolderError(f"{Path(run_dir).name} has no {set_name} evidence")
+            raise RunFolderError(f"{name} has no {set_name} evidence")
         return verdict
-    tensors = torch.load(trig_path, weights_only=True)
+    tensors = run.triggers()
     if heldout_key(set_name) not in tensors:
-        raise RunFolderError(f"{Path(run_dir).name} has no {set_name} triggers")
+        raise RunFolderError(f"{name} has no {set_name} triggers")
     triggers = tensors[heldout_key(set_name)]
-    return judge_suspect(run_dir, predict(model, triggers).tolist(), set_name, **overrides)
+    return judge_suspect(run, predict(model, triggers).tolist(), set_name, **overrides)

@@ -142,7 +142,7 @@ def test_diagnostics_written(finished_run):
 def test_stolen_copies_get_the_same_geometry_as_a_direct_computation(finished_run):
     out, result, _ = finished_run
     from ewe.watermarks.diagnostics import layer_geometry
-    student = runs.load_run_models(out, ["extracted"])["extracted"]
+    student = runs.Run.open(out).load_models(["extracted"])["extracted"]
     triggers = torch.load(out / "triggers.pt", weights_only=True)["heldout"]
     from ewe.config import saved_config
     cfg = saved_config(json.loads((out / "config.json").read_text()))

@@ -78,9 +78,10 @@ def test_suite_with_true_labels_and_one_victim(tiny_run):
 def test_suite_skips_fine_pruning_without_conv_layers(tiny_run, monkeypatch):
     """A victim without convolutions (e.g. the speech LSTM) gets every attack but fine-pruning."""
     from ewe.models import build_model
-    real = robustness.load_run_models
-    monkeypatch.setattr(robustness, "load_run_models",
-                        lambda run_dir, names: {n: build_model("mlp", (1, 28, 28)) for n in real(run_dir, names)})
+    from ewe.results.runs import Run
+    real = Run.load_models
+    monkeypatch.setattr(Run, "load_models",
+                        lambda run, names: {n: build_model("mlp", (1, 28, 28)) for n in real(run, names)})
     events = []
     out = robustness.run_suite(tiny_run, dict(SMALL, victims=["defended"], attacks=["prune", "fine_prune"]),
                             listeners=[events.append])

@@ -98,3 +98,59 @@ def test_an_invalid_run_leaves_nothing_behind(tmp_path):
     with pytest.raises(RunFolderError, match="result.json in run is not valid JSON"):
         unzip_run(_zip(members), tmp_path / "run")
     assert _snapshot(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------- Run
+
+def _write_run(folder, **files):
+    folder.mkdir(parents=True)
+    for name, obj in {"config.json": CONFIG, "result.json": RESULT, **files}.items():
+        (folder / name).write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return folder
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"config.json": None}, "is not a run folder: config.json is missing"),
+    ({"result.json": "{"}, "result.json in run is not valid JSON"),
+    ({"result.json": {"status": "finished"}}, "result.json in run has no 'models' entry"),
+    ({"config.json": {"seed": 1}}, "config.json in run has no 'dataset'"),
+])
+def test_opening_what_is_not_a_run_says_what_is_wrong(tmp_path, files, message):
+    from ewe.results.runs import Run
+    folder = _write_run(tmp_path / "run", **{k: v for k, v in files.items() if v is not None})
+    for name, obj in files.items():
+        if obj is None:
+            (folder / name).unlink()
+    with pytest.raises(RunFolderError, match=message):
+        Run.open(folder)
+    with pytest.raises(RunFolderError, match="is not a folder"):
+        Run.open(tmp_path / "nowhere")
+
+
+def test_a_run_reads_each_part_once_and_writes_only_what_it_is_told(tmp_path):
+    from ewe.results.runs import Run
+    folder = _write_run(tmp_path / "run", **{"predictions.json": {"target": 6, "sets": {}}})
+    run = Run.open(folder)
+    assert run.config.dataset == "mnist" and run.config.seed == 3      # a RunConfig from config.json's fields
+    assert run.predictions == {"target": 6, "sets": {}} and run.thieves is None and run.history is None
+    (folder / "predictions.json").write_text("{}")           # read once: a later change on disk is not seen
+    assert run.predictions["target"] == 6
+    assert run.reload("predictions").predictions == {}       # until the part is read again
+    run.result["status"] = "finished"
+    run.thieves = [{"thief": {"seed": 1}, "copies": {}}]
+    assert json.loads((folder / "result.json").read_text()) == RESULT and not (folder / "thieves.json").exists()
+    run.save("result", "thieves")
+    assert json.loads((folder / "result.json").read_text())["status"] == "finished"
+    assert Run.open(folder).thieves == [{"thief": {"seed": 1}, "copies": {}}]
+    assert load_run(folder) == {**Run.open(folder).as_dict(), "path": str(folder)}
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_a_run_without_a_folder_keeps_its_parts_in_memory(tmp_path):
+    from ewe.results.runs import Run
+    run = Run(None)
+    run.result = {"models": {}}
+    run.save("result")
+    run.write_json("predictions.json", {"sets": {}})
+    assert run.result == {"models": {}} and run.predictions == {"sets": {}} and run.models_available == []
+    assert Run.of(run) is run and Run.open(run) is run
