@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 import json
 import time
 from pathlib import Path
@@ -166,169 +167,231 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
     run's tensors when the caller has loaded them (``run`` steals with the same ones)."""
     check_device(cfg.device)   # before anything is written
     schemes = schemes_for(cfg)  # validates the run's scheme list (ConfigError), also before anything is written
-    run_schemes = list(schemes)
-    api_schemes = [s for s in schemes if s.serves_api]   # DAWN: served, not trained (after the clean model)
-    schemes = [s for s in schemes if not s.serves_api]
     rep = reporter or _start(cfg, listeners, stop)
-    folder = Run(out_dir)
-    folder.saved = {**cfg.to_dict(), "effective": _effective(cfg)}
-    folder.save("saved")
-    result = folder.result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
-                              "models": {}, "verification": {}, "seconds": {}}
-    predictions = folder.predictions = {"target": cfg.target, "sets": {"optimised": {}, "classic": {}}}
-    with _recorded(folder, "train_total", lambda: rep.history):
+    run = Run(out_dir)
+    run.saved = {**cfg.to_dict(), "effective": _effective(cfg)}
+    run.save("saved")
+    run.result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
+                  "models": {}, "verification": {}, "seconds": {}}
+    run.predictions = {"target": cfg.target, "sets": {"optimised": {}, "classic": {}}}
+    with _recorded(run, "train_total", lambda: rep.history):
+        t = _Training.begin(run, cfg, schemes, rep, data, with_steal)
+        base, base_opt = _pretrain(t)
+        x_target = t.data.x_train[t.data.y_train == cfg.target]
+        ts = _make_triggers(t, base)
+        pre_opt_state = base_opt.state_dict()
+        for scheme in t.trained:    # each from the same pre-trained weights and optimiser state
+            _train_victim(t, scheme, base, pre_opt_state, ts, x_target)
+        _clean_models(t)
+        run.result["status"] = "trained"
+    return run.result
+
+
+@dataclass
+class _Training:
+    """What the stages of one training share: the run folder being written, the settings, the tensors, the
+    progress. The stages below take it and record into ``run``; nothing else holds state between them."""
+    run: Run
+    cfg: RunConfig
+    data: Data
+    rep: Reporter
+    schemes: list                   # the run's schemes, in its order
+    raw_train: torch.Tensor         # candidate triggers before optimisation
+    raw_held: torch.Tensor
+    live: Probe                     # the test samples of the live curves
+    sets: dict = field(default_factory=dict)          # held-out trigger set name -> tensor
+    train_sets: dict = field(default_factory=dict)    # victim name -> its training triggers
+    labels: dict = field(default_factory=dict)        # set with one label per input -> (train, held-out) labels
+    diagnostics: dict = field(default_factory=lambda: {"target_samples": "target-class test samples",
+                                                       "triggers": "held-out triggers"})
+
+    @classmethod
+    def begin(cls, run: Run, cfg: RunConfig, schemes: list, rep: Reporter, data: Data | None,
+              with_steal: bool) -> "_Training":
+        """Load the data (unless given) and the raw triggers, record the run's shape and set the plan."""
         t = time.perf_counter()
         data = data if data is not None else load_data(cfg)
         rep.message(f"Data: {data.source}")
         raw_train, raw_held, what = trig.build_triggers_raw(cfg, data)
         rep.message(f"Triggers: {what}; {len(raw_train)} for training, {len(raw_held)} held out")
-        result["seconds"]["data"] = round(time.perf_counter() - t, 2)
-        result.update(input_shape=list(data.x_train.shape[1:]), n_train=len(data.x_train),
-                      n_attack=len(data.x_attack), n_test=len(data.x_test), data_source=data.source,
-                      trigger_source=what)
+        run.result["seconds"]["data"] = round(time.perf_counter() - t, 2)
+        run.result.update(input_shape=list(data.x_train.shape[1:]), n_train=len(data.x_train),
+                          n_attack=len(data.x_attack), n_test=len(data.x_test), data_source=data.source,
+                          trigger_source=what)
         rep.set_plan(_stage_plan(cfg, len(data.x_train), len(raw_train), with_steal))
         rep.emit("run_start", stages=list(rep.plan), config=cfg.to_dict())
-        shape = tuple(data.x_train.shape[1:])
-        x_target = data.x_train[data.y_train == cfg.target]
-        live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
+        return cls(run, cfg, data, rep, list(schemes), raw_train, raw_held,
+                   Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target))
 
-        def timed(stage: str, fn):
-            t0 = time.perf_counter()
-            out = fn()
-            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
-            rep.advance(stage, 1.0)
-            rep.emit("stage_end", stage=stage, model=stage, seconds=result["seconds"][stage])
-            return out
+    @property
+    def trained(self) -> list:
+        """The schemes whose victims are trained here."""
+        return [s for s in self.schemes if not s.serves_api]
 
-        # 1. shared clean pre-training
-        base = build_model(cfg.model, shape, seed=cfg.seed).to(cfg.device)
-        base_opt = timed("pretrain", lambda: train_clean(
-            base, data.x_train, data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-            reporter=rep, stage="pretrain", name="pretrain", probe=live, seed=cfg.seed,
-            precision=resolve_precision(cfg.precision, cfg.device))
-            if cfg.epochs > 0 else torch.optim.Adam(base.parameters()))
+    @property
+    def served(self) -> list:
+        """The API schemes (DAWN): the clean model serves them, nothing is trained."""
+        return [s for s in self.schemes if s.serves_api]
 
-        # 2. triggers: patch location (in-distribution), then optimisation against the pre-trained model
-        ts = timed("triggers", lambda: trig.make_trigger_set(cfg, data, base, raw_train, raw_held, rep))
-        for scheme in schemes:   # a scheme's own trigger set (MEA-Defender's composites), made once per set
-            if scheme.trigger_set not in ts.extra:
-                made = scheme.build_triggers(cfg, data, len(raw_train))
-                if made is not None:
-                    ts.extra[scheme.trigger_set] = made[:2]
-                    if len(made) > 3:   # one label per input (the margin key): a hit is answering its label
-                        ts.labels[scheme.trigger_set] = made[3]
-                        predictions.setdefault("set_targets", {})[scheme.trigger_set] = made[3][1].tolist()
-                    result.setdefault("scheme_triggers", {})[scheme.trigger_set] = made[2]
-                    rep.message(f"Triggers of {scheme.label}: {made[2]}")
-        folder.save_tensors(TRIGGERS_FILE, {"train": ts.train, "heldout": ts.heldout,
-                                            "raw_train": ts.raw_train, "raw_heldout": ts.raw_heldout,
-                                            **{f"{k}_{part}": t for k, pair in ts.extra.items()
-                                               for part, t in zip(("train", "heldout"), pair)}})
-        if ts.patch:
-            result["patch"] = list(ts.patch)
-        _save_trigger_png(folder, ts)
-        sets = {"optimised": ts.heldout, "classic": ts.raw_heldout, **{k: v[1] for k, v in ts.extra.items()}}
-        predictions["sets"].update({k: {} for k in ts.extra})
-        diag_target = data.x_test[data.y_test == cfg.target]
-        diagnostics = {"target_samples": "target-class test samples", "triggers": "held-out triggers"}
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.data.x_train.shape[1:])
 
-        def diagnose(key: str, model, trigger_set: str) -> None:
-            geometry = layer_geometry(model, sets[trigger_set], diag_target)
-            proj = projection(model, sets[trigger_set], diag_target, method="pca", seed=cfg.seed)
-            diagnostics[key] = {"trigger_set": trigger_set, "geometry": geometry, "projection": proj}
-            result.setdefault("diagnostics", {})[key] = {"trigger_set": trigger_set, "geometry": geometry}
-            folder.diagnostics = diagnostics
-            folder.save("diagnostics")
-        diagnose("before", base, "optimised")
-        diagnose("before_classic", base, "classic")
-        train_sets = {s.name: s.training_triggers(ts) for s in schemes}
-        pre_opt_state = base_opt.state_dict()
+    def timed(self, stage: str, fn):
+        """``fn()`` as the stage ``stage``: its seconds in result.json, its progress and end event."""
+        t0 = time.perf_counter()
+        out = fn()
+        seconds = self.run.result["seconds"][stage] = round(time.perf_counter() - t0, 2)
+        self.rep.advance(stage, 1.0)
+        self.rep.emit("stage_end", stage=stage, model=stage, seconds=seconds)
+        return out
 
-        def finish(name: str, model):
-            folder.save_model(name, model)
-            for scheme in run_schemes:   # a scheme with its own test records its evidence (dataset inference)
-                scheme.observe(folder.path, cfg, data, name, model)
-            set_name = TRIGGER_SET[name]
-            figures, preds = _evaluate(model, data, sets, train_sets, name,
-                                       _set_target(predictions, set_name, cfg.device),
-                                       ts.labels[set_name][0] if set_name in ts.labels else None)
-            result["models"][name] = figures
-            for k, v in preds.items():
-                predictions["sets"][k][name] = v
-            folder.history = rep.history
-            folder.save("result", "predictions", "history")
+    def target_of(self, set_name: str):
+        return _set_target(self.run.predictions, set_name, self.cfg.device)
 
-        # 3. the watermarked victims, one per scheme, each from the same pre-trained weights and optimiser state
-        for scheme in schemes:
-            name = scheme.name
-            model = copy.deepcopy(base)
-            opt = _resume_optimizer(model, cfg.lr, pre_opt_state)
-            hit = _set_target(predictions, scheme.trigger_set, cfg.device)
-            probe = Probe(live.x_test, live.y_test, sets[scheme.trigger_set], hit,   # per-input labels: the
-                          train_triggers=None if scheme.trigger_set in ts.labels   # training key is the set
-                          else train_sets[name][: cfg.n_heldout])
-            timed(name, lambda: scheme.train(model, data.x_train, data.y_train, ts, x_target, cfg, reporter=rep,
-                                             optimizer=opt, probe=probe, seed=cfg.seed))
-            diagnose(name, model, scheme.trigger_set)
-            if folder.path:
-                key = {"optimised": "before", "classic": "before_classic"}.get(scheme.trigger_set,
-                                                                               f"before_{scheme.trigger_set}")
-                if key not in diagnostics:
-                    diagnose(key, base, scheme.trigger_set)
-                before = diagnostics[key]
-                save_projection_png(before["projection"], diagnostics[name]["projection"],
-                                    folder.path / f"projection_{name}.png",
-                                    f"{name}: triggers vs target class (PCA of cosine-normalised features)")
-            finish(name, model)
+    def diagnose(self, key: str, model, trigger_set: str) -> None:
+        """The model's feature geometry on a trigger set against the target class (diagnostics.json, and its
+        summary in result.json)."""
+        target_samples = self.data.x_test[self.data.y_test == self.cfg.target]
+        geometry = layer_geometry(model, self.sets[trigger_set], target_samples)
+        proj = projection(model, self.sets[trigger_set], target_samples, method="pca", seed=self.cfg.seed)
+        self.diagnostics[key] = {"trigger_set": trigger_set, "geometry": geometry, "projection": proj}
+        self.run.result.setdefault("diagnostics", {})[key] = {"trigger_set": trigger_set, "geometry": geometry}
+        self.run.diagnostics = self.diagnostics
+        self.run.save("diagnostics")
 
-        # 4. the clean reference and an independently trained clean model (other initialisation and data
-        #    order: the innocent suspect that verification must not claim), from scratch like the reference
-        #    code's baseline. They must not share the pre-training: the triggers were pushed away from the
-        #    target *for the pre-trained weights* (false-positive control), so a continuation of them
-        #    under-states how often an innocent model labels triggers as the target, and an independent model
-        #    then gets claimed (measured: quick MNIST seed 0, independent model claimed with p = 0.0002).
-        #    With an innocent population they are its two reference models, trained once per task and shared
-        #    by its runs (ewe.innocents.reference_recipes); a run without one trains its own.
-        population = innocent_population(cfg, rep)
-        if population is not None:
-            from ..innocents import load_references, trained_references
-            refs = timed("clean", lambda: load_references(population, cfg.device))
-            rep.advance("independent_clean", 1.0)   # loaded with it: the plan's last sliver of the stage
-            result["references"] = {"population": population.name,
+    def finish(self, name: str, model) -> None:
+        """A trained model kept: its checkpoint, what a scheme with its own test observes (dataset inference),
+        its figures and its answers on every trigger set."""
+        run, cfg = self.run, self.cfg
+        run.save_model(name, model)
+        for scheme in self.schemes:   # a scheme with its own test records its evidence (dataset inference)
+            scheme.observe(run.path, cfg, self.data, name, model)
+        set_name = TRIGGER_SET[name]
+        figures, preds = _evaluate(model, self.data, self.sets, self.train_sets, name, self.target_of(set_name),
+                                   self.labels[set_name][0] if set_name in self.labels else None)
+        run.result["models"][name] = figures
+        for k, v in preds.items():
+            run.predictions["sets"][k][name] = v
+        run.history = self.rep.history
+        run.save("result", "predictions", "history")
+
+
+def _pretrain(t: _Training):
+    """1. The clean pre-training every victim starts from; returns the model and its optimiser."""
+    cfg = t.cfg
+    base = build_model(cfg.model, t.shape, seed=cfg.seed).to(cfg.device)
+    if cfg.epochs <= 0:
+        return base, torch.optim.Adam(base.parameters())
+    opt = t.timed("pretrain", lambda: train_clean(
+        base, t.data.x_train, t.data.y_train, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+        reporter=t.rep, stage="pretrain", name="pretrain", probe=t.live, seed=cfg.seed,
+        precision=resolve_precision(cfg.precision, cfg.device)))
+    return base, opt
+
+
+def _make_triggers(t: _Training, base) -> trig.TriggerSet:
+    """2. The triggers: patch location (in-distribution), then optimisation against the pre-trained model, and
+    each scheme's own set (MEA-Defender's composites) made once per set; saved with a picture, and the
+    pre-trained model's geometry on them."""
+    cfg, run = t.cfg, t.run
+    ts = t.timed("triggers", lambda: trig.make_trigger_set(cfg, t.data, base, t.raw_train, t.raw_held, t.rep))
+    for scheme in t.trained:
+        if scheme.trigger_set not in ts.extra:
+            made = scheme.build_triggers(cfg, t.data, len(t.raw_train))
+            if made is not None:
+                ts.extra[scheme.trigger_set] = made[:2]
+                if len(made) > 3:   # one label per input (the margin key): a hit is answering its label
+                    ts.labels[scheme.trigger_set] = made[3]
+                    run.predictions.setdefault("set_targets", {})[scheme.trigger_set] = made[3][1].tolist()
+                run.result.setdefault("scheme_triggers", {})[scheme.trigger_set] = made[2]
+                t.rep.message(f"Triggers of {scheme.label}: {made[2]}")
+    run.save_tensors(TRIGGERS_FILE, {"train": ts.train, "heldout": ts.heldout,
+                                     "raw_train": ts.raw_train, "raw_heldout": ts.raw_heldout,
+                                     **{f"{k}_{part}": x for k, pair in ts.extra.items()
+                                        for part, x in zip(("train", "heldout"), pair)}})
+    if ts.patch:
+        run.result["patch"] = list(ts.patch)
+    _save_trigger_png(run, ts)
+    t.sets = {"optimised": ts.heldout, "classic": ts.raw_heldout, **{k: v[1] for k, v in ts.extra.items()}}
+    t.labels = ts.labels
+    run.predictions["sets"].update({k: {} for k in ts.extra})
+    t.diagnose("before", base, "optimised")
+    t.diagnose("before_classic", base, "classic")
+    t.train_sets = {s.name: s.training_triggers(ts) for s in t.trained}
+    return ts
+
+
+def _train_victim(t: _Training, scheme, base, pre_opt_state: dict, ts: trig.TriggerSet, x_target) -> None:
+    """3. One scheme's watermarked victim, from a copy of the pre-trained model and its optimiser state."""
+    cfg, name = t.cfg, scheme.name
+    model = copy.deepcopy(base)
+    opt = _resume_optimizer(model, cfg.lr, pre_opt_state)
+    hit = t.target_of(scheme.trigger_set)
+    probe = Probe(t.live.x_test, t.live.y_test, t.sets[scheme.trigger_set], hit,   # per-input labels: the
+                  train_triggers=None if scheme.trigger_set in ts.labels          # training key is the set
+                  else t.train_sets[name][: cfg.n_heldout])
+    t.timed(name, lambda: scheme.train(model, t.data.x_train, t.data.y_train, ts, x_target, cfg, reporter=t.rep,
+                                       optimizer=opt, probe=probe, seed=cfg.seed))
+    t.diagnose(name, model, scheme.trigger_set)
+    if t.run.path:
+        key = {"optimised": "before", "classic": "before_classic"}.get(scheme.trigger_set,
+                                                                       f"before_{scheme.trigger_set}")
+        if key not in t.diagnostics:
+            t.diagnose(key, base, scheme.trigger_set)
+        save_projection_png(t.diagnostics[key]["projection"], t.diagnostics[name]["projection"],
+                            t.run.path / f"projection_{name}.png",
+                            f"{name}: triggers vs target class (PCA of cosine-normalised features)")
+    t.finish(name, model)
+
+
+def _clean_models(t: _Training) -> None:
+    """4. The clean reference and an independently trained clean model (other initialisation and data order:
+    the innocent suspect that verification must not claim), from scratch like the reference code's baseline.
+    They must not share the pre-training: the triggers were pushed away from the target *for the pre-trained
+    weights* (false-positive control), so a continuation of them under-states how often an innocent model
+    labels triggers as the target, and an independent model then gets claimed (measured: quick MNIST seed 0,
+    independent model claimed with p = 0.0002). With an innocent population they are its two reference
+    models, trained once per task and shared by its runs (ewe.innocents.reference_recipes); a run without one
+    trains its own. 5. The innocent population behind every verdict, queried on the run's trigger sets."""
+    cfg, run, rep = t.cfg, t.run, t.rep
+    population = innocent_population(cfg, rep)
+    if population is not None:
+        from ..innocents import load_references, trained_references
+        refs = t.timed("clean", lambda: load_references(population, cfg.device))
+        rep.advance("independent_clean", 1.0)   # loaded with it: the plan's last sliver of the stage
+        run.result["references"] = {"population": population.name,
                                     "models": {n: {k: info.get(k) for k in ("seed", "accuracy", "precision", "stored")}
                                                for n, info in trained_references(population).items()}}
-            rep.message(f"Clean reference and independent clean model: the task's, shared with its innocent "
-                        f"population ({population.name}), not trained again")
-        clean = refs["clean"] if population is not None else _train_reference(
-            "clean", cfg, shape, data, rep, timed, Probe(live.x_test, live.y_test, sets["optimised"], cfg.target))
-        finish("clean", clean)
-        for scheme in api_schemes:   # what the API costs an honest user (its register starts with a thief)
-            result["models"][scheme.name] = scheme.figures(clean, cfg, data.x_test, data.y_test)
-            folder.save("result")
-        indep = refs["independent_clean"] if population is not None else _train_reference(
-            "independent_clean", cfg, shape, data, rep, timed,
-            Probe(live.x_test, live.y_test, sets["optimised"], cfg.target))
-        finish("independent_clean", indep)
-        # 5. the innocent population behind every verdict, queried on the run's trigger sets
-        if folder.path and population is not None:
-            from ..innocents import attach_population
-            attach_population(folder, population)
-            _observe_population(run_schemes, cfg, data, folder.path, population, rep)
-        result["status"] = "trained"
-    return result
+        rep.message(f"Clean reference and independent clean model: the task's, shared with its innocent "
+                    f"population ({population.name}), not trained again")
+    clean = refs["clean"] if population is not None else _train_reference("clean", t)
+    t.finish("clean", clean)
+    for scheme in t.served:   # what the API costs an honest user (its register starts with a thief)
+        run.result["models"][scheme.name] = scheme.figures(clean, cfg, t.data.x_test, t.data.y_test)
+        run.save("result")
+    indep = refs["independent_clean"] if population is not None else _train_reference("independent_clean", t)
+    t.finish("independent_clean", indep)
+    if run.path and population is not None:
+        from ..innocents import attach_population
+        attach_population(run, population)
+        _observe_population(t.schemes, cfg, t.data, run.path, population, rep)
 
 
 REFERENCE_SEED_OFFSET = {"clean": 1, "independent_clean": 10_000}
 
 
-def _train_reference(name: str, cfg: RunConfig, shape: tuple, data: Data, rep: Reporter, timed, probe: Probe):
+def _train_reference(name: str, t: _Training):
     """A run without an innocent population trains its own clean reference (seed s + 1) and independent clean
     model (s + 10000): the owner's recipe, clean budget."""
+    cfg = t.cfg
     seed = cfg.seed + REFERENCE_SEED_OFFSET[name]
-    model = build_model(cfg.model, shape, seed=seed).to(cfg.device)
-    timed(name, lambda: train_clean(model, data.x_train, data.y_train, epochs=cfg.epochs + max(1, round(cfg.w_epochs)),
-                                    batch_size=cfg.batch_size, lr=cfg.lr, reporter=rep, stage=name, name=name,
-                                    probe=probe, seed=seed, precision=resolve_precision(cfg.precision, cfg.device)))
+    model = build_model(cfg.model, t.shape, seed=seed).to(cfg.device)
+    probe = Probe(t.live.x_test, t.live.y_test, t.sets["optimised"], cfg.target)
+    t.timed(name, lambda: train_clean(model, t.data.x_train, t.data.y_train,
+                                      epochs=cfg.epochs + max(1, round(cfg.w_epochs)), batch_size=cfg.batch_size,
+                                      lr=cfg.lr, reporter=t.rep, stage=name, name=name, probe=probe, seed=seed,
+                                      precision=resolve_precision(cfg.precision, cfg.device)))
     return model
 
 
@@ -373,84 +436,97 @@ def steal(run_dir: str | Path, thief: dict | None = None, listeners: Iterable[Ca
     """Extraction attack on the run's victims with the run's thief settings, overridden by ``thief``
     (keys of RunConfig: extract_labels, distill_temperature, student, query_budget, extract_epochs, thief_seed,
     threads)."""
-    folder = Run.open(run_dir)   # a clear RunFolderError for anything that is not a run folder
-    run_dir = folder.path
-    saved = folder.saved
-    wanted, trained = (thief or {}).get("attacker_data"), saved.get("attacker_data", "same")
+    run = Run.open(run_dir)   # a clear RunFolderError for anything that is not a run folder
+    cfg = _thief_run_config(run, thief)
+    rep = reporter or _start(cfg, listeners, stop)
+    earlier = (run.history or []) if reporter is None else []
+    with _recorded(run, "steal_total", lambda: earlier + rep.history):
+        data = data or load_data(cfg)
+        sets = {k: v.to(cfg.device) for k, v in heldout_sets(run.triggers()).items()}
+        thief_cfg = ThiefConfig.from_run_config(cfg)
+        thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
+        victims, apis = _victims(run, cfg, thief_cfg, thief_seed, data, sets, rep)
+        nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
+        plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
+        if not all(k in rep.plan for k in plan):
+            rep.set_plan(plan)
+        run.result["stolen"] = [VICTIMS[n] for n in victims]   # this thief's copies (thieves.json records only them)
+        run.result["thief"] = {"labels": thief_cfg.labels, "student": thief_cfg.student,
+                               "epochs": thief_cfg.epochs, "query_budget": thief_cfg.query_budget,
+                               "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature,
+                               "seed": thief_seed}
+        for victim_name, victim in victims.items():
+            _steal_copy(run, cfg, victim_name, victim, apis.get(victim_name), thief_cfg, thief_seed, data, sets, rep)
+        run.result["status"] = "finished"
+    if run.result["status"] != "finished":
+        return run.result
+    result = verify_run(run)      # judged from the answers in hand, then recorded with its thief
+    record_thief(run, result)
+    return result
+
+
+def _thief_run_config(run: Run, thief: dict | None) -> RunConfig:
+    """The run's config with the thief's settings, checked before anything is written."""
+    wanted, trained = (thief or {}).get("attacker_data"), run.saved.get("attacker_data", "same")
     if wanted is not None and (wanted == "disjoint") != (trained == "disjoint"):
         # the split is fixed when the victims are trained: a "disjoint" thief on victims trained on all the data
         # would query training data, a "same" or "fresh" thief on disjoint victims would query both halves
         raise ConfigError(f"this run's victims were trained for a thief with {trained!r} data, not {wanted!r}: "
                           "train a run with --attacker-data " + wanted)
-    cfg = saved_config(saved, **(thief or {}))
+    cfg = saved_config(run.saved, **(thief or {}))
     if cfg.schemes is not None:
-        schemes_for(cfg)    # unknown scheme names: ConfigError before anything is written
-    rep = reporter or _start(cfg, listeners, stop)
-    result, predictions = folder.result, folder.predictions
-    earlier = (folder.history or []) if reporter is None else []
-    with _recorded(folder, "steal_total", lambda: earlier + rep.history):
-        data = data or load_data(cfg)
-        sets = {k: v.to(cfg.device) for k, v in heldout_sets(folder.triggers()).items()}
-        victims = folder.load_models(VICTIMS)
-        if cfg.schemes is not None:     # a run (or a thief) that lists its schemes steals only those
-            wanted = {s.name for s in schemes_for(cfg)}
-            victims = {n: m for n, m in victims.items() if n in wanted}
-        thief_cfg = ThiefConfig.from_run_config(cfg)
-        thief_seed = run_thief_seed(cfg.seed, cfg.thief_seed)
-        api_labels, unserved = _serve_apis(folder, cfg, thief_cfg, thief_seed, data, sets, rep)
-        victims.update({name: api.model for name, api in api_labels.items()})
-        for name, api in api_labels.items():   # served to a thief in a run that did not train with it: its cost
-            if name not in result["models"]:
-                result["models"][name] = SCHEMES[name].figures(api.model, cfg, data.x_test, data.y_test)
-        if not victims:
-            raise ConfigError(unserved[0] if unserved else
-                              "this run has no trained victim models to attack; train first")
-        nb = max(1, len(data.x_attack) if cfg.query_budget is None else cfg.query_budget) // cfg.batch_size
-        plan = {f"steal_{n}": thief_cfg.epochs * max(1, nb) for n in victims}
-        if not all(k in rep.plan for k in plan):
-            rep.set_plan(plan)
-        result["stolen"] = [VICTIMS[n] for n in victims]   # this thief's copies (thieves.json records only them)
-        result["thief"] = {"labels": thief_cfg.labels, "student": thief_cfg.student,
-                           "epochs": thief_cfg.epochs, "query_budget": thief_cfg.query_budget,
-                           "attacker_data": cfg.attacker_data, "distill_temperature": thief_cfg.temperature,
-                           "seed": thief_seed}
-        live = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target)
-        diag_target = data.x_test[data.y_test == cfg.target]
-        for i, (victim_name, victim) in enumerate(victims.items()):
-            name = VICTIMS[victim_name]
-            stage = f"steal_{victim_name}"
-            hit = _set_target(predictions, TRIGGER_SET[name], cfg.device)   # the class (or labels) it must answer
-            probe = Probe(live.x_test, live.y_test, sets[TRIGGER_SET[name]], hit)
-            t0 = time.perf_counter()
-            # the same seed for every victim: the students differ only by the labels they were given
-            api = api_labels.get(victim_name)
-            student, info = extract(victim, data.x_attack, thief_cfg, reporter=rep, stage=stage, name=name,
-                                    probe=probe, seed=thief_seed, labels=api.answers if api else None)
-            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
-            rep.advance(stage, 1.0)
-            rep.emit("stage_end", stage=stage, model=name, seconds=result["seconds"][stage])
-            folder.save_model(name, student)
-            figures = {"accuracy": accuracy(student, data.x_test, data.y_test),
-                       "watermark_success": watermark_success(student, sets[TRIGGER_SET[name]], hit),
-                       "queries": info["queries"]}
-            if api:
-                figures["register"] = len(sets[TRIGGER_SET[name]])
-            result["models"][name] = figures
-            # does the stolen copy inherit the victim's entanglement? (the thief never sees a trigger)
-            result.setdefault("diagnostics", {})[name] = {
-                "trigger_set": TRIGGER_SET[name],
-                "geometry": layer_geometry(student, sets[TRIGGER_SET[name]], diag_target)}
-            for k, v in sets.items():
-                predictions["sets"][k][name] = predict(student, v).tolist()
-            for scheme in schemes_for(cfg):
-                scheme.observe(run_dir, cfg, data, name, student)
-            folder.save("result", "predictions")
-        result["status"] = "finished"
-    if result["status"] != "finished":
-        return result
-    result = verify_run(folder)      # judged from the answers in hand, then recorded with its thief
-    record_thief(folder, result)
-    return result
+        schemes_for(cfg)    # unknown scheme names: ConfigError
+    return cfg
+
+
+def _victims(run: Run, cfg: RunConfig, thief_cfg: ThiefConfig, thief_seed: int, data: Data, sets: dict,
+             rep: Reporter) -> tuple[dict, dict]:
+    """The models this thief steals (victim name -> model): the run's trained victims (only its listed schemes'
+    when it lists them) and its APIs' served models; and the APIs by victim name."""
+    victims = run.load_models(VICTIMS)
+    if cfg.schemes is not None:     # a run (or a thief) that lists its schemes steals only those
+        wanted = {s.name for s in schemes_for(cfg)}
+        victims = {n: m for n, m in victims.items() if n in wanted}
+    apis, unserved = _serve_apis(run, cfg, thief_cfg, thief_seed, data, sets, rep)
+    victims.update({name: api.model for name, api in apis.items()})
+    for name, api in apis.items():   # served to a thief in a run that did not train with it: its cost
+        if name not in run.result["models"]:
+            run.result["models"][name] = SCHEMES[name].figures(api.model, cfg, data.x_test, data.y_test)
+    if not victims:
+        raise ConfigError(unserved[0] if unserved else "this run has no trained victim models to attack; train first")
+    return victims, apis
+
+
+def _steal_copy(run: Run, cfg: RunConfig, victim_name: str, victim, api, thief_cfg: ThiefConfig, thief_seed: int,
+                data: Data, sets: dict, rep: Reporter) -> None:
+    """One stolen copy: trained on the victim's (or its API's) answers, saved, measured, and its answers on
+    every trigger set kept."""
+    name, stage = VICTIMS[victim_name], f"steal_{victim_name}"
+    set_name = TRIGGER_SET[name]
+    hit = _set_target(run.predictions, set_name, cfg.device)   # the class (or labels) it must answer
+    probe = Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], sets[set_name], hit)
+    t0 = time.perf_counter()
+    # the same seed for every victim: the students differ only by the labels they were given
+    student, info = extract(victim, data.x_attack, thief_cfg, reporter=rep, stage=stage, name=name,
+                            probe=probe, seed=thief_seed, labels=api.answers if api else None)
+    seconds = run.result["seconds"][stage] = round(time.perf_counter() - t0, 2)
+    rep.advance(stage, 1.0)
+    rep.emit("stage_end", stage=stage, model=name, seconds=seconds)
+    run.save_model(name, student)
+    figures = {"accuracy": accuracy(student, data.x_test, data.y_test),
+               "watermark_success": watermark_success(student, sets[set_name], hit), "queries": info["queries"]}
+    if api:
+        figures["register"] = len(sets[set_name])
+    run.result["models"][name] = figures
+    # does the stolen copy inherit the victim's entanglement? (the thief never sees a trigger)
+    run.result.setdefault("diagnostics", {})[name] = {
+        "trigger_set": set_name,
+        "geometry": layer_geometry(student, sets[set_name], data.x_test[data.y_test == cfg.target])}
+    for k, v in sets.items():
+        run.predictions["sets"][k][name] = predict(student, v).tolist()
+    for scheme in schemes_for(cfg):
+        scheme.observe(run.path, cfg, data, name, student)
+    run.save("result", "predictions")
 
 
 def _set_target(predictions: dict, set_name: str, device: str):
