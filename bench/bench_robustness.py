@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
-    from ewe.attacks.removal import format_table, run_suite
+    from ewe.experiments.robustness import format_table, run_suite
     from ewe.results.report import build_report, find_runs
     paths = list(args.runs)
     if args.train:

@@ -14,8 +14,11 @@ unchanged.
     evaluate(model, x_test, y_test, triggers, target, null=...) -> accuracy, watermark success,
                                                                   p-value, queries for 95 %
 
-The suite of every attack over a run folder's victims (``robustness.json``) is
-``ewe.experiments.robustness.run_suite``: this module holds the attacks only.
+Each attack the suite runs is a ``RemovalAttack`` in ``REMOVAL_ATTACKS``, an object like the watermark schemes
+(``ewe.watermarks.schemes``): its name, label, x axis, the points it is run at, whether it applies to a victim
+and how one point is run; ``ATTACKS``, ``X_AXIS`` and ``ATTACK_LABELS`` are read from it. The suite over a run
+folder's victims (``robustness.json``) is ``ewe.experiments.robustness.run_suite``: this module holds the
+attacks only.
 
 Verification is ``ewe.verify.verify`` of the attacked model's held-out trigger predictions, judged as in
 ``ewe.results.verdicts.verify_run``: against the run's innocent population (``innocents.json``) by default, or with the
@@ -24,7 +27,8 @@ Welch test against the clean reference on the same triggers (``predictions.json`
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -33,13 +37,6 @@ from torch.nn.utils import prune as torch_prune
 from ..callbacks import Reporter
 from ..train import predict, train_clean
 from ..verify import Null, verify
-
-ATTACKS = ("fine_tune_last", "fine_tune_all", "prune", "prune_finetune", "fine_prune")
-X_AXIS = {"fine_tune_last": "epoch", "fine_tune_all": "epoch", "prune": "ratio", "prune_finetune": "ratio",
-          "fine_prune": "ratio"}
-ATTACK_LABELS = {"none": "no attack", "fine_tune_last": "fine-tuning (last layer)",
-                 "fine_tune_all": "fine-tuning (all layers)", "prune": "magnitude pruning",
-                 "prune_finetune": "pruning + fine-tuning", "fine_prune": "fine-pruning"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -230,3 +227,154 @@ def _name_of(layer: nn.Module, model: nn.Module) -> str:
         if m is layer:
             return name
     raise ValueError("layer is not part of the model")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the attacks as objects: what the suite (ewe.experiments.robustness) runs, one registry entry each
+
+@dataclass(frozen=True)
+class Attacker:
+    """What the attacker holds besides the victim, shared by every attack on it: its data and the labels it
+    gave them (``queries``: how many the victim answered for them; 0 with true labels), and its recipe."""
+    x: torch.Tensor
+    y: torch.Tensor
+    queries: int
+    epochs: float             # fine-tuning epochs
+    lr: float
+    batch_size: int
+    seed: int
+    prune_scope: str          # "global" | "layer"
+    reporter: Reporter | None = None
+
+    def finetune(self, stage: str, name: str) -> dict:
+        """Keyword arguments of :func:`fine_tune` (with ``x`` and ``y``), as ``prune`` and ``fine_prune`` take."""
+        return dict(x=self.x, y=self.y, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                    seed=self.seed, reporter=self.reporter, stage=stage, name=name)
+
+
+@dataclass(frozen=True)
+class RemovalAttack:
+    """One removal attack. A point (a pruning ratio, a number of fine-tuning epochs) is one progress stage;
+    ``settings`` is the suite's ``RemovalConfig`` (read by attribute: attacks do not import the suite)."""
+    name: str                 # in robustness.json's records
+    label: str                # for people
+    x_axis: ClassVar[str] = "ratio"             # the record field its curves are drawn against
+    trains: ClassVar[bool] = True               # its training announces each stage (ewe.train.train_clean)
+    measured_in_training: ClassVar[bool] = False  # one training run measured as it goes, not a model per point
+
+    def points(self, settings) -> list[float]:
+        raise NotImplementedError
+
+    def stage(self, victim: str, point: float) -> str:
+        return f"{self.name}/{victim}/{point:g}"
+
+    def skip_reason(self, model: nn.Module) -> str | None:
+        """Why the attack cannot run on ``model``; None when it can."""
+        return None
+
+    def applies_to(self, model: nn.Module) -> bool:
+        return self.skip_reason(model) is None
+
+    def cost(self, point: float, training_batches: float, evaluation: float) -> float:
+        """A point's expected cost for the progress plan, in batches (``training_batches``: one fine-tuning
+        run's; ``evaluation``: one measurement's)."""
+        raise NotImplementedError
+
+    def run(self, victim: nn.Module, point: float, attacker: Attacker, *, stage: str, name: str,
+            probe: Callable | None = None) -> tuple[nn.Module, dict]:
+        """The attacked copy of ``victim`` at ``point`` and its record's fields besides the measurements."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class FineTuneAttack(RemovalAttack):
+    """Fine-tuning on the attacker's data: one run of ``settings.finetune_epochs``, measured by ``probe`` after
+    each of about one evaluation per epoch."""
+    layers: str = "all"       # "last" | "all"
+    plan_factor: float = 1.0  # its training's cost against training every layer (the progress plan's estimate)
+    x_axis: ClassVar[str] = "epoch"
+    measured_in_training: ClassVar[bool] = True
+
+    def points(self, settings) -> list[float]:
+        return [settings.finetune_epochs]
+
+    def stage(self, victim: str, point: float) -> str:
+        return f"{self.name}/{victim}"
+
+    @staticmethod
+    def evaluations(epochs: float) -> int:
+        return max(1, round(epochs))
+
+    def cost(self, point: float, training_batches: float, evaluation: float) -> float:
+        return training_batches * self.plan_factor + evaluation * self.evaluations(point)
+
+    def run(self, victim, point, attacker, *, stage, name, probe=None):
+        model, _ = fine_tune(victim, attacker.x, attacker.y, layers=self.layers, epochs=point,
+                             batch_size=attacker.batch_size, lr=attacker.lr, seed=attacker.seed,
+                             reporter=attacker.reporter, stage=stage, name=name, probe=probe,
+                             evals=self.evaluations(point))
+        return model, {"epoch": point, "victim_queries": attacker.queries}
+
+
+@dataclass(frozen=True)
+class PruneAttack(RemovalAttack):
+    """Magnitude pruning alone at each of ``settings.ratios``: no training, no query to the victim."""
+    trains: ClassVar[bool] = False
+
+    def points(self, settings) -> list[float]:
+        return list(settings.ratios)
+
+    def cost(self, point: float, training_batches: float, evaluation: float) -> float:
+        return evaluation
+
+    def run(self, victim, point, attacker, *, stage, name, probe=None):
+        model, info = prune(victim, point, scope=attacker.prune_scope)
+        return model, {"ratio": point, "achieved_ratio": round(info["achieved_ratio"], 6)}
+
+
+@dataclass(frozen=True)
+class PruneFinetuneAttack(RemovalAttack):
+    """Magnitude pruning, then fine-tuning with the masks held, at each of ``settings.finetune_ratios``."""
+
+    def points(self, settings) -> list[float]:
+        return list(settings.finetune_ratios)
+
+    def cost(self, point: float, training_batches: float, evaluation: float) -> float:
+        return training_batches + evaluation
+
+    def run(self, victim, point, attacker, *, stage, name, probe=None):
+        model, info = prune(victim, point, scope=attacker.prune_scope, finetune=attacker.finetune(stage, name))
+        return model, self._fields(point, info, attacker)
+
+    @staticmethod
+    def _fields(point: float, info: dict, attacker: Attacker) -> dict:
+        return {"ratio": point, "achieved_ratio": round(info["achieved_ratio"], 6), "epoch": attacker.epochs,
+                "victim_queries": attacker.queries}
+
+
+@dataclass(frozen=True)
+class FinePruneAttack(PruneFinetuneAttack):
+    """Fine-pruning (:func:`fine_prune`) at the same points as pruning + fine-tuning; it needs a conv layer."""
+
+    def skip_reason(self, model: nn.Module) -> str | None:
+        if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+            return None
+        return f"{type(model).__name__} has no convolutional layer"
+
+    def run(self, victim, point, attacker, *, stage, name, probe=None):
+        model, info = fine_prune(victim, attacker.x, point, finetune=attacker.finetune(stage, name))
+        return model, {**self._fields(point, info, attacker), "pruned_channels": info["pruned_channels"]}
+
+
+NO_ATTACK = "none"   # the untouched victim's record
+REMOVAL_ATTACKS: dict[str, RemovalAttack] = {a.name: a for a in (
+    FineTuneAttack("fine_tune_last", "fine-tuning (last layer)", layers="last", plan_factor=0.4),
+    FineTuneAttack("fine_tune_all", "fine-tuning (all layers)", layers="all"),
+    PruneAttack("prune", "magnitude pruning"),
+    PruneFinetuneAttack("prune_finetune", "pruning + fine-tuning"),
+    FinePruneAttack("fine_prune", "fine-pruning"),
+)}
+# the registry's tables, as the suite, the report and the benches read them
+ATTACKS = tuple(REMOVAL_ATTACKS)
+X_AXIS = {a.name: a.x_axis for a in REMOVAL_ATTACKS.values()}
+ATTACK_LABELS = {NO_ATTACK: "no attack", **{a.name: a.label for a in REMOVAL_ATTACKS.values()}}

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from ..attacks.extraction import QueryCounter
-from ..attacks.removal import ATTACKS, X_AXIS, evaluate, fine_prune, fine_tune, prune
+from ..attacks.removal import (ATTACKS, NO_ATTACK, REMOVAL_ATTACKS, X_AXIS, Attacker, FineTuneAttack,
+                              RemovalAttack, evaluate)
 from ..callbacks import Reporter, Stopped
 from ..data.splits import load_data
 from ..results.runs import Run
@@ -86,18 +87,15 @@ def _plan(settings: RemovalConfig, victims: list[str], n_batches: int, n_eval: f
     plan: dict[str, float] = {}
     ft = settings.finetune_epochs * n_batches
     for v in victims:
-        plan[f"none/{v}"] = n_eval
-        for a in settings.attacks:
-            if a in ("fine_tune_last", "fine_tune_all"):
-                plan[f"{a}/{v}"] = (ft * (0.4 if a == "fine_tune_last" else 1.0)
-                                    + n_eval * max(1, round(settings.finetune_epochs)))
-            elif a == "prune":
-                for r in settings.ratios:
-                    plan[f"{a}/{v}/{r:g}"] = n_eval
-            else:
-                for r in settings.finetune_ratios:
-                    plan[f"{a}/{v}/{r:g}"] = ft + n_eval
+        plan[f"{NO_ATTACK}/{v}"] = n_eval
+        for attack in _attacks(settings):
+            for point in attack.points(settings):
+                plan[attack.stage(v, point)] = attack.cost(point, ft, n_eval)
     return plan
+
+
+def _attacks(settings: RemovalConfig) -> list[RemovalAttack]:
+    return [REMOVAL_ATTACKS[name] for name in settings.attacks]
 
 
 def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
@@ -112,159 +110,219 @@ def run_suite(run_dir: str | Path, settings: RemovalConfig | dict | None = None,
     run_dir = Path(run_dir)
     settings = settings if isinstance(settings, RemovalConfig) else RemovalConfig.from_dict(settings)
     settings.validate()
-    folder = Run(run_dir)
-    saved, result, preds = folder.saved, folder.result, folder.predictions
-    if saved is None or result is None or preds is None or not folder.has(TRIGGERS_FILE):
-        raise FileNotFoundError(f"{run_dir} is not a trained run folder ({CONFIG_FILE}, {RESULT_FILE}, "
-                                f"{PREDICTIONS_FILE} and {TRIGGERS_FILE} are needed)")
-    cfg = folder.config
-    threads = settings.threads or cfg.threads
+    folder = _trained_run(run_dir)
+    threads = settings.threads or folder.config.threads
     if threads:
         torch.set_num_threads(threads)
-    rep = reporter or Reporter(list(listeners or []), stop)
-    out: dict[str, Any] = {"run": {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed,
-                                   "path": str(run_dir)},
-                           "settings": asdict(settings), "verify_margin": cfg.verify_margin, "status": "running",
-                           "seconds": {}, "records": []}
+    suite = _Suite(folder, run_dir, settings, reporter or Reporter(list(listeners or []), stop))
     t_all = time.perf_counter()
     status = "failed"
     try:
-        data = data or load_data(cfg)
-        sets = {k: v.to(cfg.device) for k, v in heldout_sets(folder.triggers()).items()}
-        wanted = [v for v in settings.victims]
-        victims = folder.load_models(wanted)
-        missing = [v for v in wanted if v not in victims]
-        if missing:
-            rep.message(f"Robustness: no checkpoint for {', '.join(missing)} in {run_dir.name}; skipped")
-        if not victims:
-            raise ValueError(f"{run_dir} has none of the victims {wanted}; train the run first")
-        g = torch.Generator().manual_seed(cfg.seed + 30_000)
-        n_att = len(data.x_attack)
-        idx = (torch.randperm(n_att, generator=g)[:settings.attacker_size]
-               if settings.attacker_size and settings.attacker_size < n_att else torch.arange(n_att))
-        x_att = data.x_attack[idx.to(data.x_attack.device)]
-        # ewe.data.splits.load_data keeps the attacker set's true labels for either attacker_data
-        y_true = data.y_attack[idx.to(data.x_attack.device)] if settings.labels == "true" else None
-        batch = settings.batch_size or cfg.batch_size
-        draws = settings.query_draws or cfg.query_draws
-        n_eval = (len(data.x_test) + cfg.n_heldout) / batch * 0.3
-        rep.set_plan(_plan(settings, list(victims), max(1, len(x_att) // batch), n_eval))
-        rep.emit("run_start", stages=list(rep.plan), config={"robustness": asdict(settings), "run": str(run_dir)})
-        rep.message(f"Robustness: {', '.join(settings.attacks)} on {', '.join(victims)}; attacker data: "
-                    f"{len(x_att)} samples ({cfg.attacker_data} as the defender's), "
-                    f"{'victim' if settings.labels == 'victim' else 'true'} labels")
-
-        def write():
-            folder.robustness = out
-            folder.save("robustness")
-
-        nulls = nulls_for_run(preds, folder.innocents, cfg.verify_margin)
-        for vname, victim in victims.items():
-            set_name = TRIGGER_SET[vname]
-            triggers = sets[set_name]
-            reference = preds["sets"][set_name]["clean"]
-            null = nulls[set_name]
-
-            def measure(model) -> dict:
-                return evaluate(model, data.x_test, data.y_test, triggers, cfg.target, null=null,
-                                reference_pred=reference, test=cfg.test, alpha=cfg.alpha, draws=draws,
-                                seed=cfg.seed, margin=cfg.verify_margin)
-
-            def record(attack: str, stage: str, figures: dict, t0: float, emit: bool = True, **extra) -> dict:
-                rec = {"attack": attack, "victim": vname, "trigger_set": set_name, "ratio": None,
-                       "achieved_ratio": None, "epoch": 0, "victim_queries": 0, **extra, **figures,
-                       "seconds": round(time.perf_counter() - t0, 3)}
-                out["records"].append(rec)
-                out["seconds"][attack] = round(out["seconds"].get(attack, 0.0) + rec["seconds"], 3)
-                if emit:
-                    rep.advance(stage, 1.0)
-                    rep.emit("stage_end", stage=stage, model=vname, seconds=rec["seconds"],
-                             metrics=_point_metrics(rec))
-                write()
-                return rec
-
-            rep.check()
-            t0 = time.perf_counter()
-            rep.emit("stage_start", stage=f"none/{vname}", model=vname, epochs=0)
-            record("none", f"none/{vname}", measure(victim), t0)
-
-            # the attacker's training labels: the victim's answers (counted queries) or the truth
-            if settings.labels == "victim":
-                box = QueryCounter(victim)
-                y_att = box.hard_labels(x_att)
-                queries = box.queries
-            else:
-                y_att, queries = y_true, 0
-            ft = dict(x=x_att, y=y_att, epochs=settings.finetune_epochs, batch_size=batch,
-                      lr=settings.finetune_lr, seed=cfg.seed + 30_001, reporter=rep)
-
-            for attack in settings.attacks:
-                if attack in ("fine_tune_last", "fine_tune_all"):
-                    stage = f"{attack}/{vname}"
-                    t0 = time.perf_counter()
-                    epochs_done, last = [0], [None]
-                    n_evals = max(1, round(settings.finetune_epochs))
-
-                    def probe(model, attack=attack, stage=stage):
-                        epochs_done[0] += 1
-                        figures = measure(model)
-                        last[0] = record(attack, stage, figures, t0, emit=False,
-                                         epoch=round(settings.finetune_epochs * epochs_done[0] / n_evals, 4),
-                                         victim_queries=queries)
-                        return {k: figures[k] for k in ("accuracy", "watermark_success", "p_value")}
-                    rep.emit("stage_start", stage=stage, model=vname, epochs=n_evals)
-                    if settings.finetune_epochs > 0:
-                        fine_tune(victim, x_att, y_att, layers=attack.rsplit("_", 1)[1],
-                                  epochs=settings.finetune_epochs, batch_size=batch, lr=settings.finetune_lr,
-                                  seed=cfg.seed + 30_001, reporter=rep, stage=stage, name=vname,
-                                  probe=probe, evals=n_evals)
-                    rep.advance(stage, 1.0)
-                    if last[0] is not None:
-                        rep.emit("stage_end", stage=stage, model=vname, metrics=_point_metrics(last[0]),
-                                 seconds=round(time.perf_counter() - t0, 3))
-                elif attack == "prune":
-                    for r in settings.ratios:
-                        rep.check()
-                        stage = f"{attack}/{vname}/{r:g}"
-                        t0 = time.perf_counter()
-                        rep.emit("stage_start", stage=stage, model=vname, epochs=0)
-                        model, info = prune(victim, r, scope=settings.prune_scope)
-                        record(attack, stage, measure(model), t0, ratio=r,
-                               achieved_ratio=round(info["achieved_ratio"], 6))
-                else:
-                    if attack == "fine_prune" and not any(isinstance(m, nn.Conv2d) for m in victim.modules()):
-                        rep.message(f"Robustness: fine-pruning skipped for {vname}: "
-                                    f"{type(victim).__name__} has no convolutional layer")
-                        for r in settings.finetune_ratios:
-                            rep.advance(f"{attack}/{vname}/{r:g}", 1.0)
-                        continue
-                    for r in settings.finetune_ratios:
-                        rep.check()
-                        stage = f"{attack}/{vname}/{r:g}"
-                        t0 = time.perf_counter()
-                        kw = {**ft, "stage": stage, "name": vname}
-                        if attack == "prune_finetune":
-                            model, info = prune(victim, r, scope=settings.prune_scope, finetune=kw)
-                        else:
-                            model, info = fine_prune(victim, x_att, r, finetune=kw)
-                        extra = {"ratio": r, "achieved_ratio": round(info["achieved_ratio"], 6),
-                                 "epoch": settings.finetune_epochs, "victim_queries": queries}
-                        if attack == "fine_prune":
-                            extra["pruned_channels"] = info["pruned_channels"]
-                        record(attack, stage, measure(model), t0, **extra)
+        suite.run(data or load_data(folder.config))
         status = "finished"
     except Stopped:
         status = "stopped"
     except Exception as exc:
-        out["error"] = f"{type(exc).__name__}: {exc}"
+        suite.out["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        out["status"] = status
-        out["seconds"]["total"] = round(time.perf_counter() - t_all, 2)
-        folder.robustness = out
-        folder.save("robustness")
-        rep.emit("run_end", status=status, result=None)
-    return out
+        suite.finish(status, time.perf_counter() - t_all)
+    return suite.out
+
+
+def _trained_run(run_dir: Path) -> Run:
+    folder = Run(run_dir)
+    if (folder.saved is None or folder.result is None or folder.predictions is None
+            or not folder.has(TRIGGERS_FILE)):
+        raise FileNotFoundError(f"{run_dir} is not a trained run folder ({CONFIG_FILE}, {RESULT_FILE}, "
+                                f"{PREDICTIONS_FILE} and {TRIGGERS_FILE} are needed)")
+    return folder
+
+
+@dataclass
+class _Victim:
+    """A victim under attack and what each of its points is judged on, as the run judged its suspects."""
+    name: str
+    model: nn.Module
+    trigger_set: str
+    triggers: torch.Tensor
+    reference: list
+    null: Any
+
+
+class _Suite:
+    """One suite's state, held in one place: the run folder, the settings, the reporter and the robustness.json
+    being built (``out``; written after every point, so a stopped suite keeps what finished)."""
+
+    def __init__(self, folder: Run, run_dir: Path, settings: RemovalConfig, reporter: Reporter):
+        self.folder, self.run_dir, self.settings, self.rep = folder, run_dir, settings, reporter
+        self.cfg = cfg = folder.config
+        self.batch = settings.batch_size or cfg.batch_size
+        self.draws = settings.query_draws or cfg.query_draws
+        self.data: Any = None
+        self.out: dict[str, Any] = {"run": {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed,
+                                            "path": str(run_dir)},
+                                    "settings": asdict(settings), "verify_margin": cfg.verify_margin,
+                                    "status": "running", "seconds": {}, "records": []}
+
+    # ---- the whole suite ----------------------------------------------------------------------------
+    def run(self, data) -> None:
+        self.data = data
+        sets = {k: v.to(self.cfg.device) for k, v in heldout_sets(self.folder.triggers()).items()}
+        models = self._load_victims()
+        x_att, y_true = self._attacker_samples()
+        self._announce(list(models), x_att)
+        preds = self.folder.predictions
+        nulls = nulls_for_run(preds, self.folder.innocents, self.cfg.verify_margin)
+        for name, model in models.items():
+            set_name = TRIGGER_SET[name]
+            victim = _Victim(name, model, set_name, sets[set_name], preds["sets"][set_name]["clean"],
+                             nulls[set_name])
+            self.attack_victim(victim, x_att, y_true)
+
+    def finish(self, status: str, seconds: float) -> None:
+        self.out["status"] = status
+        self.out["seconds"]["total"] = round(seconds, 2)
+        self.write()
+        self.rep.emit("run_end", status=status, result=None)
+
+    def _load_victims(self) -> dict[str, nn.Module]:
+        wanted = list(self.settings.victims)
+        models = self.folder.load_models(wanted)
+        missing = [v for v in wanted if v not in models]
+        if missing:
+            self.rep.message(f"Robustness: no checkpoint for {', '.join(missing)} in {self.run_dir.name}; skipped")
+        if not models:
+            raise ValueError(f"{self.run_dir} has none of the victims {wanted}; train the run first")
+        return models
+
+    def _attacker_samples(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The attacker's samples (a seeded subset of the run's attacker set) and, with true labels, theirs
+        (ewe.data.splits.load_data keeps the attacker set's true labels for either attacker_data)."""
+        data, size = self.data, self.settings.attacker_size
+        g = torch.Generator().manual_seed(self.cfg.seed + 30_000)
+        n_att = len(data.x_attack)
+        idx = torch.randperm(n_att, generator=g)[:size] if size and size < n_att else torch.arange(n_att)
+        idx = idx.to(data.x_attack.device)
+        return data.x_attack[idx], (data.y_attack[idx] if self.settings.labels == "true" else None)
+
+    def _announce(self, victims: list[str], x_att: torch.Tensor) -> None:
+        s, cfg, rep = self.settings, self.cfg, self.rep
+        n_eval = (len(self.data.x_test) + cfg.n_heldout) / self.batch * 0.3
+        rep.set_plan(_plan(s, victims, max(1, len(x_att) // self.batch), n_eval))
+        rep.emit("run_start", stages=list(rep.plan), config={"robustness": asdict(s), "run": str(self.run_dir)})
+        rep.message(f"Robustness: {', '.join(s.attacks)} on {', '.join(victims)}; attacker data: "
+                    f"{len(x_att)} samples ({cfg.attacker_data} as the defender's), "
+                    f"{'victim' if s.labels == 'victim' else 'true'} labels")
+
+    # ---- one victim ---------------------------------------------------------------------------------
+    def attack_victim(self, victim: _Victim, x_att: torch.Tensor, y_true: torch.Tensor | None) -> None:
+        """The untouched victim, then every attack of the settings on it."""
+        self.rep.check()
+        t0 = time.perf_counter()
+        stage = f"{NO_ATTACK}/{victim.name}"
+        self.rep.emit("stage_start", stage=stage, model=victim.name, epochs=0)
+        self.record(victim, NO_ATTACK, stage, self.measure(victim, victim.model), t0)
+        attacker = self._attacker(victim, x_att, y_true)
+        for attack in _attacks(self.settings):
+            reason = attack.skip_reason(victim.model)
+            if reason is not None:
+                self._skip(victim, attack, reason)
+            elif attack.measured_in_training:
+                self._training_run(victim, attack, attacker)
+            else:
+                self._points(victim, attack, attacker)
+
+    def _attacker(self, victim: _Victim, x_att: torch.Tensor, y_true: torch.Tensor | None) -> Attacker:
+        """The attacker's training labels: the victim's answers (counted queries) or the truth."""
+        if self.settings.labels == "victim":
+            box = QueryCounter(victim.model)
+            y_att = box.hard_labels(x_att)
+            queries = box.queries
+        else:
+            y_att, queries = y_true, 0
+        s = self.settings
+        return Attacker(x=x_att, y=y_att, queries=queries, epochs=s.finetune_epochs, lr=s.finetune_lr,
+                        batch_size=self.batch, seed=self.cfg.seed + 30_001, prune_scope=s.prune_scope,
+                        reporter=self.rep)
+
+    def _skip(self, victim: _Victim, attack: RemovalAttack, reason: str) -> None:
+        self.rep.message(f"Robustness: {attack.label} skipped for {victim.name}: {reason}")
+        for point in attack.points(self.settings):
+            self.rep.advance(attack.stage(victim.name, point), 1.0)
+
+    def _points(self, victim: _Victim, attack: RemovalAttack, attacker: Attacker) -> None:
+        """One attacked model per point, each its own stage and record."""
+        for point in attack.points(self.settings):
+            self.rep.check()
+            stage = attack.stage(victim.name, point)
+            t0 = time.perf_counter()
+            if not attack.trains:      # a training attack's stage is announced by its training
+                self.rep.emit("stage_start", stage=stage, model=victim.name, epochs=0)
+            model, extra = attack.run(victim.model, point, attacker, stage=stage, name=victim.name)
+            self.record(victim, attack.name, stage, self.measure(victim, model), t0, **extra)
+
+    def _training_run(self, victim: _Victim, attack: FineTuneAttack, attacker: Attacker) -> None:
+        """One training run per point, one record per evaluation along it (``_Probe``); the stage ends with
+        the last."""
+        for point in attack.points(self.settings):
+            stage = attack.stage(victim.name, point)
+            probe = _Probe(self, victim, attack.name, stage, point, attack.evaluations(point), attacker.queries)
+            self.rep.emit("stage_start", stage=stage, model=victim.name, epochs=probe.evaluations)
+            attack.run(victim.model, point, attacker, stage=stage, name=victim.name, probe=probe)
+            self.rep.advance(stage, 1.0)
+            if probe.last is not None:
+                self.rep.emit("stage_end", stage=stage, model=victim.name, metrics=_point_metrics(probe.last),
+                              seconds=round(time.perf_counter() - probe.t0, 3))
+
+    # ---- one point ----------------------------------------------------------------------------------
+    def measure(self, victim: _Victim, model: nn.Module) -> dict:
+        cfg, data = self.cfg, self.data
+        return evaluate(model, data.x_test, data.y_test, victim.triggers, cfg.target, null=victim.null,
+                        reference_pred=victim.reference, test=cfg.test, alpha=cfg.alpha, draws=self.draws,
+                        seed=cfg.seed, margin=cfg.verify_margin)
+
+    def record(self, victim: _Victim, attack: str, stage: str, figures: dict, t0: float, emit: bool = True,
+               **extra) -> dict:
+        """Add a point's record (``extra`` over the defaults, then its figures), end its stage unless
+        ``emit`` is off, and write robustness.json."""
+        rec = {"attack": attack, "victim": victim.name, "trigger_set": victim.trigger_set, "ratio": None,
+               "achieved_ratio": None, "epoch": 0, "victim_queries": 0, **extra, **figures,
+               "seconds": round(time.perf_counter() - t0, 3)}
+        self.out["records"].append(rec)
+        seconds = self.out["seconds"]
+        seconds[attack] = round(seconds.get(attack, 0.0) + rec["seconds"], 3)
+        if emit:
+            self.rep.advance(stage, 1.0)
+            self.rep.emit("stage_end", stage=stage, model=victim.name, seconds=rec["seconds"],
+                          metrics=_point_metrics(rec))
+        self.write()
+        return rec
+
+    def write(self) -> None:
+        self.folder.robustness = self.out
+        self.folder.save("robustness")
+
+
+class _Probe:
+    """Measures and records a fine-tuning run at each of its evaluations (``ewe.train.train_clean``'s probe);
+    keeps the last record for the stage's end."""
+
+    def __init__(self, suite: _Suite, victim: _Victim, attack: str, stage: str, epochs: float, evaluations: int,
+                 queries: int):
+        self.suite, self.victim, self.attack, self.stage = suite, victim, attack, stage
+        self.epochs, self.evaluations, self.queries = epochs, evaluations, queries
+        self.done = 0
+        self.last: dict | None = None
+        self.t0 = time.perf_counter()
+
+    def __call__(self, model: nn.Module) -> dict:
+        self.done += 1
+        figures = self.suite.measure(self.victim, model)
+        self.last = self.suite.record(self.victim, self.attack, self.stage, figures, self.t0, emit=False,
+                                      epoch=round(self.epochs * self.done / self.evaluations, 4),
+                                      victim_queries=self.queries)
+        return {k: figures[k] for k in ("accuracy", "watermark_success", "p_value")}
 
 
 def _point_metrics(rec: dict) -> dict:
