@@ -25,12 +25,12 @@ def record(args) -> dict:
     cfg = preset(args.dataset, args.preset, seed=args.seed, **({"threads": args.threads} if args.threads else {}))
     events: list[dict] = []
     sizes: list[int] = []
-    plan_fn = pipeline._stage_plan
+    plan_fn = pipeline.stage_plan
 
     def spy(cfg_, n_train, n_triggers, *a, **kw):   # the data sizes the run planned with (for --replay)
         sizes[:] = [n_train, n_triggers]
         return plan_fn(cfg_, n_train, n_triggers, *a, **kw)
-    pipeline._stage_plan = spy
+    pipeline.stage_plan = spy
     wall0 = time.perf_counter()
 
     def listen(e: dict) -> None:
@@ -40,7 +40,7 @@ def record(args) -> dict:
                           | {"wall": round(time.perf_counter() - wall0, 3)})
     with tempfile.TemporaryDirectory() as out:
         result = pipeline.run(cfg, out, listeners=[listen])
-    pipeline._stage_plan = plan_fn
+    pipeline.stage_plan = plan_fn
     import torch
     return {"config": cfg.to_dict(), "threads": torch.get_num_threads(), "trigger_spans": True,
             "events": events, "seconds": result.get("seconds"), "sizes": sizes,
@@ -58,8 +58,8 @@ def replay(trace: dict, units: bool = False) -> list[dict]:
     clock = {"t": 0.0}
     rep = callbacks.Reporter()
     rep.elapsed = lambda: clock["t"]            # the recorded time, not the wall clock
-    plan = (pipeline._stage_units if units else pipeline._stage_plan)(cfg, n_train, n_trig, with_steal=True)
-    # innocent models the traced run trained (ewe.innocents): planned from the start, as _stage_plan does
+    plan = (pipeline._stage_units if units else pipeline.stage_plan)(cfg, n_train, n_trig, with_steal=True)
+    # innocent models the traced run trained (ewe.innocents): planned from the start, as stage_plan does
     # when the population is not built yet (the cache here may have them all by now)
     from ewe.innocents import recipes
     trained = {e.get("stage") for e in trace["events"] if e["kind"] == "progress"} - set(plan)
@@ -123,7 +123,7 @@ def calibrate(traces: list[dict]) -> dict:
     cfg = from_dict(fastest["config"])
     return {"measured_with": {"dataset": cfg.dataset, "preset": cfg.preset, "batch_size": cfg.batch_size,
                               "threads": fastest.get("threads"), "runs": len(traces),
-                              # the fastest run without its innocent models: what _stage_plan adds up to
+                              # the fastest run without its innocent models: what stage_plan adds up to
                               "run_seconds": [round(in_stages * (1 + overhead), 1)],
                               "command": "python bench/bench_eta.py --calibrate TRACE.json ..."},
             "seconds_per_unit": per_unit, "overhead": round(overhead, 4)}
@@ -162,7 +162,7 @@ def main() -> None:
     ap.add_argument("--trace", help="write the recorded trace here (JSON)")
     ap.add_argument("--replay", help="score a recorded trace with today's estimator instead of running")
     ap.add_argument("--calibrate", nargs="+", metavar="TRACE",
-                    help="write the stage costs measured in these traces to " + "bench/results/stage_costs.json")
+                    help="write the stage costs measured in these traces to " + "ewe/measured/stage_costs.json")
     args = ap.parse_args()
     if args.calibrate:
         from ewe.experiments.pipeline import STAGE_COSTS

@@ -19,7 +19,7 @@ false accusations and the before/after table), ``bench/results/demo_*.json`` (be
                                 population  §5, the innocent population's cost per recipe
     docs/results-by-setting.md  settings    each setting's table, scheme by scheme (written whole if missing)
 
-``bench/results/published.json`` is what pages/learn.py and the Trade-offs page show. With ``--runs RUNS``
+``ewe/measured/published.json`` (package data) is what pages/learn.py and the Trade-offs page show. With ``--runs RUNS``
 (the stored run folders, read only) the schemes side by side (``ewe.results.sidebyside``: per dataset, every
 scheme under each kind of thief) are re-read from the run folders; without it, the tables published before
 (published.json's ``schemes_side_by_side``) are written again. docs/history/ is never written: its files are
@@ -35,12 +35,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+PUBLISHED = ROOT / "ewe" / "measured" / "published.json"    # package data: what the app shows (ewe.results.studies)
+STUDY_FILES = ("explore_grid.jsonl", "explore_paper.jsonl")   # the SNNL study's rows (bench/explore.py)
 MADE_BY_DEFAULT = "python bench/publish.py (from bench/results)"
 
 from demo_reliability import table  # noqa: E402
 from verdicts import report  # noqa: E402
 
 from ewe.results import sidebyside  # noqa: E402
+from ewe.results.report import ablation_gains  # noqa: E402
 
 
 def load_summaries() -> list[dict]:
@@ -146,7 +149,7 @@ exact 95 % interval), how much watermark they kept, and the victim's footprint o
 it answers the target class where the truth is another class). The overview, the thief names and the commands
 are in [RESULTS §2](RESULTS.md#2-every-setting-at-a-glance) and [§6](RESULTS.md#6-how-the-numbers-are-made).
 """
-SCHEMES_MADE_BY = ("python bench/publish.py (from bench/results/published.json; with --runs RUNS, from the stored "
+SCHEMES_MADE_BY = ("python bench/publish.py (from ewe/measured/published.json; with --runs RUNS, from the stored "
                    "run folders)")
 
 
@@ -413,7 +416,7 @@ def main(argv=None) -> int:
         print("nothing to publish: run bench/demo_reliability.py --results and bench/verdicts.py --out first")
         return 2
     try:
-        before = json.loads((RESULTS / "published.json").read_text())
+        before = json.loads(PUBLISHED.read_text())
     except (OSError, ValueError):
         before = {}
     side = before.get("schemes_side_by_side", {})
@@ -463,10 +466,12 @@ def main(argv=None) -> int:
                                for s in summaries],
                  "verdicts": {k: {"out_of_sample": v["out_of_sample"], "before_after": v["before_after"]}
                               for k, v in verdicts.items()},
-                 "schemes_side_by_side": side}
-    write_if_changed(RESULTS / "published.json", json.dumps(published, indent=1))
+                 "schemes_side_by_side": side,
+                 "study_gains": ablation_gains(row for name in STUDY_FILES if (RESULTS / name).exists()
+                                               for row in read_measured(RESULTS / name))}
+    write_if_changed(PUBLISHED, json.dumps(published, indent=1))
     print(f"published {len(summaries)} settings, {len(verdicts)} verdict checks and {len(side)} datasets' schemes "
-          "side by side into README.md, docs/RESULTS.md, docs/results-by-setting.md and bench/results/published.json")
+          "side by side into README.md, docs/RESULTS.md, docs/results-by-setting.md and ewe/measured/published.json")
     return 0
 
 

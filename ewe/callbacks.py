@@ -31,7 +31,7 @@ class Stopped(Exception):
 class Reporter:
     """Fans events out to listeners, keeps the history, estimates the ETA, and carries the stop flag.
 
-    ``plan`` maps each stage name to its cost (ewe.experiments.pipeline._stage_plan: expected seconds from measured
+    ``plan`` maps each stage name to its cost (ewe.experiments.pipeline.stage_plan: expected seconds from measured
     per-batch costs; any relative unit works); progress inside a stage is reported with
     ``advance(stage, fraction)``. The ETA is the planned work left times the seconds per unit of planned
     work measured so far. (Weighting the recent past more was measured too, bench/bench_eta.py: on the

@@ -384,7 +384,7 @@ def _build(cfg: RunConfig, folder: Path, n: int, listeners, stop, reporter) -> P
     plan = {r.name: planned_cost(r, mode) for r in todo}
     if reporter is None:
         rep.set_plan(plan)
-    else:   # a run's reporter: its plan counts the missing models already (pipeline._stage_plan); one it
+    else:   # a run's reporter: its plan counts the missing models already (pipeline.stage_plan); one it
         # does not (another builder stopped half-way) is added at the cost of the ones it counts
         known = [rep.plan[name] / cost for name, cost in plan.items() if name in rep.plan and cost]
         unit = sum(known) / len(known) if known else 1.0

@@ -113,7 +113,7 @@ if rows:
                "disjoint = the other half of the owner's data; hard = top class, soft5 = probabilities at "
                "temperature 5.")
 else:
-    st.caption("The measured tables (bench/results/published.json) are not here: run bench/publish.py.")
+    st.caption("The measured tables (ewe/measured/published.json) are not here: run bench/publish.py.")
 
 # stateful, so the chart (and plotly's import) only runs once a reader opens it: this is the first page
 study = st.expander("The study, seed by seed: what does SNNL add over the same triggers without it?",

@@ -95,7 +95,7 @@ else:
 st.subheader("Every scheme side by side, as measured")
 tables = backend.schemes_side_by_side()
 if not tables:
-    st.caption("The measured tables (bench/results/published.json) are not here: run "
+    st.caption("The measured tables (ewe/measured/published.json) are not here: run "
                "`python bench/publish.py --runs RUNS`.")
 else:
     st.markdown("Stored runs, stolen by several thieves of each kind: how often each scheme's stolen copy was "

@@ -77,7 +77,7 @@ def test_eta_waits_for_some_progress_and_is_zero_at_the_end():
 
 
 def test_stage_plan_is_in_measured_seconds():
-    """The plan of a digits quick run adds up to the measured run time of bench/results/stage_costs.json.
+    """The plan of a digits quick run adds up to the measured run time of ewe/measured/stage_costs.json.
     The stages' costs were guessed before (in batches), and the ETA that came from them was 4-5x too long
     on the digits quick run of docs/history/2026-11-29-app-threads-and-eta.md."""
     import json
@@ -86,12 +86,12 @@ def test_stage_plan_is_in_measured_seconds():
     from ewe.config import preset
     costs = json.loads(pipeline.STAGE_COSTS.read_text())
     cfg = preset("digits", "quick", innocents=0, precision="fp32")    # the calibration's precision
-    plan = pipeline._stage_plan(cfg, 1437, 256, with_steal=True)
+    plan = pipeline.stage_plan(cfg, 1437, 256, with_steal=True)
     fastest = min(costs["measured_with"]["run_seconds"])
     assert 0.7 * fastest < sum(plan.values()) < 1.3 * fastest
     assert plan["defended"] > plan["plain_watermark"]    # SNNL steps cost more than plain ones
     # bf16 forward passes: the training stages at the measured fraction of fp32's, trigger making unchanged
-    bf16 = pipeline._stage_plan(cfg.replace(precision="bf16"), 1437, 256, with_steal=True)
+    bf16 = pipeline.stage_plan(cfg.replace(precision="bf16"), 1437, 256, with_steal=True)
     factor = pipeline.RUN_PRECISION_COST["bf16"]
     assert bf16["triggers"] == plan["triggers"]
     assert bf16["defended"] == pytest.approx(factor * plan["defended"]) and factor < 1
@@ -102,7 +102,7 @@ def test_stage_plan_without_measured_costs_falls_back_to_units(monkeypatch, tmp_
     from ewe.config import preset
     monkeypatch.setattr(pipeline, "STAGE_COSTS", tmp_path / "missing.json")
     cfg = preset("digits", "quick", innocents=0, precision="fp32")
-    assert pipeline._stage_plan(cfg, 1437, 256, True) == pipeline._stage_units(cfg, 1437, 256, True)
+    assert pipeline.stage_plan(cfg, 1437, 256, True) == pipeline._stage_units(cfg, 1437, 256, True)
 
 
 def test_stage_plan_counts_the_innocent_models_still_to_train(monkeypatch, tmp_path):
@@ -114,8 +114,8 @@ def test_stage_plan_counts_the_innocent_models_still_to_train(monkeypatch, tmp_p
     monkeypatch.setattr(innocents, "population_dir", lambda cfg, root=None: tmp_path / "not-built")
     monkeypatch.setattr(innocents, "SHIPPED_ROOT", tmp_path / "none-shipped")   # digits ships its populations
     cfg = preset("digits", "quick", innocents=8)
-    plan = pipeline._stage_plan(cfg, 1437, 256, True)
+    plan = pipeline.stage_plan(cfg, 1437, 256, True)
     extra = set(plan) - set(pipeline._stage_units(cfg, 1437, 256, True))
     assert len(extra) == 8 and all(plan[k] > 0 for k in extra)
-    assert set(pipeline._stage_plan(cfg.replace(innocents=0), 1437, 256, True)) == set(
+    assert set(pipeline.stage_plan(cfg.replace(innocents=0), 1437, 256, True)) == set(
         pipeline._stage_units(cfg, 1437, 256, True))

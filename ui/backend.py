@@ -695,7 +695,7 @@ _warm_imported = threading.Event()
 def wait_for_warm_imports(timeout: float = 180.0) -> None:
     """Block until the warm-up thread has imported torch and the library (app.py calls it before each page).
     A page importing those modules while the warm-up thread does can be handed a half-initialised module by
-    Python's import-deadlock detection: seen in CI, the Train page's "cannot import name '_stage_plan' from
+    Python's import-deadlock detection: seen in CI, the Train page's "cannot import name 'stage_plan' from
     'ewe.experiments.pipeline'" left it without its Start button. Returns at once before the warm-up
     starts (the first page) and after it has imported."""
     if _warm_started:

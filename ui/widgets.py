@@ -45,22 +45,23 @@ TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "digits": 1_437, "speec
 
 def expected_seconds(cfg, with_steal: bool = True) -> float:
     """A run's time, planned before Start from the measured stage costs
-    (ewe.experiments.pipeline._stage_plan, bench/results/stage_costs.json) and the run's sizes."""
-    from ewe.experiments.pipeline import _stage_plan
+    (ewe.experiments.pipeline.stage_plan, ewe/measured/stage_costs.json) and the run's sizes."""
+    from ewe.experiments.pipeline import stage_plan
     n = min(cfg.train_size or TRAIN_SIZES[cfg.dataset], TRAIN_SIZES[cfg.dataset])
     n = n // 2 if cfg.attacker_data == "disjoint" else n
     half = cfg.batch_size // 2
     n_triggers = max(half, (cfg.n_triggers or n // 10) // half * half)
-    return float(sum(_stage_plan(cfg, n, n_triggers, with_steal).values()))
+    return float(sum(stage_plan(cfg, n, n_triggers, with_steal).values()))
 
 
 def measured_quick_run() -> str:
     """The measured time of a whole digits quick run (train, steal, verify), for pages that must not import
-    torch: read from bench/results/stage_costs.json (bench/bench_eta.py --calibrate)."""
+    torch: read from ewe/measured/stage_costs.json (bench/bench_eta.py --calibrate)."""
     import json
+
+    from ewe.results.studies import STAGE_COSTS
     try:
-        costs = json.loads((Path(__file__).resolve().parents[1] / "bench" / "results" / "stage_costs.json")
-                           .read_text())
+        costs = json.loads(STAGE_COSTS.read_text())
         seconds = min(costs["measured_with"]["run_seconds"])
     except (OSError, ValueError, KeyError):
         return "a few minutes"

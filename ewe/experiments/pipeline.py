@@ -51,6 +51,7 @@ from ..callbacks import Reporter, Stopped, part_of
 from ..config import ConfigError, RunConfig, run_thief_seed, saved_config
 from ..data.splits import Data, check_device, load_data
 from ..models import build_model
+from ..results import studies
 from ..results.runs import Run
 from ..results.schema import CLEAN_MODELS, TRIGGERS_FILE, TRIGGER_SET, VICTIMS, heldout_key, heldout_sets
 from ..results.verdicts import record_thief, verify_run
@@ -64,7 +65,7 @@ LIVE_TEST = 2000   # test samples used for the live per-epoch curves (the final 
 
 
 # ---------------------------------------------------------------------------------------------------
-STAGE_COSTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "stage_costs.json"
+STAGE_COSTS = studies.STAGE_COSTS     # package data: a non-editable install plans with it too
 
 
 # a training stage's time under the run's precision against fp32's (bench/bench_precision.py: 0.65-0.85 per
@@ -72,10 +73,10 @@ STAGE_COSTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "stage
 RUN_PRECISION_COST = {"fp32": 1.0, "bf16": 0.75}
 
 
-def _stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
+def stage_plan(cfg: RunConfig, n_train: int, n_triggers: int, with_steal: bool = False) -> dict[str, float]:
     """Expected seconds of each stage on a quiet machine, for the ETA and the app's estimate before Start:
     the stage's work in batch units (``_stage_units``) times the seconds per unit measured for that stage
-    by ``bench/bench_eta.py --calibrate`` (bench/results/stage_costs.json, a digits quick run), scaled by
+    by ``bench/bench_eta.py --calibrate`` (ewe/measured/stage_costs.json, a digits quick run), scaled by
     the batch size. Without that file, the units themselves (relative costs only)."""
     units = _stage_units(cfg, n_train, n_triggers, with_steal)
     try:
@@ -218,7 +219,7 @@ class _Training:
         run.result.update(input_shape=list(data.x_train.shape[1:]), n_train=len(data.x_train),
                           n_attack=len(data.x_attack), n_test=len(data.x_test), data_source=data.source,
                           trigger_source=what)
-        rep.set_plan(_stage_plan(cfg, len(data.x_train), len(raw_train), with_steal))
+        rep.set_plan(stage_plan(cfg, len(data.x_train), len(raw_train), with_steal))
         rep.emit("run_start", stages=list(rep.plan), config=cfg.to_dict())
         return cls(run, cfg, data, rep, list(schemes), raw_train, raw_held,
                    Probe(data.x_test[:LIVE_TEST], data.y_test[:LIVE_TEST], target=cfg.target))
