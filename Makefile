@@ -34,8 +34,12 @@ test: test-venv
 test-class: test-venv
 	$(BIN)/python -m pytest -q -m class_load tests/app/test_class_load.py
 
+# where one quick run's time goes, on the built-in digits (no data download; the population ships with the package):
+# one plain PyTorch epoch, then each stage of a digits quick run (train, the preset's thief, verdicts) in seconds and
+# in plain epochs, the total and the peak memory (bench/bench_stages.py; docs/RESULTS.md §5 has MNIST's). Roughly a
+# minute on 2 cores; prints numbers, its run folder is temporary. The other studies' commands: docs/RESULTS.md
 bench: venv
-	EWE_DATA_DIR=$${EWE_DATA_DIR:-../shared/data} $(BIN)/python bench/bench_presets.py
+	$(BIN)/python bench/bench_stages.py --dataset digits --preset quick --threads 2
 
 # the default demo's innocent population shipped in the package (ewe/populations: digits, quick): fp32 training
 # wherever it runs, from an empty cache of its own, so the files depend on the code and the data only

@@ -28,12 +28,12 @@ import tempfile
 import time
 from pathlib import Path
 
-if __package__:          # imported as bench.bench_class (tests/app/test_class_load.py)
-    from .browser import CHROMIUM, CHROMIUM_ARGS, Server, browser_missing
-    from .demo_session import BenchError, demo_session, wait_for, wait_idle, workspace_runs
-else:                    # run as a script: bench/ is on sys.path
-    from browser import CHROMIUM, CHROMIUM_ARGS, Server, browser_missing
-    from demo_session import BenchError, demo_session, wait_for, wait_idle, workspace_runs
+if __package__:          # imported as bench.bench_class (tests/app/test_class_load.py) or python -m bench.bench_class
+    from .demo_session import BenchError, demo_session, load_tests_browser, wait_for, wait_idle, workspace_runs
+else:                    # run as a script: bench/ is on sys.path, the repository root is not
+    from demo_session import BenchError, demo_session, load_tests_browser, wait_for, wait_idle, workspace_runs
+load_tests_browser()     # the tests' server and Chromium helpers (tests/browser.py), importable below
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, Server, browser_missing  # noqa: E402
 
 ARRIVAL_S = 0.5        # seconds between two visitors opening the link: 30 arrive within 15 s
 SWITCH_PAGES = (("Runs", "Runs"), ("Learn", "Entangled watermarks, explained"))     # sidebar link, page title

@@ -29,8 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from browser import CHROMIUM, CHROMIUM_ARGS, Server, browser_missing  # noqa: E402  (beside this script)
-from demo_session import BenchError, demo_session  # noqa: E402
+if __package__:          # python -m bench.bench_demo, from the repository root
+    from .demo_session import BenchError, demo_session, load_tests_browser
+else:                    # python bench/bench_demo.py: bench/ is on sys.path, the repository root is not
+    from demo_session import BenchError, demo_session, load_tests_browser
+load_tests_browser()     # the tests' server and Chromium helpers (tests/browser.py), importable below
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, Server, browser_missing  # noqa: E402
 
 INNOCENT = re.compile(r"^innocent\d\d$")
 

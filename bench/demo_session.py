@@ -2,16 +2,40 @@
 "Next: attack this model" and the Attack page's defaults, then "Next: verify ownership" until the first
 verdict card shows. Used by bench/bench_demo.py (one visitor), bench/bench_class.py (a class at once) and
 tests/app/test_class_load.py (its short version). Playwright's async API: one browser, one context per visitor.
+The server and Chromium helpers are the tests' (tests/browser.py); ``load_tests_browser`` reaches them from a bench
+run as a script.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 IDLE = """() => !document.querySelector('[data-testid="stStatusWidget"]')"""
 ERRORS = '[data-testid="stException"], [data-testid="stAlertContentError"]'
 VERDICT_TEXTS = ("Ownership proven with", "Not proven")
 REUSED = "Reused from an identical run"          # ui/reuse.py: a result computed for another workspace
+
+
+def load_tests_browser():
+    """tests/browser.py as the module ``tests.browser`` (in sys.modules, so that ``from tests.browser import ...``
+    works afterwards). Imported where the repository root is on sys.path (``python -m bench.X``, pytest); a bench
+    run as a script (``python bench/X.py``) has only bench/ there, and nothing edits sys.path
+    (tests/test_layout.py), so the file is then loaded by its path."""
+    try:
+        return importlib.import_module("tests.browser")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tests", "tests.browser"):
+            raise
+    path = Path(__file__).resolve().parents[1] / "tests" / "browser.py"
+    spec = importlib.util.spec_from_file_location("tests.browser", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 class BenchError(Exception):

@@ -177,7 +177,7 @@ _PROJECT = {
     # (3,154 training clips), 2 clean batches per watermark batch (ratio 1 cost ~5 points of accuracy),
     # tau 0.1 / 0.1 / 0.3 (at the reference's tau 3.33 the SNNL stays at ln 2 and does nothing), and
     # source "stop" instead of "go": go and "no" are confused ~13 % of the time by clean models, so an
-    # independently trained model was claimed as a copy (README, bench/bench_speech.py).
+    # independently trained model was claimed as a copy (README; bench/bench_speech.py, retired: docs/history).
     ("speech-commands", "paper"): dict(model="audio_cnn", batch_size=64, ratio=2.0, epochs=8, w_epochs=3,
                                        n_heldout=100, maxiter=10, extract_epochs=8, kappa=[0.25] * 3,
                                        temperature=[0.1, 0.1, 0.3], source=8),

@@ -105,7 +105,7 @@ class AudioCNN(nn.Module):
     SNNL layers: conv1 and conv2 outputs (pre-norm) and the 128-unit dense layer (pre-activation).
     On the real clips with one thread an epoch costs about 2 CPU s against ~15 for the paper's LSTM(256),
     and the model reaches 70-78 % test accuracy after 1-2 epochs and ~82 % after 5, where the LSTM is at
-    14-21 % after 1-2 epochs and 30 % after 6 (bench/bench_speech.py --compare-models). The last conv is a 2-D conv with a (3, 1) kernel over [N, C, T, 1] (the same
+    14-21 % after 1-2 epochs and 30 % after 6 (bench/bench_speech.py --compare-models, retired: docs/history). The last conv is a 2-D conv with a (3, 1) kernel over [N, C, T, 1] (the same
     operation as a 1-D conv) so that fine-pruning, which prunes the last ``nn.Conv2d``, applies too.
     """
 

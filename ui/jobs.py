@@ -285,7 +285,7 @@ def default_max_running() -> int:
 
 def default_torch_threads() -> int:
     """Threads per run: the cores divided among the runs allowed at once (at least 1). No core is kept
-    for the web server: measured on the 2-core target machine (bench/bench_app.py, docs/RESULTS.md §5),
+    for the web server: measured on the 2-core target machine (bench/bench_app.py, retired: docs/history/2026-12-07-retired-bench-scripts.md),
     2 threads train a digits quick run in 72-74 s against 100-109 s with 1, and page clicks during
     training stay as fast (median 0.25 s against 0.28 s). There it is also the CLI's default (torch's), and
     the thread count changes the arithmetic: with 1 thread the app's runs differed from the CLI's for the

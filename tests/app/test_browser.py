@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bench.browser import ROOT, Server, browser_missing, launch
+from tests.browser import ROOT, Server, browser_missing, launch
 from ewe.results.runs import zip_run
 
 ARTIFACTS = ROOT / "test-artifacts"

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from bench.browser import browser_missing
+from tests.browser import browser_missing
 
 reason = browser_missing()
 if reason and os.environ.get("CI", "").lower() == "true":

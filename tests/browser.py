@@ -1,5 +1,7 @@
-"""Helpers to run the app in a real server and drive it with headless Chromium (bench scripts, and the
-real-browser test: tests/app/test_browser.py imports it as bench.browser)."""
+"""Helpers to run the app in a real server and drive it with headless Chromium: test infrastructure, imported as
+``tests.browser`` by the real-browser tests (tests/app/test_browser.py, tests/app/test_class_load.py) and by the
+benches that drive a browser (bench/bench_demo.py, bench/bench_class.py; run as scripts, they load this file by
+its path: bench/demo_session.py's ``load_tests_browser``). Not collected by pytest (no ``test_`` prefix)."""
 from __future__ import annotations
 
 import os
