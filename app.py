@@ -17,7 +17,7 @@ st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}"
         "h1{font-size:2rem !important;padding-top:0.25rem !important}</style>")
 
 from ewe.config import ConfigError  # noqa: E402
-from ui import backend, page as page_setup, state, widgets  # noqa: E402  (after set_page_config)
+from ui import page as page_setup, state, warmup, widgets  # noqa: E402  (after set_page_config)
 
 log = logging.getLogger("ewe.app")
 
@@ -27,7 +27,7 @@ except ConfigError as exc:        # e.g. EWE_RAY_ADDRESS unreachable: one line, 
     st.error(str(exc))
     st.stop()
 
-backend.wait_for_warm_imports()   # no page imports the library while the warm-up thread does (ui/backend.py)
+warmup.wait_for_warm_imports()   # no page imports the library while the warm-up thread does (ui/warmup.py)
 state.session_id()
 state.init_settings()
 
@@ -51,4 +51,4 @@ except Exception as exc:  # noqa: BLE001 - never show a traceback; the runs live
     st.error(f"This page hit an unexpected problem ({type(exc).__name__}: {exc}). Your runs are kept: "
              "try again, change the settings, or open another page.")
 
-backend.warm_up_in_background(jobs.executor.call)   # torch and the pipeline load meanwhile
+warmup.warm_up_in_background(jobs.executor.call)   # torch and the pipeline load meanwhile

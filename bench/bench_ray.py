@@ -35,13 +35,13 @@ apply_unless_disabled()
 
 
 def submit_all(registry, runs: int, root: Path) -> dict:
-    from ui import backend
+    from ui import presets, work
     t0, t0_wall = time.perf_counter(), time.time()
     jobs = []
     for seed in range(runs):
         out = root / f"digits-quick-s{seed}"
-        cfg = backend.make_config("digits", "quick", seed=seed)
-        jobs.append(registry.submit(f"student{seed:02d}", "train", backend.train_job(cfg, out), out_dir=out))
+        cfg = presets.make_config("digits", "quick", seed=seed)
+        jobs.append(registry.submit(f"student{seed:02d}", "train", work.train_job(cfg, out), out_dir=out))
     finished = []
     for seed, job in enumerate(jobs):
         done = registry.wait(job.id, 3600)

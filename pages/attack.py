@@ -3,7 +3,7 @@ import streamlit as st
 
 from ewe.config import SAVED_NOTES, ConfigError, from_dict, run_thief_seed
 from ewe.results.runs import Run, same_thief
-from ui import backend, charts, page, reuse, state, widgets
+from ui import charts, judging, naming, page, reuse, state, widgets, work
 
 page.setup()
 
@@ -17,7 +17,7 @@ st.markdown("The thief queries each victim with unlabeled data and trains a **st
 
 ref, run = widgets.run_picker(
     "Victim run", "attack_run",
-    need=lambda r: bool(r and backend.scheme_models((r.get("result") or {}).get("models"))
+    need=lambda r: bool(r and naming.scheme_models((r.get("result") or {}).get("models"))
                         and (r.get("result") or {}).get("status") != "running"),
     empty="No trained victim yet: train one on the Train page first (or upload a run on the Runs page).")
 if ref is None:
@@ -35,7 +35,7 @@ default_thief_seed = run_thief_seed(cfg_saved.get("seed", 0), cfg_saved.get("thi
 run_thief = {"keep_labels": cfg_saved.get("extract_labels", "hard"),
              "keep_distill": float(cfg_saved.get("distill_temperature", 1.0)),
              "keep_thief_data": "fresh" if cfg_saved.get("attacker_data") == "fresh" else "same"}
-for k, v in {**run_thief, "keep_student": backend.STUDENTS[0], "keep_budget": 0,
+for k, v in {**run_thief, "keep_student": work.STUDENTS[0], "keep_budget": 0,
              "keep_xepochs": max(1, default_epochs), "keep_thief_seed": default_thief_seed,
              "keep_thieves": 1, "keep_contrast": True}.items():
     ss.setdefault(k, v)
@@ -67,7 +67,7 @@ if cfg_saved.get("attacker_data") != "disjoint":
                   "with the true labels, so hard labels carry next to nothing of a watermark), or as many "
                   "images of the task the owner never trained on (needs a training subset: not the built-in "
                   "digits, which has no images to spare).")
-c2.selectbox("Student architecture", backend.STUDENTS, key="keep_student",
+c2.selectbox("Student architecture", work.STUDENTS, key="keep_student",
              help="The thief's own model: the victim's architecture, a wider or narrower CNN, or an MLP.")
 c2.number_input("Extraction epochs", min_value=1, max_value=200, step=1, key="keep_xepochs")
 c3.number_input("Query budget (0 = all)", min_value=0, max_value=10_000_000, step=max(1, batch), key="keep_budget",
@@ -83,7 +83,7 @@ c2.number_input("Thieves (of each kind)", min_value=1, max_value=10, step=1, key
                 help="Steal this many times in a row, with the thief's seed, seed + 1, …: each thief is one dot "
                      "in the chart below. Each takes as long as one attack (twice with the side by side below).")
 
-contrast_words = backend.thief_words(backend.contrast_thief(
+contrast_words = naming.thief_words(work.contrast_thief(
     {"extract_labels": ss["keep_labels"], "distill_temperature": float(ss["keep_distill"])}))
 st.checkbox(f"Side by side: each thief also steals given {contrast_words}", key="keep_contrast",
             help="What a copy keeps depends most on what the thief gets back (docs/RESULTS.md §1): a thief given "
@@ -92,7 +92,7 @@ st.checkbox(f"Side by side: each thief also steals given {contrast_words}", key=
                  "same everything else) given the other kind of answer, and Verify shows the two side by side.")
 
 thief = {"extract_labels": ss["keep_labels"], "extract_epochs": int(ss["keep_xepochs"]),
-         "student": None if ss["keep_student"] == backend.STUDENTS[0] else ss["keep_student"],
+         "student": None if ss["keep_student"] == work.STUDENTS[0] else ss["keep_student"],
          "query_budget": int(ss["keep_budget"]) or None, "thief_seed": int(ss["keep_thief_seed"])}
 if ss["keep_labels"] == "soft":
     thief["distill_temperature"] = float(ss["keep_distill"])
@@ -111,7 +111,7 @@ except ConfigError as exc:
 busy = job is not None and job.active
 if st.button("Start the attack", type="primary", disabled=not ok or busy or state.read_only()):
     # the contrast first: the run folder ends with the chosen thief's copies (the cards, its own thieves' chart)
-    kinds = [backend.contrast_thief(thief), thief] if ss["keep_contrast"] else [thief]
+    kinds = [work.contrast_thief(thief), thief] if ss["keep_contrast"] else [thief]
     n_thieves = int(ss["keep_thieves"]) * len(kinds)
     job = reuse.submit_attack(reg, sid, ref["dir"], kinds, int(ss["keep_thieves"]),
                               label=f"Attack on {ref['label']}" + (f" by {n_thieves} thieves" if n_thieves > 1 else ""),
@@ -150,7 +150,7 @@ def first_verdicts(j):
     cols = st.columns(min(n, 3))
     for i, d in enumerate(done):
         copies = d.get("copies") or {}
-        main = (backend.stolen_copies(copies) or [None])[0]
+        main = (naming.stolen_copies(copies) or [None])[0]
         with cols[i % len(cols)]:
             widgets.verdict_card(main, copies.get(main), float(cfg_saved.get("alpha", 0.05)),
                                  thief=widgets.thief_name(done, i, n))
@@ -168,9 +168,9 @@ if busy and job.meta.get("run") != ref["key"]:
 elif job is not None and job.meta.get("run") == ref["key"]:
     widgets.job_panel(job.id, live_with_verdicts)
     if job.done:
-        run = backend.read_run(ref["dir"])
+        run = judging.read_run(ref["dir"])
         result = (run or {}).get("result") or {}
-if backend.stolen_copies(result.get("models")):
+if naming.stolen_copies(result.get("models")):
     st.subheader("Victims and their stolen copies")
     widgets.reuse_note(ref["dir"])
     thief_used = result.get("thief") or {}
@@ -181,7 +181,7 @@ if backend.stolen_copies(result.get("models")):
         st.caption(f"Stolen with {labels} · {thief_used.get('student')} student · {thief_used.get('epochs')} "
                    f"epochs · {f'{budget:,} queries' if budget else 'every attacker input'}"
                    + (f" · thief's seed {thief_used['seed']}" if thief_used.get("seed") is not None else ""))
-    widgets.models_table(result, tuple(backend.scheme_models(result.get("models"))))  # every scheme the run has
+    widgets.models_table(result, tuple(naming.scheme_models(result.get("models"))))  # every scheme the run has
     draws = same_thief((run or {}).get("thieves") or [], thief_used) if thief_used else []
     if len(draws) > 1:
         st.subheader(f"{len(draws)} thieves with these settings")

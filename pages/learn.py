@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from ewe.results.schema import TRIGGERS_FILE
-from ui import backend, page, state, widgets
+from ui import measured, page, state, widgets
 
 page.setup()
 
@@ -42,7 +42,7 @@ with c3:
         "thief by thief: what the thief gets back decides.")
 
 st.subheader("Does it work? What this lab measured")
-pub = backend.published()
+pub = measured.published()
 rows = pub.get("summaries") or []
 
 
@@ -120,7 +120,7 @@ study = st.expander("The study, seed by seed: what does SNNL add over the same t
                     key="learn_study", on_change="rerun")
 if study.open:
     from ui import charts
-    gains = backend.study_gains()
+    gains = measured.study_gains()
     study.plotly_chart(charts.study_figure(gains), width="stretch")
     study.caption(
         "Each dot is one seed: how much more of the watermark the stolen copy of the EWE model kept than "
@@ -179,7 +179,7 @@ if unmarked:
         "same, and Szyller et al. (2023) found it also accuses independent models of the same distribution; "
         "the lab judges its innocents with the same test (`bench/demo_reliability.py`, "
         "`docs/RESULTS.md`).")
-st.markdown(widgets.families_measured(backend.schemes_side_by_side(), in_model, at_api, unmarked))
+st.markdown(widgets.families_measured(measured.schemes_side_by_side(), in_model, at_api, unmarked))
 # ---- end of the families block ----
 
 st.subheader("What triggers look like")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from ewe.config import SAVED_NOTES
 from ewe.watermarks.schemes import STOLEN_COPIES
-from ui import backend, charts, page, state, widgets
+from ui import charts, judging, naming, page, state, uploads, widgets
 
 page.setup()
 
@@ -15,11 +15,11 @@ st.title("Runs")
 if ss.get("_flash"):
     st.success(ss.pop("_flash"))
 runs = state.session_runs()
-loaded = {r["key"]: backend.read_run(r["dir"]) for r in runs}
+loaded = {r["key"]: judging.read_run(r["dir"]) for r in runs}
 
 
 # the rival schemes' copies some listed run has: a pair of columns each (runs without them: the usual table)
-rivals = [c for c in backend.stolen_copies({c: 1 for run in loaded.values()
+rivals = [c for c in naming.stolen_copies({c: 1 for run in loaded.values()
                                             for c in ((run or {}).get("result") or {}).get("models") or {}})
           if c not in STOLEN_COPIES]
 
@@ -44,7 +44,7 @@ def row(r):
 
 
 def rival_cells(copy: str, m: dict, v: dict) -> dict:
-    label = backend.MODEL_LABELS.get(copy, copy)
+    label = naming.MODEL_LABELS.get(copy, copy)
     return {f"watermark {label}": (m.get(copy) or {}).get("watermark_success"),
             f"queries for 95 % ({label})": (widgets.queries_text(v[copy].get("queries_for_95")) if v.get(copy)
                                             else "—" if copy not in m else "not judged")}
@@ -56,7 +56,7 @@ else:
     st.dataframe(pd.DataFrame([row(r) for r in runs]), hide_index=True, width="stretch",
                  column_config={name: st.column_config.NumberColumn(format="percent") for name in
                                 ("defended accuracy", "watermark in stolen copy",
-                                 *(f"watermark {backend.MODEL_LABELS.get(c, c)}" for c in rivals))})
+                                 *(f"watermark {naming.MODEL_LABELS.get(c, c)}" for c in rivals))})
     st.caption(widgets.QUERIES_95_NOTE)
 
     labels = {r["key"]: r["label"] for r in runs}
@@ -87,7 +87,7 @@ else:
     ref = next(r for r in runs if r["key"] == pick)
     if loaded.get(pick):
         st.download_button("Download as .zip (config, history, result, checkpoints, triggers)",
-                           data=lambda: backend.zip_run(ref["dir"]), file_name=f"{ref['dir'].name}.zip"
+                           data=lambda: uploads.zip_run(ref["dir"]), file_name=f"{ref['dir'].name}.zip"
                            if hasattr(ref["dir"], "name") else "run.zip", mime="application/zip",
                            on_click="ignore", icon=":material/download:")
     else:
@@ -108,16 +108,12 @@ if state.read_only():
 st.subheader("Upload a run folder")
 st.caption("A .zip downloaded from this page (here or on another machine) to view it again; it appears in "
            "the run lists of Attack, Verify and this page.")
-up = st.file_uploader("Run folder (.zip)", type=["zip"], key="run_upload", max_upload_size=backend.max_upload_mb(),
-                      help=f"At most {backend.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
+up = st.file_uploader("Run folder (.zip)", type=["zip"], key="run_upload", max_upload_size=uploads.max_upload_mb(),
+                      help=f"At most {uploads.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
 if up is not None and up.file_id not in ss.get("keep_seen_uploads", []):
     try:
-        backend.check_upload(up.size, up.getvalue())
-        path = backend.unzip_run(up.getvalue(), backend.upload_dir(sid, up.name))
-        run = backend.read_run(path)
-        if not run or not run.get("result"):
-            raise backend.UploadError("the archive has no readable result.json")
-    except backend.UploadError as exc:
+        uploads.add_upload(sid, up.name, up.getvalue())
+    except uploads.UploadError as exc:
         st.error(f"Cannot open {up.name}: {exc}")
     except Exception as exc:  # a damaged archive: say so, keep the other runs
         st.error(f"Cannot open {up.name}: {type(exc).__name__}: {exc}. Upload a zip made by the Runs page.")

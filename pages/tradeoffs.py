@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from ewe.config import ConfigError
-from ui import backend, charts, page, state, widgets
+from ui import charts, measured, naming, page, state, widgets, work
 
 page.setup()
 
@@ -36,9 +36,7 @@ elif len(grid) > MAX_POINTS:
                f"{MAX_POINTS} (e.g. 3 temperatures × 3 ratios)")
 else:
     try:
-        for tau, ratio in grid:
-            over = {**state.config_overrides(), "temperature": [tau] * 3, "ratio": ratio}
-            cfgs.append(({"tau": tau, "ratio": ratio}, backend.make_config(ss["dataset"], ss["preset"], **over)))
+        cfgs = work.sweep_configs(ss["dataset"], ss["preset"], state.config_overrides(), grid)
     except ConfigError as exc:
         problem = str(exc)
 if problem:
@@ -49,17 +47,13 @@ else:
     # the points share one innocent population (ewe.innocents): only the first may have to train it
     total = widgets.expected_seconds(cfgs[0][1]) + sum(widgets.expected_seconds(c.replace(innocents=0))
                                                        for _, c in cfgs[1:])
-    st.caption(f"{len(grid)} runs on {backend.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note} "
+    st.caption(f"{len(grid)} runs on {naming.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note} "
                + widgets.expected_text(total, len(grid)))
 
 job = state.latest_job("sweep", "keep_sweep_job")     # after a reload too: the running sweep's panel
 busy = job is not None and job.active
 if st.button("Start the sweep", type="primary", disabled=bool(problem) or busy or state.read_only()):
-    n = len(reg.jobs(owner=sid, kind="sweep")) + 1
-    base = backend.new_run_dir(sid, cfgs[0][1], f"sweep{n}")
-    job = reg.submit(sid, "sweep", backend.sweep_job(cfgs, base),
-                     label=f"Sweep #{n} ({ss['dataset']}, {ss['preset']})", out_dir=base,
-                     meta={"grid": grid})
+    job = work.submit_sweep(reg, sid, cfgs, grid, ss["dataset"], ss["preset"])
     ss["keep_sweep_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
 
@@ -77,7 +71,7 @@ def live(j):
                             "stolen copy accuracy": p["extracted_accuracy"],
                             "watermark in stolen copy": p["extracted_watermark"],
                             "plain watermark in its stolen copy": p["plain_extracted_watermark"],
-                            **{f"watermark {backend.MODEL_LABELS.get(c, c)}": w for c, w in (p.get("rivals") or {}).items()},
+                            **{f"watermark {naming.MODEL_LABELS.get(c, c)}": w for c, w in (p.get("rivals") or {}).items()},
                             "queries for 95 %": widgets.queries_text(p["queries_for_95"])} for p in points])
         pct = st.column_config.NumberColumn(format="percent")
         st.dataframe(df, hide_index=True, width="stretch",
@@ -93,7 +87,7 @@ else:
 
 
 st.subheader("Every scheme side by side, as measured")
-tables = backend.schemes_side_by_side()
+tables = measured.schemes_side_by_side()
 if not tables:
     st.caption("The measured tables (ewe/measured/published.json) are not here: run "
                "`python bench/publish.py --runs RUNS`.")
@@ -102,9 +96,9 @@ else:
                 "**proven** (bars, with the exact 95 % interval), and what the watermark costs. Hover a bar for "
                 "the watermark kept, the accuracy cost, the queries to proof and whether an innocent model was "
                 "accused. Commands and definitions: `docs/RESULTS.md` §1 and §6.")
-    for tab, (name, table) in zip(st.tabs([backend.PRETTY.get(d, d) for d in tables]), tables.items()):
+    for tab, (name, table) in zip(st.tabs([naming.PRETTY.get(d, d) for d in tables]), tables.items()):
         tab.plotly_chart(charts.schemes_figure(table), key=f"schemes_{name}")
-        tab.dataframe(pd.DataFrame(backend.scheme_rows(table)), hide_index=True, width="stretch")
+        tab.dataframe(pd.DataFrame(measured.scheme_rows(table)), hide_index=True, width="stretch")
         tab.caption(f"{table['setting']}: victim seeds {', '.join(map(str, table['victim_seeds']))}. The innocent "
                     f"model (an independently trained clean one) was claimed on some trigger set in "
                     f"{table['innocents_accused_any']} of {table['innocent_runs']} runs.")

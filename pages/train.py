@@ -4,7 +4,7 @@ import streamlit as st
 
 from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, ConfigError
 from ewe.watermarks.schemes import VICTIMS
-from ui import backend, charts, page, reuse, state, widgets
+from ui import charts, judging, naming, page, presets, reuse, state, widgets, workspaces
 
 page.setup()
 
@@ -13,15 +13,15 @@ sid = state.session_id()
 reg = state.registry()
 
 st.title("Train a watermarked model")
-level, text = backend.data_note(ss["dataset"])
+level, text = presets.data_note(ss["dataset"])
 (st.caption if level == "info" else st.warning)(text)
 
-classes = backend.class_names(ss["dataset"])
+classes = presets.class_names(ss["dataset"])
 # the Start button and the live panel come first (filled in below, once the settings are read): on a 1280x720
 # projector both show without scrolling, the settings follow
 start_row = st.container()
 panel_slot = st.container()
-st.markdown(f"**Dataset:** {backend.PRETTY[ss['dataset']]} · **preset:** {ss['preset']} · "
+st.markdown(f"**Dataset:** {naming.PRETTY[ss['dataset']]} · **preset:** {ss['preset']} · "
             f"**seed:** {ss['seed']} (change them in the sidebar)")
 
 c1, c2, c3 = st.columns(3)
@@ -86,7 +86,7 @@ problems = [f"{label} is at most {R[name][2]:g} here, got {ss[name]:g}"
             if ss[name] > R[name][2]]
 cfg = None
 try:
-    cfg = backend.make_config(ss["dataset"], ss["preset"], **state.config_overrides())
+    cfg = presets.make_config(ss["dataset"], ss["preset"], **state.config_overrides())
 except ConfigError as exc:
     problems.append(str(exc))
 if problems:
@@ -114,8 +114,8 @@ with start_row:
         expected.caption("Fix the settings below to start.")
 if start and cfg is not None and not busy and not state.read_only():
     n = sum(r["origin"] == "trained here" for r in state.session_runs()) + 1
-    out = backend.new_run_dir(sid, cfg, ss["preset"])
-    label = f"#{n} {backend.run_label(cfg.to_dict())}"      # the words every run list uses
+    out = workspaces.new_run_dir(sid, cfg, ss["preset"])
+    label = f"#{n} {naming.run_label(cfg.to_dict())}"      # the words every run list uses
     job = reuse.submit_train(reg, sid, cfg, out, label=label, meta={"config": cfg.to_dict()})
     ss["keep_train_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
@@ -145,7 +145,7 @@ def live(j):
 
 @st.cache_data(show_spinner="Loading trigger examples …", max_entries=16)
 def preview(dataset, trigger, source):
-    x, caption = backend.preview_triggers(dataset, trigger, source)
+    x, caption = presets.preview_triggers(dataset, trigger, source)
     return widgets.image_strip(x), caption
 
 
@@ -163,11 +163,11 @@ elif job is None:
     st.caption("Triggers are optimised against the model during training; after a run, this shows the "
                "real classic and optimised triggers.")
 else:
-    run = backend.read_run(job.out_dir) if job.done and job.out_dir is not None else None
+    run = judging.read_run(job.out_dir) if job.done and job.out_dir is not None else None
     result = (run or {}).get("result") or {}
     with panel_slot:
         widgets.job_panel(job.id, live)
-        if backend.scheme_models(result.get("models")):
+        if naming.scheme_models(result.get("models")):
             widgets.next_link("pages/attack.py", "Next: attack this model", run=state.run_key(job.out_dir))
     if job.done and job.out_dir is not None:
         if result.get("models"):

@@ -6,7 +6,7 @@ import streamlit as st
 from ewe.config import RunConfig
 from ewe.models import MODELS
 from ewe.watermarks.schemes import STOLEN_COPIES
-from ui import backend, charts, page, state, widgets
+from ui import charts, judging, naming, page, state, uploads, widgets
 
 page.setup()
 
@@ -28,7 +28,7 @@ run_col, test_col = st.columns([3, 2])      # one row: the run and the test
 with run_col:
     ref, run = widgets.run_picker(
         "Run", "verify_run",
-        need=lambda r: bool(r and backend.stolen_copies((r.get("result") or {}).get("verification"))),
+        need=lambda r: bool(r and naming.stolen_copies((r.get("result") or {}).get("verification"))),
         empty="No verified run yet: attack a trained model on the Attack page first.")
 if ref is None:
     widgets.next_link("pages/attack.py", "Go to Attack")
@@ -39,7 +39,7 @@ result = (run or {}).get("result") or {}
 cfg = (run or {}).get("config") or {}
 alpha = float(cfg.get("alpha", 0.05))
 ver = dict(result.get("verification") or {})
-main = backend.stolen_copies(ver)[0]      # the headline copy: EWE's, or the first scheme's the run has
+main = naming.stolen_copies(ver)[0]      # the headline copy: EWE's, or the first scheme's the run has
 run_test = cfg.get("test", RunConfig.test)
 test_key = f"keep_verify_test_{ref['key']}"
 ss.setdefault(test_key, run_test)
@@ -63,11 +63,11 @@ if test == "welch":
                      f"default is now {100 * RunConfig.verify_margin:g} points.")) / 100
 if test != (ver.get(main) or {}).get("test", "welch") or (
         test == "welch" and (stored_margin is None or not math.isclose(margin, stored_margin, abs_tol=1e-9))):
-    ver = backend.reverify(ref["dir"], run, margin, test)
-other = backend.reverify(ref["dir"], run, margin, "welch" if test == "binomial" else "binomial")
+    ver = judging.reverify(ref["dir"], run, margin, test)
+other = judging.reverify(ref["dir"], run, margin, "welch" if test == "binomial" else "binomial")
 
 # several thieves (thieves.json): say which one each card judges, let the user pick, summarise them all
-draws = backend.thieves_judged(ref["dir"], run, test=test, margin=margin)   # every thief, judged as above
+draws = judging.thieves_judged(ref["dir"], run, test=test, margin=margin)   # every thief, judged as above
 latest = widgets.latest_thief(draws, result) if draws else None
 pick, stolen = latest, ver          # the latest thief's copies: result.json and predictions.json hold them
 card_slot = st.container()          # the headline card first (a 1280x720 projector shows it), the thief picker after
@@ -120,21 +120,21 @@ if ver.get("ablation_extracted"):
         widgets.verdict_card("ablation_extracted", stolen.get("ablation_extracted"), alpha, thief=thief_label)
 # the rival schemes' copies this run has (MEA-Defender's, ...), each judged on its own scheme's key, and the
 # innocent model on those keys
-rivals = [c for c in backend.stolen_copies(ver) if c not in STOLEN_COPIES and c != main]
+rivals = [c for c in naming.stolen_copies(ver) if c not in STOLEN_COPIES and c != main]
 innocent_keys = [k for k in ver if k.startswith("clean_") and k != "clean_classic"]
 if rivals or innocent_keys:
     st.subheader("Rival watermarking schemes")
     for copy in rivals:
         widgets.verdict_card(copy, stolen.get(copy), alpha, thief=thief_label)
     for k in innocent_keys:
-        with st.expander(f"Would {backend.set_label(k[len('clean_'):])} accuse an innocent model?",
+        with st.expander(f"Would {naming.set_label(k[len('clean_'):])} accuse an innocent model?",
                          expanded=widgets.accused(ver[k])):
             widgets.verdict_card(k, ver.get(k), alpha)
 
 st.subheader("Test a suspect against every key this run holds")
-keys = backend.key_sets(ref["dir"], run or {})
+keys = judging.key_sets(ref["dir"], run or {})
 st.markdown("One verdict per **key** (held-out trigger set) the owner holds for this run: "
-            + ", ".join(f"*{backend.set_label(k)}*" for k in keys) + ". Upload a PyTorch **state_dict** "
+            + ", ".join(f"*{naming.set_label(k)}*" for k in keys) + ". Upload a PyTorch **state_dict** "
             "checkpoint (`torch.save(model.state_dict(), 'suspect.pt')`), or test one of this run's own models.")
 SOURCES = {"upload": "an uploaded checkpoint", "run": "one of this run's models"}
 if state.read_only():        # a view uploads nothing: the run's own models only
@@ -148,35 +148,32 @@ if source == "upload":
     ss.setdefault("keep_suspect_arch", cfg.get("model", "conv2") if cfg.get("model") in MODELS else "conv2")
     a.selectbox("Architecture", list(MODELS), key="keep_suspect_arch")
     file = b.file_uploader("Suspect checkpoint (.pt)", type=["pt", "pth"], key="suspect_file",
-                          max_upload_size=backend.max_upload_mb(),
-                          help=f"At most {backend.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
+                          max_upload_size=uploads.max_upload_mb(),
+                          help=f"At most {uploads.max_upload_mb()} MB (EWE_APP_MAX_UPLOAD_MB).")
     if file is not None:
         try:
-            backend.check_upload(file.size)
-        except backend.UploadError as exc:
+            uploads.check_upload(file.size)
+        except uploads.UploadError as exc:
             st.error(f"Cannot test this file: {exc}")
         else:
             suspect, arch, label = file.getvalue(), ss["keep_suspect_arch"], file.name
 else:
-    own = [n for n in (*backend.scheme_models(result.get("models")), "clean", "independent_clean")
-           if (ref["dir"] / "models" / f"{n}.pt").exists()]
-    pick = st.selectbox("Model of this run", own, key=f"keep_suspect_model_{ref['key']}",
-                        format_func=lambda n: backend.MODEL_LABELS.get(n, n))
+    pick = st.selectbox("Model of this run", judging.suspect_models(run, ref["dir"]),
+                        key=f"keep_suspect_model_{ref['key']}", format_func=lambda n: naming.MODEL_LABELS.get(n, n))
     if pick is not None:
-        suspect, arch, label = (ref["dir"] / "models" / f"{pick}.pt").read_bytes(), \
-            backend.model_architecture(run or {}, pick), f"{pick}.pt"
+        suspect, arch, label = judging.model_suspect(run, ref["dir"], pick)
 if suspect is not None:
     try:
-        verdicts = backend.verify_on_keys(run, ref["dir"], suspect, arch, label, margin=margin, test=test, sets=keys)
-    except backend.UploadError as exc:
+        verdicts = judging.verify_on_keys(run, ref["dir"], suspect, arch, label, margin=margin, test=test, sets=keys)
+    except uploads.UploadError as exc:
         st.error(f"Cannot test this file: {exc}")
     else:
         who = ("the uploaded suspect model" if source == "upload"
-               else f"this run's model “{backend.MODEL_LABELS.get(pick, pick)}”")
+               else f"this run's model “{naming.MODEL_LABELS.get(pick, pick)}”")
         cols = st.columns(2)
         for i, k in enumerate(keys):
             with cols[i % 2]:
                 widgets.verdict_card(f"upload_{k}", verdicts.get(k), alpha,
-                                     subject=f"{who}, against {backend.set_label(k)}")
+                                     subject=f"{who}, against {naming.set_label(k)}")
         ver.update({f"upload_{k}": v for k, v in verdicts.items() if v})
 chart_slot.plotly_chart(charts.pvalue_figure(ver, alpha), key="pvalue")

@@ -9,7 +9,7 @@ import plotly.graph_objects as go
 
 from ewe.results.sidebyside import display_rows
 from ewe.watermarks.schemes import STOLEN_COPIES, VICTIMS
-from ui.backend import MODEL_LABELS
+from ui.naming import MODEL_LABELS
 
 COLORS = {"pretrain": "#7f7f7f", "defended": "#1f77b4", "plain_watermark": "#d62728",
           "ablation_no_snnl": "#9467bd", "clean": "#2ca02c", "independent_clean": "#17becf",

@@ -23,7 +23,8 @@ from typing import Any, Callable
 
 from ewe.config import RunConfig
 from ewe.results import cache as rc
-from ui import backend
+from ui.work import attack_job, train_job
+from ui.workspaces import run_cache, run_cache_enabled
 from ui.jobs import Job, JobContext, JobRegistry
 
 SHARED = ".shared"             # the computations' owner: a workspace id never has a dot (ui/state.py)
@@ -37,12 +38,12 @@ def submit_train(reg: JobRegistry, owner: str, cfg: RunConfig, out_dir: Path, *,
                  meta: dict[str, Any] | None = None) -> Job:
     """Train ``cfg``'s victims for ``owner`` into ``out_dir``: from the cache, by following an identical run, or
     by queueing the computation. Without the cache (EWE_APP_RUN_CACHE=0), the plain job as before."""
-    if not backend.run_cache_enabled():
-        return reg.submit(owner, "train", backend.train_job(cfg, out_dir), label=label, out_dir=out_dir, meta=meta)
+    if not run_cache_enabled():
+        return reg.submit(owner, "train", train_job(cfg, out_dir), label=label, out_dir=out_dir, meta=meta)
     key = rc.run_key(cfg, threads=reg.torch_threads)
 
     def compute(work: Path):
-        return backend.train_job(cfg, work)
+        return train_job(cfg, work)
     return _request(reg, owner, "train", key, compute, out_dir, label, meta)
 
 
@@ -50,16 +51,16 @@ def submit_attack(reg: JobRegistry, owner: str, run_dir: Path, kinds: list[dict[
                   label: str, meta: dict[str, Any] | None = None) -> Job:
     """Steal from the run in ``run_dir`` with ``thieves`` thieves of each kind (thief settings): keyed by the
     folder's state and the thieves."""
-    state = rc.read_state(run_dir) if backend.run_cache_enabled() else None
+    state = rc.read_state(run_dir) if run_cache_enabled() else None
     if state is None:
-        return reg.submit(owner, "attack", backend.attack_job(run_dir, kinds, thieves), label=label,
+        return reg.submit(owner, "attack", attack_job(run_dir, kinds, thieves), label=label,
                           out_dir=run_dir, meta=meta)
     # one kind keeps the key it had before kinds existed
     key = rc.steal_key(state["key"], kinds[0] if len(kinds) == 1 else {"kinds": kinds}, thieves)
 
     def compute(work: Path):
         rc.link_tree(Path(run_dir), work)        # the state every folder with this key holds
-        return backend.attack_job(work, kinds, thieves)
+        return attack_job(work, kinds, thieves)
     return _request(reg, owner, "attack", key, compute, run_dir, label, meta)
 
 
@@ -94,7 +95,7 @@ def _request(reg: JobRegistry, owner: str, kind: str, key: str, compute: Callabl
 
 def _serve(reg: JobRegistry, kind: str, key: str, compute, out_dir: Path):
     def fn(ctx: JobContext):
-        cache = backend.run_cache()
+        cache = run_cache()
         own = len(ctx.job.messages)
         while True:
             if ctx.stop.is_set():
@@ -137,7 +138,7 @@ def _computation(reg: JobRegistry, kind: str, key: str, compute, follower: Job, 
 
 def _compute(reg: JobRegistry, key: str, compute, requester: str, source: str):
     def fn(ctx: JobContext):
-        cache = backend.run_cache()
+        cache = run_cache()
         work = cache.work_dir(source)
         ctx.job.meta["work"] = work
         try:
@@ -183,7 +184,7 @@ def _leave(reg: JobRegistry, key: str, shared: Job, follower: Job, out_dir: Path
     if last:
         reg.wait(shared.id, timeout=120)       # it stops at the next batch and leaves its folder (_compute)
     work = shared.meta.get("work")
-    if work is not None and Path(work).is_dir() and backend.run_cache().place(work, out_dir) is not None:
+    if work is not None and Path(work).is_dir() and run_cache().place(work, out_dir) is not None:
         from ewe.results.runs import Run
         run = Run(out_dir)
         try:

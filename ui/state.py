@@ -17,7 +17,7 @@ import streamlit as st
 from ewe.config import ATTACKER_DATA, CLEAN_SCHEDULES, DATASETS
 from ewe.results.schema import RESULT_FILE
 from ewe.watermarks.schemes import SCHEMES
-from ui import backend, executors
+from ui import executors, presets, workspaces
 from ui.jobs import JobRegistry, default_max_running, default_torch_threads
 
 SHARED = ("dataset", "preset", "seed")
@@ -43,7 +43,7 @@ RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
     "mbw_eps": (float, 0.0, 0.5),
     "di_samples": (int, 2, 10_000),
 }
-CHOICES = {"dataset": lambda: DATASETS, "preset": backend.preset_names, "trigger": lambda: ("ood", "in"),
+CHOICES = {"dataset": lambda: DATASETS, "preset": presets.preset_names, "trigger": lambda: ("ood", "in"),
            "attacker_data": lambda: ATTACKER_DATA, "clean_schedule": lambda: CLEAN_SCHEDULES}
 
 _override_registry: JobRegistry | None = None
@@ -73,7 +73,7 @@ def registry() -> JobRegistry:
 
 
 WS_PARAM = "ws"
-VIEW_PARAM = "view"          # a read-only view's token (backend.view_token)
+VIEW_PARAM = "view"          # a read-only view's token (workspaces.view_token)
 _WS_OK = re.compile(r"[A-Za-z0-9_-]{6,64}")
 
 
@@ -84,7 +84,7 @@ def session_id() -> str:
     fresh random id (64 bits: not guessable)."""
     ss = st.session_state
     if "sid" not in ss:
-        shown = backend.view_workspace(st.query_params.get(VIEW_PARAM, ""))
+        shown = workspaces.view_workspace(st.query_params.get(VIEW_PARAM, ""))
         if shown and _WS_OK.fullmatch(shown):      # a read-only view: the workspace, never its id in the URL
             ss["sid"], ss["read_only"], ss["view_token"] = shown, True, st.query_params[VIEW_PARAM]
         else:
@@ -162,10 +162,10 @@ def init_settings() -> None:
                 from_url[name] = parse_param(name, st.query_params[name])
             except ValueError as exc:
                 problems.append(str(exc))
-    dataset = from_url.get("dataset", backend.default_dataset())
+    dataset = from_url.get("dataset", presets.default_dataset())
     preset_name = from_url.get("preset", "quick")
     values = {"dataset": dataset, "preset": preset_name, "seed": 0,
-              **backend.preset_defaults(dataset, preset_name), **scheme_defaults(), **from_url}
+              **presets.preset_defaults(dataset, preset_name), **scheme_defaults(), **from_url}
     for k, v in values.items():
         ss[k] = v
     ss["_url_problems"] = problems
@@ -185,7 +185,7 @@ def scheme_defaults() -> dict[str, Any]:
 def reset_to_preset() -> None:
     """on_change of dataset / preset: the Train settings take the new preset's values."""
     ss = st.session_state
-    for k, v in backend.preset_defaults(ss["dataset"], ss["preset"]).items():
+    for k, v in presets.preset_defaults(ss["dataset"], ss["preset"]).items():
         ss[k] = v
 
 
@@ -259,7 +259,7 @@ def session_runs() -> list[dict[str, Any]]:
     jobs = {j.out_dir.resolve(): j for j in reg.jobs(owner=sid, kind="train") if j.out_dir is not None}
     out = []
     pending = {d: j.meta["config"] for d, j in jobs.items() if j.active and j.meta.get("config")}
-    for r in backend.workspace_runs(sid, {d: j.id for d, j in jobs.items() if j.active}, pending):
+    for r in workspaces.workspace_runs(sid, {d: j.id for d, j in jobs.items() if j.active}, pending):
         job = jobs.get(r["dir"].resolve())
         status = (job.status if job is not None else "uploaded" if r["origin"] == "uploaded"
                   else "finished" if (r["dir"] / RESULT_FILE).exists() else "incomplete")
@@ -272,7 +272,7 @@ def session_runs() -> list[dict[str, Any]]:
 def run_key(folder: str | Path) -> str | None:
     """A run folder's key in this workspace's run lists (its path inside the workspace folder)."""
     try:
-        return Path(folder).resolve().relative_to(backend.workspace_dir(session_id()).resolve()).as_posix()
+        return Path(folder).resolve().relative_to(workspaces.workspace_dir(session_id()).resolve()).as_posix()
     except ValueError:
         return None
 

@@ -12,7 +12,7 @@ import streamlit as st
 
 from ewe.config import DATASETS
 from ewe.watermarks.schemes import BUILTIN_SETS, SCHEMES
-from ui import backend, state
+from ui import judging, naming, presets, state, warmup, workspaces
 from ui.jobs import Job
 
 log = logging.getLogger("ewe.app")
@@ -86,23 +86,23 @@ def sidebar() -> None:
     link_problems()
     with st.sidebar:
         st.markdown("### Shared settings")
-        st.selectbox("Dataset", DATASETS, key="dataset", format_func=lambda d: backend.PRETTY[d],
+        st.selectbox("Dataset", DATASETS, key="dataset", format_func=lambda d: naming.PRETTY[d],
                      on_change=state.reset_to_preset,
                      help="Digits is built in and works offline. MNIST, Fashion-MNIST and Speech Commands "
                           "need a data directory (EWE_DATA_DIR) or a download.")
-        st.selectbox("Preset", backend.preset_names(), key="preset", on_change=state.reset_to_preset,
+        st.selectbox("Preset", presets.preset_names(), key="preset", on_change=state.reset_to_preset,
                      help="quick: minutes on a laptop CPU · paper: the full datasets at this lab's settings "
                           "(a shorter schedule than the paper's own 10 + 10 epochs on MNIST) · reference: "
                           "the reference code's settings" + (" · tiny: a seconds-long smoke test"
-                                                             if backend.tiny_enabled() else ""))
+                                                             if presets.tiny_enabled() else ""))
         lo, hi = state.RANGES["seed"][1:]
         st.number_input("Seed", min_value=lo, max_value=hi, step=1, key="seed",
                         help="Same settings + same seed = the same run.")
-        level, text = backend.data_note(ss["dataset"], short=True)
+        level, text = presets.data_note(ss["dataset"], short=True)
         (st.info if level == "info" else st.warning)(text)
         if ss.get("_ws_problem"):
             st.warning(ss["_ws_problem"])
-        warm = backend.innocents_warm_status()
+        warm = warmup.innocents_warm_status()
         if warm:
             st.caption(f"Preparing the judge: {warm['done']} of {warm['total']} innocent models for the digits "
                        "verdicts trained (once per machine, in the background).")
@@ -120,7 +120,7 @@ def sidebar() -> None:
             st.caption("For a class or a meeting: this link shows this workspace's runs, charts and verdicts, "
                        "without Start, Cancel or uploads, and without your workspace id. Add it to this "
                        "server's address:")
-            st.code(f"?{state.VIEW_PARAM}={backend.view_token(state.session_id())}", language=None)
+            st.code(f"?{state.VIEW_PARAM}={workspaces.view_token(state.session_id())}", language=None)
 
 
 def link_problems() -> None:
@@ -259,7 +259,7 @@ def progress_label(job: Job) -> str:
     when the job has several parts (their progress events carry ``part``, see ewe.callbacks.part_of)."""
     p = job.progress
     stage = p.get("stage")
-    text = STAGE_LABELS.get(stage) or (f"training {backend.MODEL_LABELS[stage]}" if stage in backend.MODEL_LABELS
+    text = STAGE_LABELS.get(stage) or (f"training {naming.MODEL_LABELS[stage]}" if stage in naming.MODEL_LABELS
                                        else stage or "starting")
     if stage and stage.startswith("innocent") and stage[len("innocent"):].isdigit():
         total = (job.meta.get("config") or {}).get("innocents")
@@ -291,7 +291,7 @@ def run_picker(label: str, key: str, need: Callable[[dict | None], bool] | None 
     The choice is mirrored in the URL (``?run=<key>``): a "Next" link that carries a run opens it, and a
     reload keeps it. A URL value is applied once (when it changes), so picking another run still works."""
     runs = state.session_runs()
-    loaded = {r["key"]: backend.read_run(r["dir"]) for r in runs}
+    loaded = {r["key"]: judging.read_run(r["dir"]) for r in runs}
     if need is not None:
         runs = [r for r in runs if need(loaded[r["key"]])]
     if not runs:
@@ -330,7 +330,7 @@ def models_table(result: dict, names: tuple[str, ...] | None = None) -> None:
     for name, m in models.items():
         if names and name not in names:
             continue
-        rows.append({"model": backend.MODEL_LABELS.get(name, name), "accuracy": m.get("accuracy"),
+        rows.append({"model": naming.MODEL_LABELS.get(name, name), "accuracy": m.get("accuracy"),
                      "watermark success": m.get("watermark_success"),
                      # text, so that a model nobody queried reads "—" and not "None"
                      "queries used": "—" if m.get("queries") is None else f"{int(m['queries']):,}"})
@@ -362,7 +362,7 @@ def queries_text(n: int | None) -> str:
 VERDICT_SUBJECT = {
     # every registered scheme's stolen copy, and the innocent suspect on any scheme's own trigger set
     **{s.stolen: f"the stolen copy of the {s.label} model" for s in SCHEMES.values()},
-    **{f"clean_{s.trigger_set}": f"the same innocent model, on {backend.set_label(s.trigger_set)}"
+    **{f"clean_{s.trigger_set}": f"the same innocent model, on {naming.set_label(s.trigger_set)}"
        for s in SCHEMES.values() if s.trigger_set not in BUILTIN_SETS},
     "defended": "the defended (EWE) model itself",
     "extracted": "the stolen copy of the defended (EWE) model",
@@ -528,10 +528,10 @@ def thief_name(draws: list[dict], i: int, total: int | None = None) -> str:
 def thieves_summary(draws: list[dict]) -> str:
     """'Proven for k of n thieves' per stolen copy, over every thief in thieves.json."""
     parts = []
-    for name in backend.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
+    for name in naming.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
         got = [d["copies"][name] for d in draws if name in (d.get("copies") or {})]
         if got:
-            parts.append(f"{backend.MODEL_LABELS.get(name, name)}: proven for **{sum(map(is_proven, got))} of "
+            parts.append(f"{naming.MODEL_LABELS.get(name, name)}: proven for **{sum(map(is_proven, got))} of "
                          f"{len(got)}** thieves")
     return (f"Across all {len(draws)} thieves that stole this run — " + "; ".join(parts) + ".") if parts else ""
 
@@ -539,11 +539,11 @@ def thieves_summary(draws: list[dict]) -> str:
 def thieves_table(draws: list[dict]) -> list[dict]:
     """One row per thief (what it got back, its seed), one column per stolen copy: proven from how many
     queries, or not proven with its p. The Attack page's side-by-side thieves read here at a glance."""
-    copies = backend.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}})
+    copies = naming.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}})
     rows = []
     for d in draws:
         t = d.get("thief") or {}
-        row = {"thief": f"given {backend.thief_words(t)}"
+        row = {"thief": f"given {naming.thief_words(t)}"
                         + (f" · seed {t['seed']}" if t.get("seed") is not None else "")}
         for name in copies:
             v = (d.get("copies") or {}).get(name)
@@ -555,7 +555,7 @@ def thieves_table(draws: list[dict]) -> list[dict]:
             else:
                 p = v.get("p_value")
                 cell = "not proven" + (f" · p = {p:.2g}" if isinstance(p, (int, float)) else "")
-            row[backend.MODEL_LABELS.get(name, name)] = cell
+            row[naming.MODEL_LABELS.get(name, name)] = cell
         rows.append(row)
     return rows
 
@@ -588,7 +588,7 @@ def families_measured(tables: dict, in_model: list, at_api: list, unmarked: list
         order = [n for n in labels if any(r["scheme"] == n for r in rows)]
         cost = {r["scheme"]: r.get("accuracy_cost_median") for r in rows}
         parts = [f"{labels[n]} {100 * cost[n]:+.1f}" for n in order if cost.get(n) is not None]
-        text = f"**{backend.PRETTY.get(dataset, dataset)}** ({table.get('setting', dataset)}): " + (
+        text = f"**{naming.PRETTY.get(dataset, dataset)}** ({table.get('setting', dataset)}): " + (
             "honest users' accuracy drop in points (median over victims): " + ", ".join(parts) + ". " if parts else "")
         for thief in dict.fromkeys(r["thief"] for r in rows):
             got = {r["scheme"]: r for r in rows if r["thief"] == thief}
@@ -623,10 +623,10 @@ def entanglement_view(run: dict, key: str, projection: bool = True) -> None:
         return
     if projection:
         choice = st.radio("Projection of", victims, key=key, horizontal=True,
-                          format_func=lambda m: backend.MODEL_LABELS.get(m, m))
+                          format_func=lambda m: naming.MODEL_LABELS.get(m, m))
         before = diag.get("before_classic" if diag[choice].get("trigger_set") == "classic" else "before") or {}
         st.plotly_chart(charts.projection_figure(before.get("projection"), diag[choice].get("projection"),
-                                                 backend.MODEL_LABELS.get(choice, choice)), key=key + "_proj")
+                                                 naming.MODEL_LABELS.get(choice, choice)), key=key + "_proj")
     # optimised-trigger models first, then the classic watermark with its own (classic) baseline
     shown = [m for m in ("before", "defended", "extracted", "ablation_no_snnl", "ablation_extracted",
                          "before_classic", "plain_watermark", "plain_extracted") if m in geometry]
@@ -657,11 +657,11 @@ def entanglement_summary(geometry: dict) -> str:
 def thieves_sentence(draws: list[dict]) -> str:
     """How many of the thieves' copies were proven stolen, per victim, and the range of watermark kept."""
     parts = []
-    for name in backend.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
+    for name in naming.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
         got = [d["copies"][name] for d in draws if name in d.get("copies", {})]
         if got:
             wm = [c["watermark_success"] for c in got]
-            parts.append(f"{backend.MODEL_LABELS.get(name, name)}: proven for {sum(c['verified'] for c in got)} of "
+            parts.append(f"{naming.MODEL_LABELS.get(name, name)}: proven for {sum(c['verified'] for c in got)} of "
                          f"{len(got)} thieves (kept {pct(min(wm))}–{pct(max(wm))})")
     return ("; ".join(parts) + ". Same victim, same settings, only the thief's seed differs: the spread is "
             "the thief's luck, so judge a watermark over several thieves.") if parts else ""
@@ -669,7 +669,7 @@ def thieves_sentence(draws: list[dict]) -> str:
 
 def trigger_gallery(run_dir: str | Path | None, n: int = 8) -> bool:
     """The run's triggers: classic (raw) and optimised. Returns False when the run has none yet."""
-    tensors = backend.load_triggers(run_dir) if run_dir else None
+    tensors = judging.load_triggers(run_dir) if run_dir else None
     if not tensors:
         return False
     rows = [("Classic watermark triggers (as taken from the source)", tensors.get("raw_train")),
@@ -678,7 +678,7 @@ def trigger_gallery(run_dir: str | Path | None, n: int = 8) -> bool:
     for caption, x in rows:
         if x is not None and len(x):
             st.image(image_strip(x[:n]), caption=caption, width="stretch")
-    run = backend.read_run(run_dir) or {}
+    run = judging.read_run(run_dir) or {}
     if (run.get("config") or {}).get("dataset") == "speech-commands":
         speech_examples(str(run_dir))
     return True

@@ -145,13 +145,13 @@ class FakePipeline:
 @pytest.fixture()
 def app_env(tmp_path, monkeypatch, tiny_run):
     """Synchronous registry, fake pipeline, runs under tmp_path, tiny preset offered."""
-    from ui import backend, state
+    from ui import state, work
     from ui.jobs import JobRegistry
     monkeypatch.setenv("EWE_APP_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("EWE_APP_TINY", "1")
     monkeypatch.delenv("EWE_DATA_DIR", raising=False)
     fake = FakePipeline(tiny_run)
-    monkeypatch.setattr(backend, "PIPELINE", fake)
+    monkeypatch.setattr(work, "PIPELINE", fake)
     reg = JobRegistry(synchronous=True)
     state.set_registry(reg)
     yield {"registry": reg, "pipeline": fake, "runs": tmp_path / "runs"}

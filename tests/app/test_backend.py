@@ -1,41 +1,48 @@
-"""The app's bridge to the library: preset defaults, config errors, run folders."""
+"""The app's modules over the library (ui/presets, workspaces, uploads, work, warmup, naming): preset defaults,
+config errors, run folders, jobs, the warm-up, labels."""
 from __future__ import annotations
 
 import pytest
 
-from ewe.config import DATASETS, PRESETS, ConfigError
-from ui import backend
+from ewe.config import DATASETS, PRESETS, ConfigError, preset, tiny
+from ui import presets, uploads, warmup, work, workspaces
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
 @pytest.mark.parametrize("name", PRESETS + ("tiny",))
-def test_fast_preset_defaults_match_the_validated_preset(dataset, name):
-    assert backend._fast_defaults(dataset, name) == pytest.approx(backend._validated_defaults(dataset, name))
+def test_preset_defaults_are_the_validated_preset(dataset, name):
+    """The widgets' values, read from the preset tables without building a config (no torch on the first page),
+    are the validated preset's (ewe.config.preset; "tiny": ewe.config.tiny)."""
+    cfg = tiny(dataset) if name == "tiny" else preset(dataset, name)
+    assert presets.preset_defaults(dataset, name) == pytest.approx({
+        "tau": cfg.temperature[0], "kappa": cfg.kappa[0], "ratio": cfg.ratio, "trigger": cfg.trigger,
+        "source": cfg.source, "target": cfg.target, "epochs": cfg.epochs, "w_epochs": cfg.w_epochs,
+        "attacker_data": cfg.attacker_data, "clean_schedule": cfg.clean_schedule})
 
 
 def test_make_config_says_what_to_change():
     with pytest.raises(ConfigError, match="ratio"):
-        backend.make_config("digits", "quick", ratio=0.0)
+        presets.make_config("digits", "quick", ratio=0.0)
     with pytest.raises(ConfigError, match="temperature must be positive"):
-        backend.make_config("digits", "quick", temperature=[-1.0] * 3)
+        presets.make_config("digits", "quick", temperature=[-1.0] * 3)
 
 
 def test_unzip_refuses_what_is_not_a_run_folder(tmp_path):
-    with pytest.raises(backend.UploadError):
-        backend.unzip_run(b"plain text", tmp_path / "x")
+    with pytest.raises(uploads.UploadError):
+        uploads.unzip_run(b"plain text", tmp_path / "x")
     assert list(tmp_path.iterdir()) == []        # the folder claimed for it is gone again
 
 
 def test_run_folders_are_never_reused(tmp_path, monkeypatch):
     """Two runs (or two uploads) started in the same second with the same settings get two folders."""
     monkeypatch.setenv("EWE_APP_RUNS_DIR", str(tmp_path))
-    monkeypatch.setattr(backend, "stamp_now", lambda: "20260101-000000.000")   # the same millisecond
-    cfg = backend.make_config("digits", "quick")
-    first, second = backend.new_run_dir("me", cfg), backend.new_run_dir("me", cfg)
+    monkeypatch.setattr(workspaces, "stamp_now", lambda: "20260101-000000.000")   # the same millisecond
+    cfg = presets.make_config("digits", "quick")
+    first, second = workspaces.new_run_dir("me", cfg), workspaces.new_run_dir("me", cfg)
     assert first != second and first.is_dir() and second.is_dir()
     assert second.name == first.name + "-2"
     (tmp_path / "me" / "taken-3").mkdir()      # an older folder that happens to own the next name
-    claimed = [backend.claim_new_dir(tmp_path / "me" / "taken") for _ in range(2)]
+    claimed = [workspaces.claim_new_dir(tmp_path / "me" / "taken") for _ in range(2)]
     assert [p.name for p in claimed] == ["taken", "taken-2"]
 
 
@@ -51,10 +58,10 @@ def test_an_upload_goes_to_a_new_folder_when_its_name_is_taken(tmp_path):
         zf.writestr("result.json", json.dumps({"models": {}}))
     data = buf.getvalue()
     dest = tmp_path / "uploaded"
-    first = backend.unzip_run(data, dest)
+    first = uploads.unzip_run(data, dest)
     (first / "result.json").write_text((first / "result.json").read_text())   # touched: must survive
     before = {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()}
-    second = backend.unzip_run(data, dest)
+    second = uploads.unzip_run(data, dest)
     assert first == dest and second == tmp_path / "uploaded-2"
     assert {p.name: p.read_bytes() for p in first.iterdir() if p.is_file()} == before
     assert load_run(second)["result"] == {"models": {}}
@@ -64,8 +71,8 @@ def test_an_upload_goes_to_a_new_folder_when_its_name_is_taken(tmp_path):
 def test_sweep_points_report_as_parts_of_one_job(app_env, tmp_path):
     """The sweep passes each grid point's events through ewe.callbacks.part_of (tested there): they carry
     the point's index, and the job ends at 100 % with every point's summary."""
-    cfg = backend.make_config("digits", "tiny")
-    job = app_env["registry"].submit("me", "sweep", backend.sweep_job(
+    cfg = presets.make_config("digits", "tiny")
+    job = app_env["registry"].submit("me", "sweep", work.sweep_job(
         [({"tau": 1.0, "ratio": 1.0}, cfg), ({"tau": 2.0, "ratio": 1.0}, cfg)], tmp_path / "grid"))
     assert job.status == "finished" and len(job.data["points"]) == 2
     assert {e.get("part") for e in job.events if e.get("kind") == "epoch"} == {0, 1}
@@ -79,29 +86,29 @@ def test_first_start_trains_the_demo_innocents_in_the_background_once(tmp_path, 
     from ewe.config import tiny
     monkeypatch.setenv("EWE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("EWE_DATA_DIR", raising=False)
-    monkeypatch.setattr(backend, "make_config", lambda dataset, name: tiny(dataset, innocents=4))
-    monkeypatch.setattr(backend, "_warm_innocents", {})
+    monkeypatch.setattr(presets, "make_config", lambda dataset, name: tiny(dataset, innocents=4))
+    monkeypatch.setattr(warmup, "_warm_innocents", {})
     seen, real = [], ewe.innocents.build_population
 
     def build(cfg, **kw):
-        seen.append(backend.innocents_warm_status())
+        seen.append(warmup.innocents_warm_status())
         return real(cfg, **kw)
     monkeypatch.setattr(ewe.innocents, "build_population", build)
     monkeypatch.setenv("EWE_APP_WARM_INNOCENTS", "0")
-    backend.warm_innocents()
+    warmup.warm_innocents()
     assert seen == []                                            # switched off
     monkeypatch.setenv("EWE_APP_WARM_INNOCENTS", "1")
-    backend.warm_innocents()
-    assert seen == [{"done": 0, "total": 4}] and backend.innocents_warm_status() is None
+    warmup.warm_innocents()
+    assert seen == [{"done": 0, "total": 4}] and warmup.innocents_warm_status() is None
     folder = ewe.innocents.population_dir(tiny("digits", innocents=4))
     assert len(ewe.innocents.load_population(folder)[1]) == 4
-    backend.warm_innocents()
+    warmup.warm_innocents()
     assert len(seen) == 1                                        # complete: not trained again
 
 
 def test_a_run_is_labelled_in_the_same_words_everywhere():
     from ewe.config import preset, tiny
-    from ui.backend import run_label
+    from ui.naming import run_label
     digits = run_label(tiny("digits", target=6).to_dict())
     assert "ood photos→6" in digits and "seed 0" in digits
     assert "ood fashion 1→7" in run_label(preset("mnist", "quick").to_dict())   # class 1 of the other dataset
@@ -112,7 +119,8 @@ def test_a_run_is_labelled_in_the_same_words_everywhere():
 
 
 def test_the_contrasting_thief_gets_the_other_kind_of_answer_and_nothing_else_changes():
-    from ui.backend import contrast_thief, thief_words
+    from ui.naming import thief_words
+    from ui.work import contrast_thief
     distiller = {"extract_labels": "soft", "distill_temperature": 5.0, "extract_epochs": 7, "thief_seed": 3}
     paper = contrast_thief(distiller)
     assert paper == {"extract_labels": "hard", "extract_epochs": 7, "thief_seed": 3}

@@ -10,7 +10,7 @@ import pytest
 ray = pytest.importorskip("ray", reason="ray is not installed (optional: pip install -r requirements-ray.txt)")
 
 from ewe.config import ConfigError  # noqa: E402
-from ui import backend, executors  # noqa: E402
+from ui import executors, presets, work  # noqa: E402
 from ui.jobs import JobContext, JobRegistry  # noqa: E402
 
 # digits, a few epochs on a few hundred images: seconds per run, long enough for two to overlap
@@ -67,7 +67,7 @@ def _registry(address: str) -> JobRegistry:
 
 def test_two_runs_progress_at_once_on_ray_workers(cluster, arrivals, tmp_path):
     reg = _registry(cluster)
-    jobs = [reg.submit("ws", "train", backend.train_job(backend.make_config("digits", "quick", seed=s, **RUN),
+    jobs = [reg.submit("ws", "train", work.train_job(presets.make_config("digits", "quick", seed=s, **RUN),
                                                         tmp_path / f"run{s}"), out_dir=tmp_path / f"run{s}")
             for s in (0, 1)]
     for job in jobs:
@@ -92,8 +92,8 @@ def test_two_runs_progress_at_once_on_ray_workers(cluster, arrivals, tmp_path):
 def test_cancel_reaches_the_worker_and_keeps_what_finished(cluster, arrivals, tmp_path):
     reg = _registry(cluster)
     out = tmp_path / "long"
-    cfg = backend.make_config("digits", "quick", seed=3, **{**RUN, "epochs": 200})
-    job = reg.submit("ws", "train", backend.train_job(cfg, out), out_dir=out)
+    cfg = presets.make_config("digits", "quick", seed=3, **{**RUN, "epochs": 200})
+    job = reg.submit("ws", "train", work.train_job(cfg, out), out_dir=out)
     deadline = time.time() + 120
     while not any(e["kind"] == "epoch" for e in job.events) and time.time() < deadline:   # training on the worker
         time.sleep(0.05)

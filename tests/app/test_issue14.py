@@ -141,7 +141,7 @@ def test_the_app_sets_a_passive_openmp_wait_policy_before_torch_loads():
     from tests.app.helpers import ROOT
     code = ("import sys, os\n"
             "import ewe.malloc\n"                                  # app.py's imports, in its order
-            "from ui import backend, page, state, widgets\n"
+            "from ui import page, state, warmup, widgets\n"
             "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,

@@ -219,8 +219,8 @@ def test_runs_page_download_upload_compare(app_env, tiny_run, tmp_path):
     up().set_value(("other.zip", buf.getvalue(), "application/zip"))
     at.run()
     assert "not a run folder" in " ".join(texts(at, "error")) or "result.json" in " ".join(texts(at, "error"))
-    from ui import backend
-    up().set_value(("tiny.zip", backend.zip_run(tiny_run), "application/zip"))
+    from ui import uploads
+    up().set_value(("tiny.zip", uploads.zip_run(tiny_run), "application/zip"))
     at.run()
     no_exception(at)
     assert "Added tiny.zip" in " ".join(texts(at, "success"))
@@ -235,10 +235,10 @@ def test_cancel_stops_a_running_job_and_keeps_state(app_env, monkeypatch, tiny_r
     import threading
 
     from tests.app.conftest import FakePipeline
-    from ui import backend, state
+    from ui import state, work
     from ui.jobs import JobRegistry
     block = threading.Event()
-    monkeypatch.setattr(backend, "PIPELINE", FakePipeline(tiny_run, block=block))
+    monkeypatch.setattr(work, "PIPELINE", FakePipeline(tiny_run, block=block))
     reg = JobRegistry(max_running=1)
     state.set_registry(reg)
     at = click(page("train", query={"preset": "tiny"}), "Start training")
@@ -273,13 +273,13 @@ def test_app_entry_point_then_page_switch_never_loops(app_env):
 
 def test_a_failing_run_shows_its_message_and_the_page_keeps_working(app_env, monkeypatch):
     from ewe.data import DataError
-    from ui import backend
+    from ui import work
 
     class NoData:
         def train_victims(self, cfg, out_dir, listeners=(), stop=None):
             raise DataError("Could not load MNIST: set EWE_DATA_DIR to a folder with mnist/")
 
-    monkeypatch.setattr(backend, "PIPELINE", NoData())
+    monkeypatch.setattr(work, "PIPELINE", NoData())
     at = click(page("train", query={"preset": "tiny"}), "Start training")
     no_exception(at)
     assert "Could not load MNIST: set EWE_DATA_DIR" in " ".join(texts(at, "error"))

@@ -9,13 +9,13 @@ from tests.app.helpers import click, no_exception, page, plotly_charts
 
 
 def test_real_library_train_attack_verify(tmp_path, monkeypatch):
-    from ui import backend, state
+    from ui import presets, state, work
     from ui.jobs import JobRegistry
     monkeypatch.setenv("EWE_APP_RUNS_DIR", str(tmp_path))
     monkeypatch.setenv("EWE_APP_TINY", "1")
     monkeypatch.delenv("EWE_DATA_DIR", raising=False)
-    monkeypatch.setattr(backend, "PIPELINE", None)
-    monkeypatch.setitem(backend.TINY, "query_draws", 20)
+    monkeypatch.setattr(work, "PIPELINE", None)
+    monkeypatch.setitem(presets.TINY, "query_draws", 20)
     reg = JobRegistry(max_running=1, torch_threads=1)
     state.set_registry(reg)
     try:

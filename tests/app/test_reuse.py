@@ -11,11 +11,11 @@ from tests.app.helpers import click, no_exception, page, run_folder, texts, wait
 
 def _blocked(monkeypatch, tiny_run):
     from tests.app.conftest import FakePipeline
-    from ui import backend, state
+    from ui import state, work
     from ui.jobs import JobRegistry
     block = threading.Event()
     fake = FakePipeline(tiny_run, block=block)
-    monkeypatch.setattr(backend, "PIPELINE", fake)
+    monkeypatch.setattr(work, "PIPELINE", fake)
     reg = JobRegistry(max_running=1)
     state.set_registry(reg)
     return reg, fake, block

@@ -177,14 +177,14 @@ def _families(at) -> str:
 
 
 def test_learn_compares_the_families_with_numbers_only_from_published_results(app_env, monkeypatch):
-    from ui import backend
+    from ui import measured
 
     def row(scheme, thief, proven, cost):
         return {"thief": thief, "scheme": scheme, "copies": 9, "proven_100": proven, "accuracy_cost_median": cost}
     table = {"dataset": "digits", "setting": "toy setting", "rows": [
         row("defended", "hard, owner's images", 2, 0.012), row("mea_defender", "hard, owner's images", 7, 0.004),
         row("defended", "soft T=5, owner's images", 9, 0.012), row("mea_defender", "soft T=5, owner's images", 8, 0.004)]}
-    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {"digits": table})
+    monkeypatch.setattr(measured, "schemes_side_by_side", lambda: {"digits": table})
     at = page("learn", sid="learn-1")
     no_exception(at)
     text = _families(at)
@@ -196,13 +196,13 @@ def test_learn_compares_the_families_with_numbers_only_from_published_results(ap
     assert "margin-based (MBW)" in text.split("At the API")[0]
     dawn = {**table, "rows": table["rows"] + [row("dawn_api", "hard, owner's images", 5, 0.006),
                                               row("mbw", "hard, owner's images", 1, 0.002)]}
-    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {"digits": dawn})
+    monkeypatch.setattr(measured, "schemes_side_by_side", lambda: {"digits": dawn})
     at = page("learn", sid="learn-2")
     assert "DAWN (API) 5/9" in _families(at) and "DAWN (API) +0.6" in _families(at)
     assert "margin-based (MBW) 1/9" in _families(at) and "margin-based (MBW) +0.2" in _families(at)
     assert "DAWN (API): not in the published runs yet" not in _families(at)
     assert "margin-based (MBW): not in the published runs yet" not in _families(at)
-    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {})     # nothing published: the words alone
+    monkeypatch.setattr(measured, "schemes_side_by_side", lambda: {})     # nothing published: the words alone
     at = page("learn", sid="learn-3")
     no_exception(at)
     measured = _families(at).split("What this lab measured")[1]
@@ -211,8 +211,8 @@ def test_learn_compares_the_families_with_numbers_only_from_published_results(ap
 
 
 def test_learn_lists_dataset_inference_as_a_family_without_a_watermark(app_env, monkeypatch):
-    from ui import backend
-    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {})
+    from ui import measured
+    monkeypatch.setattr(measured, "schemes_side_by_side", lambda: {})
     at = page("learn", sid="learn-di")
     no_exception(at)
     unmarked = next(m.value for m in at.markdown if m.value.startswith("**No watermark at all**"))
@@ -267,11 +267,11 @@ def test_verify_judges_a_suspect_with_dataset_inferences_own_test(app_env, di_ru
 
 
 def test_a_tradeoff_point_keeps_the_rival_copys_watermark_and_the_chart_draws_it(mea_run, tiny_run):
-    from ui import backend, charts
+    from ui import charts, work
     result = json.loads((mea_run / "result.json").read_text())
-    point = backend.point_summary({"tau": 1.0, "ratio": 2.0}, result, mea_run)
+    point = work.point_summary({"tau": 1.0, "ratio": 2.0}, result, mea_run)
     assert point["rivals"] == {"mea_extracted": result["models"]["mea_extracted"]["watermark_success"]}
-    plain = backend.point_summary({"tau": 4.0, "ratio": 2.0}, json.loads((tiny_run / "result.json").read_text()),
+    plain = work.point_summary({"tau": 4.0, "ratio": 2.0}, json.loads((tiny_run / "result.json").read_text()),
                                   tiny_run)
     assert plain["rivals"] == {}
     fig = charts.tradeoff_figure([point, plain])

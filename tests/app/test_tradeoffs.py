@@ -8,9 +8,9 @@ from tests.app.test_charts import _table
 
 
 def test_tradeoffs_shows_each_datasets_schemes_side_by_side(app_env, monkeypatch, tmp_path):
-    from ui import backend
+    from ui import measured
     table = _table(tmp_path)
-    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {"digits": table, "mnist": table})
+    monkeypatch.setattr(measured, "schemes_side_by_side", lambda: {"digits": table, "mnist": table})
     at = page("tradeoffs", query={"preset": "tiny"})
     no_exception(at)
     figs = [json.loads(c.proto.spec) for c in plotly_charts(at)]
@@ -21,8 +21,8 @@ def test_tradeoffs_shows_each_datasets_schemes_side_by_side(app_env, monkeypatch
 
 
 def test_tradeoffs_without_published_tables_says_how_to_make_them(app_env, monkeypatch):
-    from ui import backend
-    monkeypatch.setattr(backend, "schemes_side_by_side", lambda: {})
+    from ui import measured
+    monkeypatch.setattr(measured, "schemes_side_by_side", lambda: {})
     at = page("tradeoffs", query={"preset": "tiny"})
     no_exception(at)
     assert any("bench/publish.py --runs" in c for c in texts(at, "caption"))

@@ -48,14 +48,14 @@ def test_a_new_visitor_gets_a_workspace_in_the_url(app_env):
 
 def test_reload_keeps_runs_and_reattaches_to_the_running_job(app_env, monkeypatch, tiny_run):
     from tests.app.conftest import FakePipeline
-    from ui import backend, state
+    from ui import state, uploads, work
     from ui.jobs import JobRegistry
     block = threading.Event()
-    monkeypatch.setattr(backend, "PIPELINE", FakePipeline(tiny_run, block=block))
+    monkeypatch.setattr(work, "PIPELINE", FakePipeline(tiny_run, block=block))
     reg = JobRegistry(max_running=1)
     state.set_registry(reg)
     up = tab("runs")
-    up.get("file_uploader")[0].set_value(("seed0.zip", backend.zip_run(tiny_run), "application/zip"))
+    up.get("file_uploader")[0].set_value(("seed0.zip", uploads.zip_run(tiny_run), "application/zip"))
     up.run()
     click(tab("train", preset="tiny", seed="1"), "Start training")
     job = reg.jobs(owner=WS)[0]
@@ -88,9 +88,9 @@ def test_reload_keeps_runs_and_reattaches_to_the_running_job(app_env, monkeypatc
 
 # ---- 14.2 "Next" carries its run; lists are newest first ----------------------------------------------
 def test_run_lists_are_newest_first_with_uploads_by_their_time(app_env, tiny_run):
-    from ui import backend
+    from ui import uploads
     up = page("runs")
-    up.get("file_uploader")[0].set_value(("seed0.zip", backend.zip_run(tiny_run), "application/zip"))
+    up.get("file_uploader")[0].set_value(("seed0.zip", uploads.zip_run(tiny_run), "application/zip"))
     up.run()                                                   # uploaded first ...
     click(page("train", query={"preset": "tiny", "seed": "1"}), "Start training")
     click(page("train", query={"preset": "tiny", "seed": "2"}), "Start training")   # ... trained later
@@ -103,7 +103,7 @@ def test_run_lists_are_newest_first_with_uploads_by_their_time(app_env, tiny_run
 
 
 def test_next_links_carry_the_run_they_came_from(app_env):
-    from ui import backend
+    from ui import workspaces
     click(page("train", query={"preset": "tiny", "seed": "1"}), "Start training")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     at.session_state["sid"] = "test-session"
@@ -113,10 +113,10 @@ def test_next_links_carry_the_run_they_came_from(app_env):
     at = click(at, "Start training")
     no_exception(at)
     [link] = [e for e in at.get("page_link") if "Next: attack" in e.proto.label]
-    seed2 = backend.workspace_runs("test-session")[0]
+    seed2 = workspaces.workspace_runs("test-session")[0]
     assert "seed 2" in seed2["label"] and f"run={seed2['key']}" in link.proto.query_string
 
-    seed1 = backend.workspace_runs("test-session")[1]
+    seed1 = workspaces.workspace_runs("test-session")[1]
     attack = page("attack", query={"run": seed1["key"]})        # what the link opens: that run, not the newest
     no_exception(attack)
     assert attack.selectbox(key="keep_attack_run").value == seed1["key"]
@@ -189,11 +189,11 @@ def test_finished_jobs_are_bounded_over_all_workspaces(app_env, monkeypatch):
 
 
 def test_uploads_above_the_limit_are_refused_with_the_limit(app_env, monkeypatch, tiny_run):
-    from ui import backend
+    from ui import uploads
     monkeypatch.setenv("EWE_APP_MAX_UPLOAD_MB", "1")
     at = page("runs")
     assert at.get("file_uploader")[0].proto.max_upload_size_mb == 1      # the browser refuses it first
-    big = backend.zip_run(tiny_run)
+    big = uploads.zip_run(tiny_run)
     assert len(big) > 2**20
     at.get("file_uploader")[0].set_value(("big.zip", big, "application/zip"))
     at.run()
@@ -221,21 +221,21 @@ def test_uploads_above_the_limit_are_refused_with_the_limit(app_env, monkeypatch
 
 
 def test_the_default_upload_cap_fits_a_real_run_folder(tiny_run, monkeypatch):
-    from ui import backend
+    from ui import uploads
     monkeypatch.delenv("EWE_APP_MAX_UPLOAD_MB", raising=False)
-    assert backend.max_upload_mb() == backend.DEFAULT_MAX_UPLOAD_MB
-    data = backend.zip_run(tiny_run)
-    backend.check_upload(len(data), data)               # a real run folder passes
+    assert uploads.max_upload_mb() == uploads.DEFAULT_MAX_UPLOAD_MB
+    data = uploads.zip_run(tiny_run)
+    uploads.check_upload(len(data), data)               # a real run folder passes
 
 
 def test_a_queued_run_is_listed_with_the_settings_it_was_started_with(app_env, monkeypatch, tiny_run):
     """A run waiting for its turn has no config.json yet: the Runs page shows its job's settings (not None
     everywhere) and Compare leaves it out of the settings that differ."""
     from tests.app.conftest import FakePipeline
-    from ui import backend, state
+    from ui import state, work
     from ui.jobs import JobRegistry
     block = threading.Event()
-    monkeypatch.setattr(backend, "PIPELINE", FakePipeline(tiny_run, block=block))
+    monkeypatch.setattr(work, "PIPELINE", FakePipeline(tiny_run, block=block))
     monkeypatch.setenv("EWE_APP_RUN_CACHE", "0")       # two distinct runs, each trained here
     reg = JobRegistry(max_running=1)
     state.set_registry(reg)
@@ -260,15 +260,15 @@ def test_a_queued_run_is_listed_with_the_settings_it_was_started_with(app_env, m
 
 # ---- a link that shows but cannot touch (issue 36, part 2) ------------------------------------------------
 def test_a_read_only_view_shows_the_workspace_without_its_id_and_cannot_start_cancel_or_upload(app_env):
-    from ui import backend
+    from ui import workspaces
     click(tab("train", preset="tiny"), "Start training")
     click(tab("attack"), "Start the attack")
     owner = tab("train")
     share = " ".join(c.value for c in owner.code)
-    token = backend.view_token(WS)
-    assert f"?view={token}" in share and backend.view_token(WS) == token          # one token per workspace
-    assert backend.view_workspace(token) == WS and backend.view_workspace("0" * 32) is None
-    assert backend.view_workspace("../" + token) is None
+    token = workspaces.view_token(WS)
+    assert f"?view={token}" in share and workspaces.view_token(WS) == token          # one token per workspace
+    assert workspaces.view_workspace(token) == WS and workspaces.view_workspace("0" * 32) is None
+    assert workspaces.view_workspace("../" + token) is None
 
     def text_of(at) -> str:
         parts = [e.value for kind in ("markdown", "caption", "info", "warning", "error", "code", "title")
@@ -293,18 +293,18 @@ def test_a_read_only_view_shows_the_workspace_without_its_id_and_cannot_start_ca
 
 
 def test_a_read_only_view_follows_a_running_job_without_cancel(app_env):
-    from ui import backend
+    from ui import presets, work, workspaces
     from ui.jobs import Job
-    folder = backend.workspace_dir(WS) / "20260101-000000-000-digits-tiny-s0"
+    folder = workspaces.workspace_dir(WS) / "20260101-000000-000-digits-tiny-s0"
     job = Job(id="train-99-00000", owner=WS, kind="train", label="#1 digits · tiny", out_dir=folder,
               status="running", progress={"fraction": 0.3, "eta": 20.0})
     from types import SimpleNamespace
     ctx = SimpleNamespace(message=job.messages.append, listener=lambda event: None, stop=None)
-    backend.train_job(backend.make_config("digits", "tiny"), folder)(ctx)   # the job's own messages (fake pipeline)
+    work.train_job(presets.make_config("digits", "tiny"), folder)(ctx)   # the job's own messages (fake pipeline)
     app_env["registry"]._jobs[job.id] = job
     owner = tab("train")
     assert "Cancel" in [b.label for b in owner.button]
-    view = tab("train", ws=None, view=backend.view_token(WS))
+    view = tab("train", ws=None, view=workspaces.view_token(WS))
     no_exception(view)
     assert "Cancel" not in [b.label for b in view.button]
     for at in (owner, view):             # the run's folder by its name: its path would name the workspace
