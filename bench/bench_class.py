@@ -30,8 +30,10 @@ from pathlib import Path
 
 if __package__:          # imported as bench.bench_class (tests/app/test_class_load.py) or python -m bench.bench_class
     from .demo_session import BenchError, demo_session, load_tests_browser, wait_for, wait_idle, workspace_runs
+    from .protocol_session import protocol_demo, protocol_switches
 else:                    # run as a script: bench/ is on sys.path, the repository root is not
     from demo_session import BenchError, demo_session, load_tests_browser, wait_for, wait_idle, workspace_runs
+    from protocol_session import protocol_demo, protocol_switches
 load_tests_browser()     # the tests' server and Chromium helpers (tests/browser.py), importable below
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, Server, browser_missing  # noqa: E402
 
@@ -81,9 +83,8 @@ async def switch_pages(browser, base_url: str, switches: list[float], stop: asyn
     await context.close()
 
 
-async def run_class(server: Server, sessions: int, distinct: bool, preset: str | None, timeout_s: float,
-                    probe: bool, arrival_s: float = ARRIVAL_S) -> dict:
-    from playwright.async_api import Error as PwError, async_playwright
+def class_queries(sessions: int, distinct: bool, preset: str | None) -> list[dict]:
+    """Each session's link: its own workspace, the preset, and with ``distinct`` its own seed."""
     tag = secrets.token_hex(3)
     queries = []
     for i in range(sessions):
@@ -93,6 +94,54 @@ async def run_class(server: Server, sessions: int, distinct: bool, preset: str |
         if distinct:
             q["seed"] = str(i)
         queries.append(q)
+    return queries
+
+
+def _relative(outcomes: list[dict], queries: list[dict], t0: float) -> list[dict]:
+    for o, q in zip(outcomes, queries):
+        o["workspace"] = q["ws"]
+        for k in ("started_at", "shown_at"):
+            if k in o:
+                o[k] = round(o[k] - t0, 1)
+    return outcomes
+
+
+async def run_class_protocol(server: Server, sessions: int, distinct: bool, preset: str | None,
+                             timeout_s: float, probe: bool, arrival_s: float = ARRIVAL_S) -> dict:
+    """The class with Streamlit-protocol visitors (bench/protocol_session.py) instead of browsers: the server's
+    work per visitor is the same, the browsers' rendering is not on the machine."""
+    queries = class_queries(sessions, distinct, preset)
+    memory: list[int] = []
+    switches: list[float] = []
+    stop = asyncio.Event()
+    sampler = asyncio.create_task(sample_memory(server.proc.pid, memory, stop))
+    prober = asyncio.create_task(protocol_switches(server.url, f"ws=probe{secrets.token_hex(4)}",
+                                                   ("runs", "learn"), switches, stop)) if probe else None
+    t0 = time.perf_counter()
+
+    async def one(i, q):
+        await asyncio.sleep(i * arrival_s)
+        try:
+            return await protocol_demo(server.url, "&".join(f"{k}={v}" for k, v in q.items()), timeout_s)
+        except (BenchError, OSError) as exc:
+            return {"workspace": q["ws"], "error": str(exc).splitlines()[0]}
+    outcomes = await asyncio.gather(*(one(i, q) for i, q in enumerate(queries)))
+    stop.set()
+    await sampler
+    probe_error = None
+    if prober:
+        try:
+            await prober
+        except (BenchError, OSError) as exc:
+            probe_error = str(exc).splitlines()[0]
+    return {"outcomes": _relative(outcomes, queries, t0), "memory_kib": memory, "switches": switches,
+            "probe_error": probe_error, "peak_kib": proc_kib(server.proc.pid, "VmHWM"), "clients": "protocol"}
+
+
+async def run_class(server: Server, sessions: int, distinct: bool, preset: str | None, timeout_s: float,
+                    probe: bool, arrival_s: float = ARRIVAL_S) -> dict:
+    from playwright.async_api import Error as PwError, async_playwright
+    queries = class_queries(sessions, distinct, preset)
     memory: list[int] = []
     switches: list[float] = []
     stop = asyncio.Event()
@@ -121,13 +170,8 @@ async def run_class(server: Server, sessions: int, distinct: bool, preset: str |
             except (BenchError, PwError) as exc:     # reported, and the class's numbers are kept
                 probe_error = str(exc).splitlines()[0]
         await browser.close()
-    for o, q in zip(outcomes, queries):
-        o["workspace"] = q["ws"]
-        for k in ("started_at", "shown_at"):
-            if k in o:
-                o[k] = round(o[k] - t0, 1)
-    return {"outcomes": outcomes, "memory_kib": memory, "switches": switches, "probe_error": probe_error,
-            "peak_kib": proc_kib(server.proc.pid, "VmHWM")}
+    return {"outcomes": _relative(outcomes, queries, t0), "memory_kib": memory, "switches": switches,
+            "probe_error": probe_error, "peak_kib": proc_kib(server.proc.pid, "VmHWM"), "clients": "browser"}
 
 
 def isolation(runs: Path, outcomes: list[dict]) -> dict:
@@ -151,8 +195,9 @@ def computed(runs: Path, outcomes: list[dict], name: str) -> int:
 
 
 def serve(sessions: int, distinct: bool, preset: str | None, timeout_s: float, probe: bool,
-          label: str, runs: Path | None = None) -> dict:
-    """A fresh server (empty runs folder and cache: ``runs``, default a new temporary folder) and the class."""
+          label: str, runs: Path | None = None, clients: str = "browser") -> dict:
+    """A fresh server (empty runs folder and cache: ``runs``, default a new temporary folder) and the class, its
+    visitors real browsers or Streamlit-protocol clients (``clients``)."""
     runs = runs or Path(tempfile.mkdtemp(prefix=f"ewe-bench-class-{label}-"))
     runs.mkdir(parents=True, exist_ok=True)
     env = {"EWE_APP_RUNS_DIR": str(runs), "EWE_CACHE_DIR": str(runs / ".ewe-cache"), "EWE_DATA_DIR": ""}
@@ -164,7 +209,8 @@ def serve(sessions: int, distinct: bool, preset: str | None, timeout_s: float, p
     server = Server(env=env, log=log)
     try:
         server.start(timeout=120)
-        got = asyncio.run(run_class(server, sessions, distinct, preset, timeout_s, probe))
+        visit = run_class_protocol if clients == "protocol" else run_class
+        got = asyncio.run(visit(server, sessions, distinct, preset, timeout_s, probe))
     finally:
         server.stop()
     got["isolation"] = isolation(runs, got["outcomes"])
@@ -181,7 +227,7 @@ def summary(got: dict) -> dict:
     shown = [o["shown_at"] for o in done]
     sw = sorted(got["switches"])
     q = statistics.quantiles(sw, n=20, method="inclusive") if len(sw) >= 2 else sw * 19
-    return {"sessions": len(got["outcomes"]), "with_verdict": len(done),
+    return {"clients": got.get("clients", "browser"), "sessions": len(got["outcomes"]), "with_verdict": len(done),
             "first_verdict_s": min(shown) if shown else None, "last_verdict_s": max(shown) if shown else None,
             "verdict_s_median": statistics.median(shown) if shown else None,
             "train_said_reused": sum(o.get("train_reused", False) for o in done),
@@ -201,19 +247,23 @@ def main() -> None:
     ap.add_argument("--preset", default=None, help="leave unset for the default demo; 'tiny' checks the script")
     ap.add_argument("--baseline", action="store_true", help="first, one session alone on its own server")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds allowed for each job")
+    ap.add_argument("--clients", choices=("browser", "protocol"), default="browser",
+                    help="real Chromium sessions, or clients of Streamlit's websocket protocol (no rendering: the "
+                         "server's load without thirty browsers on its cores)")
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON here")
     args = ap.parse_args()
     if args.sessions < 1:
         sys.exit("--sessions must be at least 1")
-    if browser_missing():
+    if args.clients == "browser" and browser_missing():
         sys.exit(f"cannot run: {browser_missing()}")
-    out: dict = {"cpus": os.cpu_count(), "preset": args.preset or "default", "distinct_seeds": args.distinct_seeds}
+    out: dict = {"cpus": os.cpu_count(), "preset": args.preset or "default", "distinct_seeds": args.distinct_seeds,
+                 "clients": args.clients}
     try:
         if args.baseline:
-            alone = serve(1, False, args.preset, args.timeout, False, "alone")
+            alone = serve(1, False, args.preset, args.timeout, False, "alone", clients=args.clients)
             out["alone"] = summary(alone)
             print(f"[alone] first verdict after {out['alone']['first_verdict_s']} s", flush=True)
-        got = serve(args.sessions, args.distinct_seeds, args.preset, args.timeout, True, "class")
+        got = serve(args.sessions, args.distinct_seeds, args.preset, args.timeout, True, "class", clients=args.clients)
     except (RuntimeError, TimeoutError) as exc:
         sys.exit(f"bench_class: the app did not start: {exc}")
     out["class"] = summary(got)

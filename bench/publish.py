@@ -189,12 +189,14 @@ def demo_times_block(demos: dict[str, dict]) -> str:
 
 
 def class_block(classes: dict[str, dict]) -> str:
-    """A class of browser sessions on one server (bench/bench_class.py)."""
+    """A class of sessions on one server (bench/bench_class.py): real browsers, or clients of Streamlit's protocol."""
     lines = []
     for name, d in classes.items():
         c, alone = d["class"], d.get("alone")
         kind = "different seeds" if d.get("distinct_seeds") else "the same default demo"
-        line = (f"- {name}: {c['sessions']} sessions ({kind}): {c['with_verdict']} showed a verdict, the first "
+        clients = ("Streamlit-protocol clients, no browser" if d.get("clients") == "protocol"
+                   else "real Chromium sessions")
+        line = (f"- {name}: {c['sessions']} sessions ({kind}; {clients}): {c['with_verdict']} showed a verdict, the first "
                 f"{c['first_verdict_s']:.0f} s and the last {c['last_verdict_s']:.0f} s after the class started")
         if alone and alone.get("first_verdict_s"):
             bar = alone["first_verdict_s"] + 30
