@@ -7,7 +7,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from ui.workspaces import claim_new_dir, upload_dir
+from ewe.results.runs import claim_new_dir
+from ui.workspaces import upload_dir
 
 
 class UploadError(ValueError):

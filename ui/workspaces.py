@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ewe.config import RunConfig
-from ewe.results.runs import Run
+from ewe.results.runs import Run, claim_new_dir
 from ewe.results.schema import RESULT_FILE
 from ui.naming import run_label
 
@@ -47,25 +47,6 @@ def run_cache():
 def new_run_dir(session: str, cfg: RunConfig, label: str | None = None) -> Path:
     stamp = stamp_now()
     return claim_new_dir(runs_root() / _safe(session) / f"{stamp}-{cfg.dataset}-{label or cfg.preset}-s{cfg.seed}")
-
-
-def claim_new_dir(path: Path) -> Path:
-    """Create and return a folder that did not exist: ``path``, else ``path-2``, ``path-3``, ... A run never
-    reuses a folder (two runs in one folder would mix their files). ``mkdir`` without ``exist_ok`` is the
-    atomic test, so two sessions or threads asking for the same name at once still get two folders.
-
-    The same loop as the CLI's default output folder (ewe.cli._new_default_out): it belongs in the library
-    (ewe.results.runs), for both to call."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    candidate, k = path, 1
-    while True:
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            k += 1
-            candidate = path.with_name(f"{path.name}-{k}")
 
 
 def _safe(text: str) -> str:

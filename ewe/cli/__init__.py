@@ -255,16 +255,8 @@ def _check_out(out: str, overwrite: bool) -> None:
 
 def _new_default_out(cfg) -> str:
     """runs/<dataset>-<preset>-s<seed>-<time>, with -2, -3, ... if a run started in the same second."""
-    base = Path("runs") / f"{cfg.dataset}-{cfg.preset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    base.parent.mkdir(parents=True, exist_ok=True)
-    path, k = base, 1
-    while True:
-        try:
-            path.mkdir()        # atomic: never a folder another run already took
-            return str(path)
-        except FileExistsError:
-            k += 1
-            path = base.with_name(f"{base.name}-{k}")
+    from ..results.runs import claim_new_dir
+    return str(claim_new_dir(Path("runs") / f"{cfg.dataset}-{cfg.preset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,22 @@ def load_run(run_dir: str | Path) -> dict:
     return Run.open(run_dir).as_dict()
 
 
+def claim_new_dir(path: str | Path) -> Path:
+    """Create and return a folder that did not exist: ``path``, else ``path-2``, ``path-3``, ... A run never
+    reuses a folder (two runs in one folder would mix their files). ``mkdir`` without ``exist_ok`` is the atomic
+    test, so two processes, sessions or threads asking for the same name at once still get two folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate, k = path, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            k += 1
+            candidate = path.with_name(f"{path.name}-{k}")
+
+
 def holds_run(folder: str | Path) -> bool:
     """True if ``folder`` already holds a run (finished or not): writing another there would mix the two."""
     folder = Path(folder)

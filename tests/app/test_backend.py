@@ -42,7 +42,8 @@ def test_run_folders_are_never_reused(tmp_path, monkeypatch):
     assert first != second and first.is_dir() and second.is_dir()
     assert second.name == first.name + "-2"
     (tmp_path / "me" / "taken-3").mkdir()      # an older folder that happens to own the next name
-    claimed = [workspaces.claim_new_dir(tmp_path / "me" / "taken") for _ in range(2)]
+    from ewe.results.runs import claim_new_dir
+    claimed = [claim_new_dir(tmp_path / "me" / "taken") for _ in range(2)]
     assert [p.name for p in claimed] == ["taken", "taken-2"]
 
 

@@ -154,3 +154,16 @@ def test_a_run_without_a_folder_keeps_its_parts_in_memory(tmp_path):
     run.write_json("predictions.json", {"sets": {}})
     assert run.result == {"models": {}} and run.predictions == {"sets": {}} and run.models_available == []
     assert Run.of(run) is run and Run.open(run) is run
+
+
+def test_claiming_a_folder_never_hands_out_one_taken(tmp_path):
+    """The CLI's and the app's new run folders (ewe.results.runs.claim_new_dir): the name, then -2, -3, ...; a
+    name taken meanwhile is skipped, and threads asking for one name at once get different folders."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ewe.results.runs import claim_new_dir
+    (tmp_path / "run-2").mkdir()
+    assert [claim_new_dir(tmp_path / "run").name for _ in range(2)] == ["run", "run-3"]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: claim_new_dir(tmp_path / "many"), range(16)))
+    assert len(set(got)) == 16 and all(p.is_dir() for p in got)
