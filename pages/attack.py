@@ -126,10 +126,10 @@ def live(j):
     ev = [e for e in ev if e.get("part", 0) == part]        # several thieves: the current one's epochs
     n = (part, sum(e.get("kind") == "epoch" for e in ev))
     a, b = st.columns(2)
-    a.plotly_chart(charts.cached((j.id, "t_acc", n), lambda: charts.metric_figure(
+    a.plotly_chart(charts.cached((reuse.computation_id(j), "t_acc", n), lambda: charts.metric_figure(
         ev, "accuracy", "Thief's accuracy", models=charts.THIEF_MODELS, y_title="test accuracy",
         x_title="extraction epoch")), key="t_acc")
-    b.plotly_chart(charts.cached((j.id, "t_wm", n), lambda: charts.metric_figure(
+    b.plotly_chart(charts.cached((reuse.computation_id(j), "t_wm", n), lambda: charts.metric_figure(
         ev, "watermark_success", "Watermark retained in the stolen copy", models=charts.THIEF_MODELS,
         y_title="labelled as target", x_title="extraction epoch")), key="t_wm")
 

@@ -128,7 +128,7 @@ def live(j):
     n = sum(e.get("kind") == "epoch" for e in ev)
 
     def fig(name, build):
-        return charts.cached((j.id, name, n), build)
+        return charts.cached((reuse.computation_id(j), name, n), build)
     a, b = st.columns(2)
     a.plotly_chart(fig("acc", lambda: charts.metric_figure(
         ev, "accuracy", "Clean accuracy", y_title="test accuracy", w_epochs=w_epochs)), key="acc")

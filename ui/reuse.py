@@ -64,6 +64,12 @@ def submit_attack(reg: JobRegistry, owner: str, run_dir: Path, kinds: list[dict[
     return _request(reg, owner, "attack", key, compute, run_dir, label, meta)
 
 
+def computation_id(job: Job) -> str:
+    """The computation a job shows: the shared one it follows, else its own. Everyone following one computation
+    sees the same live curves, so their figures are built once (ui.charts.cached keyed by this)."""
+    return job.meta.get("follows") or job.id
+
+
 def live_folder(reg: JobRegistry, job: Job) -> Path | None:
     """Where ``job``'s files are being written now: the shared computation's own folder while it follows one
     (its workspace folder gets them only when the computation ends), else the job's folder."""
