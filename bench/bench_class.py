@@ -106,24 +106,23 @@ def _relative(outcomes: list[dict], queries: list[dict], t0: float) -> list[dict
     return outcomes
 
 
-async def run_class_protocol(server: Server, sessions: int, distinct: bool, preset: str | None,
-                             timeout_s: float, probe: bool, arrival_s: float = ARRIVAL_S) -> dict:
-    """The class with Streamlit-protocol visitors (bench/protocol_session.py) instead of browsers: the server's
-    work per visitor is the same, the browsers' rendering is not on the machine."""
-    queries = class_queries(sessions, distinct, preset)
+async def _watched(server: Server, queries: list[dict], visit, probe, errors: tuple, clients: str,
+                   arrival_s: float) -> dict:
+    """The class's visits (``visit(i, query string)``, one per query, arriving ``arrival_s`` apart) while the
+    server's memory is sampled and, with ``probe(switches, stop)``, one more visitor switches pages; an error of
+    ``errors`` becomes that visit's outcome (or the probe's), and the class's other numbers are kept."""
     memory: list[int] = []
     switches: list[float] = []
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_memory(server.proc.pid, memory, stop))
-    prober = asyncio.create_task(protocol_switches(server.url, f"ws=probe{secrets.token_hex(4)}",
-                                                   ("runs", "learn"), switches, stop)) if probe else None
+    prober = asyncio.create_task(probe(switches, stop)) if probe else None
     t0 = time.perf_counter()
 
     async def one(i, q):
-        await asyncio.sleep(i * arrival_s)
+        await asyncio.sleep(i * arrival_s)          # the room opens the link within a few seconds
         try:
-            return await protocol_demo(server.url, "&".join(f"{k}={v}" for k, v in q.items()), timeout_s)
-        except (BenchError, OSError) as exc:
+            return await visit(i, "&".join(f"{k}={v}" for k, v in q.items()))
+        except errors as exc:
             return {"workspace": q["ws"], "error": str(exc).splitlines()[0]}
     outcomes = await asyncio.gather(*(one(i, q) for i, q in enumerate(queries)))
     stop.set()
@@ -132,46 +131,36 @@ async def run_class_protocol(server: Server, sessions: int, distinct: bool, pres
     if prober:
         try:
             await prober
-        except (BenchError, OSError) as exc:
+        except errors as exc:
             probe_error = str(exc).splitlines()[0]
     return {"outcomes": _relative(outcomes, queries, t0), "memory_kib": memory, "switches": switches,
-            "probe_error": probe_error, "peak_kib": proc_kib(server.proc.pid, "VmHWM"), "clients": "protocol"}
+            "probe_error": probe_error, "peak_kib": proc_kib(server.proc.pid, "VmHWM"), "clients": clients}
+
+
+async def run_class_protocol(server: Server, sessions: int, distinct: bool, preset: str | None,
+                             timeout_s: float, probe: bool, arrival_s: float = ARRIVAL_S) -> dict:
+    """The class with Streamlit-protocol visitors (bench/protocol_session.py) instead of browsers: the server's
+    work per visitor is the same, the browsers' rendering is not on the machine."""
+    def switching(switches, stop):
+        return protocol_switches(server.url, f"ws=probe{secrets.token_hex(4)}", ("runs", "learn"), switches, stop)
+    return await _watched(server, class_queries(sessions, distinct, preset),
+                          lambda i, query: protocol_demo(server.url, query, timeout_s),
+                          switching if probe else None, (BenchError, OSError), "protocol", arrival_s)
 
 
 async def run_class(server: Server, sessions: int, distinct: bool, preset: str | None, timeout_s: float,
                     probe: bool, arrival_s: float = ARRIVAL_S) -> dict:
     from playwright.async_api import Error as PwError, async_playwright
     queries = class_queries(sessions, distinct, preset)
-    memory: list[int] = []
-    switches: list[float] = []
-    stop = asyncio.Event()
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        sampler = asyncio.create_task(sample_memory(server.proc.pid, memory, stop))
-        prober = asyncio.create_task(switch_pages(browser, server.url, switches, stop)) if probe else None
         contexts = [await browser.new_context(viewport={"width": 1400, "height": 1600}) for _ in queries]
         pages = [await c.new_page() for c in contexts]
-        t0 = time.perf_counter()
-
-        async def one(i, page, q):
-            await asyncio.sleep(i * arrival_s)          # the room opens the link within a few seconds
-            try:
-                return await demo_session(page, server.url, "&".join(f"{k}={v}" for k, v in q.items()),
-                                          timeout_s)
-            except (BenchError, PwError) as exc:
-                return {"workspace": q["ws"], "error": str(exc).splitlines()[0]}
-        outcomes = await asyncio.gather(*(one(i, pg, q) for i, (pg, q) in enumerate(zip(pages, queries))))
-        stop.set()
-        await sampler
-        probe_error = None
-        if prober:
-            try:
-                await prober
-            except (BenchError, PwError) as exc:     # reported, and the class's numbers are kept
-                probe_error = str(exc).splitlines()[0]
+        got = await _watched(server, queries, lambda i, query: demo_session(pages[i], server.url, query, timeout_s),
+                             (lambda switches, stop: switch_pages(browser, server.url, switches, stop)) if probe
+                             else None, (BenchError, PwError), "browser", arrival_s)
         await browser.close()
-    return {"outcomes": _relative(outcomes, queries, t0), "memory_kib": memory, "switches": switches,
-            "probe_error": probe_error, "peak_kib": proc_kib(server.proc.pid, "VmHWM"), "clients": "browser"}
+    return got
 
 
 def isolation(runs: Path, outcomes: list[dict]) -> dict:

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -32,12 +31,11 @@ import torch
 from ewe import innocents
 from ewe.config import preset
 from ewe.data import digits, registry, splits
-from ewe.experiments import pipeline
 from ewe.malloc import apply_unless_disabled
-from publish import read_measured  # noqa: E402  (beside this script)
+from bench_precision import COPIES, one_run as precision_run  # noqa: E402  (beside this script)
+from publish import mean_sd, read_measured  # noqa: E402
 
 apply_unless_disabled()
-COPIES = {"defended": "extracted", "plain_watermark": "plain_extracted", "ablation_no_snnl": "ablation_extracted"}
 # variant -> (side, preset overrides)
 VARIANTS = {
     "side28": (28, {}),
@@ -56,29 +54,14 @@ def use_side(side: int) -> None:
 
 
 def one_run(cfg) -> dict:
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ewe-bench-digits-size-") as out:
-        result = pipeline.run(cfg, out)
-    if result.get("status") != "finished":
-        raise RuntimeError(f"seed {cfg.seed}: the run ended {result.get('status')!r}")
-    models, ver, sec = result["models"], result["verification"], result["seconds"]
-    return {"seed": cfg.seed, "wall_s": round(time.perf_counter() - t0, 2),
-            "train_s": sec.get("train_total"), "steal_s": sec.get("steal_total"),
-            "train_and_first_thief_s": round(sec.get("train_total", 0) + sec.get("steal_defended", 0), 2),
-            "accuracy": {n: models[n]["accuracy"] for n in (*COPIES, *COPIES.values(), "clean") if n in models},
-            "watermark_success": {n: models[n]["watermark_success"] for n in (*COPIES, *COPIES.values())
-                                  if n in models},
-            "p_value": {n: v["p_value"] for n, v in ver.items()},
-            "proven": {n: bool(v["proven"]) for n, v in ver.items()}}
+    """bench_precision's whole quick run, and the demo's bar: training plus the first thief."""
+    row = precision_run(cfg)
+    row.pop("precision", None)
+    row["train_and_first_thief_s"] = round(row["train_s"] + row["stages_s"].get("steal_defended", 0), 2)
+    return row
 
 
 def summary(rows: list[dict], variants: list[str]) -> None:
-    def ms(values, scale=1.0, digits_=3):
-        values = [v * scale for v in values if v is not None]
-        if not values:
-            return "—"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.{digits_}f} ± {sd:.{digits_}f}"
     for v in variants:
         pops = [r for r in rows if r["variant"] == v and r.get("kind") == "population"]
         rs = sorted((r for r in rows if r["variant"] == v and r.get("kind") == "run"), key=lambda r: r["seed"])
@@ -86,15 +69,15 @@ def summary(rows: list[dict], variants: list[str]) -> None:
             continue
         print(f"\n{v}: {len(rs)} victim seeds ({', '.join(str(r['seed']) for r in rs)})"
               + (f"; population of {pops[-1]['models']} models built in {pops[-1]['seconds']:.1f} s" if pops else ""))
-        print(f"  run {ms([r['wall_s'] for r in rs], digits_=1)} s; train + first thief "
-              f"{ms([r['train_and_first_thief_s'] for r in rs], digits_=1)} s")
+        print(f"  run {mean_sd([r['wall_s'] for r in rs])} s; train + first thief "
+              f"{mean_sd([r['train_and_first_thief_s'] for r in rs])} s")
         for victim, copy in COPIES.items():
-            print(f"  {victim:<17} accuracy {ms([r['accuracy'].get(victim) for r in rs], 100, 1)} %  "
-                  f"watermark {ms([r['watermark_success'].get(victim) for r in rs], 100, 1)} %")
-            print(f"  {copy:<17} accuracy {ms([r['accuracy'].get(copy) for r in rs], 100, 1)} %  "
-                  f"watermark {ms([r['watermark_success'].get(copy) for r in rs], 100, 1)} %  proven "
+            print(f"  {victim:<17} accuracy {mean_sd([r['accuracy'].get(victim) for r in rs], scale=100)} %  "
+                  f"watermark {mean_sd([r['watermark_success'].get(victim) for r in rs], scale=100)} %")
+            print(f"  {copy:<17} accuracy {mean_sd([r['accuracy'].get(copy) for r in rs], scale=100)} %  "
+                  f"watermark {mean_sd([r['watermark_success'].get(copy) for r in rs], scale=100)} %  proven "
                   f"{sum(r['proven'].get(copy, False) for r in rs)}/{len(rs)}")
-        print(f"  clean model accuracy {ms([r['accuracy'].get('clean') for r in rs], 100, 1)} %; independent "
+        print(f"  clean model accuracy {mean_sd([r['accuracy'].get('clean') for r in rs], scale=100)} %; independent "
               f"clean model proven {sum(r['proven'].get('clean', False) for r in rs)}/{len(rs)}")
 
 

@@ -259,14 +259,8 @@ def stages_block(runs: dict[str, dict]) -> str:
 
 def precision_block(rows_by_dataset: dict[str, list[dict]]) -> str:
     """The run's own models in fp32 against bf16 autocast, paired by victim seed (bench/bench_precision.py)."""
-    import statistics
 
-    def ms(values, digits=1, scale=1.0):
-        values = [scale * v for v in values if v is not None]
-        if not values:
-            return "—"
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    ms = mean_sd
     lines = ["| dataset (quick) | precision | victim seeds | run, s | EWE victim accuracy, % | EWE copy accuracy, % "
              "| EWE copy watermark, % | copies proven (EWE / classic / ablation) | independent clean proven |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -312,10 +306,7 @@ def digits_size_block(found: dict[str, list[dict]]) -> str:
     """The digits demo at smaller sides or with fewer epochs, each with its own population (bench/bench_digits_size.py)."""
     import statistics
 
-    def ms(values, scale=1.0, digits=1):
-        values = [scale * v for v in values if v is not None]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
+    ms = mean_sd
     from ewe.config import preset
     quick = preset("digits", "quick")      # a variant's line names only what it changed
     rows = [r for rs in found.values() for r in rs]
@@ -335,10 +326,10 @@ def digits_size_block(found: dict[str, list[dict]]) -> str:
         pop = f"{pops[-1]['seconds']:.0f} ({pops[-1]['models']} models)" if pops else "—"
         lines.append(f"| {variant} | {first['side']} x {first['side']} | {epochs} | {pop} | "
                      f"{ms([r['wall_s'] for r in runs])} | {ms([r['train_and_first_thief_s'] for r in runs])} | "
-                     f"{ms([r['accuracy'].get('clean') for r in runs], 100)} | "
-                     f"{ms([r['accuracy'].get('defended') for r in runs], 100)} | "
-                     f"{ms([r['accuracy'].get('extracted') for r in runs], 100)} | "
-                     f"{ms([r['watermark_success'].get('extracted') for r in runs], 100)} | {proven} | "
+                     f"{ms([r['accuracy'].get('clean') for r in runs], scale=100)} | "
+                     f"{ms([r['accuracy'].get('defended') for r in runs], scale=100)} | "
+                     f"{ms([r['accuracy'].get('extracted') for r in runs], scale=100)} | "
+                     f"{ms([r['watermark_success'].get('extracted') for r in runs], scale=100)} | {proven} | "
                      f"{sum(r['proven'].get('clean', False) for r in runs)}/{len(runs)} |")
     mean = lambda variant, get: statistics.mean(get(r) for r in rows if r["variant"] == variant and r["kind"] == "run")  # noqa: E731
     pop_s = {r["variant"]: r["seconds"] for r in rows if r["kind"] == "population"}
@@ -372,6 +363,16 @@ def ray_block(d: dict) -> str:
     lines.append(f"- Ray / threads, wall clock for all {d['runs']}: **{d['ray_over_threads']:.2f}** (both on the same "
                  f"{d['cpus']} cores)")
     return "\n".join(lines)
+
+
+def mean_sd(values, digits: int = 1, scale: float = 1.0) -> str:
+    """``mean ± sd`` of the values given (None left out), each times ``scale``; "—" when there is none."""
+    import statistics
+    values = [scale * v for v in values if v is not None]
+    if not values:
+        return "—"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}"
 
 
 def read_measured(path: Path):

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ewe.results.runs import Run
-from ewe.results.schema import TRIGGERS_FILE
+from ui.judging import load_triggers
 
 SPEECH = "speech-commands"
 PATCH = 3
@@ -181,16 +181,6 @@ def spectrogram_figure(features: Any, patch: Sequence[int] | None = None, title:
 
 # ------------------------------------------------------------------------------------- run triggers
 
-def _load_triggers(run_dir: Path) -> dict | None:
-    run = Run(run_dir)
-    if not run.has(TRIGGERS_FILE):
-        return None
-    try:
-        return run.triggers()
-    except Exception:
-        return None
-
-
 def trigger_features(run_dir: str | os.PathLike, index: int = 0, which: str = "heldout"):
     """``(features [1, time, mel] tensor, patch [row, col] | None)`` of one trigger of a speech run, or
     None (not a speech run, no triggers.pt yet, index out of range)."""
@@ -200,7 +190,7 @@ def trigger_features(run_dir: str | os.PathLike, index: int = 0, which: str = "h
     cfg = _part(run_dir, "saved")
     if cfg.get("dataset") != SPEECH:
         return None
-    tensors = _load_triggers(run_dir)
+    tensors = load_triggers(run_dir)
     if not tensors or which not in tensors:
         return None
     x = tensors[which]
