@@ -45,7 +45,7 @@ scorer (fewer when the test set is small), m of each are held out for the test.
 Who is accused. By construction DI asks "was this model trained on (knowledge of) the owner's points?";
 an independent model trained on the same points answers yes. On datasets without a training subset (digits)
 the run's independent clean model and the innocent population are trained on exactly the owner's training
-set; with one (the quick MNIST presets' ``train_size``) each draws its own subset of the task's data: see bench/bench_dataset_inference.py for what the lab measured.
+set; with one (the quick MNIST presets' ``train_size``) each draws its own subset of the task's data: see ``bench/demo_reliability.py --di-independents`` and docs/RESULTS.md for what the lab measured.
 """
 from __future__ import annotations
 
