@@ -193,9 +193,9 @@ TINY = dict(epochs=1, w_epochs=1, maxiter=1, n_triggers=64, n_heldout=32, extrac
             train_size=256, test_size=128, batch_size=32, query_draws=40, innocents=4)
 
 
-def tiny(dataset: str, **overrides: Any) -> RunConfig:
-    """The TINY configuration of ``dataset`` with ``overrides``, validated."""
-    return preset(dataset, "quick", **{**TINY, **overrides}).replace(preset="custom")
+def tiny(dataset: str, *, limits: dict[str, float] | None = None, **overrides: Any) -> RunConfig:
+    """The TINY configuration of ``dataset`` with ``overrides``, validated (``limits``: see ``validate``)."""
+    return preset(dataset, "quick", limits=limits, **{**TINY, **overrides}).replace(preset="custom")
 
 
 def preset_values(dataset: str, name: str = "quick") -> dict[str, Any]:
@@ -212,8 +212,10 @@ def preset_values(dataset: str, name: str = "quick") -> dict[str, Any]:
     return values
 
 
-def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
-    """The named preset for a dataset, with overrides applied and everything validated."""
+def preset(dataset: str, name: str = "quick", *, limits: dict[str, float] | None = None,
+           **overrides: Any) -> RunConfig:
+    """The named preset for a dataset, with overrides applied and everything validated (``limits``: the
+    caller's upper bounds, see ``validate``)."""
     values = preset_values(dataset, name)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     # an alias in the overrides wins over the preset's own value of the same setting
@@ -223,7 +225,7 @@ def preset(dataset: str, name: str = "quick", **overrides: Any) -> RunConfig:
         values.pop("kappa", None)
     values.update(overrides)
     values["dataset"], values["preset"] = dataset, name
-    return from_dict(values)
+    return from_dict(values, limits=limits)
 
 
 SAVED_NOTES = ("effective",)   # what a run folder's config.json holds beside RunConfig's fields (derived values)
@@ -235,7 +237,7 @@ def saved_config(saved: dict[str, Any], check: bool = True, **overrides: Any) ->
     return from_dict({**{k: v for k, v in saved.items() if k not in SAVED_NOTES}, **overrides}, check=check)
 
 
-def from_dict(values: dict[str, Any], check: bool = True) -> RunConfig:
+def from_dict(values: dict[str, Any], check: bool = True, limits: dict[str, float] | None = None) -> RunConfig:
     """Build a config from a dict (a preset, a saved config.json or CLI overrides).
 
     ``check=False`` skips ``validate`` (which imports torch for the model names): for readers of stored
@@ -264,11 +266,9 @@ def from_dict(values: dict[str, Any], check: bool = True) -> RunConfig:
     if isinstance(values.get("schemes"), str):    # a CLI or form value: "defended,mea_defender"
         values["schemes"] = [values["schemes"]]
     if values.get("schemes") is not None:
-        # names are checked against the scheme registry by ewe.watermarks.schemes.check_schemes (the
-        # pipeline, before anything is written; this bottom layer does not import the registry)
         values["schemes"] = [n.strip() for v in values["schemes"] for n in str(v).split(",") if n.strip()]
     cfg = RunConfig(**values)
-    return validate(cfg) if check else cfg
+    return validate(cfg, limits) if check else cfg
 
 
 def _three(value: Any, name: str) -> list[float]:
@@ -294,8 +294,12 @@ def run_thief_seed(seed: int, thief_seed: int | None = None) -> int:
     return int(seed) + 20_000 if thief_seed is None else int(thief_seed)
 
 
-def validate(cfg: RunConfig) -> RunConfig:
-    """Check every parameter and combination; raise ConfigError naming every setting to change (one line)."""
+def validate(cfg: RunConfig, limits: dict[str, float] | None = None) -> RunConfig:
+    """Check every parameter and combination; raise ConfigError naming every setting to change (one line).
+
+    ``limits``: upper bounds a caller imposes beyond what the method needs, by field name (a shared server
+    keeps a typed 10,000 epochs from holding its queue: the app's ``ui.state.LIMITS``); a list field's
+    largest value is checked."""
     problems: list[str] = []
 
     def need(ok: bool, message: str) -> None:
@@ -382,6 +386,16 @@ def validate(cfg: RunConfig) -> RunConfig:
          "reference recorded are not part of the 10-keyword data")
     need(cfg.dataset == "speech-commands" or cfg.model not in ("lstm", "audio_cnn"),
          f"model {cfg.model!r} is for speech-commands; image datasets use 'conv2'")
+    if cfg.schemes is not None:
+        from .watermarks.schemes import check_schemes  # late import: the registry imports the models
+        try:
+            check_schemes(cfg.schemes)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    for name, most in (limits or {}).items():
+        value = getattr(cfg, name)
+        value = max(value) if isinstance(value, list) else value
+        need(value <= most, f"{name} is at most {most:g} here, got {value:g}")
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

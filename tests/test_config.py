@@ -33,6 +33,7 @@ def test_aliases_and_scalars():
     (dict(target=12), "target class"), (dict(metric="manhattan"), "metric"),
     (dict(kappa=[1, 2]), "three"), (dict(model="resnet99"), "unknown model"),
     (dict(bogus=1), "unknown setting"), (dict(thief_seed=-1), "thief_seed"),
+    (dict(schemes=["defended", "bogus"]), "unknown scheme 'bogus'"), (dict(schemes="defended,defended"), "twice"),
 ])
 def test_bad_values_say_what_to_change(change, words):
     with pytest.raises(ConfigError, match=words):
@@ -70,3 +71,15 @@ def test_saved_config_reads_a_run_folders_config_json():
     assert saved_config(saved, extract_labels="hard", seed=3) == cfg.replace(extract_labels="hard", seed=3)
     old = {k: v for k, v in saved.items() if k != "precision"}
     assert cfg.precision == "auto" and saved_config(old).precision == "fp32"
+
+
+def test_a_callers_limits_are_checked_with_the_rest():
+    """A shared server's upper bounds (the app's) are validate's too: named with every other problem, a
+    list field by its largest value; without limits the same values pass."""
+    big = dict(epochs=500, temperature=[1.0, 2.0, 20_000.0])
+    assert preset("digits", "quick", **big).epochs == 500
+    with pytest.raises(ConfigError) as err:
+        preset("digits", "quick", limits={"epochs": 200, "temperature": 10_000.0}, ratio=0, **big)
+    message = str(err.value)
+    assert message.startswith("3 settings need a change: ")
+    assert "epochs is at most 200 here, got 500" in message and "temperature is at most 10000 here, got 20000" in message

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from ewe.config import PRESETS, TINY, RunConfig, preset, preset_values, tiny
-from ewe.watermarks.schemes import check_schemes
 from ui.naming import PRETTY
 
 
@@ -25,13 +24,17 @@ def default_dataset() -> str:
     return "mnist" if os.environ.get("EWE_DATA_DIR") else "digits"
 
 
+# upper bounds of the app's settings, beyond what the method needs: a shared server keeps one typed 10,000
+# epochs from holding everyone's queue (checked by RunConfig.validate, which names them; a command line has none)
+LIMITS = {"temperature": 10_000.0, "kappa": 100.0, "epochs": 200, "w_epochs": 200.0}
+
+
 def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
-    """The preset with the user's overrides, validated (raises ConfigError saying what to change). "tiny" is
-    ewe.config.TINY, not a library preset: its run folder says "custom"."""
-    cfg = tiny(dataset, **overrides) if preset_name == "tiny" else preset(dataset, preset_name, **overrides)
-    if cfg.schemes is not None:          # the scheme names too, here and not only when the run starts
-        check_schemes(cfg.schemes)
-    return cfg
+    """The preset with the user's overrides, validated with the app's LIMITS (raises ConfigError saying what to
+    change). "tiny" is ewe.config.TINY, not a library preset: its run folder says "custom"."""
+    if preset_name == "tiny":
+        return tiny(dataset, limits=LIMITS, **overrides)
+    return preset(dataset, preset_name, limits=LIMITS, **overrides)
 
 
 def preset_defaults(dataset: str, preset_name: str) -> dict[str, Any]:

@@ -29,16 +29,16 @@ SCHEME_SETTINGS = {s.name: s.setting for s in SCHEMES.values() if s.setting}   #
 SCHEME_FIELDS = ("schemes", *SCHEME_SETTINGS.values())
 FIELDS = SHARED + TRAIN + SCHEME_FIELDS
 
-# widget ranges: (parse, min, max); the widgets use the same bounds
+# a URL's values: (parse, min, max); the upper bounds of the config's settings are the app's LIMITS
 RANGES: dict[str, tuple[Callable[[str], Any], float | None, float | None]] = {
     "seed": (int, 0, 2**31 - 1),
-    "tau": (float, 0.0, 10_000.0),
+    "tau": (float, 0.0, presets.LIMITS["temperature"]),
     "ratio": (float, 0.0, 100.0),
-    "kappa": (float, 0.0, 100.0),
+    "kappa": (float, 0.0, presets.LIMITS["kappa"]),
     "source": (int, 0, 9),
     "target": (int, 0, 9),
-    "epochs": (int, 0, 200),
-    "w_epochs": (float, 0.0, 200.0),
+    "epochs": (int, 0, presets.LIMITS["epochs"]),
+    "w_epochs": (float, 0.0, presets.LIMITS["w_epochs"]),
     "dawn_rate": (float, 0.0, 0.5),
     "mbw_eps": (float, 0.0, 0.5),
     "di_samples": (int, 2, 10_000),

@@ -47,6 +47,7 @@ def test_bad_query_params_are_reported_and_replaced(app_env):
     ("tau", 0.0, "temperature must be positive"),
     ("ratio", 0.0, "ratio"),
     ("w_epochs", 0.0, "w_epochs"),
+    ("epochs", 500, "epochs is at most 200 here, got 500"),       # the app's limit (ui.presets.LIMITS)
 ])
 def test_train_rejects_impossible_values(app_env, field, value, message):
     at = page("train")
