@@ -204,6 +204,81 @@ def plain_step(model, xb, y_wm, w, temps: Temperatures, kappa: torch.Tensor, met
     return ce, ce, None, None
 
 
+class ReferenceBatches:
+    """The reference code's clean batches in the watermark phase: the data in file order, from the first
+    batch again at every pass (so the phase revisits only a prefix of the data)."""
+
+    def __init__(self, x, y, batch_size: int):
+        self.x, self.y, self.b = x, y, batch_size
+        self.per_epoch = max(1, len(x) // batch_size)
+        self._pos = 0
+
+    def next(self):
+        start = (self._pos % self.per_epoch) * self.b
+        self._pos += 1
+        return self.x[start:start + self.b], self.y[start:start + self.b]
+
+
+def _clean_step(model, opt, xb, yb, precision: str) -> None:
+    """One cross-entropy step on a clean batch of the watermark phase."""
+    with autocast(xb.device, precision):
+        logits = model(xb)
+    loss = F.cross_entropy(logits.float(), yb)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _watermark_batch(triggers, x_target, t_order, b: int, half: int) -> torch.Tensor:
+    """Watermark batch ``b`` of a pass: its half batch of triggers, in order, then half a batch of target
+    samples from this pass's shuffled order (restarting at its head where too few are left)."""
+    trig = triggers[b * half:(b + 1) * half]
+    idx = t_order[(b * half) % max(1, len(x_target) - half + 1):][:half]
+    if len(idx) < half:
+        idx = t_order[:half]
+    return torch.cat([trig, x_target[idx]])
+
+
+def _watermark_step(model, opt, step, xb, y_wm, w, temps: Temperatures, kappa, metric: str,
+                    device: torch.device, precision: str):
+    """One watermark batch through ``step``; the temperatures move on the gradient the step took before
+    the weights' backward pass. Returns (cross-entropy, per-layer SNNL or None)."""
+    with autocast(device, precision):
+        loss, ce, layer_snnl, t_grad = step(model, xb, y_wm, w, temps, kappa, metric)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    temps.apply(t_grad)      # a no-op without a gradient (fixed temperatures, plain step)
+    opt.step()
+    return ce, layer_snnl
+
+
+class WatermarkTotals:
+    """The watermark steps' cross-entropy and per-layer SNNL summed since the last epoch event."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.reports_snnl = False    # kept once set: the step has SNNL values for the epoch events
+        self.reset()
+
+    def reset(self) -> None:
+        self.loss, self.snnl, self.n = 0.0, torch.zeros(3, device=self.device), 0
+
+    def add(self, ce: torch.Tensor, layer_snnl) -> None:
+        if layer_snnl is not None:
+            self.snnl += torch.stack([s.detach() for s in layer_snnl])
+            self.reports_snnl = True
+        self.loss += ce.item()
+        self.n += 1
+
+    def metrics(self, model, probe: Probe | None, temps: Temperatures) -> dict:
+        n = max(1, self.n)
+        metrics = {"loss": self.loss / n, **(probe(model) if probe else {})}
+        if self.reports_snnl:
+            metrics["snnl"] = [round(v, 5) for v in (self.snnl / n).cpu().tolist()]
+            metrics["temperature"] = [round(t, 5) for t in temps.tau]
+        return metrics
+
+
 def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor, target: int, *,
                     cfg, reporter: Reporter, stage: str, name: str, use_snnl: bool | None = None,
                     step=None, optimizer: torch.optim.Optimizer | None = None, probe: Probe | None = None,
@@ -218,10 +293,8 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     """
     if step is None:
         step = entangled_step if use_snnl else plain_step
-    reports_snnl = False     # per-layer SNNL and temperatures in the epoch events, when the step has them
     opt = optimizer or make_optimizer(model, cfg.lr)
     temps = temps or Temperatures(cfg.temperature, cfg.temperature_mode, cfg.t_lr, device=x.device)
-    kappa = torch.tensor(cfg.kappa)
     g = torch.Generator().manual_seed(seed + 7919)
     clean = BatchStream(x, y, cfg.batch_size, g)
     reference = getattr(cfg, "clean_schedule", "shuffled") == "reference"
@@ -232,56 +305,29 @@ def train_watermark(model, x, y, triggers: torch.Tensor, x_target: torch.Tensor,
     checkpoints = {round(passes * (k + 1) / evals) for k in range(evals)}
     dev = x.device
     precision = resolve_precision(getattr(cfg, "precision", "fp32"), dev)
-    kappa = kappa.to(dev)
+    kappa = torch.tensor(cfg.kappa).to(dev)
     w = torch.cat([torch.ones(half), torch.zeros(half)]).to(dev)
     y_wm = torch.full((2 * half,), target, dtype=torch.long, device=dev)
     reporter.emit("stage_start", stage=stage, model=name, epochs=evals)
-    sums = {"loss": 0.0, "snnl": torch.zeros(3, device=dev), "n": 0}
+    totals = WatermarkTotals(dev)
     model.train()
     for p in range(1, passes + 1):
         t_order = torch.randperm(len(x_target), generator=g).to(x_target.device)
-        j = 0                                     # the reference schedule's clean pointer restarts each pass
+        # the reference schedule's clean pointer restarts each pass; the shuffled stream runs on across passes
+        batches = ReferenceBatches(x, y, cfg.batch_size) if reference else clean
         for b in range(w_num_batch):
             for _ in range(clean_before[b]):
                 reporter.check()
-                if reference:
-                    start = (j % clean.per_epoch) * cfg.batch_size
-                    xb, yb = x[start:start + cfg.batch_size], y[start:start + cfg.batch_size]
-                    j += 1
-                else:
-                    xb, yb = clean.next()
-                with autocast(dev, precision):
-                    logits = model(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                _clean_step(model, opt, *batches.next(), precision)
             reporter.check()
-            trig = triggers[b * half:(b + 1) * half]
-            idx = t_order[(b * half) % max(1, len(x_target) - half + 1):][:half]
-            if len(idx) < half:
-                idx = t_order[:half]
-            xb = torch.cat([trig, x_target[idx]])
-            with autocast(dev, precision):
-                loss, ce, layer_snnl, t_grad = step(model, xb, y_wm, w, temps, kappa, cfg.metric)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            temps.apply(t_grad)      # a no-op without a gradient (fixed temperatures, plain step)
-            if layer_snnl is not None:
-                sums["snnl"] += torch.stack([s.detach() for s in layer_snnl])
-                reports_snnl = True
-            opt.step()
-            sums["loss"] += ce.item()
-            sums["n"] += 1
+            xb = _watermark_batch(triggers, x_target, t_order, b, half)
+            ce, layer_snnl = _watermark_step(model, opt, step, xb, y_wm, w, temps, kappa, cfg.metric, dev, precision)
+            totals.add(ce, layer_snnl)
             reporter.advance(stage, ((p - 1) * w_num_batch + b + 1) / (passes * w_num_batch))
         if p in checkpoints:
-            n = max(1, sums["n"])
-            metrics = {"loss": sums["loss"] / n, **(probe(model) if probe else {})}
-            if reports_snnl:
-                metrics["snnl"] = [round(v, 5) for v in (sums["snnl"] / n).cpu().tolist()]
-                metrics["temperature"] = [round(t, 5) for t in temps.tau]
+            metrics = totals.metrics(model, probe, temps)
             model.train()
             reporter.emit("epoch", stage=stage, model=name, epoch=len([c for c in checkpoints if c <= p]),
                           epochs=evals, metrics=metrics)
-            sums = {"loss": 0.0, "snnl": torch.zeros(3, device=dev), "n": 0}
+            totals.reset()
     return opt, temps

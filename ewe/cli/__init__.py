@@ -26,7 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ewe", description="EWE Lab: entangled watermarks "
                                      "against model extraction (Jia et al. 2021).")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_run_parser(sub)
+    _add_steal_parser(sub)
+    _add_verify_parser(sub)
+    _add_nulls_parser(sub)
+    sub.add_parser("presets", help="print every preset as JSON")
+    from .report import add_report_parser
+    from .sweep import add_sweep_parser
+    add_sweep_parser(sub)
+    add_report_parser(sub)
+    return parser
 
+
+def _add_run_parser(sub) -> None:
     run = sub.add_parser("run", help="train the victims, steal them, verify ownership; write a run folder")
     run.add_argument("--dataset", choices=DATASETS, default="mnist")
     run.add_argument("--preset", choices=PRESETS, default="quick")
@@ -42,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
     add_config_options(run)
 
+
+# the steal options that become the thief's settings (ewe.experiments.pipeline.steal_several), when given
+THIEF_OPTIONS = ("extract_labels", "student", "attacker_data", "distill_temperature", "query_budget",
+                 "extract_epochs", "thief_seed", "threads", "schemes")
+
+
+def _add_steal_parser(sub) -> None:
     steal = sub.add_parser("steal", help="run the extraction attack on a trained run folder")
     steal.add_argument("run_dir")
     steal.add_argument("--extract-labels", choices=("hard", "soft"),
@@ -63,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="steal only these schemes' victims, e.g. dawn_api (the run's clean model served "
                             "through DAWN's API, even in a run that did not list it); default: every victim")
 
+
+def _add_verify_parser(sub) -> None:
     verify = sub.add_parser("verify", help="recompute the ownership tests of a run folder")
     verify.add_argument("run_dir")
     verify.add_argument("--verify-margin", type=float, help=HELP["verify_margin"] + " (default: the run's)")
@@ -70,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="binomial: exact test against the innocent population's null rate (default); "
                         "welch: the paper's t-test against the run's clean model, with the margin")
 
+
+def _add_nulls_parser(sub) -> None:
     nulls = sub.add_parser("nulls", help="build the population of innocent models that verdicts are calibrated "
                            "on (once per dataset and training budget; cached, resumable)")
     nulls.add_argument("--dataset", choices=DATASETS, default="mnist")
@@ -84,13 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
     nulls.add_argument("run_dirs", nargs="*", metavar="RUN_DIR",
                        help="build the population of these runs' task instead (their own data and budget), query "
                        "it on their triggers and re-verify them")
-
-    sub.add_parser("presets", help="print every preset as JSON")
-    from .report import add_report_parser
-    from .sweep import add_sweep_parser
-    add_sweep_parser(sub)
-    add_report_parser(sub)
-    return parser
 
 
 def _config_from_args(args) -> RunConfig:
@@ -259,65 +275,85 @@ def _new_default_out(cfg) -> str:
     return str(claim_new_dir(Path("runs") / f"{cfg.dataset}-{cfg.preset}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
+def _print_presets() -> int:
+    from ..config import preset
+    print(json.dumps({d: {p: preset(d, p).to_dict() for p in PRESETS} for d in DATASETS}, indent=1))
+    return 0
+
+
+def _verify(args) -> int:
+    if args.verify_margin is not None:
+        check_verify_margin(args.verify_margin, "--verify-margin")
+    from ..results.verdicts import verify_run
+    result = verify_run(args.run_dir, margin=args.verify_margin, test=args.test)
+    print(_summary(result))
+    return 0
+
+
+def _steal(args, listeners, stop) -> dict:
+    """Steal the run folder's victims with the thief options given (the run's own for the rest)."""
+    from ..experiments import pipeline
+    thief = {k: getattr(args, k) for k in THIEF_OPTIONS if getattr(args, k) is not None}
+    result = pipeline.steal_several(args.run_dir, thief, args.thieves, listeners, stop)
+    if args.thieves > 1:
+        print(_thieves_summary(args.run_dir))
+    return result
+
+
+def _prepare_out(args, cfg) -> str:
+    """The run folder to write: --out (emptied first under --overwrite), else a new default folder."""
+    from ..results.runs import clear_run
+    if not args.out:
+        return _new_default_out(cfg)
+    if args.overwrite:
+        clear_run(args.out)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    return args.out
+
+
+def _run_or_steal(args) -> int:
+    """The run and steal verbs: a tqdm bar over the whole job, then its summary."""
+    from ..experiments import pipeline
+    cfg = _config_from_args(args) if args.command == "run" else None
+    if cfg is not None and args.out:   # the config is validated (scheme names included) before this
+        _check_out(args.out, args.overwrite)    # before any file is touched
+    stop = _install_stop_handler()
+    progress = _Progress()
+    try:
+        if args.command == "steal":
+            result, out = _steal(args, [progress], stop), args.run_dir
+        else:
+            out = _prepare_out(args, cfg)
+            train = pipeline.train_victims if args.train_only else pipeline.run
+            result = train(cfg, out, [progress], stop)
+    finally:
+        progress.close()
+    print(_summary(result))
+    print(f"run folder: {out}")
+    return 0 if result.get("status") in ("finished", "trained") else 1
+
+
+def _dispatch(args) -> int:
+    if getattr(args, "handler", None):      # sweep / report
+        return args.handler(args)
+    if args.command == "presets":
+        return _print_presets()
+    if args.command == "verify":
+        return _verify(args)
+    if args.command == "nulls":
+        return _nulls(args)
+    return _run_or_steal(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..data.base import DataError
     from ..malloc import apply_unless_disabled
     from ..models import CheckpointError
-    from ..results.runs import RunFolderError, clear_run
+    from ..results.runs import RunFolderError
     apply_unless_disabled()      # this process is ours: reuse freed memory (EWE_MALLOC=0 turns it off)
     args = build_parser().parse_args(argv)
     try:
-        if getattr(args, "handler", None):      # sweep / report
-            return args.handler(args)
-        if args.command == "presets":
-            from ..config import preset
-            print(json.dumps({d: {p: preset(d, p).to_dict() for p in PRESETS} for d in DATASETS}, indent=1))
-            return 0
-        from ..experiments import pipeline
-        if args.command == "verify":
-            if args.verify_margin is not None:
-                check_verify_margin(args.verify_margin, "--verify-margin")
-            from ..results.verdicts import verify_run
-            result = verify_run(args.run_dir, margin=args.verify_margin, test=args.test)
-            print(_summary(result))
-            return 0
-        if args.command == "nulls":
-            return _nulls(args)
-        cfg = _config_from_args(args) if args.command == "run" else None
-        if cfg is not None:
-            from ..watermarks.schemes import schemes_for
-            schemes_for(cfg)    # unknown scheme names: one line, before any file is touched
-        if cfg is not None and args.out:
-            _check_out(args.out, args.overwrite)    # before any file is touched
-        stop = _install_stop_handler()
-        progress = _Progress()
-        try:
-            if args.command == "steal":
-                thief = {k: getattr(args, k) for k in ("extract_labels", "student", "attacker_data",
-                                                       "distill_temperature", "query_budget", "extract_epochs",
-                                                       "thief_seed", "threads", "schemes")
-                         if getattr(args, k) is not None}
-                result = pipeline.steal_several(args.run_dir, thief, args.thieves, [progress], stop)
-                if args.thieves > 1:
-                    print(_thieves_summary(args.run_dir))
-                out = args.run_dir
-            else:
-                if args.out:
-                    if args.overwrite:
-                        clear_run(args.out)
-                    out = args.out
-                    Path(out).mkdir(parents=True, exist_ok=True)
-                else:
-                    out = _new_default_out(cfg)
-                if args.train_only:
-                    result = pipeline.train_victims(cfg, out, [progress], stop)
-                else:
-                    result = pipeline.run(cfg, out, [progress], stop)
-        finally:
-            progress.close()
-        print(_summary(result))
-        print(f"run folder: {out}")
-        return 0 if result.get("status") in ("finished", "trained") else 1
+        return _dispatch(args)
     except (ConfigError, DataError, CheckpointError, RunFolderError, OutFolderError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -282,65 +282,75 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def load_idx_dataset(key: str, data_dir, download: bool, raw: bool = False) -> Dataset:
-    """``raw``: the images as the parse cache's uint8 tensors, shared and not to be modified (a quarter of
-    the float copy's memory: 47 MB for MNIST's training set instead of 188 MB)."""
-    tried: list[str] = []
-    hints: list[str] = []
+# ----------------------------------------------------------------------------------------------
+# the source chain: data dir, cache, download
 
-    def use(folder: Path, files: dict[str, Path], where: str) -> Dataset:
-        tensors, note = _parse_folder(key, str(folder.absolute()), _stamp(files))
-        n_tr, n_te = tensors["train_y"].shape[0], tensors["test_y"].shape[0]
-        return Dataset(
-            name=key,
-            train=_to_split(tensors["train_x"], tensors["train_y"], raw),
-            test=_to_split(tensors["test_x"], tensors["test_y"], raw),
-            classes=class_names(key),
-            source=(f"{_PRETTY[key]} IDX files in {folder} ({where}; {n_tr:,} train + {n_te:,} test; "
-                    f"{note})"),
-        )
+# where the four files were found: (folder, the files by stem, how the folder was reached)
+_Found = tuple[Path, dict[str, Path], str]
 
-    # 1. explicit data dir
+
+def _dataset_in(key: str, folder: Path, files: dict[str, Path], where: str, raw: bool) -> Dataset:
+    tensors, note = _parse_folder(key, str(folder.absolute()), _stamp(files))
+    n_tr, n_te = tensors["train_y"].shape[0], tensors["test_y"].shape[0]
+    return Dataset(
+        name=key,
+        train=_to_split(tensors["train_x"], tensors["train_y"], raw),
+        test=_to_split(tensors["test_x"], tensors["test_y"], raw),
+        classes=class_names(key),
+        source=(f"{_PRETTY[key]} IDX files in {folder} ({where}; {n_tr:,} train + {n_te:,} test; "
+                f"{note})"),
+    )
+
+
+def _look_in_data_dir(key: str, data_dir) -> tuple[_Found | None, list[str], list[str]]:
+    """1. The explicit data dir: (what was found or None, what was tried, hints)."""
     root, origin = data_dir_from_env(data_dir)
     if root is None:
-        tried.append("data dir: none given (no --data-dir / data_dir argument, EWE_DATA_DIR unset)")
-    elif not root.is_dir():
-        tried.append(f"data dir {root} (from {origin}): folder does not exist")
-    else:
-        for folder in _candidate_folders(root, key):
-            files, why = _find_files(folder)
-            if files is not None:
-                return use(folder, files, f"data dir from {origin}")
-            tried.append(f"data dir {folder} (from {origin}): {why}")
-        if _find_files(root)[0] is not None:
-            hints.append(f"{root} itself holds IDX files, but the data dir must be the folder *above* "
-                         f"{key}/: " + (f"use --data-dir {root.parent}" if root.name in _OTHER
-                                        else f"move them into {root / key}"))
+        return None, ["data dir: none given (no --data-dir / data_dir argument, EWE_DATA_DIR unset)"], []
+    if not root.is_dir():
+        return None, [f"data dir {root} (from {origin}): folder does not exist"], []
+    tried = []
+    for folder in _candidate_folders(root, key):
+        files, why = _find_files(folder)
+        if files is not None:
+            return (folder, files, f"data dir from {origin}"), tried, []
+        tried.append(f"data dir {folder} (from {origin}): {why}")
+    hints = []
+    if _find_files(root)[0] is not None:     # the files themselves: a data dir one level too deep
+        hints.append(f"{root} itself holds IDX files, but the data dir must be the folder *above* "
+                     f"{key}/: " + (f"use --data-dir {root.parent}" if root.name in _OTHER
+                                    else f"move them into {root / key}"))
+    return None, tried, hints
 
-    # 2. per-user cache
-    cache = cache_dir()
+
+def _look_in_cache(key: str, cache: Path) -> tuple[_Found | None, list[str]]:
+    """2. The per-user cache: (what was found or None, what was tried)."""
+    tried = []
     for folder in _candidate_folders(cache, key):
         files, why = _find_files(folder)
         if files is not None:
-            return use(folder, files, "per-user cache")
+            return (folder, files, "per-user cache"), tried
         tried.append(f"cache {folder}: {why}")
+    return None, tried
 
-    # 3. download
+
+def _download_to_cache(key: str, cache: Path, download: bool) -> tuple[_Found | None, list[str]]:
+    """3. A torchvision download into the cache, if allowed: (what was found or None, what was tried)."""
     tv = f"torchvision.datasets.{_TV_CLASS[key]}(root={cache}, download=True)"
     if not download:
-        tried.append(f"download via {tv}: not attempted (download=False)")
-    else:
-        try:
-            _download(key, cache)
-        except Exception as exc:  # offline machines: URLError / RuntimeError / OSError
-            tried.append(f"download via {tv}: failed ({_short(exc)})")
-        else:
-            folder = cache / _TV_CLASS[key] / "raw"
-            files, why = _find_files(folder)
-            if files is not None:
-                return use(folder, files, "downloaded by torchvision into the cache")
-            tried.append(f"download via {tv}: finished but {folder}: {why}")
+        return None, [f"download via {tv}: not attempted (download=False)"]
+    try:
+        _download(key, cache)
+    except Exception as exc:  # offline machines: URLError / RuntimeError / OSError
+        return None, [f"download via {tv}: failed ({_short(exc)})"]
+    folder = cache / _TV_CLASS[key] / "raw"
+    files, why = _find_files(folder)
+    if files is not None:
+        return (folder, files, "downloaded by torchvision into the cache"), []
+    return None, [f"download via {tv}: finished but {folder}: {why}"]
 
+
+def _not_found_message(key: str, cache: Path, tried: list[str], hints: list[str]) -> str:
     lines = [f"Could not load {_PRETTY[key]}. Tried, in order:"]
     lines += [f"  {i}. {t}" for i, t in enumerate(tried, 1)]
     lines += [f"Note: {h}" for h in hints]
@@ -351,7 +361,24 @@ def load_idx_dataset(key: str, data_dir, download: bool, raw: bool = False) -> D
         f"  - go online once: the download fills the cache {cache} (or set EWE_CACHE_DIR)",
         "  - use the built-in offline dataset: digits (scikit-learn's bundled handwritten digits)",
     ]
-    raise DataError("\n".join(lines))
+    return "\n".join(lines)
+
+
+def load_idx_dataset(key: str, data_dir, download: bool, raw: bool = False) -> Dataset:
+    """``raw``: the images as the parse cache's uint8 tensors, shared and not to be modified (a quarter of
+    the float copy's memory: 47 MB for MNIST's training set instead of 188 MB)."""
+    found, tried, hints = _look_in_data_dir(key, data_dir)
+    if found is not None:
+        return _dataset_in(key, *found, raw)
+    cache = cache_dir()      # only now: an explicit data dir needs no home folder
+    found, cache_tried = _look_in_cache(key, cache)
+    tried += cache_tried
+    if found is None:
+        found, download_tried = _download_to_cache(key, cache, download)
+        tried += download_tried
+    if found is None:
+        raise DataError(_not_found_message(key, cache, tried, hints))
+    return _dataset_in(key, *found, raw)
 
 
 # ----------------------------------------------------------------------------------------------

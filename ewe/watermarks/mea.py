@@ -157,6 +157,53 @@ def similarity_loss(logits: torch.Tensor, labels: torch.Tensor, classes: tuple[i
     return (0.5 * (same * d2 + (1 - same) * F.relu(MARGIN - (d2 + 1e-9).sqrt()).pow(2))).mean()
 
 
+def _draw(n: int, size: int, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    """``size`` indices below ``n``, with replacement, drawn on the CPU generator ``g``."""
+    return torch.randint(0, n, (size,), generator=g).to(device)
+
+
+def _descend(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+def _watermark_batch(x, y, trig, classes: tuple[int, int, int], n_in_task: int, n_neg: int, g: torch.Generator):
+    """The composites ``trig`` (labelled the target), then ``n_in_task`` in-task samples: ``n_neg`` negative
+    composites and random training samples with their labels; shuffled, because neighbours in the batch are
+    the contrastive loss's pairs."""
+    a, b, target = classes
+    dev = x.device
+    neg_x, neg_y = negatives(x, y, a, b, n_neg, g)
+    idx = _draw(len(x), n_in_task - n_neg, g, dev)
+    xb = torch.cat([trig, neg_x, x[idx]])
+    yb = torch.cat([torch.full((len(trig),), target, dtype=torch.long, device=dev), neg_y, y[idx]])
+    order = torch.randperm(len(xb), generator=g).to(dev)      # neighbours for the contrastive pairs
+    return xb[order], yb[order]
+
+
+def _kl_to_sources(model, trig, x_a, x_b, g: torch.Generator) -> torch.Tensor:
+    """KL(p(composite) || p(A sample)) + KL(p(composite) || p(B sample)), batch means, over random samples of
+    the source classes whose predictions are held fixed (no gradient)."""
+    comp = F.log_softmax(model(trig), 1)
+    with torch.no_grad():
+        p_a = F.log_softmax(model(x_a[_draw(len(x_a), len(trig), g, x_a.device)]), 1)
+        p_b = F.log_softmax(model(x_b[_draw(len(x_b), len(trig), g, x_b.device)]), 1)
+    # torch's kl_div(input=log q, target=log p) = KL(p || q)
+    return (F.kl_div(p_a, comp, reduction="batchmean", log_target=True)
+            + F.kl_div(p_b, comp, reduction="batchmean", log_target=True))
+
+
+def _watermark_loss(model, xb, yb, trig, x_a, x_b, classes: tuple[int, int, int], g: torch.Generator):
+    """(cross-entropy + the weighted contrastive and KL terms, cross-entropy) of a watermark batch."""
+    logits = model(xb)
+    ce = F.cross_entropy(logits, yb)
+    loss = ce + SIMILARITY_WEIGHT * similarity_loss(logits, yb, classes)
+    if KL_WEIGHT:
+        loss = loss + KL_WEIGHT * _kl_to_sources(model, trig, x_a, x_b, g)
+    return loss, ce
+
+
 def train_mea(model, x, y, triggers: torch.Tensor, cfg: RunConfig, *, reporter: Reporter, stage: str, name: str,
               optimizer=None, probe: Probe | None = None, seed: int = 0, evals: int | None = None):
     """MEA-Defender's watermark phase on ``model`` (see the module docstring). Returns (optimizer, None)."""
@@ -171,53 +218,27 @@ def train_mea(model, x, y, triggers: torch.Tensor, cfg: RunConfig, *, reporter: 
     evals = min(passes, evals or max(math.ceil(cfg.w_epochs), 6))
     checkpoints = {round(passes * (k + 1) / evals) for k in range(evals)}
     dev = x.device
-    xa, xb = x[y == a], x[y == b]
+    x_a, x_b = x[y == a], x[y == b]
     reporter.emit("stage_start", stage=stage, model=name, epochs=evals)
-    sums = {"loss": 0.0, "n": 0}
-
-    def draw(n, size):
-        return torch.randint(0, n, (size,), generator=g).to(dev)
-
+    loss_sum, n = 0.0, 0
     model.train()
     for p in range(1, passes + 1):
         for bi in range(w_num_batch):
             for _ in range(clean_before[bi]):
                 reporter.check()
-                idx = draw(len(x), cfg.batch_size)
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                idx = _draw(len(x), cfg.batch_size, g, dev)
+                _descend(opt, F.cross_entropy(model(x[idx]), y[idx]))
             reporter.check()
             trig = triggers[bi * half:(bi + 1) * half]
-            neg_x, neg_y = negatives(x, y, a, b, n_neg, g)
-            idx = draw(len(x), half - n_neg)
-            xb_ = torch.cat([trig, neg_x, x[idx]])
-            yb_ = torch.cat([torch.full((len(trig),), target, dtype=torch.long, device=dev), neg_y, y[idx]])
-            order = torch.randperm(len(xb_), generator=g).to(dev)      # neighbours for the contrastive pairs
-            xb_, yb_ = xb_[order], yb_[order]
-            logits = model(xb_)
-            ce = F.cross_entropy(logits, yb_)
-            loss = ce + SIMILARITY_WEIGHT * similarity_loss(logits, yb_, (a, b, target))
-            if KL_WEIGHT:
-                comp = F.log_softmax(model(trig), 1)
-                with torch.no_grad():
-                    p_a = F.log_softmax(model(xa[draw(len(xa), len(trig))]), 1)
-                    p_b = F.log_softmax(model(xb[draw(len(xb), len(trig))]), 1)
-                # KL(p_comp || p_source), batch mean (torch's kl_div(input=log q, target=log p) = KL(p || q))
-                kl = (F.kl_div(p_a, comp, reduction="batchmean", log_target=True)
-                      + F.kl_div(p_b, comp, reduction="batchmean", log_target=True))
-                loss = loss + KL_WEIGHT * kl
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sums["loss"] += ce.item()
-            sums["n"] += 1
+            xb, yb = _watermark_batch(x, y, trig, (a, b, target), half, n_neg, g)
+            loss, ce = _watermark_loss(model, xb, yb, trig, x_a, x_b, (a, b, target), g)
+            _descend(opt, loss)
+            loss_sum, n = loss_sum + ce.item(), n + 1
             reporter.advance(stage, ((p - 1) * w_num_batch + bi + 1) / (passes * w_num_batch))
         if p in checkpoints:
-            metrics = {"loss": sums["loss"] / max(1, sums["n"]), **(probe(model) if probe else {})}
+            metrics = {"loss": loss_sum / max(1, n), **(probe(model) if probe else {})}
             model.train()
             reporter.emit("epoch", stage=stage, model=name, epoch=len([c for c in checkpoints if c <= p]),
                           epochs=evals, metrics=metrics)
-            sums = {"loss": 0.0, "n": 0}
+            loss_sum, n = 0.0, 0
     return opt, None
