@@ -266,6 +266,8 @@ def from_dict(values: dict[str, Any], check: bool = True, limits: dict[str, floa
     if isinstance(values.get("schemes"), str):    # a CLI or form value: "defended,mea_defender"
         values["schemes"] = [values["schemes"]]
     if values.get("schemes") is not None:
+        # the names are checked against the scheme registry by ewe.watermarks.schemes.check_schemes (by the
+        # pipeline, the CLI and the app, before anything is written): the registry imports this module
         values["schemes"] = [n.strip() for v in values["schemes"] for n in str(v).split(",") if n.strip()]
     cfg = RunConfig(**values)
     return validate(cfg, limits) if check else cfg
@@ -386,12 +388,6 @@ def validate(cfg: RunConfig, limits: dict[str, float] | None = None) -> RunConfi
          "reference recorded are not part of the 10-keyword data")
     need(cfg.dataset == "speech-commands" or cfg.model not in ("lstm", "audio_cnn"),
          f"model {cfg.model!r} is for speech-commands; image datasets use 'conv2'")
-    if cfg.schemes is not None:
-        from .watermarks.schemes import check_schemes  # late import: the registry imports the models
-        try:
-            check_schemes(cfg.schemes)
-        except ConfigError as exc:
-            problems.append(str(exc))
     for name, most in (limits or {}).items():
         value = getattr(cfg, name)
         value = max(value) if isinstance(value, list) else value

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ewe.config import PRESETS, TINY, RunConfig, preset, preset_values, tiny
+from ewe.watermarks.schemes import check_schemes
 from ui.naming import PRETTY
 
 
@@ -33,8 +34,12 @@ def make_config(dataset: str, preset_name: str, **overrides: Any) -> RunConfig:
     """The preset with the user's overrides, validated with the app's LIMITS (raises ConfigError saying what to
     change). "tiny" is ewe.config.TINY, not a library preset: its run folder says "custom"."""
     if preset_name == "tiny":
-        return tiny(dataset, limits=LIMITS, **overrides)
-    return preset(dataset, preset_name, limits=LIMITS, **overrides)
+        cfg = tiny(dataset, limits=LIMITS, **overrides)
+    else:
+        cfg = preset(dataset, preset_name, limits=LIMITS, **overrides)
+    if cfg.schemes is not None:          # the scheme names too, here and not only when the run starts
+        check_schemes(cfg.schemes)
+    return cfg
 
 
 def preset_defaults(dataset: str, preset_name: str) -> dict[str, Any]:

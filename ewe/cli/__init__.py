@@ -315,8 +315,11 @@ def _run_or_steal(args) -> int:
     """The run and steal verbs: a tqdm bar over the whole job, then its summary."""
     from ..experiments import pipeline
     cfg = _config_from_args(args) if args.command == "run" else None
-    if cfg is not None and args.out:   # the config is validated (scheme names included) before this
-        _check_out(args.out, args.overwrite)    # before any file is touched
+    if cfg is not None:
+        from ..watermarks.schemes import schemes_for
+        schemes_for(cfg)    # unknown scheme names: one line, before any file is touched
+        if args.out:
+            _check_out(args.out, args.overwrite)    # before any file is touched
     stop = _install_stop_handler()
     progress = _Progress()
     try:

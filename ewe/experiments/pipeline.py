@@ -474,7 +474,10 @@ def _thief_run_config(run: Run, thief: dict | None) -> RunConfig:
         # would query training data, a "same" or "fresh" thief on disjoint victims would query both halves
         raise ConfigError(f"this run's victims were trained for a thief with {trained!r} data, not {wanted!r}: "
                           "train a run with --attacker-data " + wanted)
-    return saved_config(run.saved, **(thief or {}))     # validated: unknown scheme names are a ConfigError
+    cfg = saved_config(run.saved, **(thief or {}))
+    if cfg.schemes is not None:
+        schemes_for(cfg)    # unknown scheme names: ConfigError
+    return cfg
 
 
 def _victims(run: Run, cfg: RunConfig, thief_cfg: ThiefConfig, thief_seed: int, data: Data, sets: dict,
