@@ -1,7 +1,5 @@
 """Trade-offs: a small temperature x ratio grid, each point a full run, plotted as the points arrive; then every
 scheme side by side as measured on stored runs (bench/publish.py --runs)."""
-import itertools
-
 import pandas as pd
 import streamlit as st
 
@@ -26,17 +24,18 @@ ss.setdefault("keep_grid_ratio", [1.0, 4.0])
 c1, c2 = st.columns(2)
 c1.multiselect("Temperatures τ", TAUS, key="keep_grid_tau", format_func=lambda v: f"{v:g}")
 c2.multiselect("Ratios r", RATIOS, key="keep_grid_ratio", format_func=lambda v: f"{v:g}")
-grid = list(itertools.product(sorted(ss["keep_grid_tau"]), sorted(ss["keep_grid_ratio"])))
+taus, ratios = sorted(ss["keep_grid_tau"]), sorted(ss["keep_grid_ratio"])
 
-cfgs, problem = [], None
-if not grid:
+spec, cfgs, problem = None, [], None
+if not taus or not ratios:
     problem = "pick at least one temperature and one ratio"
-elif len(grid) > MAX_POINTS:
-    problem = (f"{len(grid)} points is too many for a live sweep on this machine: pick at most "
+elif len(taus) * len(ratios) > MAX_POINTS:
+    problem = (f"{len(taus) * len(ratios)} points is too many for a live sweep on this machine: pick at most "
                f"{MAX_POINTS} (e.g. 3 temperatures × 3 ratios)")
 else:
     try:
-        cfgs = work.sweep_configs(ss["dataset"], ss["preset"], state.config_overrides(), grid)
+        spec = work.sweep_spec(ss["dataset"], ss["preset"], state.config_overrides(), taus, ratios)
+        cfgs = work.sweep_configs(spec)
     except ConfigError as exc:
         problem = str(exc)
 if problem:
@@ -45,15 +44,15 @@ else:
     note = f" The *{ss['preset']}* preset is slow: prefer *quick* for a sweep." \
         if ss["preset"] in ("paper", "reference") else ""
     # the points share one innocent population (ewe.innocents): only the first may have to train it
-    total = widgets.expected_seconds(cfgs[0][1]) + sum(widgets.expected_seconds(c.replace(innocents=0))
-                                                       for _, c in cfgs[1:])
-    st.caption(f"{len(grid)} runs on {naming.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note} "
-               + widgets.expected_text(total, len(grid)))
+    total = widgets.expected_seconds(cfgs[0]) + sum(widgets.expected_seconds(c.replace(innocents=0))
+                                                    for c in cfgs[1:])
+    st.caption(f"{len(cfgs)} runs on {naming.PRETTY[ss['dataset']]}, preset {ss['preset']}.{note} "
+               + widgets.expected_text(total, len(cfgs)))
 
 job = state.latest_job("sweep", "keep_sweep_job")     # after a reload too: the running sweep's panel
 busy = job is not None and job.active
 if st.button("Start the sweep", type="primary", disabled=bool(problem) or busy or state.read_only()):
-    job = work.submit_sweep(reg, sid, cfgs, grid, ss["dataset"], ss["preset"])
+    job = work.submit_sweep(reg, sid, spec)
     ss["keep_sweep_job"] = job.id
     st.rerun()                      # redraw with the Start button disabled and the live panel
 
@@ -64,6 +63,8 @@ def live(j):
     if j.active and cur:
         st.caption(f"Running point {cur['index']} of {j.data.get('total')}: τ = {cur['tau']:g}, "
                    f"ratio = {cur['ratio']:g}")
+    for name, error in (j.data.get("failures") or {}).items():
+        st.warning(f"Point {name} did not finish: {error}")
     st.plotly_chart(charts.cached((j.id, "tradeoff", len(points)), lambda: charts.tradeoff_figure(points)),
                     key="tradeoff")
     if points:

@@ -7,16 +7,18 @@ Tests may replace ``PIPELINE`` with a fake module that has the same ``train_vict
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 from ewe.callbacks import part_of
 from ewe.config import RunConfig
+from ewe.experiments.sweep import SweepSpec, grid_points
 from ewe.watermarks.schemes import STOLEN_COPIES
 from ui.jobs import Job, JobRegistry
 from ui.naming import stolen_copies
-from ui.presets import make_config
+from ui.presets import LIMITS
 from ui.workspaces import new_run_dir
 
 
@@ -65,61 +67,74 @@ def contrast_thief(thief: dict[str, Any]) -> dict[str, Any]:
     return {**thief, "extract_labels": "soft", "distill_temperature": DISTILLER_T}
 
 
-def sweep_configs(dataset: str, preset_name: str, overrides: dict[str, Any],
-                  grid: list[tuple[float, float]]) -> list[tuple[dict[str, Any], RunConfig]]:
-    """The trade-off sweep's points: for each (tau, ratio) of ``grid``, its settings and the validated config of
-    the preset with ``overrides`` (the Train page's settings), that temperature on every layer and that ratio.
-    Raises ConfigError saying what to change."""
-    return [({"tau": tau, "ratio": ratio},
-             make_config(dataset, preset_name, **{**overrides, "temperature": [tau] * 3, "ratio": ratio}))
-            for tau, ratio in grid]
+def sweep_spec(dataset: str, preset_name: str, overrides: dict[str, Any], taus: list[float],
+               ratios: list[float]) -> SweepSpec:
+    """The trade-off sweep as the grid runner's spec: the preset with ``overrides`` (the Train page's settings,
+    the sidebar's seed as its one seed), every temperature (on all three layers) x ratio, the app's LIMITS, in
+    this process (one worker)."""
+    fixed = {k: v for k, v in overrides.items() if k not in ("seed", "temperature", "ratio")}
+    return SweepSpec(dataset, preset_name, grid={"temperature": [[float(t)] * 3 for t in taus],
+                                                 "ratio": [float(r) for r in ratios]},
+                     seeds=[int(overrides.get("seed", 0))], overrides=fixed, workers=1, limits=LIMITS)
 
 
-def submit_sweep(reg: JobRegistry, owner: str, cfgs: list[tuple[dict[str, Any], RunConfig]],
-                 grid: list[tuple[float, float]], dataset: str, preset_name: str) -> Job:
-    """Start ``owner``'s next sweep (its number counts the owner's sweeps) in a new folder of the workspace."""
+def sweep_configs(spec: SweepSpec) -> list[RunConfig]:
+    """Every point's validated config, in grid order (raises ConfigError saying what to change)."""
+    return [spec.config(params, seed) for params in grid_points(spec.grid) for seed in spec.seeds]
+
+
+def submit_sweep(reg: JobRegistry, owner: str, spec: SweepSpec) -> Job:
+    """Start ``owner``'s next sweep (its number counts the owner's sweeps) in a new folder of the workspace, its
+    points on as many torch threads as the registry gives every job."""
+    if reg.torch_threads:
+        spec = dataclasses.replace(spec, threads=reg.torch_threads)
     n = len(reg.jobs(owner=owner, kind="sweep")) + 1
-    base = new_run_dir(owner, cfgs[0][1], f"sweep{n}")
-    return reg.submit(owner, "sweep", sweep_job(cfgs, base), label=f"Sweep #{n} ({dataset}, {preset_name})",
-                      out_dir=base, meta={"grid": grid})
+    base = new_run_dir(owner, sweep_configs(spec)[0], f"sweep{n}")
+    return reg.submit(owner, "sweep", sweep_job(spec, base), label=f"Sweep #{n} ({spec.dataset}, {spec.preset})",
+                      out_dir=base)
 
 
-def sweep_job(cfgs: list[tuple[dict[str, Any], RunConfig]], base_dir: Path):
-    """Each grid point is a full run (train, steal, verify) in its own sub-folder, in turn through the grid
-    runner's loop (ewe.experiments.sweep.run_in_turn); points are appended to ``ctx.data["points"]`` as they
-    finish so the page can plot them as they arrive. The grid ends at a point that did not finish."""
+def sweep_job(spec: SweepSpec, base_dir: Path):
+    """The grid runner (ewe.experiments.sweep.run_sweep, in this thread) over ``spec`` into ``base_dir``: each
+    point a full run (train, steal, verify) whose events reach the job's panel as part i of n; its summary is
+    appended to ``ctx.data["points"]`` as it finishes, so the page plots the points as they arrive. A failed
+    point is reported (``ctx.data["failures"]``) and the grid goes on; Cancel ends it."""
     pipeline()
 
     def fn(ctx):
-        from ewe.callbacks import Reporter, Stopped
-        from ewe.experiments.sweep import run_in_turn
-        started = time.perf_counter()
-        points = ctx.data.setdefault("points", [])
-        ctx.data["total"] = len(cfgs)
-
-        def folder(i: int, settings: dict) -> Path:
-            return base_dir / f"point{i + 1:02d}-tau{settings['tau']:g}-r{settings['ratio']:g}"
-
-        def run_one(i, job):
-            settings, cfg = job
-            ctx.data["current"] = {**settings, "index": i + 1}
-            out = folder(i, settings)
-            result = pipeline().run(cfg, out, listeners=[part_of(ctx.listener, i, len(cfgs), started)],
-                                    stop=ctx.stop)
-            return {"result": result, "out": out}
-
-        def finished(job, info) -> bool:
-            if info["result"].get("status") != "finished":
-                return False
-            points.append(point_summary(job[0], info["result"], info["out"]))
-            return True
-        try:
-            run_in_turn(cfgs, run_one, reporter=Reporter([], ctx.stop), finished=finished,
-                        label=lambda job: (f"tau{job[0]['tau']:g}-r{job[0]['ratio']:g}", "sweep"))
-        except Stopped:
-            pass
-        return {"status": "stopped" if ctx.stop.is_set() else "finished", "points": list(points)}
+        from ewe.experiments.sweep import run_sweep
+        ctx.data["total"] = len(sweep_configs(spec))
+        summary = run_sweep(spec, base_dir, backend="inline", stop=ctx.stop, runner=_SweepPoints(ctx))
+        ctx.data["failures"] = summary["failures"]
+        return {"status": summary["status"], "points": list(ctx.data.get("points", [])),
+                "failures": summary["failures"]}
     return fn
+
+
+class _SweepPoints:
+    """run_sweep's runner for the app: one pipeline run per point, reported to the job's panel."""
+
+    def __init__(self, ctx):
+        self.ctx, self.started, self.index = ctx, time.perf_counter(), 0
+
+    def __call__(self, config: dict, out_dir: str, threads: int | None = None) -> dict:
+        from ewe.config import from_dict
+        ctx, i, out = self.ctx, self.index, Path(out_dir)
+        self.index += 1
+        cfg = from_dict(config)
+        settings = {"tau": cfg.temperature[0], "ratio": cfg.ratio}
+        ctx.data["current"] = {**settings, "index": i + 1}
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            result = pipeline().run(cfg, out, stop=ctx.stop,
+                                    listeners=[part_of(ctx.listener, i, ctx.data["total"], self.started)])
+        except Exception as exc:    # reported with the point; the grid goes on (as the CLI's sweep does)
+            return {"out_dir": out_dir, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                    "seconds": time.perf_counter() - t0}
+        if result.get("status") == "finished":
+            ctx.data.setdefault("points", []).append(point_summary(settings, result, out))
+        return {"out_dir": out_dir, "status": result.get("status"), "seconds": time.perf_counter() - t0}
 
 
 def point_summary(settings: dict[str, Any], result: dict, out: Path) -> dict[str, Any]:

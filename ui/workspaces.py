@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ewe.config import RunConfig
+from ewe.experiments.sweep import is_sweep, point_dirs
 from ewe.results.runs import Run, claim_new_dir
 from ewe.results.schema import RESULT_FILE
 from ui.naming import run_label
@@ -134,6 +135,14 @@ def _read_config(folder: Path) -> dict[str, Any] | None:
         return None
 
 
+def _sweep_points(folder: Path) -> list[Path]:
+    """The run folders of a trade-off sweep: the grid runner's points/<key>/s<seed> (ewe.experiments.sweep), or
+    the pointNN-tau..-r.. folders the app wrote before it used that runner."""
+    if is_sweep(folder):
+        return point_dirs(folder)
+    return sorted(p for p in folder.glob("point*") if p.is_dir() and (p / RESULT_FILE).exists())
+
+
 def workspace_runs(workspace: str, active: dict[Path, Any] | None = None,
                    pending: dict[Path, dict] | None = None) -> list[dict[str, Any]]:
     """Every run folder of a workspace, read from disk (so runs survive a reload and a server restart),
@@ -158,14 +167,13 @@ def workspace_runs(workspace: str, active: dict[Path, Any] | None = None,
                 stem = _STAMP.split(folder.name.removeprefix("uploaded-"), maxsplit=1)[-1].strip("-")
                 found.append({"label": f"uploaded: {stem + '.zip' if stem else folder.name} · {run_label(cfg)}",
                               "origin": "uploaded", "dir": folder, "time": t, "job": None})
-        elif cfg is not None or job is not None or (folder / RESULT_FILE).exists():
+        elif not is_sweep(folder) and (cfg is not None or job is not None or (folder / RESULT_FILE).exists()):
             waiting = (pending or {}).get(folder.resolve())
             found.append({"label": run_label(cfg) if cfg else
                           f"{run_label(waiting) if waiting else folder.name}" + (" (waiting to start)" if job else ""),
                           "origin": "trained here", "dir": folder, "time": t, "job": job})
-        else:   # a trade-off sweep: one run per grid point (ui/work.py: sweep_job's pointNN-... folders)
-            points = sorted(p for p in folder.glob("point*") if p.is_dir() and (p / RESULT_FILE).exists())
-            for i, p in enumerate(points):
+        else:   # a trade-off sweep: one run per grid point
+            for i, p in enumerate(_sweep_points(folder)):
                 pc = _read_config(p) or {}
                 found.append({"label": f"sweep {folder.name} · point {i + 1} · {run_label(pc)}",
                               "origin": "trade-off sweep", "dir": p, "time": t + 1e-3 * i, "job": None})

@@ -1,5 +1,6 @@
 """Seeds and sweeps, the one grid runner: every grid point x seed as one ``pipeline.run``, resumable,
-summarised in one table (the CLI's ``sweep`` verb is ``ewe.cli.sweep``).
+summarised in one table (the CLI's ``sweep`` verb is ``ewe.cli.sweep``; the app's trade-off sweep is
+``ui.work.sweep_job``, the inline backend with a runner that reports each point to its live panel).
 
     python -m ewe sweep --dataset digits --preset quick --grid temperature=0.5,1,2 --grid ratio=1,2 \\
         --seeds 0,1,2 --out DIR [--backend local|ray|inline] [--workers N] [--threads T] [any run option]
@@ -180,6 +181,7 @@ class SweepSpec:
     overrides: dict[str, Any] = field(default_factory=dict)     # fixed RunConfig settings for every point
     workers: int | None = None                                  # None = cpus
     threads: int | None = None                                  # None = max(1, cpus // workers)
+    limits: dict[str, float] | None = None                      # a caller's upper bounds (RunConfig.validate)
 
     def n_workers(self) -> int:
         return max(1, self.workers or cpu_count())
@@ -189,7 +191,7 @@ class SweepSpec:
 
     def config(self, params: dict[str, Any], seed: int):
         """The validated RunConfig of one point and seed (threads pinned, reference aliases converted)."""
-        from ..config import preset
+        from ..config import preset, tiny
         values = {**self.overrides, **params}
         for a, b in (("temperature", "reference_T"), ("kappa", "reference_kappa")):
             if a in values and b in values:
@@ -199,7 +201,10 @@ class SweepSpec:
         if ref_T is not None:
             values["temperature"] = [100.0 / t for t in ref_T]
         values["threads"] = self.n_threads()
-        cfg = preset(self.dataset, self.preset, seed=seed, **values)
+        if self.preset == "tiny":       # ewe.config.TINY (tests, the app's test mode): its folders say "custom"
+            cfg = tiny(self.dataset, seed=seed, limits=self.limits, **values)
+        else:
+            cfg = preset(self.dataset, self.preset, seed=seed, limits=self.limits, **values)
         if ref_kappa is not None:
             cfg = cfg.replace(kappa=[k / cfg.batch_size for k in ref_kappa])
         return cfg
@@ -219,6 +224,19 @@ class Job:
     @property
     def name(self) -> str:
         return f"{self.key}/s{self.seed}"
+
+
+SPEC_FILE = "sweep_spec.json"
+
+
+def is_sweep(folder: str | Path) -> bool:
+    """Whether ``folder`` is a sweep's (it holds the spec the sweep was started with)."""
+    return (Path(folder) / SPEC_FILE).is_file()
+
+
+def point_dirs(out: str | Path) -> list[Path]:
+    """The run folders of the sweep in ``out`` that hold a result (finished or not), point by point."""
+    return sorted(p for p in Path(out).glob("points/*/s*") if p.is_dir() and _read_result(p) is not None)
 
 
 def run_status(run_dir: str | Path) -> str | None:
@@ -285,7 +303,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     todo, done = plan_jobs(spec, out)
-    _write_json(out / "sweep_spec.json", spec.to_dict())
+    _write_json(out / SPEC_FILE, spec.to_dict())
     rep = Reporter(list(listeners or []), stop)
     rep.set_plan({j.name: 1.0 for j in todo})
     rep.emit("run_start", stages=[j.name for j in todo],
@@ -332,8 +350,7 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
 def run_in_turn(jobs: Sequence[Any], run_one: Callable[[int, Any], dict], *, reporter,
                 finished: Callable[[Any, dict], bool | None],
                 label: Callable[[Any], tuple[str, str]] = lambda job: (str(job), str(job))) -> None:
-    """The grid runner's in-process loop, shared by the inline backend and the app's trade-off sweep: the jobs
-    one after the other (``run_one(index, job)`` -> its info), a stop request honoured before each
+    """The grid runner's in-process loop (the inline backend): the jobs one after the other (``run_one(index, job)`` -> its info), a stop request honoured before each
     (``reporter.check()`` raises Stopped), ``finished(job, info)`` after each; it returns False to end the
     grid there. ``label(job)``: the (stage, model) of the job's stage_start event."""
     for i, job in enumerate(jobs):

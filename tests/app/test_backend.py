@@ -71,13 +71,48 @@ def test_an_upload_goes_to_a_new_folder_when_its_name_is_taken(tmp_path):
 
 def test_sweep_points_report_as_parts_of_one_job(app_env, tmp_path):
     """The sweep passes each grid point's events through ewe.callbacks.part_of (tested there): they carry
-    the point's index, and the job ends at 100 % with every point's summary."""
-    cfg = presets.make_config("digits", "tiny")
-    job = app_env["registry"].submit("me", "sweep", work.sweep_job(
-        [({"tau": 1.0, "ratio": 1.0}, cfg), ({"tau": 2.0, "ratio": 1.0}, cfg)], tmp_path / "grid"))
+    the point's index, and the job ends at 100 % with every point's summary. It is the grid runner's
+    (ewe.experiments.sweep): its folder layout and summary, and the workspace lists its points."""
+    from ewe.experiments.sweep import load_sweep
+    spec = work.sweep_spec("digits", "tiny", {"seed": 3}, [1.0, 2.0], [1.0])
+    job = app_env["registry"].submit("me", "sweep", work.sweep_job(spec, tmp_path / "grid"))
     assert job.status == "finished" and len(job.data["points"]) == 2
     assert {e.get("part") for e in job.events if e.get("kind") == "epoch"} == {0, 1}
     assert job.progress["fraction"] == 1.0
+    assert [p["tau"] for p in job.data["points"]] == [1.0, 2.0]
+    summary = load_sweep(tmp_path / "grid")
+    assert summary["status"] == "finished" and [p["key"] for p in summary["points"]] == \
+        ["temperature=1,ratio=1", "temperature=2,ratio=1"]
+    assert all(p["finished_seeds"] == [3] for p in summary["points"])
+    assert (tmp_path / "grid" / "points" / "temperature=2,ratio=1" / "s3" / "result.json").exists()
+
+
+def test_a_failed_sweep_point_is_reported_and_the_grid_goes_on(app_env, tmp_path, monkeypatch):
+    spec = work.sweep_spec("digits", "tiny", {"seed": 0}, [1.0, 2.0], [1.0])
+    fake, real = app_env["pipeline"], app_env["pipeline"].run
+
+    def run(cfg, out_dir, listeners=(), stop=None):
+        if cfg.temperature[0] == 1.0:
+            raise RuntimeError("out of memory")
+        return real(cfg, out_dir, listeners, stop)
+    monkeypatch.setattr(fake, "run", run)
+    job = app_env["registry"].submit("me", "sweep", work.sweep_job(spec, tmp_path / "grid"))
+    assert [p["tau"] for p in job.data["points"]] == [2.0]
+    assert job.data["failures"] == {"temperature=1,ratio=1/s0": "RuntimeError: out of memory"}
+    assert job.result["status"] == "incomplete"
+
+
+def test_old_and_new_sweep_folders_are_listed(app_env):
+    """A workspace lists the points of the grid runner's sweeps and of the sweeps the app wrote before
+    (pointNN-tau..-r.. folders), each as a run."""
+    from ui import workspaces
+    base = workspaces.workspace_dir("ws")
+    for folder in (base / "old-sweep1" / "point01-tau1-r1", base / "new-sweep2" / "points" / "ratio=1" / "s0"):
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text("{}")
+    (base / "new-sweep2" / "sweep_spec.json").write_text("{}")
+    listed = {r["key"]: r["origin"] for r in workspaces.workspace_runs("ws")}
+    assert listed == {"old-sweep1/point01-tau1-r1": "trade-off sweep", "new-sweep2/points/ratio=1/s0": "trade-off sweep"}
 
 
 def test_first_start_trains_the_demo_innocents_in_the_background_once(tmp_path, monkeypatch):
