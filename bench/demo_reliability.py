@@ -40,6 +40,8 @@ from ewe.results import verdicts  # noqa: E402
 from ewe.malloc import apply_unless_disabled  # noqa: E402
 from ewe.config import preset  # noqa: E402
 from ewe.results.runs import THIEVES_FILE  # noqa: E402
+from ewe.results.schema import is_proven  # noqa: E402
+from ewe.watermarks.schemes import SCHEMES as REGISTRY  # noqa: E402
 from ewe.verify import population_null, set_target, verify  # noqa: E402
 
 # thief settings by name; "victims" are overrides the victims need (the thief's data split is fixed when
@@ -73,9 +75,9 @@ VARIANTS = {
     "refsched-soft5": {"thief": {"extract_labels": "soft", "distill_temperature": 5.0},
                        "victims": {"clean_schedule": "reference"}},
 }
-SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"),
-           ("mea_extracted", "MEA-Defender"), ("dawn_extracted", "DAWN"),
-           ("mbw_extracted", "MBW"), ("di_extracted", "dataset inference"))   # a scheme a run lacks has no rows
+# (stolen copy, the scheme's short word) in registry order: the summaries' rows are keyed by the short word
+# (publish.py reads them back by it); a scheme a run lacks has no rows
+SCHEMES = tuple((s.stolen, s.short) for s in REGISTRY.values())
 WITHIN = 100
 
 
@@ -137,7 +139,7 @@ def ensure_thief(path: Path, thief: dict, seed: int) -> None:
     res = pipeline.steal(path, {**thief, "thief_seed": seed})
     print(f"  {path.name} thief {thief['extract_labels']} seed {seed}: {time.perf_counter() - t0:.0f} s, "
           + ", ".join(f"{lab} {res['models'][k]['watermark_success']:.2f}"
-                      f"{'*' if res['verification'].get(k, {}).get('proven') else ''}" for k, lab in SCHEMES
+                      f"{'*' if is_proven(res['verification'].get(k)) else ''}" for k, lab in SCHEMES
                       if k in res["models"]), flush=True)      # the schemes this run trained
 
 
@@ -164,9 +166,7 @@ def footprint(path: Path) -> dict:
     return out
 
 
-VICTIM_OF = {"EWE": "defended", "classic": "plain_watermark", "ablation": "ablation_no_snnl",
-             "MEA-Defender": "mea_defender", "DAWN": "dawn_api", "MBW": "mbw",
-             "dataset inference": "dataset_inference"}
+VICTIM_OF = {s.short: s.name for s in REGISTRY.values()}
 DAWN_FILES = ("config.json", "result.json", "predictions.json", "triggers.pt", "innocents.json",
               "models/clean.pt", "models/independent_clean.pt")
 
@@ -265,7 +265,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
                 v = result["verification"].get(k)                                    # with MEA-Defender / MBW
                 if v:
                     innocent_tests += 1
-                    accused += bool(v["proven"])
+                    accused += is_proven(v)
         if "mbw" in m:        # MBW: each innocent of the population judged on this victim's key against the others
             k, n = population_loo(path, "margin")
             loo_accused, loo_tests = loo_accused + k, loo_tests + n
@@ -279,7 +279,7 @@ def summarise(paths: list[Path], variant: str, thief: dict, thief_seeds: list[in
                     continue
                 r = rows[lab]
                 r["n"] += 1
-                r["proven"] += bool(c["proven"])
+                r["proven"] += is_proven(c)
                 q = c.get("queries_for_95")
                 r["within"] += q is not None and q <= WITHIN
                 r["kept"].append(c["watermark_success"])
@@ -327,7 +327,6 @@ def ensure_di_independents(path: Path, k: int) -> int:
     """``k`` models of the victim's architecture and clean budget trained on the thief's own data of this
     victim (attacker_data disjoint or fresh: none of the owner's training points) with the true labels, each
     walked by dataset inference on the victim's points (resumable). Returns how many the folder has."""
-    import torch
     from ewe.callbacks import Reporter
     from ewe.config import saved_config
     from ewe.models import build_model

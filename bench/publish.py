@@ -44,6 +44,10 @@ from verdicts import report  # noqa: E402
 
 from ewe.results import sidebyside  # noqa: E402
 from ewe.results.report import ablation_gains  # noqa: E402
+from ewe.watermarks.schemes import ABLATION, CLASSIC, EWE, SCHEMES  # noqa: E402
+
+# the tables' scheme columns: the registry's short words, which also key demo_reliability's summaries
+DEFAULT_SCHEMES = (EWE, CLASSIC, ABLATION)     # every run of the stored studies trained these three
 
 
 def load_summaries() -> list[dict]:
@@ -79,18 +83,17 @@ def replace_block(text: str, name: str, body: str, made_by: str = MADE_BY_DEFAUL
 
 
 def overview(summaries: list[dict]) -> str:
-    lines = ["| setting | thief | victims x thieves | EWE proven within 100 queries | classic | ablation | "
-             "MEA-Defender | DAWN | MBW | dataset inference | EWE - ablation (paired) | EWE's accuracy cost | "
-             "innocents accused |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    shorts = [s.short for s in SCHEMES.values()]
+    columns = ["setting", "thief", "victims x thieves", f"{shorts[0]} proven within 100 queries", *shorts[1:],
+               f"{EWE.short} - {ABLATION.short} (paired)", f"{EWE.short}'s accuracy cost", "innocents accused"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for s in summaries:
         def cell(scheme):
             x = s["schemes"].get(scheme) or {}
             return f"{x['proven_within_100']}/{x['n']}" if x.get("n") else "—"
         d, cost = s["ewe_minus_ablation_mean"], s["accuracy_cost_mean"]
-        lines.append(f"| {setting(s)} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} | {cell('EWE')} | "
-                     f"{cell('classic')} | {cell('ablation')} | {cell('MEA-Defender')} | {cell('DAWN')} | {cell('MBW')} | "
-                     f"{cell('dataset inference')} | "
+        lines.append(f"| {setting(s)} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} | "
+                     + "".join(f"{cell(k)} | " for k in shorts) +
                      f"{'—' if d is None else f'{100 * d:+.1f} pts'} | "
                      f"{'—' if cost is None else f'{100 * cost:.2f} pts'} | "
                      f"{s['innocents_accused']}/{s['innocent_tests']} |")
@@ -233,7 +236,7 @@ def demo_contrast_block(summaries: list[dict]) -> str:
             return "—"
         lo, hi = binomtest(x["proven_within_100"], x["n"]).proportion_ci(0.95, method="exact")
         return f"{x['proven_within_100']}/{x['n']} ({100 * lo:.0f}–{100 * hi:.0f} %)"
-    schemes = [k for k in ("EWE", "classic", "ablation") if (soft["schemes"].get(k) or {}).get("n")]
+    schemes = [s.short for s in DEFAULT_SCHEMES if (soft["schemes"].get(s.short) or {}).get("n")]
     lines = [f"digits quick, {soft['victims']} victims x {soft['thieves_per_victim']} thieves per kind; copies "
              "proven within 100 queries (exact 95 % interval):", "",
              "| copy of | thief given probabilities (T = 5) | the same thief given the top class only |",
@@ -262,7 +265,8 @@ def precision_block(rows_by_dataset: dict[str, list[dict]]) -> str:
 
     ms = mean_sd
     lines = ["| dataset (quick) | precision | victim seeds | run, s | EWE victim accuracy, % | EWE copy accuracy, % "
-             "| EWE copy watermark, % | copies proven (EWE / classic / ablation) | independent clean proven |",
+             f"| EWE copy watermark, % | copies proven ({' / '.join(s.short for s in DEFAULT_SCHEMES)}) | "
+             "independent clean proven |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, rows in rows_by_dataset.items():
         seeds = sorted({r["seed"] for r in rows if r["precision"] == "fp32"} & {r["seed"] for r in rows
@@ -272,7 +276,7 @@ def precision_block(rows_by_dataset: dict[str, list[dict]]) -> str:
             if not rs:
                 continue
             proven = " / ".join(f"{sum(r['proven'].get(c, False) for r in rs)}/{len(rs)}"
-                                for c in ("extracted", "plain_extracted", "ablation_extracted"))
+                                for c in (s.stolen for s in DEFAULT_SCHEMES))
             lines.append(f"| {rs[0]['dataset']} | {precision} | {', '.join(map(str, seeds))} | "
                          f"{ms([r['wall_s'] for r in rs])} | {ms([r['accuracy'].get('defended') for r in rs], 1, 100)} | "
                          f"{ms([r['accuracy'].get('extracted') for r in rs], 1, 100)} | "
@@ -312,7 +316,7 @@ def digits_size_block(found: dict[str, list[dict]]) -> str:
     rows = [r for rs in found.values() for r in rs]
     lines = ["| variant | input | epochs (clean + watermark; thief) | population built, s | run, s | train + first "
              "thief, s | clean model, % | EWE victim, % | EWE copy, % | EWE copy's watermark kept, % | copies proven "
-             "(EWE / plain / no SNNL) | independent clean model accused |",
+             f"({' / '.join(s.short for s in DEFAULT_SCHEMES)}) | independent clean model accused |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for variant in dict.fromkeys(r["variant"] for r in rows):
         runs = sorted((r for r in rows if r["variant"] == variant and r["kind"] == "run"), key=lambda r: r["seed"])
@@ -322,7 +326,7 @@ def digits_size_block(found: dict[str, list[dict]]) -> str:
         first = {**{k: getattr(quick, k) for k in ("epochs", "w_epochs", "extract_epochs")}, **runs[0]}
         epochs = f"{first['epochs']} + {first['w_epochs']:g}; {first['extract_epochs']}"
         proven = " / ".join(f"{sum(r['proven'].get(c, False) for r in runs)}/{len(runs)}"
-                            for c in ("extracted", "plain_extracted", "ablation_extracted"))
+                            for c in (s.stolen for s in DEFAULT_SCHEMES))
         pop = f"{pops[-1]['seconds']:.0f} ({pops[-1]['models']} models)" if pops else "—"
         lines.append(f"| {variant} | {first['side']} x {first['side']} | {epochs} | {pop} | "
                      f"{ms([r['wall_s'] for r in runs])} | {ms([r['train_and_first_thief_s'] for r in runs])} | "

@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 from ewe.innocents import halves  # noqa: E402
 from ewe.experiments.pipeline import TRIGGER_SET  # noqa: E402
 from ewe.verify import binomial_p, population_null, query_grid, set_target, verify  # noqa: E402
+from ewe.watermarks.schemes import ABLATION, CLASSIC, EWE  # noqa: E402
 
-SCHEMES = (("extracted", "EWE"), ("plain_extracted", "classic"), ("ablation_extracted", "ablation"))
+SCHEMES = tuple((s.stolen, s.short) for s in (EWE, CLASSIC, ABLATION))   # (copy, the registry's short word)
 ALPHA = 0.05
 
 

@@ -35,7 +35,7 @@ with c2:
 with c3:
     st.subheader("3 · Entanglement")
     st.markdown(
-        "The paper's argument: a plain watermark lives in parts of the model that the thief never asks "
+        "The paper's argument: a classic watermark lives in parts of the model that the thief never asks "
         "about, so a copy trained only on normal queries should forget it. EWE adds the *soft "
         "nearest-neighbour loss* (SNNL) so triggers and real target-class data share the same features, "
         "and copying the task should copy the watermark too. Whether a copy keeps it is measured below, "
@@ -137,7 +137,7 @@ left, right = st.columns(2)
 with left:
     st.markdown(
         f"**In the model's weights** ({', '.join(s.label for s in in_model)}). The owner trains the watermark "
-        "into the victim: its triggers (EWE's optimised images, the plain watermark's raw ones, MEA-Defender's "
+        "into the victim: its triggers (EWE's optimised images, the classic watermark's raw ones, MEA-Defender's "
         "composites of two classes' halves) are labelled the target class; the margin-based watermark's key "
         "(Kim et al. 2023) gives each input a random label of its own and trains the model to keep it within a "
         "small radius (a margin), so that a copy fitted to the victim's answers around the key should keep "
@@ -213,7 +213,7 @@ st.subheader("Try it")
 st.markdown(
     "1. **Train** a defended model (and its baselines): a whole digits run with the *quick* preset takes "
     f"{widgets.measured_quick_run()}.\n"
-    "2. **Attack** it: the thief copies both the EWE model and a plain-watermark model. Try several "
+    "2. **Attack** it: the thief copies both the EWE model and a classic watermark model. Try several "
     "thieves: what survives is partly luck.\n"
     "3. **Verify**: is ownership proven for each copy?\n"
     "4. **Trade-offs**: how temperature and ratio trade accuracy against robustness.")

@@ -44,7 +44,7 @@ def row(r):
 
 
 def rival_cells(copy: str, m: dict, v: dict) -> dict:
-    label = naming.MODEL_LABELS.get(copy, copy)
+    label = naming.model_label(copy)
     return {f"watermark {label}": (m.get(copy) or {}).get("watermark_success"),
             f"queries for 95 % ({label})": (widgets.queries_text(v[copy].get("queries_for_95")) if v.get(copy)
                                             else "—" if copy not in m else "not judged")}
@@ -56,7 +56,7 @@ else:
     st.dataframe(pd.DataFrame([row(r) for r in runs]), hide_index=True, width="stretch",
                  column_config={name: st.column_config.NumberColumn(format="percent") for name in
                                 ("defended accuracy", "watermark in stolen copy",
-                                 *(f"watermark {naming.MODEL_LABELS.get(c, c)}" for c in rivals))})
+                                 *(f"watermark {naming.model_label(c)}" for c in rivals))})
     st.caption(widgets.QUERIES_95_NOTE)
 
     labels = {r["key"]: r["label"] for r in runs}

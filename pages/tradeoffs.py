@@ -4,6 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from ewe.config import ConfigError
+from ewe.watermarks.schemes import CLASSIC
 from ui import charts, measured, naming, page, state, widgets, work
 
 page.setup()
@@ -71,7 +72,7 @@ def live(j):
         df = pd.DataFrame([{"τ": p["tau"], "ratio": p["ratio"], "defended accuracy": p["defended_accuracy"],
                             "stolen copy accuracy": p["extracted_accuracy"],
                             "watermark in stolen copy": p["extracted_watermark"],
-                            "plain watermark in its stolen copy": p["plain_extracted_watermark"],
+                            f"{CLASSIC.label} in its stolen copy": p["plain_extracted_watermark"],
                             **{f"watermark {naming.MODEL_LABELS.get(c, c)}": w for c, w in (p.get("rivals") or {}).items()},
                             "queries for 95 %": widgets.queries_text(p["queries_for_95"])} for p in points])
         pct = st.column_config.NumberColumn(format="percent")

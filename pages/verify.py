@@ -5,7 +5,7 @@ import streamlit as st
 
 from ewe.config import RunConfig
 from ewe.models import MODELS
-from ewe.watermarks.schemes import STOLEN_COPIES
+from ewe.watermarks.schemes import ABLATION, CLASSIC, STOLEN_COPIES
 from ui import charts, judging, naming, page, state, uploads, widgets
 
 page.setup()
@@ -103,21 +103,21 @@ with st.expander("Both tests side by side"):
                "disagree most on small samples and when innocent models differ from the clean reference.")
     st.dataframe(widgets.tests_side_by_side(ver, other), hide_index=True, width="stretch")
 c1, c2 = st.columns(2)
-plain = "plain_extracted" in ver or cfg.get("schemes") is None   # a run that chose its schemes may have none
-if plain:
+classic = CLASSIC.stolen in ver or cfg.get("schemes") is None   # a run that chose its schemes may have none
+if classic:
     with c1:
-        widgets.verdict_card("plain_extracted", stolen.get("plain_extracted"), alpha, thief=thief_label)
-with c2 if plain else c1:
+        widgets.verdict_card(CLASSIC.stolen, stolen.get(CLASSIC.stolen), alpha, thief=thief_label)
+with c2 if classic else c1:
     widgets.verdict_card("clean", ver.get("clean"), alpha)
 if ver.get("clean_classic"):
-    with st.expander("Would the classic watermark accuse an innocent model?",
+    with st.expander(f"Would the {CLASSIC.label} accuse an innocent model?",
                      expanded=widgets.accused(ver["clean_classic"])):
-        st.caption("The classic watermark's triggers are unoptimised images that clean models already call "
+        st.caption(f"The {CLASSIC.label}'s triggers are unoptimised images that clean models already call "
                    "the target class at very different rates, so its test is less trustworthy.")
         widgets.verdict_card("clean_classic", ver.get("clean_classic"), alpha)
-if ver.get("ablation_extracted"):
-    with st.expander("Ablation: optimised triggers without SNNL"):
-        widgets.verdict_card("ablation_extracted", stolen.get("ablation_extracted"), alpha, thief=thief_label)
+if ver.get(ABLATION.stolen):
+    with st.expander(f"The {ABLATION.label}: EWE's optimised triggers, trained without the SNNL term"):
+        widgets.verdict_card(ABLATION.stolen, stolen.get(ABLATION.stolen), alpha, thief=thief_label)
 # the rival schemes' copies this run has (MEA-Defender's, ...), each judged on its own scheme's key, and the
 # innocent model on those keys
 rivals = [c for c in naming.stolen_copies(ver) if c not in STOLEN_COPIES and c != main]
@@ -159,7 +159,7 @@ if source == "upload":
             suspect, arch, label = file.getvalue(), ss["keep_suspect_arch"], file.name
 else:
     pick = st.selectbox("Model of this run", judging.suspect_models(run, ref["dir"]),
-                        key=f"keep_suspect_model_{ref['key']}", format_func=lambda n: naming.MODEL_LABELS.get(n, n))
+                        key=f"keep_suspect_model_{ref['key']}", format_func=naming.model_label)
     if pick is not None:
         suspect, arch, label = judging.model_suspect(run, ref["dir"], pick)
 if suspect is not None:
@@ -169,7 +169,7 @@ if suspect is not None:
         st.error(f"Cannot test this file: {exc}")
     else:
         who = ("the uploaded suspect model" if source == "upload"
-               else f"this run's model “{naming.MODEL_LABELS.get(pick, pick)}”")
+               else f"this run's model “{naming.model_label(pick)}”")
         cols = st.columns(2)
         for i, k in enumerate(keys):
             with cols[i % 2]:

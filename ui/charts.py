@@ -7,9 +7,10 @@ from typing import Any, Iterable
 import pandas  # noqa: F401  - imported up front: plotly imports it lazily, racing with worker threads
 import plotly.graph_objects as go
 
+from ewe.results.schema import is_proven
 from ewe.results.sidebyside import display_rows
-from ewe.watermarks.schemes import STOLEN_COPIES, VICTIMS
-from ui.naming import MODEL_LABELS
+from ewe.watermarks.schemes import (CLASSIC, SCHEMES, STOLEN_COPIES, VICTIMS, model_label, owner,
+                                   scheme_label)
 
 COLORS = {"pretrain": "#7f7f7f", "defended": "#1f77b4", "plain_watermark": "#d62728",
           "ablation_no_snnl": "#9467bd", "clean": "#2ca02c", "independent_clean": "#17becf",
@@ -77,7 +78,7 @@ def metric_figure(events, metric: str, title: str, models=VICTIM_MODELS, y_title
         if not pts:
             continue
         xs, ys = zip(*pts)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=MODEL_LABELS.get(name, name),
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=model_label(name),
                                  line=dict(color=COLORS.get(name))))
     _layout(fig, title, x_title, y_title or metric)
     if percent:
@@ -148,7 +149,7 @@ def pvalue_figure(verification: dict[str, dict], alpha: float = 0.05, names: dic
                                                             dash="dot" if key.startswith("clean") else "solid"),
                                  hovertemplate="%{x} queries: median p = %{y:.2g}<extra>" + label + "</extra>"))
         n95 = v.get("queries_for_95")
-        if n95 is not None and n95 in q and (v.get("proven") or v.get("verified")):
+        if n95 is not None and n95 in q and is_proven(v):
             fig.add_trace(go.Scatter(x=[n95], y=[max(P_FLOOR, float(p[q.index(n95)]))], mode="markers",
                                      legendgroup=key, showlegend=False,
                                      marker=dict(symbol="diamond", size=12, color=color,
@@ -176,7 +177,7 @@ def pvalue_caption(verification: dict[str, dict], names: dict[str, str]) -> str:
         v = verification.get(key)
         if not v or not v.get("curve"):
             continue
-        proven = bool(v.get("proven") if v.get("proven") is not None else v.get("verified"))
+        proven = is_proven(v)
         n95 = v.get("queries_for_95")
         if key.startswith("clean"):
             said.append(f"the {label} is {'**accused**' if proven else 'not accused'}")
@@ -190,11 +191,7 @@ def pvalue_caption(verification: dict[str, dict], names: dict[str, str]) -> str:
 def pvalue_names(verification: dict) -> dict[str, str]:
     """The p-value chart's lines: every scheme's stolen copy, the innocent suspect on each trigger set, and
     the uploaded suspect ("upload", or "upload_<set>" on each set it was tested on)."""
-    names = {"extracted": "stolen copy of the defended (EWE) model",
-             "plain_extracted": "stolen copy of the plain-watermark model",
-             "ablation_extracted": "stolen copy of the ablation (no SNNL)"}
-    names.update({c: f"stolen copy of the {MODEL_LABELS.get(c, c).removeprefix('stolen from ')} model"
-                  for c in VICTIMS.values() if c not in names})
+    names = {s.stolen: f"stolen copy of the {s.victim_label} model" for s in SCHEMES.values()}
     names.update({"clean": "independent clean model (innocent)", "clean_classic": "innocent model, classic triggers"})
     names.update({k: f"innocent model, {k[len('clean_'):]} triggers" for k in verification
                   if k.startswith("clean_") and k not in names})
@@ -225,14 +222,14 @@ def tradeoff_figure(points: list[dict[str, Any]]) -> go.Figure:
         if plain:
             fig.add_trace(go.Scatter(
                 x=[p["defended_accuracy"] for p in plain], y=[p["plain_extracted_watermark"] for p in plain],
-                mode="markers", name="plain watermark, stolen (same run)",
+                mode="markers", name=f"{CLASSIC.label}, stolen (same run)",
                 marker=dict(size=9, color="#d62728", symbol="x"),
                 customdata=[[p["tau"], p["ratio"]] for p in plain],
-                hovertemplate=("plain watermark, same run (τ = %{customdata[0]:g}, ratio = "
+                hovertemplate=(f"{CLASSIC.label}, same run" + " (τ = %{customdata[0]:g}, ratio = "
                                "%{customdata[1]:g})<br>stolen copy's watermark = %{y:.1%}<extra></extra>")))
         for copy in dict.fromkeys(c for p in pts for c in p.get("rivals") or {}):    # rival schemes' copies
             got = [p for p in pts if (p.get("rivals") or {}).get(copy) is not None]
-            label = MODEL_LABELS.get(copy, copy).removeprefix("stolen from ")
+            label = owner(copy).victim_label if owner(copy) else copy
             fig.add_trace(go.Scatter(
                 x=[p["defended_accuracy"] for p in got], y=[p["rivals"][copy] for p in got], mode="markers",
                 name=f"{label}, stolen (same run)", marker=dict(size=9, color=COLORS.get(copy), symbol="diamond-open"),
@@ -260,10 +257,10 @@ def compare_figure(rows: list[dict[str, Any]]) -> go.Figure:
     series = [("defended", "accuracy", "defended accuracy"),
               ("extracted", "accuracy", "stolen copy accuracy"),
               ("extracted", "watermark_success", "stolen copy watermark"),
-              ("plain_extracted", "watermark_success", "plain watermark, stolen copy watermark")]
+              (CLASSIC.stolen, "watermark_success", f"{CLASSIC.label}, stolen copy watermark")]
     # a rival scheme's copy, when one of the runs has it
     have = {c for r in rows for c in ((r.get("result") or {}).get("models") or {})}
-    series += [(c, "watermark_success", f"{MODEL_LABELS.get(c, c)}, watermark")
+    series += [(c, "watermark_success", f"{model_label(c)}, watermark")
                for c in VICTIMS.values() if c in have and c not in {s[0] for s in series} | set(STOLEN_COPIES)]
     labels = [r["label"] for r in rows]
     for model, metric, name in series:
@@ -304,8 +301,8 @@ def projection_figure(before: dict | None, after: dict | None, model_label: str)
     return fig
 
 
-GEOMETRY_LABELS = {**MODEL_LABELS, "before": "pre-trained (before watermarking)",
-                   "before_classic": "pre-trained, classic triggers"}
+# the diagnostics' two models before the watermark phase (every other name is a model of the run: model_label)
+BEFORE_LABELS = {"before": "pre-trained (before watermarking)", "before_classic": "pre-trained, classic triggers"}
 
 
 def geometry_figure(diagnostics: dict[str, dict], models: Iterable[str]) -> go.Figure:
@@ -316,7 +313,7 @@ def geometry_figure(diagnostics: dict[str, dict], models: Iterable[str]) -> go.F
         geo = (diagnostics.get(name) or {}).get("geometry")
         if not geo:
             continue
-        label = GEOMETRY_LABELS.get(name, name)
+        label = BEFORE_LABELS.get(name) or model_label(name)
         fig.add_trace(go.Bar(x=[f"layer {i + 1}" for i in range(len(geo))], y=[g["gap"] for g in geo],
                              name=label, marker_color=COLORS.get(name, "#7f7f7f"),
                              marker_pattern_shape="/" if name in THIEF_MODELS else "",
@@ -337,13 +334,13 @@ def thieves_figure(draws: list[dict[str, Any]]) -> go.Figure:
         got = [(d["thief"].get("seed"), d["copies"][name]) for d in draws if name in d.get("copies", {})]
         if not got:
             continue
-        label = MODEL_LABELS.get(name, name)
+        label = model_label(name)
         fig.add_trace(go.Scatter(
             x=[label] * len(got), y=[c["watermark_success"] for _, c in got], mode="markers", name=label,
             marker=dict(size=13, color=COLORS.get(name), line=dict(width=2, color=COLORS.get(name)),
-                        symbol=["circle" if c["verified"] else "circle-open" for _, c in got]),
+                        symbol=["circle" if is_proven(c) else "circle-open" for _, c in got]),
             customdata=[[seed, "proven" + (f" with {c['queries_for_95']} queries" if c["queries_for_95"] else "")
-                         if c["verified"] else "not proven"] for seed, c in got],
+                         if is_proven(c) else "not proven"] for seed, c in got],
             hovertemplate="thief's seed %{customdata[0]}<br>watermark kept %{y:.1%}<br>%{customdata[1]}"
                           "<extra>" + label + "</extra>"))
     _layout(fig, "One dot per thief: watermark kept by its copy (filled = ownership proven)", "stolen copy",
@@ -410,7 +407,7 @@ def schemes_figure(table: dict[str, Any]) -> go.Figure:
     for scheme in dict.fromkeys(r["scheme"] for r in rows):
         mine = [(r, c) for r, c in zip(rows, cells) if r["scheme"] == scheme]
         rate = [r["proven"] / r["copies"] for r, _ in mine]
-        label = mine[0][0]["scheme_label"]
+        label = scheme_label(scheme, mine[0][0].get("scheme_label"))   # the registry's word, else the table's
         fig.add_trace(go.Bar(
             x=[r["thief"] for r, _ in mine], y=rate, name=label, marker_color=SCHEME_COLORS.get(scheme),
             error_y=dict(type="data", symmetric=False, color="#444",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ewe.watermarks import schemes
 from ewe.watermarks.schemes import SCHEMES, VICTIMS
 
 
@@ -11,15 +12,10 @@ PRETTY = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "digits": "Digits 
           "speech-commands": "Speech Commands"}
 
 
-# every registered scheme's victim and stolen copy by its registry label; the built-in ones keep their
-# shorter names (the app's charts and tests use them)
-MODEL_LABELS = {**{n: label for s in SCHEMES.values() for n, label in ((s.name, s.label),
-                                                                        (s.stolen, f"stolen from {s.label}"))},
-                "pretrain": "pre-training (shared)", "defended": "defended (EWE)",
-                "plain_watermark": "plain watermark", "ablation_no_snnl": "ablation: no SNNL",
-                "clean": "clean", "independent_clean": "independent clean",
-                "extracted": "stolen from defended", "plain_extracted": "stolen from plain watermark",
-                "ablation_extracted": "stolen from ablation"}
+# every model's words, from the scheme registry (its victims and stolen copies, and the clean models): the same
+# live mapping as ewe.watermarks.schemes.MODEL_LABELS, so a scheme registered later is named too
+MODEL_LABELS = schemes.MODEL_LABELS
+model_label = schemes.model_label
 
 
 def stolen_copies(d: dict | None) -> list[str]:

@@ -5,13 +5,14 @@ import functools
 import logging
 import math
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import streamlit as st
 
 from ewe.config import DATASETS
-from ewe.watermarks.schemes import BUILTIN_SETS, SCHEMES
+from ewe.results.schema import is_proven
+from ewe.watermarks.schemes import BUILTIN_SETS, CLASSIC, SCHEMES, model_label
 from ui import judging, naming, presets, state, warmup, workspaces
 from ui.jobs import Job
 
@@ -147,7 +148,7 @@ def scheme_picker(classes: list[str]) -> None:
     ss = st.session_state
     st.multiselect("Watermarking schemes (one victim each)", list(SCHEMES), key="schemes",
                    format_func=lambda n: SCHEMES[n].label,
-                   help="EWE and its baselines (the plain watermark, the no-SNNL ablation) are watermarks trained "
+                   help="EWE and its baselines (the classic watermark, the no-SNNL ablation) are watermarks trained "
                         "into the model; the thief steals every chosen victim in turn and each copy is judged on "
                         "its own scheme's triggers. Rival schemes are trained only when picked here.")
     chosen = ss.get("schemes") or []
@@ -247,11 +248,17 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
         st.rerun()
 
 
-STAGE_LABELS = {"triggers": "optimising the triggers", "pretrain": "clean pre-training (shared)",
-                **{f"steal_{s.name}": f"stealing the {s.label} model" for s in SCHEMES.values()},
-                **{f"steal_{victim}": f"stealing the {label} model" for victim, label in
-                   (("defended", "defended (EWE)"), ("plain_watermark", "plain-watermark"),
-                    ("ablation_no_snnl", "ablation (no SNNL)"))}}
+STAGE_LABELS = {"triggers": "optimising the triggers", "pretrain": "clean pre-training (shared)"}
+
+
+def stage_label(stage: str | None) -> str | None:
+    """A pipeline stage in words: the fixed ones, "steal_<victim>" and a model's training (registry words)."""
+    if stage in STAGE_LABELS:
+        return STAGE_LABELS[stage]
+    victim = (stage or "").removeprefix("steal_")
+    if stage != victim and victim in SCHEMES:
+        return f"stealing the {SCHEMES[victim].victim_label} model"
+    return f"training {model_label(stage)}" if stage in naming.MODEL_LABELS else None
 
 
 def progress_label(job: Job) -> str:
@@ -259,8 +266,7 @@ def progress_label(job: Job) -> str:
     when the job has several parts (their progress events carry ``part``, see ewe.callbacks.part_of)."""
     p = job.progress
     stage = p.get("stage")
-    text = STAGE_LABELS.get(stage) or (f"training {naming.MODEL_LABELS[stage]}" if stage in naming.MODEL_LABELS
-                                       else stage or "starting")
+    text = stage_label(stage) or stage or "starting"
     if stage and stage.startswith("innocent") and stage[len("innocent"):].isdigit():
         total = (job.meta.get("config") or {}).get("innocents")
         text = (f"innocent population for the verdicts: model {int(stage[len('innocent'):]) + 1}"
@@ -330,7 +336,7 @@ def models_table(result: dict, names: tuple[str, ...] | None = None) -> None:
     for name, m in models.items():
         if names and name not in names:
             continue
-        rows.append({"model": naming.MODEL_LABELS.get(name, name), "accuracy": m.get("accuracy"),
+        rows.append({"model": model_label(name), "accuracy": m.get("accuracy"),
                      "watermark success": m.get("watermark_success"),
                      # text, so that a model nobody queried reads "—" and not "None"
                      "queries used": "—" if m.get("queries") is None else f"{int(m['queries']):,}"})
@@ -359,18 +365,26 @@ def queries_text(n: int | None) -> str:
     return "—" if n is None else f"{int(n):,}"
 
 
-VERDICT_SUBJECT = {
-    # every registered scheme's stolen copy, and the innocent suspect on any scheme's own trigger set
-    **{s.stolen: f"the stolen copy of the {s.label} model" for s in SCHEMES.values()},
-    **{f"clean_{s.trigger_set}": f"the same innocent model, on {naming.set_label(s.trigger_set)}"
-       for s in SCHEMES.values() if s.trigger_set not in BUILTIN_SETS},
-    "defended": "the defended (EWE) model itself",
-    "extracted": "the stolen copy of the defended (EWE) model",
-    "plain_extracted": "the stolen copy of the plain-watermark model",
-    "ablation_extracted": "the stolen copy of the ablation (optimised triggers, no SNNL)",
-    "clean": "an independently trained clean model (innocent)",
-    "clean_classic": "the same innocent model, on the classic watermark's triggers",
-    "upload": "the uploaded suspect model"}
+# the suspects that are no model of a scheme (result.json "verification" keys)
+SUSPECT_WORDS = {"clean": "an independently trained clean model (innocent)",
+                 "clean_classic": f"the same innocent model, on the {CLASSIC.label}'s triggers",
+                 "upload": "the uploaded suspect model"}
+
+
+def verdict_subject(key: str) -> str:
+    """The suspect of a verdict in words: a scheme's victim or stolen copy (the registry's words), the innocent
+    suspect on a trigger set, the uploaded suspect; an unknown key as it is."""
+    for s in SCHEMES.values():
+        if key == s.stolen:
+            return f"the stolen copy of the {s.victim_label} model"
+        if key == s.name:
+            return f"the {s.victim_label} model itself"
+    if key in SUSPECT_WORDS:
+        return SUSPECT_WORDS[key]
+    set_name = key.removeprefix("clean_")
+    if key != set_name and set_name not in BUILTIN_SETS and any(s.trigger_set == set_name for s in SCHEMES.values()):
+        return f"the same innocent model, on {naming.set_label(set_name)}"
+    return key
 
 
 def accused(v: dict) -> bool:
@@ -378,20 +392,11 @@ def accused(v: dict) -> bool:
     return is_proven(v)
 
 
-def is_proven(v: dict) -> bool:
-    """A verdict's "proven", read defensively: ``proven`` when the entry has it, else ``verified``, else
-    whether some number of queries proved it (older entries)."""
-    for k in ("proven", "verified"):
-        if v.get(k) is not None:
-            return bool(v[k])
-    return v.get("queries_for_95") is not None
-
-
 def verdict_card(key: str, v: dict | None, alpha: float = 0.05, big: bool = False,
                  thief: str | None = None, subject: str | None = None) -> None:
     """A plain-words verdict; ``thief`` names the thief whose stolen copy is judged; ``subject`` the suspect
     (default: from the key)."""
-    subject = subject or VERDICT_SUBJECT.get(key, key)
+    subject = subject or verdict_subject(key)
     if not v:
         st.info(f"No verification for {subject} yet" + (f" from {thief}." if thief else "."))
         return
@@ -497,7 +502,7 @@ def tests_side_by_side(shown: dict, other: dict) -> list[dict]:
         by_test[t] = ver
     rows = []
     for key in shown:
-        rows.append({"suspect": VERDICT_SUBJECT.get(key, key),
+        rows.append({"suspect": verdict_subject(key),
                      "exact binomial (innocent models)": cell(by_test.get("binomial", {}).get(key)),
                      "Welch t-test (clean model + margin)": cell(by_test.get("welch", {}).get(key))})
     return rows
@@ -531,7 +536,7 @@ def thieves_summary(draws: list[dict]) -> str:
     for name in naming.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
         got = [d["copies"][name] for d in draws if name in (d.get("copies") or {})]
         if got:
-            parts.append(f"{naming.MODEL_LABELS.get(name, name)}: proven for **{sum(map(is_proven, got))} of "
+            parts.append(f"{model_label(name)}: proven for **{sum(map(is_proven, got))} of "
                          f"{len(got)}** thieves")
     return (f"Across all {len(draws)} thieves that stole this run — " + "; ".join(parts) + ".") if parts else ""
 
@@ -555,7 +560,7 @@ def thieves_table(draws: list[dict]) -> list[dict]:
             else:
                 p = v.get("p_value")
                 cell = "not proven" + (f" · p = {p:.2g}" if isinstance(p, (int, float)) else "")
-            row[naming.MODEL_LABELS.get(name, name)] = cell
+            row[model_label(name)] = cell
         rows.append(row)
     return rows
 
@@ -623,10 +628,10 @@ def entanglement_view(run: dict, key: str, projection: bool = True) -> None:
         return
     if projection:
         choice = st.radio("Projection of", victims, key=key, horizontal=True,
-                          format_func=lambda m: naming.MODEL_LABELS.get(m, m))
+                          format_func=model_label)
         before = diag.get("before_classic" if diag[choice].get("trigger_set") == "classic" else "before") or {}
         st.plotly_chart(charts.projection_figure(before.get("projection"), diag[choice].get("projection"),
-                                                 naming.MODEL_LABELS.get(choice, choice)), key=key + "_proj")
+                                                 model_label(choice)), key=key + "_proj")
     # optimised-trigger models first, then the classic watermark with its own (classic) baseline
     shown = [m for m in ("before", "defended", "extracted", "ablation_no_snnl", "ablation_extracted",
                          "before_classic", "plain_watermark", "plain_extracted") if m in geometry]
@@ -639,9 +644,9 @@ def entanglement_summary(geometry: dict) -> str:
     def gap(name: str) -> float | None:
         geo = (geometry.get(name) or {}).get("geometry")
         return geo[-1]["gap"] if geo else None
-    parts = [f"{label} {v:.3f}" for label, v in (("pre-trained", gap("before")), ("defended", gap("defended")),
-                                                  ("no-SNNL ablation", gap("ablation_no_snnl")),
-                                                  ("stolen from defended", gap("extracted")))
+    parts = [f"{label} {v:.3f}" for label, v in (("pre-trained", gap("before")),
+                                                  *((model_label(m), gap(m)) for m in ("defended", "ablation_no_snnl",
+                                                                                       "extracted")))
              if v is not None]
     text = "Gap in the last SNNL layer: " + ", ".join(parts) + "." if parts else ""
     if gap("defended") is not None and gap("extracted") is not None and gap("before") is not None:
@@ -661,7 +666,7 @@ def thieves_sentence(draws: list[dict]) -> str:
         got = [d["copies"][name] for d in draws if name in d.get("copies", {})]
         if got:
             wm = [c["watermark_success"] for c in got]
-            parts.append(f"{naming.MODEL_LABELS.get(name, name)}: proven for {sum(c['verified'] for c in got)} of "
+            parts.append(f"{model_label(name)}: proven for {sum(map(is_proven, got))} of "
                          f"{len(got)} thieves (kept {pct(min(wm))}–{pct(max(wm))})")
     return ("; ".join(parts) + ". Same victim, same settings, only the thief's seed differs: the spread is "
             "the thief's luck, so judge a watermark over several thieves.") if parts else ""

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from ..config import ATTACKER_DATA, DATASETS, PRESETS, ConfigError, RunConfig, check_verify_margin
+from ..results.schema import is_proven
 from .options import HELP, SKIP, add_config_options
 
 
@@ -178,7 +179,7 @@ def _summary(result: dict) -> str:
     verdicts = result.get("verification", {})
     for name, v in verdicts.items():
         q = v["queries_for_95"]
-        lines.append(f"  verify {name:<13} p={v['p_value']:.3g}  {'PROVEN' if v.get('proven', v.get('verified')) else 'not proven'}"
+        lines.append(f"  verify {name:<13} p={v['p_value']:.3g}  {'PROVEN' if is_proven(v) else 'not proven'}"
                      f"  queries for 95%: {q if q else 'not reached'}")
     if verdicts:
         v = next(iter(verdicts.values()))
@@ -205,7 +206,7 @@ def _thieves_summary(run_dir: str) -> str:
         got = [d["copies"][name] for d in draws if name in d["copies"]]
         wm = [c["watermark_success"] for c in got]
         lines.append(f"  {name:<20} watermark kept {min(wm):.3f}..{max(wm):.3f} (mean {sum(wm) / len(wm):.3f}), "
-                     f"proven by {sum(bool(c.get('proven', c.get('verified'))) for c in got)} of {len(got)}")
+                     f"proven by {sum(is_proven(c) for c in got)} of {len(got)}")
     return "\n".join(lines)
 
 

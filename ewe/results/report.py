@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import SAVED_NOTES
+from ..watermarks.schemes import ABLATION, CLASSIC, EWE, SCHEMES, scheme_label
 from .runs import Run
-from .schema import METRICS, RESULT_FILE, get
+from .schema import METRICS, RESULT_FILE, get, is_proven
 
 IGNORED = {"seed", "data_dir", "device", "threads"}      # not part of a "setting"
-VICTIM_STYLE = {"defended": ("EWE (defended)", "-", "tab:blue"),
-                "plain_watermark": ("classic watermark", "--", "tab:orange"),
-                "ablation_no_snnl": ("optimised triggers, no SNNL", ":", "tab:green")}
+# the robustness plots' line style and colour per victim (its words: the scheme registry's label)
+VICTIM_STYLE = {EWE.name: ("-", "tab:blue"), CLASSIC.name: ("--", "tab:orange"), ABLATION.name: (":", "tab:green")}
 ATTACK_ORDER = ("prune", "prune_finetune", "fine_prune", "fine_tune_all", "fine_tune_last")
 
 
@@ -190,79 +190,108 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def markdown_tables(groups: list[Group]) -> list[str]:
-    lines: list[str] = []
-    main_rows, base_rows, seed_rows, claim_rows = [], [], [], []
+# the metrics each setting's rows are made of (ewe.results.schema.METRICS names)
+GROUP_METRICS = ("clean_accuracy", "defended_accuracy", "defended_watermark", "extracted_accuracy",
+                 "extracted_watermark", "extracted_queries_for_95", "plain_extracted_watermark",
+                 "plain_extracted_queries_for_95", "ablation_extracted_watermark",
+                 "ablation_extracted_queries_for_95", "clean_p_value", "extracted_p_value")
+
+
+def _main_row(label: str, n_runs: int, v: dict[str, list]) -> list[str]:
+    return [label, str(n_runs), _cell(v["clean_accuracy"]), _cell(v["defended_accuracy"]),
+            _cell(v["defended_watermark"], 3), _cell(v["extracted_watermark"], 3),
+            _cell(v["extracted_accuracy"]), _cell(v["extracted_queries_for_95"], integer=True)]
+
+
+def _base_row(label: str, v: dict[str, list]) -> list[str]:
+    return [label, _cell(v["extracted_watermark"], 3), _cell(v["extracted_queries_for_95"], integer=True),
+            _cell(v["ablation_extracted_watermark"], 3),
+            _cell(v["ablation_extracted_queries_for_95"], integer=True),
+            _cell(v["plain_extracted_watermark"], 3), _cell(v["plain_extracted_queries_for_95"], integer=True)]
+
+
+def _claim_row(label: str, v: dict[str, list], alpha: float) -> list[str]:
+    ps = [p for p in v["clean_p_value"] if p is not None]
+    return [label, f"{min(ps):.3g}" if ps else "—",
+            ("no" if all(p >= alpha for p in ps) else
+             f"**yes, {sum(p < alpha for p in ps)} of {len(ps)}**") if ps else "—"]
+
+
+def _seed_rows(label: str, runs: list[ReportedRun], v: dict[str, list]) -> list[list[str]]:
+    """One row per seed, and the setting's min–max range under them."""
+    rows = []
+    for r in runs:
+        q = _metric(r, "extracted_queries_for_95")
+        rows.append([label, str(r.seed), _fmt(_metric(r, "clean_accuracy")),
+                     _fmt(_metric(r, "defended_accuracy")), _fmt(_metric(r, "defended_watermark"), 3),
+                     _fmt(_metric(r, "extracted_watermark"), 3), "not reached" if q is None else str(q),
+                     _fmt(_metric(r, "extracted_p_value"), 3, "g")])
+    rows.append([f"*{label}: range*", "", _range(v["clean_accuracy"], 4), _range(v["defended_accuracy"], 4),
+                 _range(v["defended_watermark"]), _range(v["extracted_watermark"]),
+                 _range(v["extracted_queries_for_95"], 0), ""])
+    return rows
+
+
+def _table_rows(groups: list[Group]) -> dict[str, list[list[str]]]:
+    """The rows of the main, baselines, false-claims and per-seed tables: one (or, per seed, several) per
+    setting with a finished run."""
+    rows: dict[str, list[list[str]]] = {"main": [], "base": [], "claim": [], "seed": []}
     for g in groups:
         runs = [r for r in g.runs if r.finished]
         if not runs:
             continue
-        v = {m: [_metric(r, m) for r in runs] for m in (
-            "clean_accuracy", "defended_accuracy", "defended_watermark", "extracted_accuracy",
-            "extracted_watermark", "extracted_queries_for_95", "plain_extracted_watermark",
-            "plain_extracted_queries_for_95", "ablation_extracted_watermark",
-            "ablation_extracted_queries_for_95", "clean_p_value", "extracted_p_value")}
-        main_rows.append([g.label, str(len(runs)), _cell(v["clean_accuracy"]), _cell(v["defended_accuracy"]),
-                          _cell(v["defended_watermark"], 3), _cell(v["extracted_watermark"], 3),
-                          _cell(v["extracted_accuracy"]), _cell(v["extracted_queries_for_95"], integer=True)])
-        base_rows.append([g.label, _cell(v["extracted_watermark"], 3),
-                          _cell(v["extracted_queries_for_95"], integer=True),
-                          _cell(v["ablation_extracted_watermark"], 3),
-                          _cell(v["ablation_extracted_queries_for_95"], integer=True),
-                          _cell(v["plain_extracted_watermark"], 3),
-                          _cell(v["plain_extracted_queries_for_95"], integer=True)])
-        ps = [p for p in v["clean_p_value"] if p is not None]
-        alpha = runs[0].config.get("alpha", 0.05)
-        claim_rows.append([g.label, f"{min(ps):.3g}" if ps else "—",
-                           ("no" if all(p >= alpha for p in ps) else
-                            f"**yes, {sum(p < alpha for p in ps)} of {len(ps)}**") if ps else "—"])
-        for r in runs:
-            q = _metric(r, "extracted_queries_for_95")
-            seed_rows.append([g.label, str(r.seed), _fmt(_metric(r, "clean_accuracy")),
-                              _fmt(_metric(r, "defended_accuracy")), _fmt(_metric(r, "defended_watermark"), 3),
-                              _fmt(_metric(r, "extracted_watermark"), 3), "not reached" if q is None else str(q),
-                              _fmt(_metric(r, "extracted_p_value"), 3, "g")])
-        seed_rows.append([f"*{g.label}: range*", "", _range(v["clean_accuracy"], 4),
-                          _range(v["defended_accuracy"], 4), _range(v["defended_watermark"]),
-                          _range(v["extracted_watermark"]),
-                          _range(v["extracted_queries_for_95"], 0), ""])
-    if not main_rows:
-        return lines
-    lines += ["## Reproduction table", "",
-              "Mean ± std over the runs (seeds) of each setting (sample std; one run shows the value alone). Watermark success is "
-              "measured on held-out triggers; queries for 95 % = the number of queries from which the median "
-              "p-value stays below 0.05 (" + _tests_used(groups) + "); seeds where it was "
-              "never reached are left out of the mean and counted.", ""]
-    lines += _md_table(["setting", "runs", "clean accuracy", "defended accuracy",
-                        "watermark success: victim", "watermark success: stolen copy",
-                        "stolen copy accuracy", "queries for 95 %"], main_rows)
-    lines += ["", "## Against the baselines under extraction", "",
-              "The same extraction attack on the three victims trained from the same pre-trained weights.", ""]
-    lines += _md_table(["setting", "EWE: stolen watermark", "EWE: queries", "no-SNNL ablation: stolen watermark",
-                        "ablation: queries", "classic watermark: stolen watermark", "classic: queries"],
-                       base_rows)
+        v = {m: [_metric(r, m) for r in runs] for m in GROUP_METRICS}
+        rows["main"].append(_main_row(g.label, len(runs), v))
+        rows["base"].append(_base_row(g.label, v))
+        rows["claim"].append(_claim_row(g.label, v, runs[0].config.get("alpha", 0.05)))
+        rows["seed"] += _seed_rows(g.label, runs, v)
+    return rows
+
+
+def _section(title: str, intro: str, header: list[str], rows: list[list[str]], first: bool = False) -> list[str]:
+    return ([] if first else [""]) + [f"## {title}", "", intro, ""] + _md_table(header, rows)
+
+
+def markdown_tables(groups: list[Group]) -> list[str]:
+    rows = _table_rows(groups)
+    if not rows["main"]:
+        return []
+    tests = _tests_used(groups)
+    lines = _section(
+        "Reproduction table",
+        "Mean ± std over the runs (seeds) of each setting (sample std; one run shows the value alone). Watermark "
+        "success is measured on held-out triggers; queries for 95 % = the number of queries from which the median "
+        "p-value stays below 0.05 (" + tests + "); seeds where it was never reached are left out of the mean and "
+        "counted.",
+        ["setting", "runs", "clean accuracy", "defended accuracy", "watermark success: victim",
+         "watermark success: stolen copy", "stolen copy accuracy", "queries for 95 %"], rows["main"], first=True)
+    lines += _section(
+        "Against the baselines under extraction",
+        "The same extraction attack on the three victims trained from the same pre-trained weights.",
+        ["setting", f"{EWE.short}: stolen watermark", f"{EWE.short}: queries", f"{ABLATION.label}: stolen watermark",
+         f"{ABLATION.short}: queries", f"{CLASSIC.label}: stolen watermark", f"{CLASSIC.short}: queries"],
+        rows["base"])
     scheme_rows = _scheme_rows(groups)
     if scheme_rows:
-        lines += ["", "## Every scheme's stolen copy", "",
-                  "Each watermarking scheme the runs trained (ewe.watermarks.schemes), its victim's accuracy cost "
-                  "against the run's clean model (an API scheme such as DAWN: its flipped answers), what its copy "
-                  "kept, and in how many runs the copy was proven. Thieves of the same run beyond the last are in "
-                  "its thieves.json.", ""]
-        lines += _md_table(["setting", "scheme", "runs", "victim accuracy cost", "stolen watermark",
-                            "queries for 95 %", "proven"], scheme_rows)
-    lines += ["", "## False claims", "",
-              "An independently trained clean model tested as the suspect must not be claimed (p ≥ α). "
-              "Judged by: " + _tests_used(groups) + ".", ""]
-    lines += _md_table(["setting", "smallest p over seeds", "falsely claimed"], claim_rows)
+        lines += _section(
+            "Every scheme's stolen copy",
+            "Each watermarking scheme the runs trained (ewe.watermarks.schemes), its victim's accuracy cost against "
+            "the run's clean model (an API scheme such as DAWN: its flipped answers), what its copy kept, and in how "
+            "many runs the copy was proven. Thieves of the same run beyond the last are in its thieves.json.",
+            ["setting", "scheme", "runs", "victim accuracy cost", "stolen watermark", "queries for 95 %", "proven"],
+            scheme_rows)
+    lines += _section(
+        "False claims",
+        "An independently trained clean model tested as the suspect must not be claimed (p ≥ α). Judged by: "
+        + tests + ".", ["setting", "smallest p over seeds", "falsely claimed"], rows["claim"])
     lines += ["", "## Per seed", ""]
     lines += _md_table(["setting", "seed", "clean accuracy", "defended accuracy", "victim watermark",
-                        "stolen watermark", "queries for 95 %", "p (stolen copy)"], seed_rows)
+                        "stolen watermark", "queries for 95 %", "p (stolen copy)"], rows["seed"])
     return lines
 
 
 def _scheme_rows(groups: list[Group]) -> list[list[str]]:
     """One row per setting and scheme whose stolen copy some finished run holds, from the scheme registry."""
-    from ..watermarks.schemes import SCHEMES
     rows = []
     for g in groups:
         runs = [r for r in g.runs if r.finished]
@@ -277,7 +306,7 @@ def _scheme_rows(groups: list[Group]) -> list[list[str]]:
                 base = victim.get("model_accuracy", (m.get("clean") or {}).get("accuracy"))
                 cost.append(None if base is None or "accuracy" not in victim else base - victim["accuracy"])
             verdicts = [(r.result.get("verification") or {}).get(s.stolen) or {} for r in held]
-            proven = sum(bool(v.get("proven")) for v in verdicts)
+            proven = sum(is_proven(v) for v in verdicts)
             rows.append([g.label, s.label, str(len(held)), _cell(cost, 4),
                          _cell([r.result["models"][s.stolen].get("watermark_success") for r in held], 3),
                          _cell([v.get("queries_for_95") for v in verdicts], integer=True),
@@ -352,7 +381,8 @@ def plot_robustness(group: Group, path: Path) -> Path | None:
                 data = per_metric.get(metric)
                 if not data:
                     continue
-                label, style, color = VICTIM_STYLE.get(victim, (victim, "-.", None))
+                style, color = VICTIM_STYLE.get(victim, ("-.", None))
+                label = scheme_label(victim)
                 xs = sorted(data)
                 mean = [sum(data[x]) / len(data[x]) for x in xs]
                 ax.plot(xs, mean, style, marker="o", ms=3, color=color, label=label)
@@ -389,7 +419,7 @@ def robustness_table(group: Group) -> list[str]:
             x0, x1 = min(acc), max(acc)
             mean = lambda d, x: sum(d[x]) / len(d[x])
             unit = "ratio" if X_AXIS[attack] == "ratio" else "epochs"
-            rows.append([ATTACK_LABELS[attack], VICTIM_STYLE.get(victim, (victim,))[0], f"{unit} {x1:g}",
+            rows.append([ATTACK_LABELS[attack], scheme_label(victim), f"{unit} {x1:g}",
                          f"{mean(acc, x0):.4f} → {mean(acc, x1):.4f}", f"{mean(wm, x0):.3f} → {mean(wm, x1):.3f}"])
     return _md_table(["attack", "victim", "strongest point", "accuracy", "watermark success"], rows)
 

@@ -13,7 +13,7 @@ from ..watermarks.schemes import BASE_SETS, STOLEN_COPIES, TRIGGER_SET, VICTIMS
 
 __all__ = ["CONFIG_FILE", "RESULT_FILE", "HISTORY_FILE", "PREDICTIONS_FILE", "DIAGNOSTICS_FILE", "THIEVES_FILE",
            "INNOCENTS_FILE", "ROBUSTNESS_FILE", "REUSE_FILE", "TRIGGERS_FILE", "HELDOUT_KEYS", "heldout_key", "heldout_sets", "VICTIMS", "STOLEN_COPIES", "TRIGGER_SET",
-           "CLEAN_MODELS", "VERDICT_KEYS", "METRICS", "suspects", "get", "metric_values"]
+           "CLEAN_MODELS", "VERDICT_KEYS", "is_proven", "METRICS", "suspects", "get", "metric_values"]
 
 CONFIG_FILE = "config.json"              # RunConfig.to_dict() (+ "effective" notes)
 RESULT_FILE = "result.json"              # the contract in docs/CONTRACT.md
@@ -35,6 +35,18 @@ CLEAN_MODELS = tuple(BASE_SETS)          # the clean reference and the independe
 # what thieves.json keeps of each copy's verdict (ewe.verify.verify)
 VERDICT_KEYS = ("test", "p_value", "queries_for_95", "proven", "verified", "null_rate", "null_models", "margin",
                 "n_queries", "suspect_rate", "reference_rate", "binomial_p", "rank_p", "innocents_at_least", "outranks_innocents", "smallest_p", "t_undefined")
+
+
+def is_proven(verdict: dict | None) -> bool:
+    """A verdict's "proven" (p below alpha on every held-out query), the one way to read it: a verdict
+    (result.json "verification", a thieves.json copy, a robustness record) stores it as ``proven`` and, the
+    same value under its older name, ``verified``; folders judged before ``proven`` existed have ``verified``
+    alone, and the oldest neither, where a number of queries that proved it (``queries_for_95``) says it."""
+    v = verdict or {}
+    for key in ("proven", "verified"):
+        if v.get(key) is not None:
+            return bool(v[key])
+    return v.get("queries_for_95") is not None
 
 # a sweep's and a report's metric name -> its path in result.json
 METRICS: dict[str, tuple[str, ...]] = {

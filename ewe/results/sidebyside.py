@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import SAVED_NOTES, ConfigError, preset_values, saved_config
-from ..watermarks.schemes import SCHEMES
-from .schema import CONFIG_FILE, RESULT_FILE, THIEVES_FILE, suspects
+from ..watermarks.schemes import SCHEMES, scheme_label
+from .schema import CONFIG_FILE, RESULT_FILE, THIEVES_FILE, is_proven, suspects
 
 WITHIN = 100          # "proven within 100 queries": what a cautious API owner could afford to send
 # settings of the run's own thief (each thieves.json entry records its own) or of the machine: runs that
@@ -163,7 +163,7 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
         judged = [verdicts[k] for t, k in innocent_key.items() if verdicts.get(k) and (t in own_sets or not api_only)]
         judged += [verdicts[k] for x in schemes if x.name in models and (k := _own_innocent_key(x)) in verdicts]
         if judged:      # the independent clean model claimed on any trigger set of the run
-            g["accused_any"].append(any(v.get("proven") for v in judged))
+            g["accused_any"].append(any(is_proven(v) for v in judged))
         norm = _normalised(cfg)
         epochs = norm.get("extract_epochs")   # the run's own thief's (RunConfig.extraction_epochs)
         if epochs is None and norm.get("epochs") is not None:
@@ -184,7 +184,7 @@ def scheme_tables(run_dirs: Iterable[str | Path], root: str | Path | None = None
                     cell["runs"][path.name] = {
                         "copies": 0,
                         "cost": None if base is None or "accuracy" not in victim else base - victim["accuracy"],
-                        "accused": None if not innocent else bool(innocent.get("proven"))}
+                        "accused": None if not innocent else is_proven(innocent)}
                 cell["runs"][path.name]["copies"] += 1
                 # a set that changes with the thief (DAWN's register): the innocent judged on each thief's own
                 own = (d.get("innocent_verdicts") or {}).get(innocent_key.get(s.trigger_set, ""))
@@ -198,8 +198,8 @@ def _table(g: dict) -> dict:
     for _, cell in sorted(g["cells"].items(), key=lambda kv: kv[0]):   # _: (thief order, scheme index)
         copies, runs = cell["copies"], list(cell["runs"].values())
         n = len(copies)
-        proven = sum(bool(c.get("proven")) for c in copies)
-        queries = [c["queries_for_95"] for c in copies if c.get("proven") and c.get("queries_for_95") is not None]
+        proven = sum(is_proven(c) for c in copies)
+        queries = [c["queries_for_95"] for c in copies if is_proven(c) and c.get("queries_for_95") is not None]
         within = sum(q <= WITHIN for q in queries)
         q1, kept, q3 = _quartiles(sorted(c["watermark_success"] for c in copies
                                          if c.get("watermark_success") is not None))
@@ -271,7 +271,8 @@ def display_rows(table: dict) -> list[dict[str, str]]:
     for r in table["rows"]:
         ci = r["proven_ci"]
         out.append({
-            "thief": r["thief"], "scheme": r["scheme_label"],
+            # the scheme in the registry's words today; a stored table's own label for a scheme no longer known
+            "thief": r["thief"], "scheme": scheme_label(r["scheme"], r.get("scheme_label")),
             "victims × thieves": f"{r['victims']} × {r['thieves_per_victim']}",
             "proven (95 % CI)": f"{r['proven']}/{r['copies']} [{100 * ci[0]:.0f}–{100 * ci[1]:.0f} %]",
             f"proven within {WITHIN} queries": f"{r['proven_100']}/{r['copies']}",

@@ -16,7 +16,7 @@ from ..config import ConfigError
 from ..verify import judge, nulls_for_run, run_settings, verify_predictions
 from ..watermarks.schemes import SCHEMES
 from .runs import Run, RunFolderError
-from .schema import PREDICTIONS_FILE, TRIGGERS_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS, heldout_key
+from .schema import PREDICTIONS_FILE, TRIGGERS_FILE, TRIGGER_SET, VERDICT_KEYS, VICTIMS, heldout_key, is_proven
 
 
 def record_thief(run_dir: str | Path | Run, result: dict) -> list[dict]:
@@ -50,7 +50,7 @@ def record_thief(run_dir: str | Path | Run, result: dict) -> list[dict]:
                                             "innocents": innocents.get(set_name) or {}}
     entry = {"thief": result["thief"], "copies": copies}
     # the innocent suspect judged on this thief's own register (DAWN): a verdict that changes with the thief
-    judged = {k: v.get("proven") for k, v in result.get("verification", {}).items()
+    judged = {k: is_proven(v) for k, v in result.get("verification", {}).items()
               if k.startswith("clean_") and v.get("trigger_set") in per_input}
     if judged:
         entry["innocent_verdicts"] = judged

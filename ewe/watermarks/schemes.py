@@ -7,8 +7,10 @@ weighted SNNL of every layer; ``ewe.train.plain_step``: cross-entropy only). The
 ``SCHEMES``; a new scheme is one ``register(Scheme(...))`` call, nothing in the pipeline changes.
 
     EWE        "defended"           optimised triggers, SNNL term (unless the run sets snnl=False)
-    CLASSIC    "plain_watermark"    raw triggers, cross-entropy only (the plain watermark of the paper)
-    ABLATION   "ablation_no_snnl"   optimised triggers, cross-entropy only: what the SNNL term adds
+    CLASSIC    "plain_watermark"    raw triggers, cross-entropy only: the classic watermark (the paper's plain
+                                    watermark; "classic" is the lab's word for it everywhere a person reads)
+    ABLATION   "ablation_no_snnl"   optimised triggers, cross-entropy only (the no-SNNL ablation): what the SNNL
+                                    term adds
     MEA        "mea_defender"       MEA-Defender (Lv et al., S&P 2024): its own "composite" triggers (halves of
                                     two source classes' images, labelled the target) and training
                                     (ewe.watermarks.mea); trained only when a run lists it in ``schemes``
@@ -26,12 +28,17 @@ weighted SNNL of every layer; ``ewe.train.plain_step``: cross-entropy only). The
                                     margins around the owner's private points (ewe.watermarks.
                                     dataset_inference); only when a run lists it in ``schemes``
 
+Every word a person reads for a scheme, its victim or its stolen copy comes from here (``Scheme.label``,
+``short``, ``victim_label``, ``copy_label``; ``model_label`` for any model name, the clean models' words in
+``BASE_LABELS``): the report, the app and the published tables look them up instead of keeping their own.
+
 A run's ``schemes`` (RunConfig, CLI ``--schemes``) lists the victims it trains; unset, the default ones
 (EWE, and the baselines unless ``train_baselines`` is off), so that existing settings give the same numbers.
 ``check_schemes`` is the one place that validates such a list.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, ClassVar
 
@@ -52,11 +59,14 @@ class Scheme:
     name: str                 # the watermarked victim ("defended", ...)
     stolen: str               # its copy made by the extraction attack ("extracted", ...)
     trigger_set: str          # "optimised" or "classic": trained on, and judged on its held-out half
-    label: str                # for people
+    label: str                # the scheme for people ("classic watermark")
     snnl: bool | None         # SNNL term in the watermark step; None: the run's own ``snnl`` setting
     baseline: bool = True     # a comparison, trained only with the run's ``train_baselines``
     default: bool = True      # trained when a run does not list its ``schemes``
     setting: str | None = None   # the RunConfig field only this scheme reads (forms show it when it is chosen)
+    short: str | None = None         # its column in tables ("classic"; bench/ summaries key on it); default label
+    victim_label: str | None = None  # its victim model ("the {victim_label} model"); default label
+    copy_label: str | None = None    # its stolen copy; default "stolen from {victim_label}"
     serves_api: ClassVar[bool] = False   # a watermark of the prediction API (DAWN), not of the model
     plan_factor: ClassVar[float] = 1.0   # its phase's expected cost against a plain one of EWE's length (ETA)
     own_test: ClassVar[bool] = False     # judged by its own test on evidence it records (dataset inference)
@@ -64,6 +74,9 @@ class Scheme:
     def __post_init__(self):
         if self.trigger_set not in TRIGGER_SETS:
             raise ValueError(f"trigger_set is one of {TRIGGER_SETS}, got {self.trigger_set!r}")
+        object.__setattr__(self, "short", self.short or self.label)         # frozen: set once, here
+        object.__setattr__(self, "victim_label", self.victim_label or self.label)
+        object.__setattr__(self, "copy_label", self.copy_label or f"stolen from {self.victim_label}")
 
     def uses_snnl(self, cfg: RunConfig) -> bool:
         return bool(cfg.snnl) if self.snnl is None else self.snnl
@@ -220,20 +233,27 @@ class DatasetInferenceScheme(Scheme):
         return di.judge_model(run_dir, model, alpha=settings.get("alpha", 0.05))
 
 
-EWE = Scheme("defended", "extracted", "optimised", "EWE (defended)", snnl=None, baseline=False)
-CLASSIC = Scheme("plain_watermark", "plain_extracted", "classic", "plain watermark", snnl=False)
-ABLATION = Scheme("ablation_no_snnl", "ablation_extracted", "optimised", "ablation: no SNNL", snnl=False)
+# The words (README, docs/RESULTS.md, the report, the app): the scheme's label; its short column word; its
+# victim and stolen copy where they are not "<label>" and "stolen from <label>". EWE's victim is "defended (EWE)"
+# as a model (the scheme is "EWE (defended)"), its copy "stolen from defended".
+EWE = Scheme("defended", "extracted", "optimised", "EWE (defended)", snnl=None, baseline=False, short="EWE",
+             victim_label="defended (EWE)", copy_label="stolen from defended")
+CLASSIC = Scheme("plain_watermark", "plain_extracted", "classic", "classic watermark", snnl=False, short="classic")
+ABLATION = Scheme("ablation_no_snnl", "ablation_extracted", "optimised", "no-SNNL ablation", snnl=False,
+                  short="ablation")
 MEA = MeaScheme("mea_defender", "mea_extracted", "composite", "MEA-Defender", snnl=False, default=False,
                 setting="mea_sources")
 DAWN = DawnScheme("dawn_api", "dawn_extracted", "dawn", "DAWN (API)", snnl=False, default=False,
-                  setting="dawn_rate")
+                  setting="dawn_rate", short="DAWN")
 MBW = MbwScheme("mbw", "mbw_extracted", "margin", "margin-based (MBW)", snnl=False, default=False,
-                setting="mbw_eps")
+                setting="mbw_eps", short="MBW")
 DATASET_INFERENCE = DatasetInferenceScheme("dataset_inference", "di_extracted", "optimised", "dataset inference",
                                            snnl=False, default=False, setting="di_samples")
 
 SCHEMES: dict[str, Scheme] = {}
 BASE_SETS = {"clean": "optimised", "independent_clean": "optimised"}   # the clean models' trigger set
+# the models of a run that no scheme owns, in words: the shared pre-training and the two clean models
+BASE_LABELS = {"pretrain": "pre-training (shared)", "clean": "clean", "independent_clean": "independent clean"}
 # kept up to date by register() (updated in place, so every importer sees a later scheme too):
 VICTIMS: dict[str, str] = {}                    # victim -> its stolen copy's name
 TRIGGER_SET: dict[str, str] = dict(BASE_SETS)   # model -> the held-out trigger set it is judged on
@@ -260,6 +280,44 @@ register(MEA)   # after STOLEN_COPIES: rival schemes, not among the app's fixed 
 register(DAWN)
 register(MBW)
 register(DATASET_INFERENCE)
+
+
+class _ModelLabels(Mapping):
+    """Model name -> its words, read from the registry as it is now (a scheme registered later is in it, one
+    removed is not): every scheme's victim and stolen copy, then ``BASE_LABELS``."""
+
+    def _names(self) -> dict[str, str]:
+        out = {n: w for s in SCHEMES.values() for n, w in ((s.name, s.victim_label), (s.stolen, s.copy_label))}
+        return {**out, **BASE_LABELS}
+
+    def __getitem__(self, name: str) -> str:
+        return self._names()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+MODEL_LABELS: Mapping[str, str] = _ModelLabels()
+
+
+def model_label(name: str) -> str:
+    """A model of a run in words ("plain_extracted" -> "stolen from classic watermark"); an unknown name as it is."""
+    return MODEL_LABELS.get(name, name)
+
+
+def owner(name: str) -> Scheme | None:
+    """The scheme whose victim or stolen copy ``name`` is (None: a clean model, or no model of a scheme)."""
+    return next((s for s in SCHEMES.values() if name in (s.name, s.stolen)), None)
+
+
+def scheme_label(name: str, default: str | None = None) -> str:
+    """A scheme (by its victim's name) in words: its registry label; ``default`` (else the name) when the name is
+    not registered (a stored table's own label for a scheme this code no longer has)."""
+    scheme = SCHEMES.get(name)
+    return scheme.label if scheme else (default or name)
 
 
 def check_schemes(names) -> list[str]:

@@ -124,3 +124,35 @@ def test_pvalue_figure_draws_the_binomial_part_and_marks_where_proof_starts():
     caption = pvalue_caption(ver, pvalue_names(ver))
     assert "stolen copy of the defended (EWE) model is proven from **4 queries**" in caption
     assert "independent clean model (innocent) is not accused" in caption
+
+
+def test_the_apps_words_for_models_are_the_registrys():
+    """ui.naming keeps no table of its own (issue 35): MODEL_LABELS is the registry's live mapping, and every
+    chart, card and stage label of a scheme's model reads its words from the registry."""
+    from ewe.watermarks import schemes
+    from ui import naming
+    assert naming.MODEL_LABELS is schemes.MODEL_LABELS
+    assert naming.MODEL_LABELS.get("plain_extracted") == "stolen from classic watermark"
+    assert widgets.verdict_subject("plain_extracted") == "the stolen copy of the classic watermark model"
+    assert widgets.verdict_subject("defended") == "the defended (EWE) model itself"
+    assert widgets.verdict_subject("clean_classic") == "the same innocent model, on the classic watermark's triggers"
+    assert widgets.verdict_subject("clean_composite") == "the same innocent model, on MEA-Defender's composite triggers"
+    assert widgets.stage_label("steal_ablation_no_snnl") == "stealing the no-SNNL ablation model"
+    assert widgets.stage_label("mbw") == "training margin-based (MBW)" and widgets.stage_label("nope") is None
+    names = charts.pvalue_names({})
+    assert names["plain_extracted"] == "stolen copy of the classic watermark model"
+    assert names["mbw_extracted"] == "stolen copy of the margin-based (MBW) model"
+
+
+def test_thieves_recorded_before_proven_existed_read_the_same():
+    """A thieves.json copy written before "proven" existed has "verified" alone: the dots, the sentence and the
+    summary read it through schema.is_proven like a new one."""
+    def draws(keys):
+        return [{"thief": {"seed": s}, "copies": {"extracted": {"watermark_success": 0.5, "queries_for_95": 7,
+                                                                **{k: s == 1 for k in keys}}}} for s in (1, 2)]
+    new, old = draws(("proven", "verified")), draws(("verified",))
+    symbols = [list(charts.thieves_figure(d).data[0].marker.symbol) for d in (new, old)]
+    assert symbols[0] == symbols[1] == ["circle", "circle-open"]
+    assert widgets.thieves_sentence(new) == widgets.thieves_sentence(old)
+    assert "stolen from defended: proven for 1 of 2 thieves" in widgets.thieves_sentence(old)
+    assert widgets.thieves_summary(new) == widgets.thieves_summary(old)

@@ -70,7 +70,7 @@ def test_attack_progress_says_which_thief_in_words():
     from ui.widgets import progress_label
     job = Job(id="a", owner="o", kind="attack", label="", meta={"thieves": 3},
               progress={"stage": "steal_plain_watermark", "part": 1, "fraction": 0.4})
-    assert progress_label(job) == "thief 2 of 3 · stealing the plain-watermark model"
+    assert progress_label(job) == "thief 2 of 3 · stealing the classic watermark model"
     one = Job(id="b", owner="o", kind="attack", label="", meta={"thieves": 1},
               progress={"stage": "steal_defended", "part": 0})
     assert progress_label(one) == "stealing the defended (EWE) model"

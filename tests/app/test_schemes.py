@@ -134,7 +134,7 @@ def test_verify_judges_a_suspect_on_every_key_the_run_holds(app_env, mea_workspa
     no_exception(at)
     md = " ".join(m.value for m in at.markdown)
     assert "the stolen copy of the MEA-Defender model" in md          # the rival copy's own card
-    assert "plain-watermark" not in md + " ".join(texts(at, "info"))    # a scheme this run did not choose
+    assert "classic watermark model" not in md + " ".join(texts(at, "info"))   # a scheme this run did not choose
     assert _key_cards(at) == []                                        # nothing tested yet
     up = at.get("file_uploader")[0]
     up.set_value(("mea.pt", (mea_workspace / "models" / "mea_extracted.pt").read_bytes(), "application/octet-stream"))

@@ -141,3 +141,37 @@ def test_every_scheme_a_run_trained_gets_a_row_with_its_own_cost(tmp_path):
     assert rows["DAWN (API)"][2:] == ["2", "0.0050 ± 0.0000", "0.550 ± 0.071", "20 ± 0", "1 of 2"]
     assert rows["EWE (defended)"][3] == "0.0095 ± 0.0007"        # defended 0.980 / 0.981 against clean 0.99
     assert "MEA-Defender" not in rows                            # not trained: no row
+
+
+def test_a_folder_judged_before_proven_existed_reads_the_same(tmp_path):
+    """Verdicts store "proven" and, under its older name, "verified"; a folder written before "proven" existed
+    has "verified" alone. Every reader goes through schema.is_proven, so both folders read alike."""
+    from ewe.results.schema import is_proven
+    assert is_proven({"proven": True, "verified": True}) and is_proven({"verified": True})
+    assert not is_proven({"proven": False, "verified": False}) and not is_proven({"verified": False})
+    assert not is_proven({"proven": None, "verified": False, "queries_for_95": 3})   # a stored None is no verdict
+    assert not is_proven(None) and not is_proven({"queries_for_95": None})
+    texts = []
+    for name, keys in (("new", ("proven", "verified")), ("old", ("verified",))):
+        run = write_run(tmp_path / name / "runs" / "mnist-s0")
+        result = json.loads((run / "result.json").read_text())
+        for copy, proven in (("extracted", True), ("plain_extracted", False), ("ablation_extracted", True)):
+            result["verification"][copy].update({k: proven for k in keys})
+        (run / "result.json").write_text(json.dumps(result))
+        report.build_report([tmp_path / name / "runs"], tmp_path / name / "report.md")
+        texts.append((tmp_path / name / "report.md").read_text().replace(f"/{name}/", "/"))
+    assert texts[0] == texts[1]
+    assert "| EWE (defended) | 1 | 0.0100 | 0.500 | 10 | 1 of 1 |" in texts[1]
+    assert "| classic watermark | 1 |" in texts[1] and "0 of 1 |" in texts[1]
+
+
+def test_the_report_names_schemes_in_the_registrys_words(tmp_path):
+    for seed in (0, 1):
+        write_run(tmp_path / "runs" / f"mnist-s{seed}", seed=seed, robustness=True)
+    report.build_report([tmp_path / "runs"], tmp_path / "report.md")
+    text = (tmp_path / "report.md").read_text()
+    header = next(l for l in text.splitlines() if l.startswith("| setting | EWE: stolen watermark"))
+    assert header == ("| setting | EWE: stolen watermark | EWE: queries | no-SNNL ablation: stolen watermark | "
+                      "ablation: queries | classic watermark: stolen watermark | classic: queries |")
+    assert "| magnitude pruning | classic watermark | ratio 0.6 |" in text       # robustness: the scheme's label
+    assert "plain watermark" not in text

@@ -192,3 +192,30 @@ def test_settings_that_differ_only_in_the_schemes_trained_are_merged_without_cou
     assert rows[("hard, owner's images", "defended")]["copies"] == 2      # from the folder with more, not 2 + 1
     assert rows[("hard, owner's images", "mea_defender")]["copies"] == 1
     assert "fashion-long-s0" not in chosen["runs"] and len(chosen["sources"]) == 2
+
+
+def test_copies_judged_before_proven_existed_count_alike(tmp_path):
+    """A thieves.json written before "proven" existed keeps "verified" alone (and "proven": None): counted by
+    schema.is_proven like a new one."""
+    def old(c: dict) -> dict:
+        return {**c, "verified": c["proven"], "proven": None}
+    for root, shape in ((tmp_path / "new", lambda c: {**c, "verified": c["proven"]}), (tmp_path / "old", old)):
+        make_run(root, "a-s0", 0, [(HARD, {"extracted": shape(copy(True, 0.6, 40))}),
+                                   (HARD, {"extracted": shape(copy(False, 0.1))})],
+                 verification={"clean": {"verified": True, "proven": None}, "clean_classic": {"verified": False}})
+    new, old_ = (sb.scheme_tables(sb.run_folders(r), root=r)[0] for r in (tmp_path / "new", tmp_path / "old"))
+    assert [(r["proven"], r["proven_100"], r["queries_median"], r["innocents_accused"]) for r in old_["rows"]] == \
+        [(r["proven"], r["proven_100"], r["queries_median"], r["innocents_accused"]) for r in new["rows"]] == \
+        [(1, 1, 40, 1)]
+    assert old_["innocents_accused_any"] == new["innocents_accused_any"] == 1
+
+
+def test_a_stored_table_shows_todays_words_for_its_schemes():
+    """published.json keeps each row's scheme_label as it was written; the table shows the registry's word for a
+    scheme it knows ("plain watermark" was the classic watermark's earlier label), and the stored one otherwise."""
+    row = {"thief": "hard, owner's images", "victims": 1, "thieves_per_victim": 1, "copies": 1, "proven": 0,
+           "proven_ci": [0, 1], "proven_100": 0, "kept_median": None, "accuracy_cost_median": None,
+           "queries_median": None, "innocent_tests": 0}
+    table = {"rows": [{**row, "scheme": "plain_watermark", "scheme_label": "plain watermark"},
+                      {**row, "scheme": "retired", "scheme_label": "a retired scheme"}]}
+    assert [r["scheme"] for r in sb.display_rows(table)] == ["classic watermark", "a retired scheme"]

@@ -55,3 +55,31 @@ def test_a_new_scheme_is_trained_stolen_and_judged_by_the_unchanged_pipeline(cla
     assert (tmp_path / "run" / "models" / "classic_snnl_extracted.pt").exists()
     snnl_epochs = [e for e in events if e["kind"] == "epoch" and e["stage"] == "classic_snnl"]
     assert snnl_epochs and all("snnl" in e["metrics"] for e in snnl_epochs)       # it ran the entangled step
+
+
+def test_the_registry_holds_every_word_for_its_schemes_and_models(classic_with_snnl):
+    """One vocabulary (issue 35): each scheme carries its label, short column word, victim's and copy's words;
+    the clean models' words sit beside them; a scheme registered later is named at once, without a table."""
+    words = {s.name: (s.label, s.short, s.victim_label, s.copy_label) for s in schemes.SCHEMES.values()}
+    assert words["plain_watermark"] == ("classic watermark", "classic", "classic watermark",
+                                        "stolen from classic watermark")
+    assert words["defended"] == ("EWE (defended)", "EWE", "defended (EWE)", "stolen from defended")
+    assert words["ablation_no_snnl"][:2] == ("no-SNNL ablation", "ablation")
+    assert not any("plain" in w for ws in words.values() for w in ws)        # "classic", never "plain"
+    assert schemes.model_label("plain_extracted") == "stolen from classic watermark"
+    assert schemes.model_label("independent_clean") == "independent clean"  # the clean models: BASE_LABELS
+    assert schemes.model_label("nobody") == "nobody"
+    # the fixture's scheme: its words by default, from its label
+    assert schemes.MODEL_LABELS["classic_snnl"] == "classic + SNNL"
+    assert schemes.MODEL_LABELS["classic_snnl_extracted"] == "stolen from classic + SNNL"
+    assert schemes.owner("classic_snnl_extracted") is classic_with_snnl and schemes.owner("clean") is None
+    assert schemes.scheme_label("classic_snnl") == "classic + SNNL"
+    assert schemes.scheme_label("retired", "its stored label") == "its stored label"
+
+
+def test_a_scheme_removed_from_the_registry_leaves_no_words_behind():
+    scheme = schemes.register(Scheme("tmp_scheme", "tmp_scheme_extracted", "optimised", "temporary", snnl=False))
+    assert "tmp_scheme_extracted" in schemes.MODEL_LABELS
+    del schemes.SCHEMES[scheme.name], schemes.VICTIMS[scheme.name]
+    del schemes.TRIGGER_SET[scheme.name], schemes.TRIGGER_SET[scheme.stolen]
+    assert "tmp_scheme_extracted" not in schemes.MODEL_LABELS        # the words are read live, no copy kept
