@@ -186,6 +186,11 @@ class JobRegistry:
         with self._lock:
             return self._queue.index(job_id) + 1 if job_id in self._queue else None
 
+    def live(self) -> int:
+        """Jobs queued or running, followers of a shared computation included: each is a live panel polling
+        on somebody's page."""
+        return sum(j.active for j in self.jobs())
+
     def counts(self) -> dict[str, int]:
         jobs = [j for j in self.jobs() if not j.beside]     # what trains or waits for a slot
         return {"running": sum(j.status == "running" for j in jobs),

@@ -18,6 +18,19 @@ from ui.jobs import Job
 
 log = logging.getLogger("ewe.app")
 POLL_SECONDS = 1.5
+# Every poll of a live panel reruns its fragment on the server: ~0.04 s of CPU alone, more under load. Thirty
+# panels at 1.5 s made twenty reruns a second, and the training they all watched ran ~1.6x slower than alone
+# (RESULTS §5 "class"); so the panels of a busy server poll less often, about this many reruns a second in all.
+PANEL_RERUNS_PER_SECOND = 5.0
+
+
+def poll_seconds(job: Job, live_jobs: int) -> float | None:
+    """Seconds between two polls of ``job``'s live panel while ``live_jobs`` jobs are live on the server (None
+    once it has ended): POLL_SECONDS while it runs, twice that while it waits, longer on a busy server."""
+    if not job.active:
+        return None
+    own = POLL_SECONDS if job.status == "running" else 2 * POLL_SECONDS
+    return max(own, live_jobs / PANEL_RERUNS_PER_SECOND)
 
 
 def safe(fn: Callable) -> Callable:
@@ -195,18 +208,18 @@ def job_panel(job_id: str | None, live: Callable[[Job], None] | None = None, *, 
     job = reg.get(job_id, sid) if job_id else None
     if job is None:
         return None
-    every = (POLL_SECONDS if job.status == "running" else 2 * POLL_SECONDS) if job.active else None
+    every = poll_seconds(job, reg.live())
 
     @st.fragment(run_every=every)
     def panel():
-        _panel_body(job_id, live, title, ended_rerun=every is not None)
+        _panel_body(job_id, live, title, every)
 
     panel()
     return job
 
 
 @safe
-def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
+def _panel_body(job_id: str, live, title: str, every: float | None) -> None:
     reg, sid = state.registry(), state.session_id()
     job = reg.get(job_id, sid)
     if job is None:
@@ -244,7 +257,11 @@ def _panel_body(job_id: str, live, title: str, ended_rerun: bool) -> None:
             st.caption(text)
     if live is not None and job.status != "queued":     # a waiting job has nothing to plot yet
         live(job)
-    if ended_rerun and job.done:
+    if every is None:
+        return
+    # the page again (not the panel) when the job has ended, or when its polling interval should change by half
+    # (the server got busier or quieter since the page drew this panel: a fragment keeps its run_every)
+    if job.done or abs(poll_seconds(job, reg.live()) - every) > every / 2:
         st.rerun()
 
 

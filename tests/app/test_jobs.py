@@ -98,3 +98,22 @@ def test_runs_get_every_core_shared_among_the_runs_allowed_at_once(monkeypatch):
     monkeypatch.delenv("EWE_APP_TORCH_THREADS")
     monkeypatch.delenv("EWE_APP_MAX_RUNS")
     assert jobs.default_torch_threads() == 1
+
+
+def test_live_panels_poll_less_often_on_a_busy_server():
+    """Each live job is a panel rerunning on the server: alone a running job's panel polls every 1.5 s, a
+    waiting one's every 3 s; thirty live jobs (a class) stretch every panel's interval so that the server
+    does about PANEL_RERUNS_PER_SECOND reruns a second in all; an ended job's panel does not poll."""
+    from ui.widgets import PANEL_RERUNS_PER_SECOND, POLL_SECONDS, poll_seconds
+    reg = JobRegistry(max_running=1)
+    gate = threading.Event()
+    jobs = [reg.submit(f"s{i}", "train", _blocking(gate)) for i in range(30)]
+    while jobs[0].status != "running":
+        time.sleep(0.01)
+    assert reg.live() == 30
+    assert poll_seconds(jobs[0], 1) == POLL_SECONDS and poll_seconds(jobs[1], 1) == 2 * POLL_SECONDS
+    assert poll_seconds(jobs[0], reg.live()) == poll_seconds(jobs[1], reg.live()) == 30 / PANEL_RERUNS_PER_SECOND
+    gate.set()
+    for j in jobs:
+        reg.wait(j.id, 5)
+    assert reg.live() == 0 and poll_seconds(jobs[0], 0) is None
