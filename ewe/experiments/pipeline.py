@@ -170,7 +170,7 @@ def train_victims(cfg: RunConfig, out_dir: str | Path | None = None,
     schemes = schemes_for(cfg)  # validates the run's scheme list (ConfigError), also before anything is written
     rep = reporter or _start(cfg, listeners, stop)
     run = Run(out_dir)
-    run.saved = {**cfg.to_dict(), "effective": _effective(cfg)}
+    run.config = cfg
     run.save("saved")
     run.result = {"dataset": cfg.dataset, "preset": cfg.preset, "seed": cfg.seed, "status": "running",
                   "models": {}, "verification": {}, "seconds": {}}
@@ -401,12 +401,6 @@ def _resume_optimizer(model, lr, state) -> torch.optim.Optimizer:
     if state.get("state"):
         opt.load_state_dict(copy.deepcopy(state))
     return opt
-
-
-def _effective(cfg: RunConfig) -> dict:
-    return {"tau": cfg.temperature, "reference_T": [100.0 / t for t in cfg.temperature],
-            "kappa_mean_ce": cfg.kappa, "kappa_reference_sum_ce": [k * cfg.batch_size for k in cfg.kappa],
-            "extraction_epochs": cfg.extraction_epochs}
 
 
 def _save_trigger_png(folder: Run, ts: trig.TriggerSet, n: int = 8) -> None:

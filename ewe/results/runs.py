@@ -255,6 +255,15 @@ class Run:
         from ..config import saved_config
         return saved_config(self.saved)
 
+    @config.setter
+    def config(self, cfg) -> None:
+        """A new run's settings, as config.json stores them: every field, and what τ and κ mean in the
+        reference code's terms (the "effective" note, for a reader who knows that code; never read back)."""
+        self.saved = {**cfg.to_dict(), "effective": {
+            "tau": cfg.temperature, "reference_T": [100.0 / t for t in cfg.temperature],
+            "kappa_mean_ce": cfg.kappa, "kappa_reference_sum_ce": [k * cfg.batch_size for k in cfg.kappa],
+            "extraction_epochs": cfg.extraction_epochs}}
+
     def as_dict(self) -> dict:
         """Every JSON part of the folder by its old ``load_run`` key, with ``path`` and ``models_available``."""
         return {"path": str(self.path), "config": self.saved, "result": self.result, "history": self.history,
