@@ -183,10 +183,11 @@ def suspect_models(run: dict | None, run_dir: str | Path) -> list[str]:
     clean models; those with a checkpoint in the folder."""
     result = (run or {}).get("result") or {}
     return [n for n in (*scheme_models(result.get("models")), "clean", "independent_clean")
-            if (Path(run_dir) / "models" / f"{n}.pt").exists()]
+            if Run(run_dir).model_file(n).exists()]
 
 
 def model_suspect(run: dict | None, run_dir: str | Path, name: str) -> tuple[bytes, str, str]:
     """The run's model ``name`` as a suspect for ``verify_on_keys``: its checkpoint's bytes, its architecture
     and its file name."""
-    return (Path(run_dir) / "models" / f"{name}.pt").read_bytes(), model_architecture(run or {}, name), f"{name}.pt"
+    path = Run(run_dir).model_file(name)
+    return path.read_bytes(), model_architecture(run or {}, name), path.name

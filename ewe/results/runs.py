@@ -304,6 +304,10 @@ class Run:
     def models_available(self) -> list[str]:
         return sorted(p.stem for p in (self.path / "models").glob("*.pt")) if self.path else []
 
+    def model_file(self, name: str) -> Path:
+        """Where the checkpoint of model ``name`` is (or would be) kept."""
+        return self.path / "models" / f"{name}.pt"
+
     def load_models(self, names: Iterable[str], device: str | None = None) -> dict:
         """The checkpoints of the models ``names`` that exist, built for the run's input, on ``device`` (default:
         the run's)."""
@@ -312,7 +316,7 @@ class Run:
         shape = tuple(self.result["input_shape"])
         out = {}
         for name in names:
-            path = self.path / "models" / f"{name}.pt"
+            path = self.model_file(name)
             if path.exists():
                 out[name] = load_state(build_model(cfg.model, shape), path).to(device or cfg.device)
         return out
