@@ -182,11 +182,11 @@ if naming.stolen_copies(result.get("models")):
                    f"epochs · {f'{budget:,} queries' if budget else 'every attacker input'}"
                    + (f" · thief's seed {thief_used['seed']}" if thief_used.get("seed") is not None else ""))
     widgets.models_table(result, tuple(naming.scheme_models(result.get("models"))))  # every scheme the run has
-    draws = same_thief((run or {}).get("thieves") or [], thief_used) if thief_used else []
-    if len(draws) > 1:
-        st.subheader(f"{len(draws)} thieves with these settings")
-        st.plotly_chart(charts.thieves_figure(draws), key="thieves")
-        st.caption(widgets.thieves_sentence(draws))
+    thieves = same_thief((run or {}).get("thieves") or [], thief_used) if thief_used else []
+    if len(thieves) > 1:
+        st.subheader(f"{len(thieves)} thieves with these settings")
+        st.plotly_chart(charts.thieves_figure(thieves), key="thieves")
+        st.caption(widgets.thieves_sentence(thieves))
     elif thief_used:
         st.caption("One thief so far. Steal again with another seed (or set Thieves above 1) to see how much "
                    "the outcome depends on the thief's luck.")

@@ -67,26 +67,26 @@ if test != (ver.get(main) or {}).get("test", "welch") or (
 other = judging.reverify(ref["dir"], run, margin, "welch" if test == "binomial" else "binomial")
 
 # several thieves (thieves.json): say which one each card judges, let the user pick, summarise them all
-draws = judging.thieves_judged(ref["dir"], run, test=test, margin=margin)   # every thief, judged as above
-latest = widgets.latest_thief(draws, result) if draws else None
+thieves = judging.thieves_judged(ref["dir"], run, test=test, margin=margin)   # every thief, judged as above
+latest = widgets.latest_thief(thieves, result) if thieves else None
 pick, stolen = latest, ver          # the latest thief's copies: result.json and predictions.json hold them
 card_slot = st.container()          # the headline card first (a 1280x720 projector shows it), the thief picker after
-if len({(d.get("thief") or {}).get("labels") for d in draws}) > 1:      # thieves given different answers
+if len({(d.get("thief") or {}).get("labels") for d in thieves}) > 1:      # thieves given different answers
     st.markdown("**The thieves side by side**: what each copy keeps depends on what its thief got back.")
-    st.dataframe(widgets.thieves_table(draws), hide_index=True, width="stretch")
-if len(draws) > 1:
-    st.markdown(widgets.thieves_summary(draws))
+    st.dataframe(widgets.thieves_table(thieves), hide_index=True, width="stretch")
+if len(thieves) > 1:
+    st.markdown(widgets.thieves_summary(thieves))
     thief_key = f"keep_verify_thief_{ref['key']}"
-    if ss.get(thief_key) not in range(len(draws)):
+    if ss.get(thief_key) not in range(len(thieves)):
         ss[thief_key] = latest
-    pick = st.selectbox("Thief whose stolen copies the cards below judge", list(range(len(draws))),
-                        key=thief_key, format_func=lambda i: widgets.thief_name(draws, i)
+    pick = st.selectbox("Thief whose stolen copies the cards below judge", list(range(len(thieves))),
+                        key=thief_key, format_func=lambda i: widgets.thief_name(thieves, i)
                         + (" · the latest" if i == latest else ""))
     if pick != latest:
-        stolen = dict(draws[pick].get("copies") or {})
+        stolen = dict(thieves[pick].get("copies") or {})
         st.caption("This thief's copies are judged with the test above from their stored answers; the chart "
                    "draws the latest thief's copies.")
-thief_label = widgets.thief_name(draws, pick) if draws else None
+thief_label = widgets.thief_name(thieves, pick) if thieves else None
 with card_slot:
     widgets.verdict_card(main, stolen.get(main), alpha, big=True, thief=thief_label)
 chart_slot = st.container()
@@ -96,7 +96,7 @@ st.caption(("Each line is the exact binomial p, the median over random subsets o
             "Each line is the Welch t-test's p, the median over random subsets of that many queries; a diamond "
             "marks where a copy is proven from. ")
            + charts.pvalue_caption(ver, charts.pvalue_names(ver))
-           + (f" The stolen copies drawn are {widgets.thief_name(draws, latest)}'s." if len(draws) > 1 else ""))
+           + (f" The stolen copies drawn are {widgets.thief_name(thieves, latest)}'s." if len(thieves) > 1 else ""))
 with st.expander("Both tests side by side"):
     st.caption("The same queries judged by the exact binomial test (against the innocent population's null "
                "rate) and by the paper's Welch t-test (against the run's clean model, with the margin). They "

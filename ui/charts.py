@@ -326,12 +326,12 @@ def geometry_figure(diagnostics: dict[str, dict], models: Iterable[str]) -> go.F
     return fig
 
 
-def thieves_figure(draws: list[dict[str, Any]]) -> go.Figure:
+def thieves_figure(thieves: list[dict[str, Any]]) -> go.Figure:
     """One dot per thief for each stolen copy: the watermark it kept; filled = ownership proven, open = not.
     The spread of one column is the thief's luck (same victim, same settings, another seed)."""
     fig = go.Figure()
     for name in THIEF_MODELS:
-        got = [(d["thief"].get("seed"), d["copies"][name]) for d in draws if name in d.get("copies", {})]
+        got = [(d["thief"].get("seed"), d["copies"][name]) for d in thieves if name in d.get("copies", {})]
         if not got:
             continue
         label = model_label(name)

@@ -106,11 +106,11 @@ def thieves_judged(run_dir: str | Path, run: dict, **overrides) -> list[dict]:
     from ewe.verify import run_settings
 
     def compute():
-        draws = _copy.deepcopy(list(run.get("thieves") or []))
+        thieves = _copy.deepcopy(list(run.get("thieves") or []))
         if run.get("predictions"):
-            draws = rejudge_thieves(draws, run["predictions"], Run(run_dir).innocents,
+            thieves = rejudge_thieves(thieves, run["predictions"], Run(run_dir).innocents,
                                     {**run_settings(run.get("config") or {}), **overrides}, run_dir)
-        return draws
+        return thieves
     key = _verdict_key(run_dir, "thieves", tuple(sorted(overrides.items())))
     return _copy.deepcopy(_cached_verdicts(key, lambda: _shared_verdicts(run_dir, "thieves", overrides, compute)))
 

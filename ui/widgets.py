@@ -525,45 +525,45 @@ def tests_side_by_side(shown: dict, other: dict) -> list[dict]:
     return rows
 
 
-def latest_thief(draws: list[dict], result: dict) -> int:
+def latest_thief(thieves: list[dict], result: dict) -> int:
     """Index in thieves.json of the thief whose copies result.json (and predictions.json) hold: the entry
     with result's thief, else the last one (record_thief appends the newest)."""
     mine = result.get("thief")
-    for i in range(len(draws) - 1, -1, -1):
-        if mine is not None and draws[i].get("thief") == mine:
+    for i in range(len(thieves) - 1, -1, -1):
+        if mine is not None and thieves[i].get("thief") == mine:
             return i
-    return len(draws) - 1
+    return len(thieves) - 1
 
 
-def thief_name(draws: list[dict], i: int, total: int | None = None) -> str:
+def thief_name(thieves: list[dict], i: int, total: int | None = None) -> str:
     """'thief 2 of 3 (seed 20001, soft labels, mlp student)': which thief, in words (of ``total`` thieves,
-    default as many as ``draws``)."""
-    t = draws[i].get("thief") or {}
+    default as many as ``thieves``)."""
+    t = thieves[i].get("thief") or {}
     bits = [f"seed {t['seed']}" if t.get("seed") is not None else None,
             f"{t['labels']} labels" if t.get("labels") else None,
             f"{t['student']} student" if t.get("student") else None,
             f"{t['query_budget']:,} queries" if t.get("query_budget") else None]
     bits = [b for b in bits if b]
-    return f"thief {i + 1} of {total or len(draws)}" + (f" ({', '.join(bits)})" if bits else "")
+    return f"thief {i + 1} of {total or len(thieves)}" + (f" ({', '.join(bits)})" if bits else "")
 
 
-def thieves_summary(draws: list[dict]) -> str:
+def thieves_summary(thieves: list[dict]) -> str:
     """'Proven for k of n thieves' per stolen copy, over every thief in thieves.json."""
     parts = []
-    for name in naming.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
-        got = [d["copies"][name] for d in draws if name in (d.get("copies") or {})]
+    for name in naming.stolen_copies({c: 1 for d in thieves for c in d.get("copies") or {}}):
+        got = [d["copies"][name] for d in thieves if name in (d.get("copies") or {})]
         if got:
             parts.append(f"{model_label(name)}: proven for **{sum(map(is_proven, got))} of "
                          f"{len(got)}** thieves")
-    return (f"Across all {len(draws)} thieves that stole this run — " + "; ".join(parts) + ".") if parts else ""
+    return (f"Across all {len(thieves)} thieves that stole this run — " + "; ".join(parts) + ".") if parts else ""
 
 
-def thieves_table(draws: list[dict]) -> list[dict]:
+def thieves_table(thieves: list[dict]) -> list[dict]:
     """One row per thief (what it got back, its seed), one column per stolen copy: proven from how many
     queries, or not proven with its p. The Attack page's side-by-side thieves read here at a glance."""
-    copies = naming.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}})
+    copies = naming.stolen_copies({c: 1 for d in thieves for c in d.get("copies") or {}})
     rows = []
-    for d in draws:
+    for d in thieves:
         t = d.get("thief") or {}
         row = {"thief": f"given {naming.thief_words(t)}"
                         + (f" · seed {t['seed']}" if t.get("seed") is not None else "")}
@@ -676,11 +676,11 @@ def entanglement_summary(geometry: dict) -> str:
     return text
 
 
-def thieves_sentence(draws: list[dict]) -> str:
+def thieves_sentence(thieves: list[dict]) -> str:
     """How many of the thieves' copies were proven stolen, per victim, and the range of watermark kept."""
     parts = []
-    for name in naming.stolen_copies({c: 1 for d in draws for c in d.get("copies") or {}}):
-        got = [d["copies"][name] for d in draws if name in d.get("copies", {})]
+    for name in naming.stolen_copies({c: 1 for d in thieves for c in d.get("copies") or {}}):
+        got = [d["copies"][name] for d in thieves if name in d.get("copies", {})]
         if got:
             wm = [c["watermark_success"] for c in got]
             parts.append(f"{model_label(name)}: proven for {sum(map(is_proven, got))} of "
