@@ -235,8 +235,16 @@ def is_sweep(folder: str | Path) -> bool:
 
 
 def point_dirs(out: str | Path) -> list[Path]:
-    """The run folders of the sweep in ``out`` that hold a result (finished or not), point by point."""
-    return sorted(p for p in Path(out).glob("points/*/s*") if p.is_dir() and _read_result(p) is not None)
+    """The run folders of the sweep in ``out`` that hold a result (finished or not), in the grid's order (the
+    spec's; by name where the spec is unreadable) and seed by seed."""
+    found = [p for p in Path(out).glob("points/*/s*") if p.is_dir() and _read_result(p) is not None]
+    try:
+        spec = json.loads((Path(out) / SPEC_FILE).read_text())
+        order = {point_key(params): i for i, params in enumerate(grid_points(spec["grid"]))}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        order = {}
+    return sorted(found, key=lambda p: (order.get(p.parent.name, len(order)), p.parent.name,
+                                        int(p.name[1:]) if p.name[1:].isdigit() else -1, p.name))
 
 
 def run_status(run_dir: str | Path) -> str | None:

@@ -202,3 +202,22 @@ def test_ray_gives_the_same_numbers_as_inline(inline_sweep, tmp_path):
     summary = sweep.run_sweep(tiny_spec(), tmp_path / "ray", backend="ray")
     assert summary["status"] == "finished", summary["failures"]
     assert _numbers(inline_sweep[0]) == _numbers(tmp_path / "ray")
+
+
+def test_point_folders_are_listed_in_the_grids_order(tmp_path):
+    """A sweep's run folders come back point by point as the grid was given (10 after 2, not before it as by
+    name), seed by seed; only folders that hold a result; by name when the spec cannot be read."""
+    spec = SweepSpec("digits", grid={"temperature": [[2.0] * 3, [10.0] * 3], "ratio": [1.0]}, seeds=[2, 10])
+    (tmp_path / sweep.SPEC_FILE).write_text(json.dumps(spec.to_dict()))
+    for key in ("temperature=2,ratio=1", "temperature=10,ratio=1"):
+        for seed in (10, 2):
+            folder = tmp_path / "points" / key / f"s{seed}"
+            folder.mkdir(parents=True)
+            (folder / "result.json").write_text(json.dumps({"status": "finished"}))
+    (tmp_path / "points" / "temperature=2,ratio=1" / "s3").mkdir()             # no result: not a run yet
+    listed = [p.relative_to(tmp_path / "points").as_posix() for p in sweep.point_dirs(tmp_path)]
+    assert listed == ["temperature=2,ratio=1/s2", "temperature=2,ratio=1/s10",
+                      "temperature=10,ratio=1/s2", "temperature=10,ratio=1/s10"]
+    assert sweep.is_sweep(tmp_path) and not sweep.is_sweep(tmp_path / "points")
+    (tmp_path / sweep.SPEC_FILE).write_text("{ not json")
+    assert len(sweep.point_dirs(tmp_path)) == 4
