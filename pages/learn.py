@@ -105,11 +105,12 @@ if rows:
         "EWE proven": _pct(r["ewe_proven_100"]), "no-SNNL ablation proven": _pct(r["ablation_proven_100"]),
         "classic proven": _pct(r["classic_proven_100"]), "MEA-Defender proven": _pct(r.get("mea_proven_100")),
         "MBW proven": _pct(r.get("mbw_proven_100")),
+        "dataset inference proven": _pct(r.get("dataset_inference_proven_100")),
         "EWE − ablation kept": "—" if r["ewe_minus_ablation"] is None else f"{100 * r['ewe_minus_ablation']:+.1f} pts",
         "innocents accused": f"{r['innocents_accused']} of {r['innocent_tests']}"} for r in rows]),
         hide_index=True, width="stretch")
     st.caption("Proven: the exact binomial test against the innocent population reaches p < 0.05 within 100 "
-               "queries. Thief names: same = the owner's training images, fresh = the thief's own images, "
+               "queries (dataset inference: its own t-test on the owner's private against public points). Thief names: same = the owner's training images, fresh = the thief's own images, "
                "disjoint = the other half of the owner's data; hard = top class, soft5 = probabilities at "
                "temperature 5.")
 else:
