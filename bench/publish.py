@@ -245,6 +245,46 @@ def demo_contrast_block(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _exact(k: int, n: int) -> str:
+    """k/n with its exact (Clopper-Pearson) 95 % interval."""
+    from scipy.stats import binomtest
+    lo, hi = binomtest(k, n).proportion_ci(0.95, method="exact")
+    return f"{k}/{n} ({100 * lo:.0f}–{100 * hi:.0f} %)"
+
+
+RIVALS = ("MBW", "dataset inference")      # the next defences (issue 38): tabled apart with their own evidence
+NO_WATERMARK = ("dataset inference",)      # judged by margins: nothing is "kept"
+
+
+def rivals_block(summaries: list[dict]) -> str:
+    """The margin-based watermark and dataset inference under the tables' thieves: copies proven (exact 95 %
+    interval), what the copies keep, the accuracy cost; and dataset inference's false accusations, each innocent
+    judged alone by its own test, pooled over the victims of a dataset (one count per victim and model)."""
+    lines = ["| dataset | scheme | thief | victims x thieves | copies proven within 100 queries | kept (mean) | "
+             "accuracy cost |", "|---|---|---|---|---|---|---|"]
+    innocents: dict[str, dict] = {}
+    for s in summaries:
+        for name in RIVALS:
+            x = s["schemes"].get(name) or {}
+            if x.get("n"):
+                cost = x.get("accuracy_cost_mean")
+                kept = "—" if name in NO_WATERMARK else f"{100 * x['kept_mean']:.1f} %"
+                lines.append(f"| {s['dataset']} | {name} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} "
+                             f"| {_exact(x['proven_within_100'], x['n'])} | {kept} | "
+                             f"{'—' if cost is None else f'{100 * cost:.2f} pts'} |")
+        if s.get("dataset_inference_innocents"):       # the same victims in every thief's summary: one per dataset
+            innocents.setdefault(s["dataset"], s["dataset_inference_innocents"])
+    if len(lines) == 2:
+        return "(no stored runs of these schemes)"
+    lines += ["", "Dataset inference's false accusations (alpha 0.05; accused / judged, exact 95 % interval):", ""]
+    for dataset, di in innocents.items():
+        groups = {k: v for k, v in di["groups"].items() if v["judged"] and not k.startswith("population (half")}
+        parts = "; ".join(f"{k} {_exact(v['accused'], v['judged'])}" for k, v in groups.items())
+        lines.append(f"- {dataset}: {parts}; the owner's scorer tells its own private from public points with AUC "
+                     f"{di['owner_auc_mean']:.2f} (0.5: not at all)")
+    return "\n".join(lines)
+
+
 def stages_block(runs: dict[str, dict]) -> str:
     """Where a quick run's time goes, in plain PyTorch epochs of the same CNN (bench/bench_stages.py)."""
     lines = []
@@ -440,6 +480,7 @@ def main(argv=None) -> int:
     text = replace_block(text, "overview", overview(summaries))
     text = replace_block(text, "verdicts", verdicts_block(verdicts))
     text = replace_block(text, "demo_contrast", demo_contrast_block(summaries))
+    text = replace_block(text, "rivals", rivals_block(summaries))
     for name, pattern, block, made_by in MEASURED_BLOCKS:   # each from its bench's stored numbers, when it has any
         found = {p.stem: read_measured(p) for p in sorted(RESULTS.glob(pattern))}
         if found:

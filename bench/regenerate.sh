@@ -58,8 +58,19 @@ B=bench/results/reliability_mbw.jsonl
 rel --dataset digits --victims 0-4 --thieves 5 --variants same-hard,same-soft5,disjoint-hard \
     --set 'schemes=["defended","mbw"]' --note "with MBW" --results $B
 $PY bench/mbw_mechanism.py "$R"/digits-quick-schemesdefended+mbw-*s? --out bench/results/mbw_mechanism_digits.json
-rel --dataset mnist --data-dir "$DATA" --victims 0-2 --thieves 3 --variants same-hard,same-soft5 \
-    --set 'schemes=["defended","mbw"]' --note "with MBW" --results $B
+for ds in mnist fashion-mnist; do
+    rel --dataset $ds --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5 \
+        --set 'schemes=["defended","mbw"]' --note "with MBW" --results $B
+done
+# dataset inference (issue 38; its own file): the same thieves, and its false accusations among innocents, the
+# runs' clean models and 3 models per victim trained on the thief's own data (--di-independents)
+DI=bench/results/reliability_dataset_inference.jsonl
+rel --dataset digits --victims 0-3 --thieves 5 --variants same-hard,same-soft5 --set 'schemes=["dataset_inference"]' \
+    --set target=6 --results $DI
+for ds in mnist fashion-mnist; do
+    rel --dataset $ds --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5 \
+        --set 'schemes=["dataset_inference"]' --di-independents 3 --results $DI
+done
 # DAWN (issue 18; RESULTS §1): the same victims' clean models behind the API, flipping 0.5 % of answers; the rows
 # join their dataset's file, after its watermark rows
 dawn() { rel --dawn-rate 0.005 --note "DAWN, flip rate 0.5 %" "$@"; }
