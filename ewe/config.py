@@ -300,7 +300,7 @@ def validate(cfg: RunConfig, limits: dict[str, float] | None = None) -> RunConfi
     """Check every parameter and combination; raise ConfigError naming every setting to change (one line).
 
     ``limits``: upper bounds a caller imposes beyond what the method needs, by field name (a shared server
-    keeps a typed 10,000 epochs from holding its queue: the app's ``ui.state.LIMITS``); a list field's
+    keeps a typed 10,000 epochs from holding its queue: the app's ``ui.presets.LIMITS``); a list field's
     largest value is checked."""
     problems: list[str] = []
 

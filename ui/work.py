@@ -15,6 +15,7 @@ from typing import Any
 from ewe.callbacks import part_of
 from ewe.config import RunConfig
 from ewe.experiments.sweep import SweepSpec, grid_points
+from ewe.results.runs import Run
 from ewe.watermarks.schemes import STOLEN_COPIES
 from ui.jobs import Job, JobRegistry
 from ui.naming import stolen_copies
@@ -89,7 +90,8 @@ def submit_sweep(reg: JobRegistry, owner: str, spec: SweepSpec) -> Job:
     if reg.torch_threads:
         spec = dataclasses.replace(spec, threads=reg.torch_threads)
     n = len(reg.jobs(owner=owner, kind="sweep")) + 1
-    base = new_run_dir(owner, sweep_configs(spec)[0], f"sweep{n}")
+    first = spec.config(grid_points(spec.grid)[0], spec.seeds[0])      # names the folder (dataset, seed)
+    base = new_run_dir(owner, first, f"sweep{n}")
     return reg.submit(owner, "sweep", sweep_job(spec, base), label=f"Sweep #{n} ({spec.dataset}, {spec.preset})",
                       out_dir=base)
 
@@ -103,7 +105,7 @@ def sweep_job(spec: SweepSpec, base_dir: Path):
 
     def fn(ctx):
         from ewe.experiments.sweep import run_sweep
-        ctx.data["total"] = len(sweep_configs(spec))
+        ctx.data["total"] = len(grid_points(spec.grid)) * len(spec.seeds)
         summary = run_sweep(spec, base_dir, backend="inline", stop=ctx.stop, runner=_SweepPoints(ctx))
         ctx.data["failures"] = summary["failures"]
         return {"status": summary["status"], "points": list(ctx.data.get("points", [])),
@@ -112,29 +114,23 @@ def sweep_job(spec: SweepSpec, base_dir: Path):
 
 
 class _SweepPoints:
-    """run_sweep's runner for the app: one pipeline run per point, reported to the job's panel."""
+    """run_sweep's runner for the app: the grid runner's own point (ewe.experiments.sweep.run_point) with the
+    job's listener and stop, each finished point's summary added to the job's points."""
 
     def __init__(self, ctx):
         self.ctx, self.started, self.index = ctx, time.perf_counter(), 0
 
     def __call__(self, config: dict, out_dir: str, threads: int | None = None) -> dict:
-        from ewe.config import from_dict
-        ctx, i, out = self.ctx, self.index, Path(out_dir)
+        from ewe.experiments.sweep import run_point
+        ctx, i = self.ctx, self.index
         self.index += 1
-        cfg = from_dict(config)
-        settings = {"tau": cfg.temperature[0], "ratio": cfg.ratio}
+        settings = {"tau": config["temperature"][0], "ratio": config["ratio"]}
         ctx.data["current"] = {**settings, "index": i + 1}
-        out.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        try:
-            result = pipeline().run(cfg, out, stop=ctx.stop,
-                                    listeners=[part_of(ctx.listener, i, ctx.data["total"], self.started)])
-        except Exception as exc:    # reported with the point; the grid goes on (as the CLI's sweep does)
-            return {"out_dir": out_dir, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                    "seconds": time.perf_counter() - t0}
-        if result.get("status") == "finished":
-            ctx.data.setdefault("points", []).append(point_summary(settings, result, out))
-        return {"out_dir": out_dir, "status": result.get("status"), "seconds": time.perf_counter() - t0}
+        info = run_point(config, out_dir, threads, run=pipeline().run, stop=ctx.stop,
+                         listeners=[part_of(ctx.listener, i, ctx.data["total"], self.started)])
+        if info["status"] == "finished":
+            ctx.data.setdefault("points", []).append(point_summary(settings, Run(out_dir).result, Path(out_dir)))
+        return info
 
 
 def point_summary(settings: dict[str, Any], result: dict, out: Path) -> dict[str, Any]:

@@ -266,11 +266,14 @@ def plan_jobs(spec: SweepSpec, out: str | Path) -> tuple[list[Job], list[Job]]:
     return todo, done
 
 
-def run_point(config: dict, out_dir: str, threads: int | None = None) -> dict:
-    """One point and seed: a whole ``pipeline.run`` into ``out_dir`` (the function every backend runs)."""
+def run_point(config: dict, out_dir: str, threads: int | None = None, *, run: Callable | None = None,
+              listeners: Iterable[Callable] = (), stop=None) -> dict:
+    """One point and seed: a whole ``pipeline.run`` into ``out_dir`` (the function every backend runs; the app's
+    sweep passes its ``listeners`` and ``stop``, and ``run``, a replaceable pipeline's, for its tests)."""
     import torch
-    from . import pipeline
     from ..config import from_dict
+    if run is None:
+        from .pipeline import run
     if threads:
         torch.set_num_threads(threads)
     out = Path(out_dir)
@@ -279,7 +282,7 @@ def run_point(config: dict, out_dir: str, threads: int | None = None) -> dict:
     out.mkdir(parents=True)
     t0 = time.perf_counter()
     try:
-        result = pipeline.run(from_dict(config), out)
+        result = run(from_dict(config), out, listeners=list(listeners), stop=stop)
         return {"out_dir": out_dir, "status": result.get("status"), "seconds": time.perf_counter() - t0}
     except Exception as exc:  # a failed point is reported; the sweep goes on with the others
         return {"out_dir": out_dir, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
@@ -358,9 +361,10 @@ def run_sweep(spec: SweepSpec, out: str | Path, *, backend: str = "local",
 def run_in_turn(jobs: Sequence[Any], run_one: Callable[[int, Any], dict], *, reporter,
                 finished: Callable[[Any, dict], bool | None],
                 label: Callable[[Any], tuple[str, str]] = lambda job: (str(job), str(job))) -> None:
-    """The grid runner's in-process loop (the inline backend): the jobs one after the other (``run_one(index, job)`` -> its info), a stop request honoured before each
-    (``reporter.check()`` raises Stopped), ``finished(job, info)`` after each; it returns False to end the
-    grid there. ``label(job)``: the (stage, model) of the job's stage_start event."""
+    """The grid runner's in-process loop (the inline backend): the jobs one after the other
+    (``run_one(index, job)`` -> its info), a stop request honoured before each (``reporter.check()`` raises
+    Stopped), ``finished(job, info)`` after each; it returns False to end the grid there. ``label(job)``: the
+    (stage, model) of the job's stage_start event."""
     for i, job in enumerate(jobs):
         reporter.check()
         stage, model = label(job)
