@@ -218,7 +218,6 @@ def demo_contrast_block(summaries: list[dict]) -> str:
     """What the default demo's two thieves (the Attack page's side by side: the digits preset's distiller and the
     same thief given the top class only) do to each copy, over the stored victims x thieves of that setting, with
     exact 95 % intervals: how often one demo run shows the contrast."""
-    from scipy.stats import binomtest
     from ewe.config import preset
     default = preset("digits", "quick").to_dict()
 
@@ -234,8 +233,7 @@ def demo_contrast_block(summaries: list[dict]) -> str:
         x = s["schemes"].get(scheme) or {}
         if not x.get("n"):
             return "—"
-        lo, hi = binomtest(x["proven_within_100"], x["n"]).proportion_ci(0.95, method="exact")
-        return f"{x['proven_within_100']}/{x['n']} ({100 * lo:.0f}–{100 * hi:.0f} %)"
+        return _exact(x["proven_within_100"], x["n"])
     schemes = [s.short for s in DEFAULT_SCHEMES if (soft["schemes"].get(s.short) or {}).get("n")]
     lines = [f"digits quick, {soft['victims']} victims x {soft['thieves_per_victim']} thieves per kind; copies "
              "proven within 100 queries (exact 95 % interval):", "",
