@@ -13,8 +13,8 @@ The method, read from the paper and its public code (cleverhans-lab/dataset-infe
    judges suspects through the answers they give (its thieves are queried as APIs, and stolen copies are
    judged on their answers), so the lab uses the **blind walk**: it needs nothing but the suspect's labels.
    As in the code: three noise families (uniform for L-inf, Gaussian for L2, Laplace for L1, distance in the
-   same norm), 10 walks each (30 features per point), inputs clipped to [0, 1], a point already misclassified
-   has distance 0.
+   same norm), 10 walks each (30 features per point), inputs clipped to the data's range ([0, 1] for images),
+   a point already misclassified has distance 0.
 2. **A scorer** trained on the *owner's* model only: its embeddings of private points (label 0) against public
    ones (label 1), features standardised with the owner's statistics; a suspect's points are scored with it.
 3. **The test**: the owner reveals m private and m public points; one-sided Welch t-test (scipy.stats) that the
@@ -25,6 +25,10 @@ What the lab keeps: the blind-walk embedding (noise families, 10 walks a norm, t
 change), a scorer trained on the owner's model alone, the one-sided Welch t-test on m private vs m public
 points, m = 50 by default (the paper's "> 99 % confidence from 50 private points").
 What it changes, and why:
+- the code's noise scale is for pixels in [0, 1]; on another value range (Speech Commands' z-normalised
+  log-mels, about [-6, 7]) the noise is scaled by the range's width and the walk clipped to the range, as the
+  watermark schemes' triggers are (ewe.watermarks.triggers.value_range): clipping log-mels to [0, 1] would
+  move every point before the first step;
 - the walk's magnitudes grow geometrically (1 to 200 times the code's base step, 30 steps) instead of
   linearly to 50 times: on the lab's small models many points do not change label within the code's
   reach (a distance stuck at the cap carries no information); a walk that never flips records its reach;
@@ -77,7 +81,7 @@ DEFAULT_SAMPLES = 50      # m: private (and public) points the owner reveals to 
 DECIMALS = 5              # distances as stored in the run folder
 
 
-def _direction(norm: str, shape, gen: torch.Generator) -> torch.Tensor:
+def _direction(norm: str, shape, gen: torch.Generator, width: float = 1.0) -> torch.Tensor:
     if norm == "linf":
         d = torch.rand(shape, generator=gen) * 2 - 1
     elif norm == "l2":
@@ -85,7 +89,7 @@ def _direction(norm: str, shape, gen: torch.Generator) -> torch.Tensor:
     else:   # Laplace: a random sign times an exponential draw
         e = -torch.log(torch.rand(shape, generator=gen).clamp_min(1e-12))
         d = torch.where(torch.rand(shape, generator=gen) < 0.5, -e, e)
-    return d * BASE_STEP[norm]
+    return d * (BASE_STEP[norm] * width)
 
 
 def _norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
@@ -99,13 +103,15 @@ def magnitudes(steps: int = STEPS, reach: float = REACH) -> torch.Tensor:
 
 @torch.no_grad()
 def blind_walk(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, walks: int | None = None,
-               steps: int | None = None, seed: int = 0) -> tuple[torch.Tensor, int]:
+               steps: int | None = None, seed: int = 0,
+               value_range: tuple[float, float] = (0.0, 1.0)) -> tuple[torch.Tensor, int]:
     """Label-only distances of each point to the model's decision boundary: (distances [N, len(NORMS), walks],
     the label queries spent). Along each walk's noise direction the magnitude grows until the model's label
     differs from ``y``; the distance is the perturbation's norm then (0 for a point already misclassified, the
     walk's reach when the label never changes). Only ``predict`` (the hard label) is asked of the model; the
     directions depend on ``seed`` alone, so every model is walked along the same ones. A family's walks go
-    through the model together, one call per magnitude (the same queries as walking them one by one)."""
+    through the model together, one call per magnitude (the same queries as walking them one by one). Moved
+    points stay within ``value_range``, and the noise scales with its width (the code's scale is for [0, 1])."""
     walks, steps = walks or WALKS, steps or STEPS     # read at call time: tests walk fewer
     gen = torch.Generator().manual_seed(seed)
     x_cpu, y_cpu = x.detach().cpu(), y.detach().cpu()
@@ -115,16 +121,17 @@ def blind_walk(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *, walk
     queries = n
     correct = (predict(model, x).cpu() == y_cpu)
     mags = magnitudes(steps)
+    lo, hi = value_range
     for j, norm in enumerate(NORMS):
-        d = torch.stack([_direction(norm, x_cpu.shape, gen) for _ in range(walks)])   # [walks, N, ...]
-        reach = _norm(((x_cpu + mags[-1] * d).clamp(0, 1) - x_cpu).flatten(0, 1), norm).view(walks, n)
+        d = torch.stack([_direction(norm, x_cpu.shape, gen, hi - lo) for _ in range(walks)])   # [walks, N, ...]
+        reach = _norm(((x_cpu + mags[-1] * d).clamp(lo, hi) - x_cpu).flatten(0, 1), norm).view(walks, n)
         dist = torch.where(correct, reach, torch.zeros(()))
         remaining = correct.expand(walks, n).clone()
         for mag in mags:
             w_idx, p_idx = remaining.nonzero(as_tuple=True)
             if not len(p_idx):
                 break
-            moved = (x_cpu[p_idx] + mag * d[w_idx, p_idx]).clamp(0, 1)
+            moved = (x_cpu[p_idx] + mag * d[w_idx, p_idx]).clamp(lo, hi)
             queries += len(p_idx)
             flipped = predict(model, moved.to(device)).cpu() != y_cpu[p_idx]
             dist[w_idx[flipped], p_idx[flipped]] = _norm(moved[flipped] - x_cpu[p_idx[flipped]], norm)
@@ -165,14 +172,15 @@ def check_samples(samples) -> int:
     return samples
 
 
-def evidence(model: torch.nn.Module, points: dict[str, tuple], seed: int, owner: bool = False) -> dict:
+def evidence(model: torch.nn.Module, points: dict[str, tuple], seed: int, owner: bool = False,
+             value_range: tuple[float, float] = (0.0, 1.0)) -> dict:
     """What the owner keeps of one model: its blind-walk distances on the test points (and, for the owner's
     own model, on the fitting points too), rounded, with the label queries they took."""
     parts = [k for k in points if owner or k.startswith("test_")]
     out: dict = {"label_queries": 0}
     for k in parts:
         x, y = points[k]
-        dist, queries = blind_walk(model, x, y, seed=seed)
+        dist, queries = blind_walk(model, x, y, seed=seed, value_range=value_range)
         out[k] = np.round(dist.numpy(), DECIMALS).tolist()
         out["label_queries"] += queries
     return out
@@ -223,13 +231,20 @@ def judge(owner: dict, suspect: dict, *, alpha: float = 0.05, draws: int = 200, 
             "label_queries": int(suspect.get("label_queries", 0))}
 
 
+def walk_range(cfg: RunConfig, data) -> tuple[float, float]:
+    """The value range a run's walks stay in: the one its triggers are clipped to."""
+    from .triggers import value_range
+    return value_range(cfg, data)
+
+
 def run_points(cfg: RunConfig, data) -> dict[str, tuple]:
     """The owner's points of a run (its data and seed, ``cfg.di_samples`` revealed to the test)."""
     return owner_points(data.x_train, data.y_train, data.x_test, data.y_test, cfg.di_samples, cfg.seed)
 
 
 # ---- the run folder's evidence (dataset_inference.json) and its verdicts -----------------------------------
-EVIDENCE_FILE = "dataset_inference.json"   # {"samples", "seed", "owner", "models": {name: ...}, "innocents": ...}
+# {"samples", "seed", "value_range", "owner", "models": {name: ...}, "innocents": ...}
+EVIDENCE_FILE = "dataset_inference.json"
 POINTS_FILE = "dataset_inference_points.pt"   # the revealed points, so a suspect checkpoint can be judged later
 # the verification key of the innocent suspect, the independent clean model (trained on the owner's training
 # set: dataset inference is *right* to find its points in it); the clean reference is walked too (the bench
@@ -253,11 +268,12 @@ def record_model(run_dir, cfg: RunConfig, data, name: str, model, owner: bool) -
     """Walk ``model`` on the run's points and keep its evidence under ``name`` (``owner``: the owner's own
     model, whose fitting points are walked too; it replaces every earlier evidence, which its scorer judged).
     The directions come from the run's seed, the same for every model."""
-    points = run_points(cfg, data)
-    ev = evidence(model, points, cfg.seed, owner=owner)
+    points, vr = run_points(cfg, data), walk_range(cfg, data)
+    ev = evidence(model, points, cfg.seed, owner=owner, value_range=vr)
     stored = None if owner else _read(run_dir)
     if stored is None or stored.get("samples") != cfg.di_samples:
         stored = {"samples": cfg.di_samples, "seed": cfg.seed, "models": {}, "innocents": {}}
+    stored["value_range"] = list(vr)
     if owner:
         stored["owner"] = ev
         torch.save({f"{k}_{part}": t.detach().cpu() for k in ("test_private", "test_public")
@@ -274,8 +290,8 @@ def record_population(run_dir, cfg: RunConfig, data, manifest: dict, models: dic
     stored = _read(run_dir)
     if stored is None:
         return 0
-    points = run_points(cfg, data)
-    stored["innocents"] = {n: evidence(m, points, cfg.seed) for n, m in models.items()}
+    points, vr = run_points(cfg, data), walk_range(cfg, data)
+    stored["innocents"] = {n: evidence(m, points, cfg.seed, value_range=vr) for n, m in models.items()}
     stored["innocents_models"] = {n: {k: manifest["models"][n].get(k) for k in ("model", "data", "budget",
                                                                                   "n_train")} for n in models}
     _write(run_dir, stored)
@@ -344,5 +360,6 @@ def judge_model(run_dir, model, alpha: float = 0.05) -> dict | None:
     tensors = torch.load(Path(run_dir) / POINTS_FILE, weights_only=True)
     device = next(model.parameters()).device
     points = {k: (tensors[f"{k}_x"].to(device), tensors[f"{k}_y"].to(device)) for k in ("test_private", "test_public")}
-    suspect = evidence(model, points, stored["seed"])
+    # folders from before the range was stored are image runs, walked in [0, 1]
+    suspect = evidence(model, points, stored["seed"], value_range=tuple(stored.get("value_range", (0.0, 1.0))))
     return {**judge(stored["owner"], suspect, alpha=alpha), "trigger_set": TEST_NAME}

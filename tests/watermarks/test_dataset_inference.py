@@ -37,6 +37,18 @@ def test_the_blind_walk_measures_a_larger_margin_farther_and_needs_labels_only()
     assert (near > 0).all()
 
 
+def test_the_walk_stays_in_the_datas_range_and_scales_with_it():
+    """Speech's z-normalised log-mels are not in [0, 1]: the same walk on the same points stretched to [-5, 5]
+    (and a boundary moved with them) finds distances ten times as long, where clipping to [0, 1] would move every
+    point before the first step."""
+    x, y = torch.zeros(6, 1, 4, 4), torch.zeros(6, dtype=torch.int64)
+    unit, unit_q = di.blind_walk(Threshold(0.05), x, y, walks=3, seed=1)
+    wide, wide_q = di.blind_walk(Threshold(-5 + 10 * 0.05), x * 10 - 5, y, walks=3, seed=1, value_range=(-5.0, 5.0))
+    assert wide_q == unit_q and torch.allclose(wide, unit * 10, rtol=1e-4)
+    clipped, _ = di.blind_walk(Threshold(-5 + 10 * 0.05), x * 10 - 5, y, walks=3, seed=1)
+    assert (clipped >= 5).all()                 # the first step jumps into [0, 1]: the margin is lost
+
+
 def test_a_point_the_model_already_gets_wrong_is_at_distance_zero():
     x, y = torch.zeros(4, 1, 4, 4), torch.tensor([0, 1, 0, 1])           # the model answers 0 on a black image
     dist, _ = di.blind_walk(Threshold(0.1), x, y, walks=2, seed=0)
@@ -112,6 +124,7 @@ def test_the_scheme_judges_its_copy_and_the_innocents_with_its_own_test(di_run):
     assert abs(result["models"]["dataset_inference"]["accuracy"] - result["models"]["clean"]["accuracy"]) < 0.3
     stored = json.loads((di_run / di.EVIDENCE_FILE).read_text())
     assert {"owner", "models", "innocents"} <= set(stored) and len(stored["innocents"]) == n
+    assert stored["value_range"] == [0.0, 1.0]            # what an uploaded suspect will be walked in
     assert {"clean", "independent_clean", "di_extracted"} <= set(stored["models"])
 
 
