@@ -30,7 +30,8 @@ from ewe.config import saved_config  # noqa: E402
 from ewe.data.splits import load_data  # noqa: E402
 from ewe.results.runs import THIEVES_FILE, Run  # noqa: E402
 from ewe.results.sidebyside import thief_kind  # noqa: E402
-from ewe.watermarks.mbw import key_margin  # noqa: E402
+from ewe.watermarks.mbw import key_margin, radius  # noqa: E402
+from ewe.watermarks.triggers import value_range  # noqa: E402
 
 
 def measure(path: Path) -> dict:
@@ -44,6 +45,8 @@ def measure(path: Path) -> dict:
     key, labels = tensors["margin_heldout"], torch.tensor(preds["set_targets"]["margin"])
     models = Run.open(path).load_models(("mbw", "clean", "independent_clean"))
     victim, clean, other = models["mbw"].eval(), models["clean"].eval(), models["independent_clean"].eval()
+    span = value_range(cfg, data)
+    eps = radius(cfg.mbw_eps, span)
     with torch.no_grad():
         held = float((victim(key).argmax(1) == labels).float().mean())
         q = data.x_attack.flatten(1)
@@ -63,9 +66,9 @@ def measure(path: Path) -> dict:
         if c:
             kept.setdefault(thief_kind(d["thief"], cfg.model)[1], []).append(c["watermark_success"])
     return {"run": path.name, "eps": cfg.mbw_eps, "victim_key_rate": held,
-            "victim_held_within_radius": key_margin(victim, key, labels, cfg.mbw_eps)["held"],
+            "victim_held_within_radius": key_margin(victim, key, labels, eps, value_range=span)["held"],
             "query_distance_to_key": {"min": float(nearest.min()), "median": float(nearest.median())},
-            "key_inputs_with_a_query_within_radius": int((nearest <= cfg.mbw_eps).sum()),
+            "key_inputs_with_a_query_within_radius": int((nearest <= eps).sum()),
             "queries": len(data.x_attack), "queries_where_victim_differs_from_clean": differs,
             # the same for two clean models (the independent one against the reference): what any model differs by
             "queries_where_independent_clean_differs_from_clean": clean_differs,

@@ -38,7 +38,9 @@ What it changes, and why:
   proven on the victim itself, let alone its copies. The paper's weight 0.1 is kept; the phase is longer
   than EWE's instead (digits quick seed 1: 3 rounds, key 100 %, accuracy 0.964 -> 0.978).
 - The radius ``mbw_eps`` (RunConfig) is the L-infinity bound of the ascent, in steps of eps / 5; the
-  default 5/255 is the paper's. ``mbw_eps = 0`` trains the key without ascent (like the paper's "base"
+  default 5/255 is the paper's. It is in units of [0, 1] pixels: on another value range (Speech Commands'
+  z-normalised log-mels, about [-6, 7]) it is scaled by the range's width (``radius``), so 5/255 is the same
+  share of the range everywhere. ``mbw_eps = 0`` trains the key without ascent (like the paper's "base"
   watermark, which also drops the 0.1 weight; here it stays), the comparison that isolates the margin.
 - The ascent runs with the model in eval mode (the paper's in train mode): the lab's CNNs have no batch
   norm, so this only keeps the step deterministic.
@@ -95,6 +97,12 @@ def make_key(cfg: RunConfig, data: Data, n: int = KEY_SIZE):
     return key, labels.to(dev), what
 
 
+def radius(eps: float, value_range=(0.0, 1.0)) -> float:
+    """The ascent's L-infinity bound in the data's units: ``eps`` (on [0, 1] pixels) times the range's width."""
+    lo, hi = value_range
+    return eps * (hi - lo)
+
+
 def ascend(model, x: torch.Tensor, labels: torch.Tensor, eps: float, steps: int = ASCENT_STEPS,
            value_range=(0.0, 1.0)) -> torch.Tensor:
     """The key samples moved by ``steps`` signed-gradient steps of eps / steps that raise the cross-entropy
@@ -147,6 +155,7 @@ def train_mbw(model, x, y, key: torch.Tensor, key_labels: torch.Tensor, cfg: Run
     passes, w_num_batch, clean_before = watermark_schedule(len(x), schedule_triggers or len(key), cfg.batch_size,
                                                            cfg.w_epochs, cfg.ratio)
     round_steps = round_steps or passes * (w_num_batch + sum(clean_before))
+    eps = radius(cfg.mbw_eps, value_range)
     g = torch.Generator().manual_seed(seed + SEED_OFFSET + 1)
     stream = BatchStream(x, y, cfg.batch_size, g)
     per_batch = max(1, min(len(key), round(cfg.batch_size * KEY_PER_BATCH)))
@@ -160,7 +169,7 @@ def train_mbw(model, x, y, key: torch.Tensor, key_labels: torch.Tensor, cfg: Run
             reporter.check()
             xb, yb = stream.next()
             idx = torch.randint(0, len(key), (per_batch,), generator=g).to(key.device)
-            kx = ascend(model, key[idx], key_labels[idx], cfg.mbw_eps, value_range=value_range)
+            kx = ascend(model, key[idx], key_labels[idx], eps, value_range=value_range)
             logits = model(torch.cat([xb, kx]))
             terms = F.cross_entropy(logits, torch.cat([yb, key_labels[idx]]), reduction="none")
             weights = torch.cat([torch.ones(len(xb)), torch.full((per_batch,), KEY_WEIGHT)]).to(terms.device)
@@ -170,12 +179,12 @@ def train_mbw(model, x, y, key: torch.Tensor, key_labels: torch.Tensor, cfg: Run
             opt.step()
             running += loss.item()
             reporter.advance(stage, ((r - 1) * round_steps + step + 1) / total)
-        held = key_margin(model, key, key_labels, cfg.mbw_eps, value_range=value_range)["held"]
+        held = key_margin(model, key, key_labels, eps, value_range=value_range)["held"]
         metrics = {"loss": running / round_steps, "key_held": held, **(probe(model) if probe else {})}
         reporter.emit("epoch", stage=stage, model=name, epoch=r, epochs=max_rounds, metrics=metrics)
         if held >= KEY_HOLD:
             break
-    reporter.message(f"{name}: holds {100 * held:.0f} % of its key within radius {cfg.mbw_eps:.4g} after {r} "
+    reporter.message(f"{name}: holds {100 * held:.0f} % of its key within radius {eps:.4g} after {r} "
                      f"round(s) of {round_steps} steps")
     model.train()
     return opt, None

@@ -63,6 +63,12 @@ def test_the_ascent_stays_within_the_radius_and_moves_away_from_the_key_label():
     assert mbw.ascend(model, x, labels, 0.0) is x
 
 
+def test_the_radius_is_a_share_of_the_datas_range():
+    """mbw_eps is on [0, 1] pixels; Speech Commands' log-mels span about [-6, 7], where 5/255 is 13 times as far."""
+    assert mbw.radius(5 / 255) == 5 / 255
+    assert mbw.radius(5 / 255, (-6.0, 7.0)) == pytest.approx(13 * 5 / 255)
+
+
 def test_training_makes_the_model_hold_its_key_within_the_radius():
     from ewe.data.splits import load_data
     from ewe.models import build_model
