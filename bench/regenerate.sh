@@ -62,15 +62,20 @@ for ds in mnist fashion-mnist; do
     rel --dataset $ds --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5 \
         --set 'schemes=["defended","mbw"]' --note "with MBW" --results $B
 done
+# speech has no training subset, so no thief with its own data: the owner's-data thieves only
+rel --dataset speech-commands --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,same-soft5 \
+    --set 'schemes=["defended","mbw"]' --note "with MBW" --results $B
 # dataset inference (issue 38; its own file): the same thieves, and its false accusations among innocents, the
 # runs' clean models and 3 models per victim trained on the thief's own data (--di-independents)
 DI=bench/results/reliability_dataset_inference.jsonl
-rel --dataset digits --victims 0-3 --thieves 5 --variants same-hard,same-soft5 --set 'schemes=["dataset_inference"]' \
+rel --dataset digits --victims 0-4 --thieves 5 --variants same-hard,same-soft5 --set 'schemes=["dataset_inference"]' \
     --set target=6 --results $DI
 for ds in mnist fashion-mnist; do
     rel --dataset $ds --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,fresh-hard,same-soft5 \
         --set 'schemes=["dataset_inference"]' --di-independents 3 --results $DI
 done
+rel --dataset speech-commands --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,same-soft5 \
+    --set 'schemes=["dataset_inference"]' --results $DI
 # DAWN (issue 18; RESULTS §1): the same victims' clean models behind the API, flipping 0.5 % of answers; the rows
 # join their dataset's file, after its watermark rows
 dawn() { rel --dawn-rate 0.005 --note "DAWN, flip rate 0.5 %" "$@"; }
