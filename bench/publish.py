@@ -214,17 +214,20 @@ def class_block(classes: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def is_preset_setting(s: dict) -> bool:
+    """Is a summary its dataset's preset as shipped (no note, no override that differs from the preset)? Other
+    settings of the same dataset and preset (a study's schemes, another target) name themselves in brackets."""
+    from ewe.config import preset
+    default = preset(s["dataset"], s["preset"]).to_dict()
+    return not s.get("note") and all(default.get(k) == v for k, v in (s.get("overrides") or {}).items())
+
+
 def demo_contrast_block(summaries: list[dict]) -> str:
     """What the default demo's two thieves (the Attack page's side by side: the digits preset's distiller and the
     same thief given the top class only) do to each copy, over the stored victims x thieves of that setting, with
     exact 95 % intervals: how often one demo run shows the contrast."""
-    from ewe.config import preset
-    default = preset("digits", "quick").to_dict()
-
-    def is_demo(s):
-        return (s["dataset"], s["preset"], s.get("note", "")) == ("digits", "quick", "") and all(
-            default.get(k) == v for k, v in (s.get("overrides") or {}).items())
-    by_variant = {s["variant"]: s for s in summaries if is_demo(s)}
+    by_variant = {s["variant"]: s for s in summaries
+                  if (s["dataset"], s["preset"]) == ("digits", "quick") and is_preset_setting(s)}
     soft, hard = by_variant.get("same-soft5"), by_variant.get("same-hard")
     if not soft or not hard:
         return "(no stored runs of the default demo's setting under both thieves)"
@@ -499,7 +502,8 @@ def main(argv=None) -> int:
     readme = ROOT / "README.md"
     write_if_changed(readme, replace_block(readme.read_text(), "demo", overview(summaries)))
 
-    published = {"summaries": [{"setting": setting(s), "variant": s["variant"], "victims": s["victims"],
+    published = {"summaries": [{"setting": setting(s), "dataset": s["dataset"], "preset": s["preset"],
+                                "preset_setting": is_preset_setting(s), "variant": s["variant"], "victims": s["victims"],
                                 "thieves": s["thieves_per_victim"],
                                 **{f"{k.lower()}_proven_100": rate(s, k) for k in ("EWE", "classic", "ablation")},
                                 "mea_proven_100": rate(s, "MEA-Defender"), "mbw_proven_100": rate(s, "MBW"),

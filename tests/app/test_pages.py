@@ -19,6 +19,11 @@ def test_app_navigation_and_learn_page(app_env):
     assert at.selectbox(key="dataset").value == "digits"     # offline default
     assert any("offline" in t for t in texts(at, "info"))    # says which data is in use
     assert not plotly_charts(at)                              # nothing to plot until the study is opened
+    # the shipped numbers of the presets themselves, not of a study's variation published beside them
+    findings = next(m.value for m in at.markdown if "What it finds" in m.value)
+    for said in ("On the digits demo", "On Fashion-MNIST (", "On MNIST, where the victim makes few mistakes"):
+        assert said in findings
+    assert "—" not in findings.split("The demo therefore")[0]
     at.session_state["learn_study"] = True                    # the reader opens the study expander
     at.run()
     assert plotly_charts(at)                                  # the committed study, seed by seed
