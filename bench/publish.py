@@ -214,12 +214,17 @@ def class_block(classes: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def changed_settings(s: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """What a summary's study changed of its preset ("mbw_eps 0.005"): the overrides that differ from it."""
+    from ewe.config import preset
+    default = preset(s["dataset"], s["preset"]).to_dict()
+    return [f"{k} {v}" for k, v in sorted((s.get("overrides") or {}).items()) if k not in ignore and default.get(k) != v]
+
+
 def is_preset_setting(s: dict) -> bool:
     """Is a summary its dataset's preset as shipped (no note, no override that differs from the preset)? Other
     settings of the same dataset and preset (a study's schemes, another target) name themselves in brackets."""
-    from ewe.config import preset
-    default = preset(s["dataset"], s["preset"]).to_dict()
-    return not s.get("note") and all(default.get(k) == v for k, v in (s.get("overrides") or {}).items())
+    return not s.get("note") and not changed_settings(s)
 
 
 def demo_contrast_block(summaries: list[dict]) -> str:
@@ -257,6 +262,12 @@ RIVALS = ("MBW", "dataset inference")      # the next defences (issue 38): table
 NO_WATERMARK = ("dataset inference",)      # judged by margins: nothing is "kept"
 
 
+def _dataset_setting(s: dict) -> str:
+    """A study's dataset, with what it changed of the preset besides the schemes it trained."""
+    changed = changed_settings(s, ignore=("schemes",))
+    return s["dataset"] + (f" ({', '.join(changed)})" if changed else "")
+
+
 def rivals_block(summaries: list[dict]) -> str:
     """The margin-based watermark and dataset inference under the tables' thieves: copies proven (exact 95 %
     interval), what the copies keep, the accuracy cost; and dataset inference's false accusations, each innocent
@@ -270,7 +281,7 @@ def rivals_block(summaries: list[dict]) -> str:
             if x.get("n"):
                 cost = x.get("accuracy_cost_mean")
                 kept = "—" if name in NO_WATERMARK else f"{100 * x['kept_mean']:.1f} %"
-                lines.append(f"| {s['dataset']} | {name} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} "
+                lines.append(f"| {_dataset_setting(s)} | {name} | {s['variant']} | {s['victims']} x {s['thieves_per_victim']} "
                              f"| {_exact(x['proven_within_100'], x['n'])} | {kept} | "
                              f"{'—' if cost is None else f'{100 * cost:.2f} pts'} |")
         if s.get("dataset_inference_innocents"):       # the same victims in every thief's summary: one per dataset
