@@ -195,7 +195,7 @@ NUMBER_SETTINGS = {
     "mbw_eps": ("margin radius", 1 / 255, "%.4g", "How far (L-infinity, on [0, 1] pixels) each key input is pushed "
                 "towards the boundary before the model is trained to keep its key label there: the margin. The "
                 "paper's 5/255 = 0.0196; 0 trains the key without a margin; on speech, the same share of its "
-                "features' range. In [0, 0.5]."),
+                "features' range, where a victim fits its key better at 0.005 (docs/RESULTS.md §1). In [0, 0.5]."),
     "di_samples": ("revealed points m", 1, None, "The owner's private (training) points it reveals to the test, "
                    "and as many public ones; the paper's claim is for 50. At least 2."),
 }
