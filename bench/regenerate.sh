@@ -79,6 +79,10 @@ for ds in mnist fashion-mnist; do
 done
 rel --dataset speech-commands --data-dir "$DATA" --victims 0-4 --thieves 5 --variants same-hard,same-soft5 \
     --set 'schemes=["dataset_inference"]' --results $DI
+# where its membership signal is lost: the blind walk against the white-box margin and the soft-label loss
+for ds in mnist fashion-mnist speech-commands; do
+    $PY bench/di_signal.py "$R"/$ds-quick-schemesdataset_inference-s? --out bench/results/di_signal_${ds%%-*}.json
+done
 # DAWN (issue 18; RESULTS §1): the same victims' clean models behind the API, flipping 0.5 % of answers; the rows
 # join their dataset's file, after its watermark rows
 dawn() { rel --dawn-rate 0.005 --note "DAWN, flip rate 0.5 %" "$@"; }
