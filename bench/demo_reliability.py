@@ -389,6 +389,7 @@ def margin_gap(path: Path, m: int = 50, draws: int = 200) -> dict:
     at 0.05 (the power a perfect embedding would give the test with m points)."""
     import torch
     from ewe.config import saved_config
+    from ewe.train import logit_margins
     saved = json.loads((path / "config.json").read_text())
     cfg = saved_config(saved)
     data = splits.load_data(cfg)
@@ -397,9 +398,7 @@ def margin_gap(path: Path, m: int = 50, draws: int = 200) -> dict:
     for name, model in runs.Run.open(path).load_models(("dataset_inference", "di_extracted", "independent_clean")).items():
         with torch.no_grad():
             def margins(x, y):
-                logits = model(x)
-                true = logits.gather(1, y[:, None])[:, 0]
-                return (true - logits.scatter(1, y[:, None], float("-inf")).max(1).values).cpu().numpy()
+                return logit_margins(model(x), y).cpu().numpy()
             a, b = margins(data.x_train, data.y_train), margins(data.x_test, data.y_test)
         auc = stats.mannwhitneyu(a, b).statistic / (len(a) * len(b))
         power = np.mean([stats.ttest_ind(rng.choice(a, m, replace=False), rng.choice(b, m, replace=False),

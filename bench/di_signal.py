@@ -23,6 +23,7 @@ from pathlib import Path
 from ewe.config import saved_config
 from ewe.data.splits import load_data
 from ewe.results.runs import Run
+from ewe.train import logit_margins
 from ewe.watermarks import dataset_inference as di
 
 
@@ -46,8 +47,7 @@ def measure(path: Path) -> dict:
     margin, loss = {}, {}
     for k, z in logits.items():
         y = points[f"test_{k}"][1]
-        own = z.gather(1, y[:, None])[:, 0]
-        margin[k] = (own - z.scatter(1, y[:, None], float("-inf")).max(1).values).tolist()
+        margin[k] = logit_margins(z, y).tolist()
         loss[k] = (-F.cross_entropy(z, y, reduction="none")).tolist()      # negated: members have low loss
     return {"run": path.name, "points": len(walk["private"]),
             "auc_blind_walk_scorer": _auc(walk["private"], walk["public"]),

@@ -40,6 +40,12 @@ def predict_proba(model: torch.nn.Module, x: torch.Tensor, temperature: float = 
                       for i in range(0, len(x), batch_size)])
 
 
+def logit_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each row's logit of its label minus its largest other logit (> 0: the label is the model's answer)."""
+    own = logits.gather(1, labels[:, None])[:, 0]
+    return own - logits.scatter(1, labels[:, None], float("-inf")).max(1).values
+
+
 def accuracy(model, x, y) -> float:
     return (predict(model, x) == y).float().mean().item()
 

@@ -50,9 +50,9 @@ def _pct(x):
     return "—" if x is None else f"{100 * x:.0f} %"
 
 # the presets as shipped, not a study's variation of them (other schemes, another target)
-hard, soft = measured.preset_summary("digits", "same-hard"), measured.preset_summary("digits", "same-soft5")
-own_data = measured.preset_summary("fashion-mnist", "fresh-hard")
-own_mnist = measured.preset_summary("mnist", "fresh-hard")
+hard, soft = measured.preset_summary(rows, "digits", "same-hard"), measured.preset_summary(rows, "digits", "same-soft5")
+own_data = measured.preset_summary(rows, "fashion-mnist", "fresh-hard")
+own_mnist = measured.preset_summary(rows, "mnist", "fresh-hard")
 st.markdown(
     "The paper reports that entangled watermarks survive extraction while plain ones do not. This lab steals "
     "each defended model with **several thieves** (victims × thieves) and judges every copy with an exact "

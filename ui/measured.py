@@ -6,7 +6,7 @@ from ewe.results import sidebyside, studies
 
 
 published = studies.published          # the Learn page's numbers (ewe.results.studies)
-preset_summary = studies.preset_summary      # one of them: a dataset's preset as shipped, under one thief
+preset_summary = studies.preset_summary      # one of its summaries: a preset as shipped, one thief
 schemes_side_by_side = studies.side_by_side      # the Trade-offs page's schemes per dataset
 scheme_rows = sidebyside.display_rows             # one such table as text, column -> cell
 study_gains = studies.study_gains

@@ -2,7 +2,7 @@
 package data): written by the benches, read only here, never typed by hand.
 
     published()      what bench/publish.py wrote from stored runs (published.json)
-    preset_summary() its summary of a dataset's preset as shipped, under one thief
+    preset_summary() one of its summaries: a dataset's preset as shipped, under one thief
     side_by_side()   its schemes side by side, per dataset (ewe.results.sidebyside tables)
     study_gains()    the issue-5 study (bench/explore.py rows) as per-seed gains over the no-SNNL ablation
     STAGE_COSTS      seconds per unit of work of each stage (bench/bench_eta.py --calibrate), for the ETA
@@ -27,11 +27,11 @@ def published(path: Path = PUBLISHED) -> dict[str, Any]:
         return {}
 
 
-def preset_summary(dataset: str, variant: str, preset: str = "quick", path: Path = PUBLISHED) -> dict | None:
-    """The published victims x thieves summary of ``dataset``'s ``preset`` as shipped (not a study's variation
-    of it: other schemes, another target) under the thief ``variant`` ("same-hard", "fresh-hard", ...); None
-    when not published."""
-    return next((r for r in published(path).get("summaries") or []
+def preset_summary(summaries: list[dict], dataset: str, variant: str, preset: str = "quick") -> dict | None:
+    """Of the published victims x thieves ``summaries`` (``published()["summaries"]``), the one of ``dataset``'s
+    ``preset`` as shipped (not a study's variation of it: other schemes, another target) under the thief
+    ``variant`` ("same-hard", "fresh-hard", ...); None when not published."""
+    return next((r for r in summaries or []
                  if (r.get("dataset"), r.get("preset"), r["variant"]) == (dataset, preset, variant)
                  and r.get("preset_setting")), None)
 

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from ..callbacks import Reporter
 from ..config import ConfigError, RunConfig
 from ..data.splits import Data
-from ..train import BatchStream, Probe, make_optimizer, watermark_schedule
+from ..train import BatchStream, Probe, logit_margins, make_optimizer, watermark_schedule
 
 KEY_SIZE = 100          # the paper's -nq 100
 KEY_WEIGHT = 0.1        # the paper's -v 0.1: each key term's weight against a clean term
@@ -125,10 +125,7 @@ def ascend(model, x: torch.Tensor, labels: torch.Tensor, eps: float, steps: int 
 
 @torch.no_grad()
 def _margins(model, x, labels):
-    logits = model(x)
-    own = logits.gather(1, labels[:, None])[:, 0]
-    other = logits.scatter(1, labels[:, None], float("-inf")).max(1).values
-    return own - other
+    return logit_margins(model(x), labels)
 
 
 def key_margin(model, x: torch.Tensor, labels: torch.Tensor, eps: float, steps: int = 10,
