@@ -73,7 +73,7 @@ def live(j):
                             "stolen copy accuracy": p["extracted_accuracy"],
                             "watermark in stolen copy": p["extracted_watermark"],
                             f"{CLASSIC.label} in its stolen copy": p["plain_extracted_watermark"],
-                            **{f"watermark {naming.MODEL_LABELS.get(c, c)}": w for c, w in (p.get("rivals") or {}).items()},
+                            **{f"watermark {naming.model_label(c)}": w for c, w in (p.get("rivals") or {}).items()},
                             "queries for 95 %": widgets.queries_text(p["queries_for_95"])} for p in points])
         pct = st.column_config.NumberColumn(format="percent")
         st.dataframe(df, hide_index=True, width="stretch",

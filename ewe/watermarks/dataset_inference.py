@@ -65,6 +65,7 @@ from scipy import stats
 from ..config import ConfigError
 from ..querycurve import queries_for_confidence, query_grid
 from ..train import predict
+from .triggers import value_range
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -231,12 +232,6 @@ def judge(owner: dict, suspect: dict, *, alpha: float = 0.05, draws: int = 200, 
             "label_queries": int(suspect.get("label_queries", 0))}
 
 
-def walk_range(cfg: RunConfig, data) -> tuple[float, float]:
-    """The value range a run's walks stay in: the one its triggers are clipped to."""
-    from .triggers import value_range
-    return value_range(cfg, data)
-
-
 def run_points(cfg: RunConfig, data) -> dict[str, tuple]:
     """The owner's points of a run (its data and seed, ``cfg.di_samples`` revealed to the test)."""
     return owner_points(data.x_train, data.y_train, data.x_test, data.y_test, cfg.di_samples, cfg.seed)
@@ -268,7 +263,7 @@ def record_model(run_dir, cfg: RunConfig, data, name: str, model, owner: bool) -
     """Walk ``model`` on the run's points and keep its evidence under ``name`` (``owner``: the owner's own
     model, whose fitting points are walked too; it replaces every earlier evidence, which its scorer judged).
     The directions come from the run's seed, the same for every model."""
-    points, vr = run_points(cfg, data), walk_range(cfg, data)
+    points, vr = run_points(cfg, data), value_range(cfg, data)     # the range the run's triggers are clipped to
     ev = evidence(model, points, cfg.seed, owner=owner, value_range=vr)
     stored = None if owner else _read(run_dir)
     if stored is None or stored.get("samples") != cfg.di_samples:
@@ -290,7 +285,7 @@ def record_population(run_dir, cfg: RunConfig, data, manifest: dict, models: dic
     stored = _read(run_dir)
     if stored is None:
         return 0
-    points, vr = run_points(cfg, data), walk_range(cfg, data)
+    points, vr = run_points(cfg, data), value_range(cfg, data)
     stored["innocents"] = {n: evidence(m, points, cfg.seed, value_range=vr) for n, m in models.items()}
     stored["innocents_models"] = {n: {k: manifest["models"][n].get(k) for k in ("model", "data", "budget",
                                                                                   "n_train")} for n in models}
